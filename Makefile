@@ -1,0 +1,59 @@
+# Postern build. `make run` starts the proxy on the embedded default; `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+BUILD := build
+# Go plugins: every folder under plugins/ (and the SDK conformance kits) with a main.go.
+GO_PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/main.go sdk/conformance/kit-go/main.go)))
+# C plugins: every folder under plugins/ (and the C kit) with a .c file.
+C_PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/*.c sdk/conformance/kit-c/*.c)))
+GO_PLUGINS := $(foreach d,$(GO_PLUGIN_DIRS),$(BUILD)/plugins/$(notdir $(d:/=)).wasm)
+C_PLUGINS := $(foreach d,$(C_PLUGIN_DIRS),$(BUILD)/plugins/$(notdir $(d:/=)).wasm)
+
+# C guests: clang from Debian with wasi-libc, built as WASI reactors (a library with _initialize, no _start).
+CLANG ?= clang
+WASI_SYSROOT ?= /usr
+C_FLAGS := --target=wasm32-wasi --sysroot=$(WASI_SYSROOT) -mexec-model=reactor -O2 -Wall -Wextra -Werror \
+	-I sdk/c -Wl,--export=postern_abi_version -Wl,--strip-all
+
+.PHONY: all build plugins run test test-unit lint bench clean c-plugin
+
+all: build plugins
+
+build: $(BUILD)/postern
+
+$(BUILD)/postern: FORCE
+	$(GO) build -trimpath -o $@ ./cmd/postern
+
+plugins: $(GO_PLUGINS) $(C_PLUGINS)
+
+$(BUILD)/plugins/%.wasm: FORCE
+	@mkdir -p $(dir $@)
+	@src=$$(for d in $(GO_PLUGIN_DIRS) $(C_PLUGIN_DIRS); do [ "$$(basename $$d)" = "$*" ] && echo $$d; done | head -1); \
+	if ls $$src*.c >/dev/null 2>&1; then \
+		echo "clang $$src -> $@"; $(MAKE) -s c-plugin SRC=$$src OUT=$@; \
+	else \
+		echo "go $$src -> $@"; (cd $$src && GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -buildmode=c-shared -trimpath -o $(CURDIR)/$@ .); \
+	fi
+
+# c-plugin builds one C plugin: make c-plugin SRC=plugins/x OUT=build/plugins/x.wasm
+c-plugin:
+	$(CLANG) $(C_FLAGS) -o $(OUT) $(wildcard $(SRC)/*.c)
+
+run: build plugins
+	$(BUILD)/postern run -config policies/demo.hcl
+
+test: build plugins
+	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(GO) test -count=1 ./...
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+bench: build plugins
+	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
