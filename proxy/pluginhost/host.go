@@ -1,0 +1,349 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Defaults of Config (ABI §6).
+const (
+	DefaultMemory   = 64 << 20        // guest memory limit in bytes
+	DefaultTimeout  = 2 * time.Second // per hook call
+	DefaultMaxCalls = 10000           // calls before an instance is recycled
+)
+
+const (
+	defaultInitTimeout = 5 * time.Second
+	pageSize           = 64 << 10
+	maxPages           = 65536
+)
+
+// Host loads plugins and owns what they share: the compilation cache and the compiled pattern sets.
+type Host struct {
+	cache    wazero.CompilationCache
+	log      *slog.Logger
+	patterns patternCache
+
+	mu      sync.Mutex
+	plugins map[*Plugin]struct{}
+	closed  bool
+}
+
+// NewHost makes a host. With opts.CacheDir set, compiled plugins are kept on disk there and reused by later
+// processes (wazero keys them by module bytes, wazero version and CPU).
+func NewHost(ctx context.Context, opts Options) (*Host, error) {
+	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{})}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.CacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("pluginhost: compilation cache in %s: %w", opts.CacheDir, err)
+		}
+		h.cache = c
+	} else {
+		h.cache = wazero.NewCompilationCache()
+	}
+	return h, nil
+}
+
+// Close closes every plugin still loaded, aborting calls in flight (they fail with ErrClosed or a trap), and the
+// compilation cache. The on-disk cache stays for the next process.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	plugins := make([]*Plugin, 0, len(h.plugins))
+	for p := range h.plugins {
+		plugins = append(plugins, p)
+	}
+	h.mu.Unlock()
+	for _, p := range plugins {
+		_ = p.Close(ctx)
+		p.closeRuntime() // unlike Plugin.Close, don't wait for calls in flight: the host is going away
+	}
+	return h.cache.Close(ctx)
+}
+
+func (h *Host) forget(p *Plugin) {
+	h.mu.Lock()
+	delete(h.plugins, p)
+	h.mu.Unlock()
+}
+
+// Load compiles a plugin (through the host's compilation cache), checks it against the ABI, and creates its first
+// instance, running postern_init, so that a bad module or a refused configuration fails here, with the plugin's
+// log lines in the error, rather than on the first message.
+func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("pluginhost: plugin has no name")
+	}
+	fail := func(format string, args ...any) (*Plugin, error) {
+		return nil, fmt.Errorf("plugin %q: %s", cfg.Name, fmt.Sprintf(format, args...))
+	}
+	if len(cfg.Wasm) == 0 {
+		return fail("no module bytes")
+	}
+	if cfg.Config == nil {
+		cfg.Config = []byte("{}")
+	}
+	if cfg.Memory == 0 {
+		cfg.Memory = DefaultMemory
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.InitTimeout <= 0 {
+		cfg.InitTimeout = max(defaultInitTimeout, cfg.Timeout)
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = max(2, 2*runtime.GOMAXPROCS(0))
+	}
+	if cfg.MaxCalls <= 0 {
+		cfg.MaxCalls = DefaultMaxCalls
+	}
+	var onError Verdict
+	switch cfg.OnError {
+	case OnErrorTempfail, OnErrorAccept, OnErrorReject:
+		onError = cfg.OnError.verdict()
+	default:
+		return fail("invalid OnError %d", cfg.OnError)
+	}
+	pages := min((uint64(cfg.Memory)+pageSize-1)/pageSize, maxPages)
+	sum := sha256.Sum256(cfg.Wasm)
+
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return fail("host closed")
+	}
+
+	// One runtime per plugin: the memory limit is a runtime setting, and closing a runtime releases everything
+	// of the plugin at once. The compilation cache is shared, so identical modules compile once.
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(uint32(pages)).
+		WithCompilationCache(h.cache))
+	ok := false
+	defer func() {
+		if !ok {
+			_ = rt.Close(context.Background())
+		}
+	}()
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fail("instantiating WASI: %v", err)
+	}
+	hb := rt.NewHostModuleBuilder(hostModule)
+	for i := range hostFuncs {
+		hf := &hostFuncs[i]
+		hb.NewFunctionBuilder().WithGoModuleFunction(hf.goFunc(), hf.params, i32Result).Export(hf.name)
+	}
+	if _, err := hb.Instantiate(ctx); err != nil {
+		return fail("instantiating host functions: %v", err)
+	}
+	compiled, err := rt.CompileModule(ctx, cfg.Wasm)
+	if err != nil {
+		return fail("compiling: %v", err)
+	}
+	if err := checkImports(rt, compiled); err != nil {
+		return fail("%v", err)
+	}
+	exported, err := checkExports(compiled)
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	modCfg := wazero.NewModuleConfig().WithName("").WithStartFunctions() // anonymous: many instances coexist
+	if _, ok := compiled.ExportedFunctions()["_initialize"]; ok {
+		modCfg = modCfg.WithStartFunctions("_initialize")
+	}
+	if cfg.Grants.Clock {
+		modCfg = modCfg.WithSysWalltime().WithSysNanotime().WithSysNanosleep()
+	}
+	if cfg.Grants.Random {
+		modCfg = modCfg.WithRandSource(rand.Reader)
+	}
+	// No WithFS, WithArgs, WithEnv, WithStdout/Stderr: wazero's defaults are no files, no arguments, no
+	// environment and discarded output, a fixed clock and a deterministic random source (ABI §8).
+
+	p := &Plugin{
+		host:        h,
+		name:        cfg.Name,
+		sha:         hex.EncodeToString(sum[:]),
+		config:      cfg.Config,
+		timeout:     cfg.Timeout,
+		initTimeout: cfg.InitTimeout,
+		maxCalls:    cfg.MaxCalls,
+		memLimit:    pages * pageSize,
+		onError:     onError,
+		log:         h.log,
+		rt:          rt,
+		compiled:    compiled,
+		modCfg:      modCfg,
+		idle:        make(chan *instance, cfg.PoolSize),
+		tokens:      make(chan struct{}, cfg.PoolSize),
+		done:        make(chan struct{}),
+		insts:       make(map[*instance]struct{}),
+	}
+	for range cfg.PoolSize - 1 {
+		p.tokens <- struct{}{}
+	}
+	var check loadCheck
+	in, logs, err := p.newInstance(ctx, &check)
+	if err != nil {
+		return fail("%v%s", err, formatLogs(logs))
+	}
+	p.hooks = exported
+	if check.hasMask {
+		p.hooks &= check.mask
+		if p.hooks == 0 {
+			_ = in.mod.Close(ctx)
+			return fail("postern_hooks returned %#x, which enables none of the exported hooks (%s)", uint32(check.mask), exported)
+		}
+	}
+	p.live.Store(1)
+	p.register(in)
+	p.idle <- in
+
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		_ = in.mod.Close(ctx)
+		return fail("host closed")
+	}
+	h.plugins[p] = struct{}{}
+	h.mu.Unlock()
+	ok = true
+	return p, nil
+}
+
+// formatLogs renders init log lines for an error message.
+func formatLogs(logs []LogLine) string {
+	if len(logs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("; plugin log:")
+	for _, l := range logs {
+		fmt.Fprintf(&b, " [%s] %s;", strings.ToLower(l.Level.String()), l.Text)
+	}
+	return strings.TrimSuffix(b.String(), ";")
+}
+
+// checkImports checks that every import is a function the host provides with the right signature (ABI §3, §5).
+func checkImports(rt wazero.Runtime, compiled wazero.CompiledModule) error {
+	provided := map[string]map[string]api.FunctionDefinition{}
+	for _, name := range []string{hostModule, wasi_snapshot_preview1.ModuleName} {
+		provided[name] = rt.Module(name).ExportedFunctionDefinitions()
+	}
+	var missing, wrong, foreign []string
+	for _, def := range compiled.ImportedFunctions() {
+		mod, name, _ := def.Import()
+		defs, ok := provided[mod]
+		if !ok {
+			if v, isVersion := strings.CutPrefix(mod, hostModule+"_v"); isVersion {
+				return fmt.Errorf("ABI version %s is not supported (it imports module %q; this host supports version %d)", v, mod, abiVersion)
+			}
+			foreign = append(foreign, mod+"."+name)
+			continue
+		}
+		have, ok := defs[name]
+		if !ok {
+			missing = append(missing, mod+"."+name)
+			continue
+		}
+		if !slices.Equal(have.ParamTypes(), def.ParamTypes()) || !slices.Equal(have.ResultTypes(), def.ResultTypes()) {
+			wrong = append(wrong, fmt.Sprintf("%s.%s is %s, the host's is %s", mod, name, signature(def), signature(have)))
+		}
+	}
+	var problems []string
+	if len(foreign) > 0 {
+		problems = append(problems, fmt.Sprintf("imports from modules the host does not provide (only %s and %s): %s",
+			hostModule, wasi_snapshot_preview1.ModuleName, strings.Join(foreign, ", ")))
+	}
+	if len(missing) > 0 {
+		problems = append(problems, "imports functions the host does not provide: "+strings.Join(missing, ", "))
+	}
+	if len(wrong) > 0 {
+		problems = append(problems, "imports with the wrong signature: "+strings.Join(wrong, "; "))
+	}
+	if mems := compiled.ImportedMemories(); len(mems) > 0 {
+		problems = append(problems, "imports a memory; a plugin must define and export its own")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func signature(def api.FunctionDefinition) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return names(def.ParamTypes()) + " -> " + names(def.ResultTypes())
+}
+
+// checkExports checks the exports of ABI §2 and returns the hooks exported.
+func checkExports(compiled wazero.CompiledModule) (HookSet, error) {
+	if _, ok := compiled.ExportedMemories()["memory"]; !ok {
+		return 0, errors.New(`does not export its memory as "memory"`)
+	}
+	fns := compiled.ExportedFunctions()
+	i32 := []api.ValueType{api.ValueTypeI32}
+	want := func(name string, results []api.ValueType, required bool) error {
+		def, ok := fns[name]
+		if !ok {
+			if required {
+				return fmt.Errorf("does not export %s (not a Postern plugin, or built without an SDK)", name)
+			}
+			return nil
+		}
+		if len(def.ParamTypes()) != 0 || !slices.Equal(def.ResultTypes(), results) {
+			return fmt.Errorf("export %s is %s, want %s", name, signature(def), map[bool]string{true: "() -> (i32)", false: "() -> ()"}[len(results) == 1])
+		}
+		return nil
+	}
+	if err := want("postern_abi_version", i32, true); err != nil {
+		return 0, err
+	}
+	for _, name := range []string{"postern_init", "postern_hooks"} {
+		if err := want(name, i32, false); err != nil {
+			return 0, err
+		}
+	}
+	if err := want("_initialize", nil, false); err != nil {
+		return 0, err
+	}
+	var hooks HookSet
+	for h := range numHooks {
+		if err := want(hookExports[h], i32, false); err != nil {
+			return 0, err
+		}
+		if _, ok := fns[hookExports[h]]; ok {
+			hooks |= 1 << h
+		}
+	}
+	if hooks == 0 {
+		return 0, fmt.Errorf("exports no hook (%s)", strings.Join(hookExports[:], ", "))
+	}
+	return hooks, nil
+}

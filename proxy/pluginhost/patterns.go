@@ -1,0 +1,602 @@
+package pluginhost
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/bits"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Bounds of patterns_compile. Past them the call is aborted (a resource limit, ABI §3.1).
+const (
+	maxPatternText     = 256 << 10 // bytes of one pattern set's text
+	maxPatternsPerSet  = 256       // patterns in one set
+	maxSetsPerInstance = 64        // distinct sets one instance may hold
+	maxCachedSets      = 1024      // sets the host keeps compiled; past it new sets are compiled but not kept
+)
+
+// Fast-path bounds: see pattern.
+const (
+	maxFastLen    = 4096 // longest match (bytes) a pattern may have to be scanned by windows
+	maxPrefix     = 16   // bytes of prefix filter
+	maxFastPerSet = 64   // patterns of one set sharing the first-byte pass (bits of a uint64)
+)
+
+// patternCache is the host-wide cache of compiled pattern sets, keyed by their text (ABI §3.4: one compilation
+// per distinct configuration, not per instance).
+type patternCache struct {
+	mu   sync.Mutex
+	sets map[string]*patternSet
+}
+
+func (c *patternCache) compile(text string) (*patternSet, error) {
+	c.mu.Lock()
+	ps := c.sets[text]
+	c.mu.Unlock()
+	if ps != nil {
+		return ps, nil
+	}
+	ps, err := compilePatternSet(text)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.sets[text]; old != nil {
+		return old, nil // compiled concurrently: keep one, so that handles compare equal
+	}
+	if c.sets == nil {
+		c.sets = make(map[string]*patternSet)
+	}
+	if len(c.sets) < maxCachedSets {
+		c.sets[text] = ps
+	}
+	return ps, nil
+}
+
+// patternSet is a compiled patterns_compile text.
+type patternSet struct {
+	patterns []*pattern
+	// first[b] has bit i set when byte b may start a match of fast pattern i (fast[i]); one pass over the
+	// content finds every fast pattern's candidates.
+	first [256]uint64
+	fast  []*pattern
+}
+
+// pattern is one regular expression with what its fast scan needs.
+//
+// The fast scan keeps Go regexp's exact leftmost-first semantics while running the regexp only near candidate
+// positions. It applies to patterns that cannot match the empty string, whose matches are at most maxFastLen bytes
+// long, and whose first byte cannot be a UTF-8 continuation byte. A match can start only where the prefix filter
+// (the bytes every match starts with, as byte sets) passes. Candidates closer than maxLen are merged into regions;
+// each region is searched with ctx, `(?s:.)(?:P)`, over a window starting one rune before the region, so that
+// \b, ^ and the like see the real previous character, and ending a rune after the longest possible match, so
+// that they see the real next one. Every other pattern is scanned whole.
+type pattern struct {
+	index  int
+	re     *regexp.Regexp // the pattern as written
+	ctx    *regexp.Regexp // (?s:.)(?:P): P preceded by exactly one rune of context
+	fast   bool
+	maxLen int
+	prefix [maxPrefix][4]uint64 // byte sets: prefix[j] holds the bytes allowed at offset j from a match's start
+	nPre   int
+}
+
+func compilePatternSet(text string) (*patternSet, error) {
+	ps := &patternSet{}
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			continue
+		}
+		if len(ps.patterns) == maxPatternsPerSet {
+			return nil, fmt.Errorf("more than %d patterns", maxPatternsPerSet)
+		}
+		pt, err := compilePattern(line, len(ps.patterns))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: pattern %q: %w", i+1, truncate(line, 200), err)
+		}
+		ps.patterns = append(ps.patterns, pt)
+		if pt.fast && len(ps.fast) < maxFastPerSet {
+			bit := uint64(1) << len(ps.fast)
+			for b := range 256 {
+				if pt.prefix[0][b>>6]&(1<<(b&63)) != 0 {
+					ps.first[b] |= bit
+				}
+			}
+			ps.fast = append(ps.fast, pt)
+		} else {
+			pt.fast = false
+		}
+	}
+	if len(ps.patterns) == 0 {
+		return nil, fmt.Errorf("no pattern (the text is empty)")
+	}
+	return ps, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func compilePattern(expr string, index int) (*pattern, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, err
+	}
+	// expr compiled alone, so its parentheses balance and wrapping it cannot change its meaning; flags it sets
+	// end at the closing parenthesis, as they would at the end of the text.
+	ctxRe, err := regexp.Compile(`(?s:.)(?:` + expr + `)`)
+	if err != nil {
+		return nil, err
+	}
+	pt := &pattern{index: index, re: re, ctx: ctxRe}
+	tree, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	maxLen, bounded := maxMatchLen(tree)
+	if !bounded || maxLen > maxFastLen || minMatchLen(tree) == 0 {
+		return pt, nil
+	}
+	prog, err := syntax.Compile(tree.Simplify())
+	if err != nil {
+		return nil, err
+	}
+	pt.nPre = prefixSets(prog, &pt.prefix)
+	if pt.nPre == 0 {
+		return pt, nil
+	}
+	// A candidate must be where the scan of the whole text would try a match: never on a continuation byte.
+	for b := 0x80; b < 0xC0; b++ {
+		if pt.prefix[0][b>>6]&(1<<(b&63)) != 0 {
+			return pt, nil
+		}
+	}
+	pt.fast, pt.maxLen = true, maxLen
+	return pt, nil
+}
+
+// maxMatchLen returns the most bytes a match of re can span, or false when it is unbounded.
+func maxMatchLen(re *syntax.Regexp) (int, bool) {
+	const inf = 1 << 30
+	switch re.Op {
+	case syntax.OpLiteral:
+		n := 0
+		for _, r := range re.Rune {
+			n += maxRuneLen(r, re.Flags&syntax.FoldCase != 0)
+		}
+		return n, true
+	case syntax.OpCharClass:
+		if len(re.Rune) == 0 {
+			return 0, true
+		}
+		return runeLen(re.Rune[len(re.Rune)-1]), true
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return utf8.UTFMax, true
+	case syntax.OpCapture, syntax.OpQuest:
+		return maxMatchLen(re.Sub[0])
+	case syntax.OpStar, syntax.OpPlus:
+		return 0, false
+	case syntax.OpRepeat:
+		if re.Max < 0 {
+			return 0, false
+		}
+		n, ok := maxMatchLen(re.Sub[0])
+		if !ok || n*re.Max > inf {
+			return 0, false
+		}
+		return n * re.Max, true
+	case syntax.OpConcat:
+		sum := 0
+		for _, s := range re.Sub {
+			n, ok := maxMatchLen(s)
+			if !ok || sum+n > inf {
+				return 0, false
+			}
+			sum += n
+		}
+		return sum, true
+	case syntax.OpAlternate:
+		m := 0
+		for _, s := range re.Sub {
+			n, ok := maxMatchLen(s)
+			if !ok {
+				return 0, false
+			}
+			m = max(m, n)
+		}
+		return m, true
+	}
+	return 0, true // empty-width operators
+}
+
+// minMatchLen returns the fewest bytes a match of re can span.
+func minMatchLen(re *syntax.Regexp) int {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return len(re.Rune) // every rune takes at least one byte
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return 1
+	case syntax.OpNoMatch:
+		return 1 << 30
+	case syntax.OpCapture, syntax.OpPlus:
+		return minMatchLen(re.Sub[0])
+	case syntax.OpRepeat:
+		return min(re.Min*minMatchLen(re.Sub[0]), 1<<30)
+	case syntax.OpConcat:
+		sum := 0
+		for _, s := range re.Sub {
+			sum = min(sum+minMatchLen(s), 1<<30)
+		}
+		return sum
+	case syntax.OpAlternate:
+		m := 1 << 30
+		for _, s := range re.Sub {
+			m = min(m, minMatchLen(s))
+		}
+		return m
+	}
+	return 0 // star, quest, empty-width
+}
+
+func runeLen(r rune) int {
+	if n := utf8.RuneLen(r); n > 0 {
+		return n
+	}
+	return 3 // a surrogate in a class range: matched as U+FFFD at most
+}
+
+func maxRuneLen(r rune, fold bool) int {
+	n := runeLen(r)
+	if fold {
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			n = max(n, runeLen(f))
+		}
+	}
+	return n
+}
+
+// prefixSets computes, for byte offsets 0, 1, ... from a match's start, the set of bytes a match can have there,
+// by walking prog with sets of states instead of text: the states reachable after j runes give the runes possible
+// at rune offset j (assertions are assumed to pass, so the sets are supersets). It stops where a match could end
+// (shorter matches have no byte there), after a set that holds a multi-byte rune (its lead bytes are the last
+// fixed offset), or at maxPrefix. It returns the number of sets.
+func prefixSets(prog *syntax.Prog, sets *[maxPrefix][4]uint64) int {
+	set := func(j, b int) { sets[j][b>>6] |= 1 << (b & 63) }
+	seen := make([]bool, len(prog.Inst))
+	var closure func(pc uint32, out []uint32) []uint32
+	closure = func(pc uint32, out []uint32) []uint32 {
+		if seen[pc] {
+			return out
+		}
+		seen[pc] = true
+		inst := &prog.Inst[pc]
+		switch inst.Op {
+		case syntax.InstAlt, syntax.InstAltMatch:
+			out = closure(inst.Out, out)
+			return closure(inst.Arg, out)
+		case syntax.InstCapture, syntax.InstNop, syntax.InstEmptyWidth:
+			return closure(inst.Out, out)
+		case syntax.InstFail:
+			return out
+		}
+		return append(out, pc) // rune instructions and InstMatch
+	}
+	states := closure(uint32(prog.Start), nil)
+	for j := 0; j < maxPrefix; j++ {
+		multi := false
+		for _, pc := range states {
+			inst := &prog.Inst[pc]
+			switch inst.Op {
+			case syntax.InstMatch:
+				return j
+			case syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
+				return j // any rune: no filter from here on
+			}
+			ranges := inst.Rune
+			if len(ranges) == 1 {
+				r := ranges[0]
+				ranges = []rune{r, r}
+				if syntax.Flags(inst.Arg)&syntax.FoldCase != 0 {
+					for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+						ranges = append(ranges, f, f)
+					}
+				}
+			}
+			for k := 0; k+1 < len(ranges); k += 2 {
+				lo, hi := ranges[k], ranges[k+1]
+				for r := lo; r <= min(hi, utf8.RuneSelf-1); r++ {
+					set(j, int(r))
+				}
+				if hi < utf8.RuneSelf {
+					continue
+				}
+				multi = true
+				lo = max(lo, utf8.RuneSelf)
+				if lo <= utf8.RuneError && utf8.RuneError <= hi {
+					// Invalid bytes match as U+FFFD, one byte each: any byte from 0x80 up.
+					for b := 0x80; b < 0x100; b++ {
+						set(j, b)
+					}
+					continue
+				}
+				for b := leadByte(lo); b <= leadByte(hi); b++ {
+					set(j, b)
+				}
+			}
+		}
+		if multi {
+			return j + 1
+		}
+		clear(seen)
+		var next []uint32
+		for _, pc := range states {
+			next = closure(prog.Inst[pc].Out, next)
+		}
+		states = next
+	}
+	return maxPrefix
+}
+
+func leadByte(r rune) int {
+	var buf [utf8.UTFMax]byte
+	utf8.EncodeRune(buf[:], r)
+	return int(buf[0])
+}
+
+// match is one match of one pattern: [start, end) in the content.
+type match struct {
+	pattern    int
+	start, end int
+}
+
+// cancelCheckEvery is how many regions or runes the scan handles between looks at the call's context.
+const cancelCheckEvery = 1 << 12
+
+// search finds the matches of every pattern of ps in data, in ABI order (by start, then pattern), at most limit.
+// It stops early, with an error, when ctx is done (the call timed out: the guest is already gone).
+func (ps *patternSet) search(ctx context.Context, data []byte, limit int) ([]match, error) {
+	var out []match
+	scanned := make([]bool, len(ps.patterns))
+	if len(ps.fast) > 0 {
+		cands := ps.candidates(data)
+		for k, pt := range ps.fast {
+			if cands[k] == nil {
+				continue // too dense: scanned whole below
+			}
+			var err error
+			if out, err = pt.searchFast(ctx, data, cands[k], limit, out); err != nil {
+				return nil, err
+			}
+			scanned[pt.index] = true
+		}
+	}
+	for _, pt := range ps.patterns {
+		if scanned[pt.index] {
+			continue
+		}
+		var err error
+		if out, err = pt.searchAll(ctx, data, limit, out); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(out, func(a, b match) int {
+		if a.start != b.start {
+			return a.start - b.start
+		}
+		return a.pattern - b.pattern
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// candidates makes one pass over data and returns, per fast pattern, the positions where its prefix filter
+// passes. A pattern whose candidates get dense (more than one per 16 bytes) gets nil: windows would cost more than
+// a plain scan.
+func (ps *patternSet) candidates(data []byte) [][]int32 {
+	n := len(ps.fast)
+	cands := make([][]int32, n)
+	active := uint64(1)<<n - 1
+	if n == 64 {
+		active = ^uint64(0)
+	}
+	maxCands := len(data)/16 + 64
+	for i, b := range data {
+		m := ps.first[b] & active
+		for m != 0 {
+			bit := m & -m
+			m &^= bit
+			k := bits.TrailingZeros64(bit)
+			pt := ps.fast[k]
+			if !pt.prefixAt(data, i) {
+				continue
+			}
+			if len(cands[k]) >= maxCands {
+				active &^= bit
+				cands[k] = nil
+				continue
+			}
+			cands[k] = append(cands[k], int32(i))
+		}
+	}
+	for k := range cands {
+		if active&(1<<k) != 0 && cands[k] == nil {
+			cands[k] = []int32{} // no candidate: no match, and nothing to scan
+		}
+	}
+	return cands
+}
+
+func (pt *pattern) prefixAt(data []byte, i int) bool {
+	if i+pt.nPre > len(data) {
+		return false
+	}
+	for j := 1; j < pt.nPre; j++ {
+		b := data[i+j]
+		if pt.prefix[j][b>>6]&(1<<(b&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// searchFast scans the windows around cands (see pattern) and appends at most limit matches to out.
+func (pt *pattern) searchFast(ctx context.Context, data []byte, cands []int32, limit int, out []match) ([]match, error) {
+	found, pos := 0, 0
+	for i, regions := 0, 0; i < len(cands) && found < limit; regions++ {
+		c := int(cands[i])
+		if c < pos {
+			i++
+			continue
+		}
+		if regions%cancelCheckEvery == cancelCheckEvery-1 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The region: candidates whose possible matches overlap, and any candidate inside the window's tail.
+		end := c + pt.maxLen
+		j := i + 1
+		for j < len(cands) && int(cands[j]) <= end+utf8.UTFMax {
+			end = int(cands[j]) + pt.maxLen
+			j++
+		}
+		winEnd := min(len(data), end+utf8.UTFMax)
+		var s, e int
+		if c == 0 {
+			loc := pt.re.FindIndex(data[:winEnd])
+			if loc == nil {
+				i = j
+				continue
+			}
+			s, e = loc[0], loc[1]
+		} else {
+			_, w := utf8.DecodeLastRune(data[:c])
+			winStart := c - w
+			loc := pt.ctx.FindIndex(data[winStart:winEnd])
+			if loc == nil {
+				i = j
+				continue
+			}
+			_, w = utf8.DecodeRune(data[winStart+loc[0]:])
+			s, e = winStart+loc[0]+w, winStart+loc[1]
+		}
+		out = append(out, match{pattern: pt.index, start: s, end: e})
+		found++
+		pos = e // matches of one pattern don't overlap; a pattern that cannot match empty moves on
+	}
+	return out, nil
+}
+
+// searchAll finds pt's matches in all of data with the semantics of regexp's FindAllIndex, reading through a
+// RuneReader that watches ctx, so that a slow pattern over a big part cannot outlive the call's deadline.
+func (pt *pattern) searchAll(ctx context.Context, data []byte, limit int, out []match) ([]match, error) {
+	rr := &ctxReader{ctx: ctx}
+	found, pos, prevEnd := 0, 0, -1
+	for found < limit && pos <= len(data) {
+		var s, e int
+		if pos == 0 {
+			rr.reset(data, 0)
+			loc := pt.re.FindReaderIndex(rr)
+			if rr.err != nil {
+				return nil, rr.err
+			}
+			if loc == nil {
+				break
+			}
+			s, e = loc[0], loc[1]
+		} else {
+			_, w := utf8.DecodeLastRune(data[:pos])
+			rr.reset(data, pos-w)
+			loc := pt.ctx.FindReaderIndex(rr)
+			if rr.err != nil {
+				return nil, rr.err
+			}
+			if loc == nil {
+				break
+			}
+			_, w2 := utf8.DecodeRune(data[pos-w+loc[0]:])
+			s, e = pos-w+loc[0]+w2, pos-w+loc[1]
+		}
+		accept := true
+		if e == pos {
+			// An empty match: never right after the previous match, and the scan moves on by one rune.
+			if s == prevEnd {
+				accept = false
+			}
+			if pos < len(data) {
+				_, w := utf8.DecodeRune(data[pos:])
+				pos += w
+			} else {
+				pos++
+			}
+		} else {
+			pos = e
+		}
+		prevEnd = e
+		if accept {
+			out = append(out, match{pattern: pt.index, start: s, end: e})
+			found++
+		}
+	}
+	return out, nil
+}
+
+// ctxReader is an io.RuneReader over a byte slice that ends the read when its context is done.
+type ctxReader struct {
+	ctx  context.Context
+	data []byte
+	i, n int
+	err  error
+}
+
+func (r *ctxReader) reset(data []byte, from int) { r.data, r.i, r.err = data, from, nil }
+
+func (r *ctxReader) ReadRune() (rune, int, error) {
+	if r.i >= len(r.data) {
+		return 0, 0, io.EOF
+	}
+	r.n++
+	if r.n%cancelCheckEvery == 0 {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			return 0, 0, io.EOF
+		}
+	}
+	c := r.data[r.i]
+	if c < utf8.RuneSelf {
+		r.i++
+		return rune(c), 1, nil
+	}
+	ru, size := utf8.DecodeRune(r.data[r.i:])
+	r.i += size
+	return ru, size, nil
+}
+
+// appendMatches formats matches as part_match's text: "pattern start end\n" each.
+func appendMatches(b []byte, ms []match) []byte {
+	for _, m := range ms {
+		b = strconv.AppendInt(b, int64(m.pattern), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(m.start), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(m.end), 10)
+		b = append(b, '\n')
+	}
+	return b
+}

@@ -1,0 +1,26 @@
+;; badptr: hands a host function a range outside its 64 KiB memory in the message hook, chosen by the first byte
+;; of its configuration: "1" log text [0xFFFFFF00, +0x200) (input), "2" header_get buffer [0xFFFF0000, +100)
+;; (output), "3" config_get buffer [65530, +100) (straddles the end), "4" log text whose end wraps past 2^32.
+;; Connect succeeds.
+(module
+  (import "postern" "log" (func $log (param i32 i32 i32) (result i32)))
+  (import "postern" "header_get" (func $header_get (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "postern" "config_get" (func $config_get (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "Subject")
+  (func (export "postern_abi_version") (result i32) i32.const 1)
+  (func (export "postern_on_connect") (result i32) i32.const 0)
+  (func (export "postern_on_message") (result i32)
+    (local $mode i32)
+    (drop (call $config_get (i32.const 1024) (i32.const 1)))
+    (local.set $mode (i32.load8_u (i32.const 1024)))
+    (if (i32.eq (local.get $mode) (i32.const 0x31))
+      (then (drop (call $log (i32.const 1) (i32.const 0xFFFFFF00) (i32.const 0x200)))))
+    (if (i32.eq (local.get $mode) (i32.const 0x32))
+      (then (drop (call $header_get (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 0) (i32.const 0)
+        (i32.const 0xFFFF0000) (i32.const 100)))))
+    (if (i32.eq (local.get $mode) (i32.const 0x33))
+      (then (drop (call $config_get (i32.const 65530) (i32.const 100)))))
+    (if (i32.eq (local.get $mode) (i32.const 0x34))
+      (then (drop (call $log (i32.const 1) (i32.const 16) (i32.const 0xFFFFFFFF)))))
+    i32.const 0))

@@ -1,0 +1,16 @@
+;; header: reads the decoded Subject and tags it as "subject" (BenchmarkCallHeaderOnly).
+(module
+  (import "postern" "header_get" (func $header_get (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "postern" "tag_add" (func $tag_add (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "Subject")
+  (data (i32.const 32) "subject")
+  (func (export "postern_abi_version") (result i32) i32.const 1)
+  (func (export "postern_on_message") (result i32)
+    (local $n i32)
+    (local.set $n (call $header_get (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 0) (i32.const 1)
+      (i32.const 1024) (i32.const 1024)))
+    (if (i32.lt_s (local.get $n) (i32.const 0)) (then (return (i32.const 0))))
+    (if (i32.gt_u (local.get $n) (i32.const 1024)) (then (local.set $n (i32.const 1024))))
+    (drop (call $tag_add (i32.const 32) (i32.const 7) (i32.const 1024) (local.get $n)))
+    (i32.const 0)))
