@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// action is what the plugin does with a message that has a blocked attachment.
+type action string
+
+const (
+	actionReject     action = "reject"
+	actionStrip      action = "strip"
+	actionQuarantine action = "quarantine"
+	actionTag        action = "tag"
+)
+
+// UnmarshalJSON accepts the action names in any case and refuses anything else.
+func (a *action) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("action: want a string, got %s", b)
+	}
+	switch v := action(strings.ToLower(strings.TrimSpace(s))); v {
+	case actionReject, actionStrip, actionQuarantine, actionTag:
+		*a = v
+		return nil
+	}
+	return fmt.Errorf("action: unknown value %q (want reject, strip, quarantine or tag)", s)
+}
+
+// config is the plugin's JSON configuration; README.md documents every key.
+type config struct {
+	Action action `json:"action"`
+
+	Extensions       []string `json:"extensions"` // replaces the default list when given
+	AddExtensions    []string `json:"add_extensions"`
+	RemoveExtensions []string `json:"remove_extensions"`
+
+	ContentTypes       []string `json:"content_types"` // replaces the default list when given
+	AddContentTypes    []string `json:"add_content_types"`
+	RemoveContentTypes []string `json:"remove_content_types"`
+
+	Sniff    []string `json:"sniff"` // content kinds to recognise; replaces the default (all) when given
+	Archives *bool    `json:"archives"`
+	// BlockIncomplete blocks a message the host could not index completely (a size, depth, part, header or
+	// line limit stopped it): what was not indexed was not inspected.
+	BlockIncomplete *bool `json:"block_incomplete"`
+
+	Code        int     `json:"code"`
+	StripNote   *string `json:"strip_note"`
+	StripHeader *string `json:"strip_header"`
+	Score       float64 `json:"score"`
+}
+
+// settings is a parsed, validated configuration.
+type settings struct {
+	action       action
+	extensions   set
+	contentTypes set
+	sniff        set
+	archives     bool
+	incomplete   bool
+	code         int
+	stripNote    string
+	stripHeader  string
+	score        float64
+}
+
+const (
+	defaultStripNote   = "Postern removed {count} attachment(s) from this message because they can run code: {files}."
+	defaultStripHeader = "X-Postern-Attachments-Removed"
+)
+
+// parseConfig reads the JSON configuration over the defaults. Unknown keys and bad values are errors, so the
+// plugin fails to load instead of quietly protecting less than its administrator believes.
+func parseConfig(data []byte) (settings, error) {
+	var c config
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c); err != nil {
+			return settings{}, fmt.Errorf("attachment-guard configuration: %w", err)
+		}
+	}
+	s := settings{
+		action:       c.Action,
+		extensions:   buildSet(defaultExtensions, c.Extensions, c.AddExtensions, c.RemoveExtensions, cleanExtension),
+		contentTypes: buildSet(defaultContentTypes, c.ContentTypes, c.AddContentTypes, c.RemoveContentTypes, cleanContentType),
+		sniff:        buildSet(allKinds, c.Sniff, nil, nil, strings.ToLower),
+		archives:     c.Archives == nil || *c.Archives,
+		incomplete:   c.BlockIncomplete == nil || *c.BlockIncomplete,
+		code:         c.Code,
+		stripNote:    defaultStripNote,
+		stripHeader:  defaultStripHeader,
+		score:        c.Score,
+	}
+	if s.action == "" {
+		s.action = actionReject
+	}
+	if s.code == 0 {
+		s.code = 554
+	} else if s.code < 500 || s.code > 599 {
+		return settings{}, fmt.Errorf("attachment-guard configuration: code %d: a rejection needs a 5xx code", c.Code)
+	}
+	for k := range s.sniff {
+		if !slices.Contains(allKinds, k) {
+			return settings{}, fmt.Errorf("attachment-guard configuration: sniff: unknown kind %q (known: %s)",
+				k, strings.Join(allKinds, ", "))
+		}
+	}
+	for t := range s.contentTypes {
+		if !strings.Contains(t, "/") {
+			return settings{}, fmt.Errorf("attachment-guard configuration: %q is not a type/subtype media type", t)
+		}
+	}
+	if c.StripNote != nil {
+		s.stripNote = *c.StripNote
+	}
+	if !utf8.ValidString(s.stripNote) {
+		return settings{}, fmt.Errorf("attachment-guard configuration: strip_note is not UTF-8")
+	}
+	if n := longestExpandedLine(s.stripNote, map[string]int{"{files}": maxNoteFiles, "{count}": 5}); n > maxBannerLine {
+		return settings{}, fmt.Errorf("attachment-guard configuration: strip_note: a line can reach %d bytes with "+
+			"its placeholders filled, more than the %d a mail line may have; break it into lines", n, maxBannerLine)
+	}
+	if c.StripHeader != nil {
+		s.stripHeader = *c.StripHeader
+	}
+	if s.stripHeader != "" {
+		if err := validHeaderName(s.stripHeader); err != nil {
+			return settings{}, fmt.Errorf("attachment-guard configuration: strip_header: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// maxBannerLine is the longest line the host splices into a body (RFC 5322 §2.1.1: 998 bytes), and
+// maxNoteFiles the most bytes of file names put into the strip note.
+const (
+	maxBannerLine = 998
+	maxNoteFiles  = 600
+)
+
+// longestExpandedLine returns the length of the longest line of tmpl once every placeholder is replaced by a
+// value of its maximum length.
+func longestExpandedLine(tmpl string, maxLen map[string]int) int {
+	longest := 0
+	for _, line := range strings.Split(tmpl, "\n") {
+		n := len(line)
+		for ph, m := range maxLen {
+			n += strings.Count(line, ph) * (m - len(ph))
+		}
+		longest = max(longest, n)
+	}
+	return longest
+}
+
+// validHeaderName checks an RFC 5322 field name the way the host will (1-76 printable ASCII, no colon), so a
+// bad name fails at load time.
+func validHeaderName(name string) error {
+	if len(name) < 1 || len(name) > 76 {
+		return fmt.Errorf("%q: a header name has 1 to 76 characters", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return fmt.Errorf("%q: character %q not allowed in a header name", name, c)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/proxy/pluginhost"
+)
+
+func TestDetection(t *testing.T) {
+	p := load(t, "{}")
+	for _, tc := range []struct {
+		file  string
+		found string // the eicar.found tag, "" for a clean message
+	}{
+		{"clean.eml", ""},
+		{"eicar-altered.eml", ""},
+		{"eicar-body.eml", "part 0"},
+		{"eicar-base64.eml", "part 2 (eicar.com)"},
+		{"eicar-qp-softbreak.eml", "part 0"},
+		{"eicar-forwarded.eml", "(eicar.com)"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			in := eml(t, tc.file)
+			o := run(t, p, in)
+			if !bytes.Equal(o.out, in) || o.res.Changes.Len() != 0 {
+				t.Errorf("the plugin changed the message: %v", o.res.Changes.List())
+			}
+			if tc.found == "" {
+				if o.res.Verdict.Kind != pluginhost.Accept || len(o.res.Tags) != 0 || o.res.Score != 0 {
+					t.Errorf("clean message: verdict %+v, tags %v, score %v", o.res.Verdict, o.res.Tags, o.res.Score)
+				}
+				return
+			}
+			v := o.res.Verdict
+			if v.Kind != pluginhost.Reject || v.Code != 554 || v.Enhanced != "5.7.1" || !strings.Contains(v.Text, "EICAR") {
+				t.Errorf("verdict = %+v, want reject 554 5.7.1 naming EICAR", v)
+			}
+			if got := o.res.Tags["eicar.found"]; !strings.Contains(got, tc.found) {
+				t.Errorf("eicar.found = %q, want it to contain %q", got, tc.found)
+			}
+			if !logged(o.res, "EICAR test file found") {
+				t.Errorf("no warning logged: %v", o.res.Logs)
+			}
+		})
+	}
+}
+
+func logged(res *pluginhost.Result, s string) bool {
+	for _, l := range res.Logs {
+		if strings.Contains(l.Text, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestActions(t *testing.T) {
+	for _, tc := range []struct {
+		cfg   string
+		want  pluginhost.Verdict
+		score float64
+	}{
+		{`{"action":"tempfail"}`, pluginhost.Verdict{Kind: pluginhost.Tempfail, Code: 451, Enhanced: "4.7.1",
+			Text: "message contains the EICAR anti-virus test file"}, 0},
+		{`{"action":"quarantine","text":"EICAR seen"}`, pluginhost.Verdict{Kind: pluginhost.Quarantine, Text: "EICAR seen"}, 0},
+		{`{"action":"discard"}`, pluginhost.Verdict{Kind: pluginhost.Discard}, 0},
+		{`{"action":"tag","score":7.5}`, pluginhost.Verdict{Kind: pluginhost.Accept}, 7.5},
+		{`{"code":550,"text":"no test viruses, please","score":1}`, pluginhost.Verdict{Kind: pluginhost.Reject,
+			Code: 550, Enhanced: "5.7.1", Text: "no test viruses, please"}, 1},
+	} {
+		t.Run(tc.cfg, func(t *testing.T) {
+			o := run(t, load(t, tc.cfg), eml(t, "eicar-base64.eml"))
+			if o.res.Verdict != tc.want {
+				t.Errorf("verdict = %+v, want %+v", o.res.Verdict, tc.want)
+			}
+			if o.res.Score != tc.score {
+				t.Errorf("score = %v, want %v", o.res.Score, tc.score)
+			}
+			if o.res.Tags["eicar.found"] == "" {
+				t.Errorf("no eicar.found tag: %v", o.res.Tags)
+			}
+			// The configuration never makes a clean message fail.
+			if c := run(t, load(t, tc.cfg), eml(t, "clean.eml")); c.res.Verdict.Kind != pluginhost.Accept || c.res.Score != 0 {
+				t.Errorf("clean message: %+v, score %v", c.res.Verdict, c.res.Score)
+			}
+		})
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for cfg, want := range map[string]string{
+		`{"action":"delete"}`:              "unknown value",
+		`{"actoin":"tag"}`:                 "unknown field",
+		`{"action":"tempfail","code":554}`: "4xx",
+	} {
+		_, err := loadErr(t, cfg)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) error = %v, want it to mention %q", cfg, err, want)
+		}
+	}
+}
+
+// TestCorpus runs the plugin over the shared corpus of real and malformed mail: none of it holds the test
+// string, so every message must be accepted untouched and no call may fail.
+func TestCorpus(t *testing.T) {
+	p := load(t, "{}")
+	for _, f := range corpus(t) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := run(t, p, data)
+		if o.res.Verdict.Kind != pluginhost.Accept || !bytes.Equal(o.out, data) {
+			t.Errorf("%s: verdict %+v, changes %v", f, o.res.Verdict, o.res.Changes.List())
+		}
+	}
+}
