@@ -1,0 +1,449 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+)
+
+func init() {
+	register(command{
+		name:    "explain",
+		summary: "show what the policies do with one message, without any network",
+		run:     runExplain,
+	})
+}
+
+// explainOutput is what `postern explain -json` prints. Field names are a stable interface for scripts.
+type explainOutput struct {
+	Config        string          `json:"config"`
+	ConfigVersion string          `json:"config_version"`
+	Message       explainMessage  `json:"message"`
+	Envelope      explainEnvelope `json:"envelope"`
+	// Stages holds one decision per hook that was evaluated, in session order.
+	Stages []*policy.Decision `json:"stages"`
+	Final  explainFinal       `json:"final"`
+}
+
+type explainEnvelope struct {
+	Protocol   string   `json:"protocol"`
+	Listener   string   `json:"listener,omitempty"`
+	Direction  string   `json:"direction"`
+	ClientIP   string   `json:"client_ip,omitempty"`
+	HELO       string   `json:"helo,omitempty"`
+	TLSVersion string   `json:"tls_version,omitempty"`
+	User       string   `json:"user,omitempty"`
+	MailFrom   string   `json:"mail_from"`
+	Rcpts      []string `json:"rcpt"`
+}
+
+type explainMessage struct {
+	Path      string   `json:"path"`
+	Size      int64    `json:"size"`
+	MessageID string   `json:"message_id,omitempty"`
+	Defects   []string `json:"defects,omitempty"`
+}
+
+type explainFinal struct {
+	Action    pluginhost.Kind `json:"action"`
+	Code      int             `json:"code,omitempty"`
+	Enhanced  string          `json:"enhanced,omitempty"`
+	Text      string          `json:"text,omitempty"`
+	Stage     string          `json:"stage,omitempty"` // the hook that decided, when not accepted
+	DecidedBy string          `json:"decided_by,omitempty"`
+	// Rejected lists recipients refused at the rcpt_to stage (the message goes on to the others).
+	Rejected []string          `json:"rejected_recipients,omitempty"`
+	Changes  []message.Change  `json:"changes,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
+	Score    float64           `json:"score"`
+}
+
+func runExplain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("postern explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postern explain -config FILE [flags] MESSAGE.eml")
+		fmt.Fprintln(stderr, "\nEvaluates the policies against one message as a session would (SMTP: connect, MAIL FROM, each")
+		fmt.Fprintln(stderr, "RCPT TO, then the message; POP3/IMAP: the message), with no network, and prints which")
+		fmt.Fprintln(stderr, "policies matched and why, each plugin's verdict, changes, tags, score and time, and the outcome.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	var (
+		cfgPath  = fs.String("config", "", "configuration `FILE` (required)")
+		protocol = fs.String("protocol", "", "protocol: smtp, submission, pop3 or imap (default: the listener's, else smtp)")
+		listener = fs.String("listener", "", "take protocol and direction from this listener `NAME`")
+		from     = fs.String("from", "", "envelope sender (MAIL FROM); empty is the null sender")
+		clientIP = fs.String("client-ip", "", "client IP address")
+		helo     = fs.String("helo", "", "client HELO/EHLO name")
+		user     = fs.String("user", "", "authenticated user")
+		useTLS   = fs.Bool("tls", false, "the client connection is TLS 1.3")
+		asJSON   = fs.Bool("json", false, "print the result as JSON")
+		out      = fs.String("out", "", "write the message as it would be sent on (changes applied) to `FILE`")
+		cacheDir = fs.String("cache", defaultCacheDir(), "compilation cache `DIR` for the plugins (\"\" disables it)")
+	)
+	var rcpts stringList
+	fs.Var(&rcpts, "rcpt", "envelope recipient (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	env := pluginhost.Envelope{Protocol: *protocol, ClientIP: *clientIP, HELO: *helo, AuthUser: *user}
+	if *useTLS {
+		env.TLSVersion, env.TLSCipher = "TLS1.3", "TLS_AES_128_GCM_SHA256"
+	}
+	limits := message.DefaultLimits()
+	if *listener != "" {
+		ln := cfg.Listener(*listener)
+		if ln == nil {
+			fmt.Fprintf(stderr, "postern explain: the configuration has no listener %q\n", *listener)
+			return 2
+		}
+		env.Listener, env.Direction = ln.Name, ln.Direction
+		if env.Protocol == "" {
+			env.Protocol = ln.Protocol
+		}
+		limits.MaxSize = ln.Limits.MessageSize
+	}
+	if env.Protocol == "" {
+		env.Protocol = config.ProtocolSMTP
+	}
+	if env.Direction == "" {
+		env.Direction = map[string]string{"smtp": "inbound", "submission": "outbound"}[env.Protocol]
+		if env.Direction == "" {
+			env.Direction = "retrieval"
+		}
+	}
+
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "postern explain: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		fmt.Fprintf(stderr, "postern explain: %v\n", err)
+		return 1
+	}
+	msg, err := message.Parse(f, fi.Size(), limits)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern explain: %s: %v\n", fs.Arg(0), err)
+		return 1
+	}
+
+	ctx := context.Background()
+	snap, err := policy.Build(ctx, cfg, policy.Options{CacheDir: *cacheDir})
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	defer snap.Close(ctx)
+
+	res := explainOutput{
+		Config: *cfgPath, ConfigVersion: cfg.Version,
+		Message: explainMessage{Path: fs.Arg(0), Size: msg.Size(), MessageID: firstValue(msg.HeaderValues(0, "Message-ID", false))},
+	}
+	for _, d := range msg.Defects() {
+		res.Message.Defects = append(res.Message.Defects, d.String())
+	}
+	res.Stages, res.Final = simulate(ctx, snap, env, rcpts, *from, msg)
+	res.Envelope = explainEnvelope{Protocol: env.Protocol, Listener: env.Listener, Direction: env.Direction,
+		ClientIP: env.ClientIP, HELO: env.HELO, TLSVersion: env.TLSVersion, User: env.AuthUser, MailFrom: *from,
+		Rcpts: rcpts}
+
+	if *out != "" {
+		var changes *message.Changes
+		if last := res.Stages[len(res.Stages)-1]; last.Hook == pluginhost.HookMessage {
+			changes = last.Changes
+		}
+		if err := writeMessage(*out, msg, changes); err != nil {
+			fmt.Fprintf(stderr, "postern explain: %v\n", err)
+			return 1
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			fmt.Fprintf(stderr, "postern explain: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	printExplain(stdout, cfg, &res)
+	return 0
+}
+
+// simulate runs the hooks a session would, in order, stopping where the session would stop. At rcpt_to a
+// reject or tempfail refuses that recipient only, as in SMTP; any other terminal action, at any stage, is the
+// outcome for the message.
+func simulate(ctx context.Context, snap *policy.Snapshot, env pluginhost.Envelope, rcpts []string, from string,
+	msg *message.Message) ([]*policy.Decision, explainFinal) {
+	var stages []*policy.Decision
+	var final explainFinal
+	hooks := snap.Hooks()
+	smtp := env.Protocol == config.ProtocolSMTP || env.Protocol == config.ProtocolSubmission
+	decided := func(d *policy.Decision) bool {
+		if d.Action == pluginhost.Accept {
+			return false
+		}
+		final = explainFinal{Action: d.Action, Code: d.Code, Enhanced: d.Enhanced, Text: d.Text,
+			Stage: d.Hook.String(), DecidedBy: d.DecidedBy}
+		return true
+	}
+	run := func(hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+		d := snap.Evaluate(ctx, hook, in)
+		stages = append(stages, d)
+		return d
+	}
+	if smtp {
+		if hooks.Has(pluginhost.HookConnect) && decided(run(pluginhost.HookConnect, &pluginhost.Input{Env: env})) {
+			return stages, final
+		}
+		env.MailFrom, env.HasMailFrom = from, true
+		if hooks.Has(pluginhost.HookMailFrom) && decided(run(pluginhost.HookMailFrom, &pluginhost.Input{Env: env})) {
+			return stages, final
+		}
+		var accepted []string
+		for _, r := range rcpts {
+			if !hooks.Has(pluginhost.HookRcptTo) {
+				accepted = append(accepted, r)
+				continue
+			}
+			in := &pluginhost.Input{Env: env, RcptCurrent: r}
+			in.Env.Rcpts = slices.Clone(accepted)
+			d := run(pluginhost.HookRcptTo, in)
+			switch d.Action {
+			case pluginhost.Accept:
+				accepted = append(accepted, r)
+			case pluginhost.Reject, pluginhost.Tempfail:
+				final.Rejected = append(final.Rejected, r)
+			default:
+				if decided(d) {
+					return stages, final
+				}
+			}
+		}
+		if len(rcpts) > 0 && len(accepted) == 0 {
+			last := stages[len(stages)-1]
+			final = explainFinal{Action: last.Action, Code: last.Code, Enhanced: last.Enhanced, Text: last.Text,
+				Stage: last.Hook.String(), DecidedBy: last.DecidedBy, Rejected: final.Rejected}
+			return stages, final
+		}
+		rcpts = accepted
+	} else {
+		env.MailFrom, env.HasMailFrom = from, from != ""
+	}
+	env.Rcpts = rcpts
+	d := run(pluginhost.HookMessage, &pluginhost.Input{Env: env, Msg: msg})
+	rejected := final.Rejected
+	decided(d)
+	final.Rejected = rejected
+	final.Changes, final.Tags, final.Score = d.Changes.List(), d.Tags, d.Score
+	return stages, final
+}
+
+func writeMessage(path string, msg *message.Message, changes *message.Changes) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := msg.WriteTo(f, changes); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func firstValue(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+func printExplain(w io.Writer, cfg *config.Config, res *explainOutput) {
+	fmt.Fprintf(w, "config:   %s (config sha256 %s)\n", res.Config, res.ConfigVersion)
+	fmt.Fprintf(w, "message:  %s (%d bytes", res.Message.Path, res.Message.Size)
+	if res.Message.MessageID != "" {
+		fmt.Fprintf(w, ", Message-ID %s", res.Message.MessageID)
+	}
+	fmt.Fprintln(w, ")")
+	for _, d := range res.Message.Defects {
+		fmt.Fprintf(w, "          defect: %s\n", d)
+	}
+	e := res.Envelope
+	fmt.Fprintf(w, "envelope: %s", e.Protocol)
+	if e.Listener != "" {
+		fmt.Fprintf(w, " listener %s", e.Listener)
+	}
+	fmt.Fprintf(w, " (%s) from <%s> to %s", e.Direction, e.MailFrom, strings.Join(bracket(e.Rcpts), " "))
+	if e.ClientIP != "" {
+		fmt.Fprintf(w, " client %s", e.ClientIP)
+	}
+	if e.HELO != "" {
+		fmt.Fprintf(w, " helo %s", e.HELO)
+	}
+	if e.User != "" {
+		fmt.Fprintf(w, " user %s", e.User)
+	}
+	if e.TLSVersion != "" {
+		fmt.Fprintf(w, " %s", e.TLSVersion)
+	}
+	fmt.Fprintln(w)
+	for _, d := range res.Stages {
+		printStage(w, cfg, d)
+	}
+	f := res.Final
+	fmt.Fprintf(w, "\nresult: %s", f.Action)
+	if f.Code != 0 {
+		fmt.Fprintf(w, " %d %s", f.Code, f.Enhanced)
+	}
+	if f.Text != "" {
+		fmt.Fprintf(w, " %q", f.Text)
+	}
+	if f.DecidedBy != "" {
+		fmt.Fprintf(w, " (policy %q at %s)", f.DecidedBy, f.Stage)
+	}
+	fmt.Fprintln(w)
+	if len(f.Rejected) > 0 {
+		fmt.Fprintf(w, "refused recipients: %s\n", strings.Join(bracket(f.Rejected), " "))
+	}
+	if len(f.Tags) > 0 {
+		fmt.Fprintf(w, "tags: %s\n", formatTags(f.Tags))
+	}
+	if f.Score != 0 {
+		fmt.Fprintf(w, "score: %g\n", f.Score)
+	}
+	for _, c := range f.Changes {
+		fmt.Fprintf(w, "change: %s\n", formatChange(c))
+	}
+}
+
+func printStage(w io.Writer, cfg *config.Config, d *policy.Decision) {
+	fmt.Fprintf(w, "\n== %s: %s", d.Hook, d.Action)
+	if d.Code != 0 {
+		fmt.Fprintf(w, " %d %s", d.Code, d.Enhanced)
+	}
+	if d.Text != "" {
+		fmt.Fprintf(w, " %q", d.Text)
+	}
+	fmt.Fprintf(w, "  (%s)\n", round(d.Duration))
+	seen := map[string]bool{}
+	for _, p := range d.Policies {
+		seen[p.Name] = true
+		fmt.Fprintf(w, "  policy %q (%s) ", p.Name, p.Mode)
+		switch {
+		case p.Error != "":
+			fmt.Fprintf(w, "failed: %s\n", p.Error)
+		case !p.Matched && strings.HasPrefix(p.Why, "no plugin"):
+			fmt.Fprintf(w, "skipped: %s\n", p.Why)
+		case !p.Matched:
+			fmt.Fprintf(w, "did not match: %s\n", p.Why)
+		default:
+			fmt.Fprintf(w, "matched: %s\n", p.Why)
+		}
+		for _, pl := range p.Plugins {
+			v := pl.Verdict
+			fmt.Fprintf(w, "    plugin %-20s %s", pl.Name, v.Kind)
+			if v.Code != 0 {
+				fmt.Fprintf(w, " %d %s", v.Code, v.Enhanced)
+			}
+			if v.Text != "" {
+				fmt.Fprintf(w, " %q", v.Text)
+			}
+			fmt.Fprintf(w, "  score %g  %s\n", pl.Score, round(pl.Duration))
+			if pl.Error != "" {
+				fmt.Fprintf(w, "      error: %s\n", pl.Error)
+			}
+			if len(pl.Tags) > 0 {
+				fmt.Fprintf(w, "      tags: %s\n", formatTags(pl.Tags))
+			}
+			for _, c := range pl.Changes {
+				fmt.Fprintf(w, "      change: %s\n", formatChange(c))
+			}
+		}
+		if p.Matched {
+			fmt.Fprintf(w, "    => %s, score %g", p.Action, p.Score)
+			if p.Threshold != "" {
+				fmt.Fprintf(w, " (threshold %s)", p.Threshold)
+			}
+			if p.Mode == policy.ModeMonitor {
+				fmt.Fprint(w, " [monitor: not enforced]")
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, p := range cfg.Policies {
+		if !seen[p.Name] {
+			fmt.Fprintf(w, "  policy %q (%s) not reached: policy %q decided\n", p.Name, p.Mode, d.DecidedBy)
+		}
+	}
+}
+
+func bracket(addrs []string) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = "<" + a + ">"
+	}
+	return out
+}
+
+func formatTags(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%q", k, tags[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func formatChange(c message.Change) string {
+	switch c.Op {
+	case "add_header", "set_header":
+		return fmt.Sprintf("%s %s: %s", c.Op, c.Name, c.Value)
+	case "remove_header":
+		return fmt.Sprintf("%s %s", c.Op, c.Name)
+	case "prefix_subject", "add_recipient":
+		return fmt.Sprintf("%s %q", c.Op, c.Value)
+	case "append_banner":
+		return fmt.Sprintf("%s (%d bytes of text, %d of HTML)", c.Op, len(c.Value), len(c.HTML))
+	case "remove_part":
+		return fmt.Sprintf("%s %d", c.Op, c.Part)
+	case "replace_part":
+		return fmt.Sprintf("%s %d with %s (%d bytes)", c.Op, c.Part, c.ContentType, c.Size)
+	}
+	return string(c.Op)
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d > time.Second:
+		return d.Round(time.Millisecond)
+	case d > time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}

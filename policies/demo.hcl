@@ -1,0 +1,64 @@
+# demo.hcl: the configuration `make run` starts.
+#
+# An SMTP listener on 127.0.0.1:2525 whose upstream is the embedded server (it stores every message it receives
+# as an .eml file), and the first-party plugins built by `make plugins`. Try it:
+#
+#   make run
+#   swaks --server 127.0.0.1:2525 --from someone@other.test --to alice@example.com   # tagged as external
+#   postern explain -config policies/demo.hcl -from a@other.test -rcpt alice@example.com some.eml
+#
+# Paths are relative to this file.
+
+state_dir = "../build/state" # compilation cache, quarantine, control socket (postern reload)
+
+audit {
+  path          = "../build/state/audit.log"
+  max_bytes     = "64MiB"
+  sync_interval = "1s"
+}
+
+listener "smtp" "demo" {
+  address  = "127.0.0.1:2525"
+  upstream = "embedded"
+  # The demo shows what Postern did in the stored messages; in production leave these off so that mail no
+  # plugin changed is delivered byte-for-byte as received.
+  result_headers  = true
+  received_header = true
+  limits {
+    message_size = "25MiB"
+    recipients   = 50
+  }
+}
+
+plugin "eicar" {
+  source = "../build/plugins/eicar.wasm"
+}
+
+plugin "attachment-guard" {
+  source = "../build/plugins/attachment-guard.wasm"
+  config = { action = "reject" }
+}
+
+plugin "external-tag" {
+  source = "../build/plugins/external-tag.wasm"
+  config = { internal_domains = ["example.com"] }
+}
+
+plugin "dlp" {
+  source = "../build/plugins/dlp.wasm"
+  config = { action = "tag", score_per_match = 2 }
+}
+
+# Malware first: a message carrying the EICAR test file or an executable is refused, and nothing else runs.
+policy "malware" {
+  plugins = ["eicar", "attachment-guard"]
+}
+
+# Then every message gets the external warning, and card/IBAN numbers add to the score: three distinct numbers
+# (score 6) quarantine the message.
+policy "content" {
+  plugins = ["external-tag", "dlp"]
+  thresholds {
+    quarantine = 6
+  }
+}

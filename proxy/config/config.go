@@ -1,0 +1,216 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Protocols a listener block may name.
+const (
+	ProtocolSMTP       = "smtp"
+	ProtocolSubmission = "submission"
+	ProtocolPOP3       = "pop3"
+	ProtocolIMAP       = "imap"
+)
+
+// UpstreamEmbedded as a listener's upstream selects the in-process SMTP server that stores messages as files.
+const UpstreamEmbedded = "embedded"
+
+// Policy modes.
+const (
+	ModeEnforce = "enforce"
+	ModeMonitor = "monitor"
+)
+
+// Threshold actions, in increasing severity.
+const (
+	ActionTag        = "tag"
+	ActionQuarantine = "quarantine"
+	ActionTempfail   = "tempfail"
+	ActionReject     = "reject"
+	ActionDiscard    = "discard"
+)
+
+// Config is a loaded, validated configuration. It is immutable once Load returns it: a reload builds a new one.
+type Config struct {
+	// Path is the root file as given to Load.
+	Path string
+	// Files lists every file read, the root first, then includes in the order they were inlined.
+	Files []string
+	// Version identifies this exact configuration: the hex SHA-256 over every file's content and every plugin
+	// module's SHA-256, so a changed .wasm changes the version even when no .hcl file changed.
+	Version string
+	// StateDir holds the plugin compilation cache (and, by default, the quarantine and the control socket); ""
+	// means no on-disk state.
+	StateDir string
+	// ControlSocket is the unix socket `postern reload` talks to; "" disables it.
+	ControlSocket string
+	// Audit configures the audit log; nil when there is no audit block.
+	Audit *Audit
+	// Listeners, Plugins and Policies are in file order, includes inlined where they appear.
+	Listeners []*Listener
+	Plugins   []*Plugin
+	Policies  []*Policy
+	// Warnings are problems that do not stop the configuration from loading (an unused plugin, a constant when).
+	Warnings hcl.Diagnostics
+
+	sources map[string][]byte
+	lang    *language
+}
+
+// Listener is one `listener "<protocol>" "<name>"` block: where Postern accepts connections and where it relays
+// them. The protocol packages turn it into their own options.
+type Listener struct {
+	Protocol string // smtp, submission, pop3 or imap
+	Name     string
+	Address  string // host:port to listen on
+	Upstream string // host:port of the real server, or UpstreamEmbedded
+	// Direction is inbound, outbound or retrieval; it defaults from the protocol (smtp inbound, submission
+	// outbound, pop3/imap retrieval).
+	Direction   string
+	TLS         TLS
+	UpstreamTLS UpstreamTLS
+	Limits      Limits
+	// ProxyProtocolTrusted lists the sources allowed to send a PROXY protocol header; nil means the PROXY
+	// protocol is off.
+	ProxyProtocolTrusted []netip.Prefix
+	// XClient makes Postern pass the real client's address and HELO to a Postfix upstream with XCLIENT.
+	XClient bool
+	// BareNewline is "reject" (550 5.6.0 for a bare CR or LF in DATA) or "normalize" (rewrite it to CRLF).
+	BareNewline string
+	// ReceivedHeader adds a Received: field for the hop through Postern. Off by default: an unfiltered message
+	// then leaves byte-identical.
+	ReceivedHeader bool
+	// ResultHeaders adds X-Postern-* fields (verdict, tags, score). Off by default, for the same reason.
+	ResultHeaders bool
+	// QuarantineDir is where quarantined messages go; "" means StateDir/quarantine, or none without a state dir.
+	QuarantineDir     string
+	AllowInsecureAuth bool
+	DeclRange         hcl.Range
+}
+
+// TLS is the client-facing TLS of a listener.
+type TLS struct {
+	Mode string // "none" (default without a tls block), "starttls" (default with one) or "implicit"
+	Cert string // PEM certificate chain file
+	Key  string // PEM private key file
+}
+
+// UpstreamTLS is the TLS Postern speaks to the upstream server.
+type UpstreamTLS struct {
+	Mode       string // "none" (default), "starttls" or "tls"
+	CAFile     string // PEM roots; "" means the system roots
+	ServerName string // "" means the upstream's host name
+	Verify     bool   // default true
+}
+
+// Limits bound one listener's sessions. Every field has a default (see docs/CONFIG.md), so none is zero.
+type Limits struct {
+	MessageSize    int64
+	Sessions       int
+	Recipients     int
+	CommandTimeout time.Duration
+	IdleTimeout    time.Duration
+	Errors         int
+}
+
+// Plugin is one `plugin "<name>"` block with its module already read and its pin checked.
+type Plugin struct {
+	Name   string
+	Source string // absolute path of the .wasm file
+	SHA256 string // hex SHA-256 of Wasm
+	Wasm   []byte
+	Config []byte // JSON handed to the plugin's config_get; "{}" when absent
+	// Memory, Timeout, PoolSize and MaxCalls are 0 when not set, meaning the plugin host's defaults.
+	Memory   int64
+	Timeout  time.Duration
+	PoolSize int
+	MaxCalls int
+	OnError  string   // "tempfail" (default), "accept" or "reject"
+	Grants   []string // "clock", "random"
+	// DeclRange is the block's header; SourceRange the source attribute. Load errors point at them.
+	DeclRange   hcl.Range
+	SourceRange hcl.Range
+}
+
+// Policy is one `policy "<name>"` block.
+type Policy struct {
+	Name string
+	Mode string // ModeEnforce or ModeMonitor
+	// When selects the messages the policy applies to; nil matches everything.
+	When *Condition
+	// Plugins run in this order.
+	Plugins      []string
+	PluginRanges []hcl.Range
+	// Thresholds map the chain's summed score to an action, sorted by ascending score.
+	Thresholds []Threshold
+	// RejectCode, RejectText: the reply for a threshold reject (and RejectText for a threshold tempfail).
+	RejectCode int
+	RejectText string
+	// TagHeader is the header field a tag threshold adds; "" records the tag without changing the message.
+	TagHeader string
+	DeclRange hcl.Range
+}
+
+// Threshold is one score → action mapping of a policy.
+type Threshold struct {
+	Score  float64
+	Action string // one of the Action constants
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	Path         string
+	MaxBytes     int64         // rotate past this size
+	SyncInterval time.Duration // 0: fsync after every record
+}
+
+// Summary counts the blocks: "2 listeners, 4 plugins, 3 policies".
+func (c *Config) Summary() string {
+	return fmt.Sprintf("%s, %s, %s", plural(len(c.Listeners), "listener", "listeners"),
+		plural(len(c.Plugins), "plugin", "plugins"), plural(len(c.Policies), "policy", "policies"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// Plugin returns the plugin block with that name, or nil.
+func (c *Config) Plugin(name string) *Plugin {
+	for _, p := range c.Plugins {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Listener returns the listener with that name, or nil.
+func (c *Config) Listener(name string) *Listener {
+	for _, l := range c.Listeners {
+		if l.Name == name {
+			return l
+		}
+	}
+	return nil
+}
+
+// NewError wraps diagnostics about this configuration into an *Error that can render their source lines.
+func (c *Config) NewError(diags hcl.Diagnostics) *Error {
+	return &Error{Diagnostics: sortDiagnostics(diags, c.Files), sources: c.sources}
+}
+
+// WriteDiagnostics renders diagnostics about this configuration (for example its Warnings) like Error.WriteText.
+func (c *Config) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics) error {
+	return writeDiagnostics(w, c.sources, diags)
+}
+
+// Source returns the content of a file of this configuration, as read.
+func (c *Config) Source(filename string) []byte { return c.sources[filename] }

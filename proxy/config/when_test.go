@@ -1,0 +1,185 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// conditions loads one policy per expression and returns their conditions.
+func conditions(t testing.TB, exprs ...string) (*Config, []*Condition) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("plugin \"p\" {\n  source = \"p.wasm\"\n}\n")
+	for i, e := range exprs {
+		fmt.Fprintf(&b, "policy \"c%d\" {\n  plugins = [\"p\"]\n  when = %s\n}\n", i, e)
+	}
+	dir := writeFiles(t, map[string]string{"main.hcl": b.String(), "p.wasm": string(emptyModule)})
+	cfg, err := Load(filepath.Join(dir, "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*Condition, len(cfg.Policies))
+	for i, p := range cfg.Policies {
+		out[i] = p.When
+	}
+	return cfg, out
+}
+
+var sampleFacts = Facts{
+	Hook: "message", Protocol: "smtp", Listener: "mx", Direction: "inbound",
+	ClientIP: "192.0.2.77", HELO: "mail.example.net", TLSVersion: "TLS1.3",
+	MailFrom: "Bounce@Sub.Example.NET", Rcpt: []string{"alice@corp.example", "bob@Corp.Example", "carol@other.example"},
+	Size: 123456, Subject: "Invoice #4711 overdue", From: "billing@sub.example.net",
+	Header: func(name string) []string {
+		switch strings.ToLower(name) {
+		case "x-mailer":
+			return []string{"Outlook 16"}
+		case "received":
+			return []string{"from a", "from b"}
+		}
+		return nil
+	},
+}
+
+func TestWhenEval(t *testing.T) {
+	cases := []struct {
+		expr string
+		want bool
+	}{
+		{`msg.hook == "message" && msg.protocol == "smtp" && msg.listener == "mx" && msg.direction == "inbound"`, true},
+		{`msg.tls && msg.tls_version == "TLS1.3" && msg.helo == "mail.example.net" && msg.user == ""`, true},
+		{`msg.mail_from_domain == "sub.example.net"`, true},
+		{`msg.rcpt_domains == tolist(["corp.example", "other.example"])`, true},
+		{`contains(msg.rcpt_domains, "corp.example") && length(msg.rcpt) == 3`, true},
+		{`msg.size > 100000 && msg.size < 200000`, true},
+		{`msg.from == "billing@sub.example.net" && msg.from_domain == "sub.example.net"`, true},
+		{`cidrmatch(msg.client_ip, "10.0.0.0/8", "192.0.2.0/24")`, true},
+		{`cidrmatch(msg.client_ip, ["10.0.0.0/8", "2001:db8::/32"])`, false},
+		{`cidrmatch("::ffff:192.0.2.1", "192.0.2.0/24")`, true},
+		{`cidrmatch("", "0.0.0.0/0")`, false},
+		{`domain_match(msg.from_domain, "*.example.net")`, true},
+		{`domain_match("example.net", "*.example.net")`, false},
+		{`domain_match("EXAMPLE.net.", "example.NET")`, true},
+		{`domain_match(msg.mail_from, ["nope.org", "*.example.net"])`, true},
+		{`domain_match("badexample.net", "*.example.net")`, false},
+		{`glob(msg.subject, "Invoice #*due")`, true},
+		{`glob(msg.subject, "invoice*")`, false},
+		{`glob("a*b", "a\\*b") && !glob("axb", "a\\*b") && glob("héllo", "h?llo")`, true},
+		{`header("X-Mailer") == "Outlook 16" && header("missing") == ""`, true},
+		{`length(headers("Received")) == 2 && length(headers("nope")) == 0`, true},
+		{`regex_match(msg.subject, "(?i)invoice\\s+#\\d+")`, true},
+		{`regex("#(\\d+)", msg.subject)[0] == "4711"`, true},
+		{`regex("#(?P<num>\\d+)", msg.subject).num == "4711"`, true},
+		{`length(regexall("[a-z]+", msg.subject)) == 2`, true},
+		{`regex_replace(msg.subject, "\\d", "N") == "Invoice #NNNN overdue"`, true},
+		{`can(regex("nomatch", msg.subject))`, false},
+		{`startswith(msg.subject, "Invoice") && endswith(msg.subject, "due") && strcontains(lower(msg.subject), "#47")`, true},
+		{`length([for r in msg.rcpt : r if endswith(lower(r), "corp.example")]) == 2`, true},
+	}
+	exprs := make([]string, len(cases))
+	for i, c := range cases {
+		exprs[i] = c.expr
+	}
+	_, conds := conditions(t, exprs...)
+	f := sampleFacts
+	s := NewScope(&f)
+	for i, c := range cases {
+		got, err := conds[i].Eval(s)
+		if err != nil || got != c.want {
+			t.Errorf("%s = %v, %v; want %v", c.expr, got, err, c.want)
+		}
+	}
+}
+
+func TestWhenRuntimeError(t *testing.T) {
+	_, conds := conditions(t, `regex("nomatch", msg.subject) == "x"`, `try(msg.subject, false)`)
+	f := sampleFacts
+	s := NewScope(&f)
+	_, err := conds[0].Eval(s)
+	if err == nil || !strings.Contains(err.Error(), "main.hcl:6:10") || !strings.Contains(err.Error(), "did not match") {
+		t.Errorf("regex without a match: err = %v, want one naming main.hcl:6:10", err)
+	}
+	_, err = conds[1].Eval(s)
+	if err == nil || !strings.Contains(err.Error(), "not a bool") {
+		t.Errorf("non-bool at run time: err = %v", err)
+	}
+}
+
+func TestWhenEnvelopeStage(t *testing.T) {
+	// Before the message exists the message attributes are empty and header() is "".
+	_, conds := conditions(t, `msg.subject == "" && msg.size == 0 && header("Subject") == "" && length(msg.rcpt) == 0`)
+	s := NewScope(&Facts{Hook: "connect", Protocol: "smtp"})
+	if ok, err := conds[0].Eval(s); !ok || err != nil {
+		t.Errorf("envelope stage: %v, %v", ok, err)
+	}
+}
+
+func TestRegexCompiledOnce(t *testing.T) {
+	cfg, conds := conditions(t, `regex_match(msg.subject, "(?i)invoice")`, `regex_match(msg.subject, msg.helo)`,
+		`regex("[0-9]+", msg.subject) != ""`)
+	l := cfg.lang
+	if _, ok := l.patterns["(?i)invoice"]; !ok {
+		t.Fatal("constant pattern not compiled at load")
+	}
+	if _, ok := l.patterns["[0-9]+"]; !ok {
+		t.Fatal("constant regex() pattern not compiled at load")
+	}
+	n, compiles := len(l.patterns), l.compiles.Load()
+	f := sampleFacts
+	for range 3 {
+		s := NewScope(&f)
+		for _, c := range conds {
+			if _, err := c.evalHCL(s); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Eval(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A pattern taken from the message is compiled per call and never cached: senders must not grow the cache.
+	if len(l.patterns) != n {
+		t.Errorf("pattern cache grew from %d to %d after load", n, len(l.patterns))
+	}
+	// Constant patterns were not compiled again; the one from msg.helo was, on every evaluation (two per round).
+	if got := l.compiles.Load() - compiles; got != 3*2 {
+		t.Errorf("%d compilations during evaluation, want 6 (msg.helo's pattern only)", got)
+	}
+}
+
+func TestGlob(t *testing.T) {
+	for _, c := range []struct {
+		s, p string
+		want bool
+	}{
+		{"", "", true}, {"", "*", true}, {"a", "", false}, {"abc", "a*c", true}, {"abc", "a*", true},
+		{"abc", "*c", true}, {"abc", "*b", false}, {"abc", "a?c", true}, {"ac", "a?c", false},
+		{"aaa", "a*a*a", true}, {"aa", "a*a*a", false}, {"a*", `a\*`, true}, {"ab", `a\*`, false},
+		{"ünï", "?n?", true}, {"mississippi", "m*iss*pi", true},
+	} {
+		if got := globMatch(c.s, c.p); got != c.want {
+			t.Errorf("glob(%q, %q) = %v, want %v", c.s, c.p, got, c.want)
+		}
+	}
+	// Backtracking stays polynomial: this pattern is exponential for a naive recursive matcher.
+	long := strings.Repeat("a", 5000)
+	if globMatch(long, strings.Repeat("*a", 50)+"b") {
+		t.Error("pathological glob matched")
+	}
+}
+
+func TestFromAddress(t *testing.T) {
+	for in, want := range map[string]string{
+		"Alice <alice@example.com>":            "alice@example.com",
+		"bob@example.com":                      "bob@example.com",
+		"=?utf-8?q?J=C3=B6rg?= <j@example.de>": "j@example.de",
+		"broken <<x@y.z>":                      "x@y.z",
+		"":                                     "",
+	} {
+		if got := FromAddress(in); got != want {
+			t.Errorf("FromAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

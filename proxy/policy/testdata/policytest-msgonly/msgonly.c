@@ -1,0 +1,3 @@
+/* scripted-msg: the scripted test plugin exporting only the message hook. */
+#define ONLY_MESSAGE 1
+#include "../policytest-scripted/scripted.c"
