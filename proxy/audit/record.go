@@ -1,0 +1,143 @@
+package audit
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Version is the record format version written in every record's "v" field. Verify refuses other versions.
+const Version = 1
+
+// Event says what a record is about.
+type Event string
+
+const (
+	// EventDecision is a policy decision on one message or envelope stage.
+	EventDecision Event = "decision"
+	// EventRecovery records that the writer, on opening the log, found the last line cut short by an interrupted
+	// write (a crash or a full disk) and removed those bytes before continuing the chain. See Recovery.
+	EventRecovery Event = "recovery"
+)
+
+// Record is one line of the audit log. The JSON names are a stable interface: tools outside Postern parse them.
+// Fields that are empty are left out of the line; a missing number means 0.
+//
+// Append fills V, Seq, Prev and Hash; everything else comes from NewRecord or the caller.
+type Record struct {
+	V     int    `json:"v"`             // format version, Version
+	Seq   uint64 `json:"seq,omitempty"` // position in the chain, 1 for the first record ever written
+	Event Event  `json:"event"`
+	// Time is when the decision was made, in UTC.
+	Time time.Time `json:"time"`
+	// Session identifies the client session in Postern's operational log, to join the two.
+	Session   string `json:"session,omitempty"`
+	Listener  string `json:"listener,omitempty"`
+	Protocol  string `json:"protocol,omitempty"`
+	Direction string `json:"direction,omitempty"`
+	ClientIP  string `json:"client_ip,omitempty"`
+	// TLS is the TLS version of the client connection ("TLS1.3"); absent when it was not encrypted.
+	TLS      string `json:"tls,omitempty"`
+	AuthUser string `json:"auth_user,omitempty"`
+	// Hook is the stage decided: connect, mail_from, rcpt_to or message.
+	Hook string `json:"hook,omitempty"`
+	// MailFrom is the envelope sender; "" is the null reverse path, absent means none was given yet.
+	MailFrom   *string  `json:"mail_from,omitempty"`
+	Rcpts      []string `json:"rcpts,omitempty"`
+	RcptsAdded []string `json:"rcpts_added,omitempty"` // recipients the policy added
+	MessageID  string   `json:"message_id,omitempty"`
+	Size       int64    `json:"size,omitempty"` // bytes as received
+	// SHA256In is the hex SHA-256 of the message as received; SHA256Out that of the message as sent on, present
+	// only when the policy changed it.
+	SHA256In      string `json:"sha256_in,omitempty"`
+	SHA256Out     string `json:"sha256_out,omitempty"`
+	ConfigVersion string `json:"config_version,omitempty"`
+	// Action is the final action: accept, reject, tempfail, discard or quarantine.
+	Action string `json:"action,omitempty"`
+	// Reply is what the client was told.
+	Reply *Reply            `json:"reply,omitempty"`
+	Score float64           `json:"score,omitempty"`
+	Tags  map[string]string `json:"tags,omitempty"`
+	// Changes are the changes made to the message (what and where, never the new content).
+	Changes []Change `json:"changes,omitempty"`
+	// Policies trace every policy considered, in evaluation order.
+	Policies   []Policy  `json:"policies,omitempty"`
+	DurationNS int64     `json:"duration_ns,omitempty"` // policy evaluation time
+	Recovery   *Recovery `json:"recovery,omitempty"`    // EventRecovery only
+	// Truncated is set when the record was too large for one line (1 MiB): its tags and change lists were then
+	// dropped and its recipient lists cut to their first 100 entries.
+	Truncated bool   `json:"truncated,omitempty"`
+	Prev      string `json:"prev,omitempty"` // hex SHA-256 of the previous record; 64 zeros for the first
+	Hash      string `json:"hash,omitempty"` // hex SHA-256 of this record's line without the hash member
+}
+
+// Reply is the SMTP-style reply given to the client.
+type Reply struct {
+	Code     int    `json:"code"`
+	Enhanced string `json:"enhanced,omitempty"`
+	Text     string `json:"text,omitempty"`
+}
+
+// Policy is what one policy did with the message.
+type Policy struct {
+	Name    string `json:"name"`
+	Mode    string `json:"mode,omitempty"` // enforce or monitor
+	Matched bool   `json:"matched"`
+	// Action is what the policy decided; in monitor mode what it would have decided.
+	Action    string   `json:"action,omitempty"`
+	Score     float64  `json:"score,omitempty"`
+	Threshold string   `json:"threshold,omitempty"` // the score threshold that fired, if any
+	Plugins   []Plugin `json:"plugins,omitempty"`
+}
+
+// Plugin is one plugin call of a policy's chain.
+type Plugin struct {
+	Name     string            `json:"name"`
+	SHA256   string            `json:"sha256"` // of the module that ran
+	Verdict  string            `json:"verdict"`
+	Code     int               `json:"code,omitempty"`
+	Enhanced string            `json:"enhanced,omitempty"`
+	Text     string            `json:"text,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
+	Score    float64           `json:"score,omitempty"`
+	Changes  []Change          `json:"changes,omitempty"`
+	// DurationNS is the wall time of the call in nanoseconds.
+	DurationNS int64 `json:"duration_ns"`
+	// Error is why the call failed (then Verdict is the plugin's on_error outcome).
+	Error string `json:"error,omitempty"`
+}
+
+// Change says what a change did, never with which content: header values, banners and replacement parts may
+// carry data from the message.
+type Change struct {
+	Op          string `json:"op"`
+	Name        string `json:"name,omitempty"` // header name
+	Part        int    `json:"part,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
+	Bytes       int    `json:"bytes,omitempty"` // size of the value, banner or content the change carries
+}
+
+// Recovery describes bytes an interrupted write left at the end of the log, which the writer removed before
+// continuing the chain. The bytes were never a complete record: every record is written with one write call that
+// ends in a newline, and a record counts as written only when that call completed.
+type Recovery struct {
+	File   string `json:"file"`   // base name of the file
+	Offset int64  `json:"offset"` // where the removed bytes began
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"` // of the removed bytes
+}
+
+// maxField bounds the text fields a client controls (Message-ID, addresses, user name): they are for finding a
+// message, not for storing whatever a client sends.
+const maxField = 998
+
+// clip shortens s to at most maxField bytes at a UTF-8 boundary, marking the cut with "…".
+func clip(s string) string {
+	if len(s) <= maxField {
+		return s
+	}
+	cut := maxField - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
