@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Three-way SMTP throughput, in one run: Postfix's smtp-source straight to smtp-sink, through Postern with no
+# plugins, and through Postern with the four first-party plugins (eicar, attachment-guard, dlp, external-tag).
+# A fourth column is the floor of any relay that opens an upstream connection per client session: a TCP
+# forwarder (bench/tcpforward) that copies bytes without parsing them.
+#
+#   bench/smtp-throughput.sh            # 20 sessions, 20,000 messages of 10 KiB, one round
+#   ROUNDS=3 MESSAGES=5000 bench/smtp-throughput.sh
+#   SENDER=a@outside.test bench/smtp-throughput.sh   # every message external: external-tag rewrites each one
+#
+# Needs smtp-sink and smtp-source (Debian package postfix) and Go. Run as root (smtp-sink needs -u then).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SESSIONS=${SESSIONS:-20}
+MESSAGES=${MESSAGES:-20000}
+SIZE=${SIZE:-10240}
+ROUNDS=${ROUNDS:-1}
+SENDER=${SENDER:-a@example.test}
+RCPT=${RCPT:-b@example.test}
+
+for tool in smtp-sink smtp-source; do
+	command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install postfix" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+sink_port=$(free_port)
+user=()
+[ "$(id -u)" -eq 0 ] && user=(-u nobody)
+smtp-sink "${user[@]}" -m 4096 "127.0.0.1:$sink_port" 4096 &
+pids+=($!)
+
+go build -o "$work/relay" ./bench/relay
+go build -o "$work/tcpforward" ./bench/tcpforward
+start_relay() { # PORT [-forward] ARGS...
+	local port=$1 bin=$work/relay
+	shift
+	if [ "${1:-}" = -forward ]; then
+		bin=$work/tcpforward
+		shift
+	fi
+	"$bin" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$sink_port" "$@" >"$work/relay-$port.out" 2>"$work/relay-$port.err" &
+	pids+=($!)
+	for _ in $(seq 600); do
+		grep -q ready "$work/relay-$port.out" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "relay on $port did not start:" >&2
+	cat "$work/relay-$port.err" >&2
+	exit 1
+}
+plain_port=$(free_port)
+plugins_port=$(free_port)
+forward_port=$(free_port)
+start_relay "$plain_port"
+start_relay "$plugins_port" -plugins
+start_relay "$forward_port" -forward
+
+run() { # PORT -> messages per second
+	local start end
+	start=$(date +%s.%N)
+	smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f "$SENDER" -t "$RCPT" "127.0.0.1:$1"
+	end=$(date +%s.%N)
+	python3 -c "print(f'{$MESSAGES / ($end - $start):.0f}')"
+}
+
+echo "smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE -f $SENDER -t $RCPT; $(nproc) CPUs; Go $(go env GOVERSION)"
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+printf '%-6s %12s %18s %6s %18s %6s %18s %6s\n' round direct no-plugins ratio four-plugins ratio tcp-forward ratio
+for r in $(seq "$ROUNDS"); do
+	d=$(run "$sink_port")
+	p=$(run "$plain_port")
+	f=$(run "$plugins_port")
+	w=$(run "$forward_port")
+	printf '%-6s %8s msg/s %12s msg/s %6s %12s msg/s %6s %12s msg/s %6s\n' "$r" "$d" "$p" "$(ratio "$p" "$d")" \
+		"$f" "$(ratio "$f" "$d")" "$w" "$(ratio "$w" "$d")"
+done
+if grep -qi "level=error" "$work"/relay-*.err; then
+	echo "relay errors:" >&2
+	grep -hi "level=error" "$work"/relay-*.err | head >&2
+	exit 1
+fi

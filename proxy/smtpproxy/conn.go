@@ -1,0 +1,444 @@
+package smtpproxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+)
+
+// connState is everything one client session shares across go-smtp's Session objects (go-smtp makes a new one
+// after STARTTLS, but the upstream connection, the policy snapshot and the counters belong to the connection).
+type connState struct {
+	srv     *Server
+	id      string
+	lgOnce  sync.Once
+	lg      *slog.Logger // with the session id; made on first use
+	client  *clientConn
+	remote  netip.AddrPort
+	started time.Time
+
+	filter  Filter
+	hooks   pluginhost.HookSet
+	release func()
+
+	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
+	// goroutine) and the final clean-up.
+	upMu      sync.Mutex
+	up        *upstream       // nil until the first EHLO
+	dialed    chan dialResult // the upstream connection being opened
+	dialTaken bool            // its result was received
+	smtpSrv   *smtp.Server    // this connection's go-smtp server
+
+	mu           sync.Mutex
+	smtpConn     *smtp.Conn // the go-smtp connection, once the client said EHLO
+	upRaw        net.Conn   // the upstream socket, for interruptUpstream
+	top          net.Conn   // the client connection as go-smtp got it (TLS for implicit TLS)
+	cancelDial   func()     // stops opening the upstream connection
+	tlsState     *tls.ConnectionState
+	helo         string
+	authUser     string
+	inTxn        bool // between an accepted MAIL FROM and the end of the message
+	shuttingDown bool
+	errors       int
+	messages     int
+}
+
+var idEncoding = base32.NewEncoding("0123456789BCDFGHJKLMNPQRSTVWXYZa").WithPadding(base32.NoPadding)
+
+// newID returns a short random identifier for sessions and messages (60 bits).
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])[:12]
+}
+
+// log returns the session's logger. It is made on first use: most sessions log nothing at the default level, and
+// slog.Logger.With formats its attributes at once.
+func (cs *connState) log() *slog.Logger {
+	cs.lgOnce.Do(func() { cs.lg = cs.srv.log.With("session", cs.id) })
+	return cs.lg
+}
+
+// serveConn runs one client session from accept to close.
+func (s *Server) serveConn(raw net.Conn) {
+	n := s.sessions.Add(1)
+	defer s.sessions.Add(-1)
+	if n > int64(s.opts.Limits.Sessions) {
+		s.log.Warn("session limit reached; refusing connection", "client", raw.RemoteAddr().String(),
+			"limit", s.opts.Limits.Sessions)
+		writeRaw(raw, 421, "4.3.2", s.opts.Hostname+" Too many sessions, try again later")
+		raw.Close()
+		return
+	}
+	conn := raw
+	if len(s.trusted) > 0 {
+		var err error
+		if conn, err = s.acceptProxy(raw); err != nil {
+			s.log.Warn("connection refused", "err", err)
+			raw.Close()
+			return
+		}
+	}
+	cs := &connState{
+		srv:     s,
+		id:      newID(),
+		client:  newClientConn(conn, s.opts.Limits.IdleTimeout, s.opts.Limits.CommandTimeout),
+		started: time.Now(),
+	}
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if !s.track(cs) {
+		writeRaw(conn, 421, "4.3.2", s.opts.Hostname+" Service shutting down")
+		conn.Close()
+		return
+	}
+	defer s.untrack(cs)
+	defer cs.client.Close()
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	if debug {
+		cs.log().Debug("connected", "client", cs.remote.String())
+	}
+
+	var top net.Conn = cs.client
+	if s.opts.TLS.Mode == TLSImplicit {
+		tc := tls.Server(cs.client, s.tlsConf)
+		cs.client.inCommand.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Limits.CommandTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		cs.client.inCommand.Store(false)
+		if err != nil {
+			cs.log().Info("TLS handshake failed", "client", cs.remote.String(), "err", err)
+			return
+		}
+		st := tc.ConnectionState()
+		cs.tlsState = &st
+		top = tc
+	}
+
+	if s.opts.Filters != nil {
+		cs.filter, cs.release = s.opts.Filters.Acquire()
+		if cs.release != nil {
+			defer cs.release()
+		}
+		if cs.filter == nil {
+			// No policy to apply (the policy manager is closing): mail must not pass unchecked.
+			cs.log().Warn("no policy available; refusing session")
+			writeRaw(top, 421, "4.3.0", s.opts.Hostname+" Service not available, try again later")
+			return
+		}
+		cs.hooks = ^pluginhost.HookSet(0)
+		if hr, ok := cs.filter.(HookReporter); ok {
+			cs.hooks = hr.Hooks()
+		}
+	}
+	if e := cs.connectHook(); e != nil {
+		writeRaw(top, e.Code, enhanced(e), e.Message)
+		return
+	}
+
+	// The upstream connection is opened now, while the client reads the greeting and says EHLO: its set-up
+	// (connect, greeting, EHLO, maybe TLS) is then hidden behind the client's first round trip. The client's
+	// EHLO waits for it, and gets 421 if the upstream cannot be reached; nothing is ever accepted without it.
+	dialCtx, cancelDial := context.WithCancel(context.Background())
+	defer cancelDial()
+	cs.mu.Lock()
+	cs.top, cs.cancelDial = top, cancelDial
+	cs.mu.Unlock()
+	dialed := make(chan dialResult, 1)
+	go func() {
+		up, err := s.dialUpstream(dialCtx)
+		dialed <- dialResult{up, err}
+	}()
+	cs.dialed = dialed
+
+	cs.smtpSrv = s.newSMTPServer(cs)
+	_ = cs.smtpSrv.Serve(&oneConnListener{conn: top, done: cs.client.closed})
+	// Serve returned because the connection closed; Shutdown waits until go-smtp's handler has returned, so no
+	// callback is still using the upstream.
+	_ = cs.smtpSrv.Shutdown(context.Background())
+	cancelDial()
+	cs.upMu.Lock()
+	if cs.up == nil && !cs.dialTaken {
+		// The client left before EHLO: wait for the dial (now cancelled) and close what it opened.
+		if r := <-dialed; r.up != nil {
+			cs.up = r.up
+		}
+	}
+	if cs.up != nil {
+		cs.up.close()
+	}
+	cs.upMu.Unlock()
+	if debug {
+		cs.log().Debug("disconnected", "messages", cs.messages, "duration", time.Since(cs.started).Round(time.Millisecond))
+	}
+}
+
+type dialResult struct {
+	up  *upstream
+	err error
+}
+
+// attachUpstream waits for the upstream connection opened at connect time (once, at the first EHLO) and sets
+// what the relay advertises from the upstream's capabilities. A nil result is the reply that ends the session.
+func (cs *connState) attachUpstream() *smtp.SMTPError {
+	if cs.up != nil {
+		return nil
+	}
+	if cs.dialTaken {
+		return cs.closing(errUpstreamLost(cs))
+	}
+	r := <-cs.dialed
+	cs.dialTaken = true
+	if r.err != nil {
+		cs.log().Warn("upstream unavailable; refusing session", "client", cs.remote.String(), "err", r.err)
+		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 0},
+			Message: cs.srv.opts.Hostname + " Service not available, try again later"})
+	}
+	cs.up = r.up
+	cs.mu.Lock()
+	cs.upRaw = r.up.raw
+	cs.mu.Unlock()
+	cs.srv.advertise(cs.smtpSrv, r.up)
+	if cs.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		v, c := tlsInfo(r.up.tls)
+		cs.log().Debug("upstream connected", "upstream_tls", v, "upstream_cipher", c)
+	}
+	return nil
+}
+
+// newSMTPServer configures a go-smtp server for one connection. Each connection gets its own, because what the
+// relay may advertise depends on this session's upstream (see advertise).
+func (s *Server) newSMTPServer(cs *connState) *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(cs.newSession))
+	srv.Domain = s.opts.Hostname
+	srv.ErrorLog = s.errLog
+	srv.MaxMessageBytes = s.opts.Limits.MessageSize
+	srv.MaxRecipients = s.opts.Limits.Recipients
+	srv.MaxLineLength = s.opts.Limits.LineLength
+	srv.WriteTimeout = s.opts.Limits.CommandTimeout
+	srv.AllowInsecureAuth = s.opts.AllowInsecureAuth
+	if s.opts.TLS.Mode == TLSStartTLS {
+		srv.TLSConfig = s.tlsConf
+	}
+	return srv
+}
+
+// advertise sets what depends on the upstream: SIZE is the smaller of both limits, and DSN, SMTPUTF8, REQUIRETLS
+// and the other pass-through extensions are offered only when the upstream offers them. It runs inside go-smtp's
+// EHLO handling, before the reply is built from these fields.
+func (s *Server) advertise(srv *smtp.Server, up *upstream) {
+	if n, ok := up.c.MaxMessageSize(); ok && n > 0 && int64(n) < srv.MaxMessageBytes {
+		srv.MaxMessageBytes = int64(n)
+	}
+	has := func(ext string) bool { ok, _ := up.c.Extension(ext); return ok }
+	srv.EnableSMTPUTF8 = has("SMTPUTF8")
+	srv.EnableDSN = has("DSN")
+	srv.EnableREQUIRETLS = has("REQUIRETLS")
+	srv.EnableRRVS = has("RRVS")
+	srv.EnableDELIVERBY = has("DELIVERBY")
+	srv.EnableMTPRIORITY = has("MT-PRIORITY")
+}
+
+// newSession is go-smtp's Backend: it runs when the client says EHLO/HELO, and again after STARTTLS.
+func (cs *connState) newSession(c *smtp.Conn) (smtp.Session, error) {
+	cs.mu.Lock()
+	cs.smtpConn = c
+	cs.helo = c.Hostname()
+	if st, ok := c.TLSConnectionState(); ok {
+		cs.tlsState = &st
+	}
+	cs.mu.Unlock()
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	if e := cs.attachUpstream(); e != nil {
+		return nil, e
+	}
+	if cs.up.dead != nil {
+		return nil, cs.closing(errUpstreamLost(cs))
+	}
+	if cs.srv.opts.XClient {
+		if err := cs.up.sendXClient(cs.remote, c.Hostname()); err != nil {
+			cs.log().Warn("XCLIENT failed; closing session", "err", err)
+			return nil, cs.closing(errUpstreamLost(cs))
+		}
+	}
+	return &session{cs: cs}, nil
+}
+
+// shutdown is called by Server.Shutdown: a session between messages is closed now with 421, one inside a
+// message finishes it and is closed after the reply.
+func (cs *connState) shutdown() {
+	cs.mu.Lock()
+	cs.shuttingDown = true
+	idle := !cs.inTxn
+	cs.mu.Unlock()
+	if idle {
+		cs.sayAndClose(421, "4.3.2", cs.srv.opts.Hostname+" Service shutting down, try again later")
+	}
+}
+
+// interruptUpstream closes the upstream socket, so a command waiting for the upstream returns at once. It does not
+// take upMu: the point is to interrupt whoever holds it.
+func (cs *connState) interruptUpstream() {
+	cs.mu.Lock()
+	up, cancel := cs.upRaw, cs.cancelDial
+	cs.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if up != nil {
+		up.Close()
+	}
+}
+
+// sayAndClose writes a reply outside go-smtp's command loop (the session is idle) and closes the connection.
+func (cs *connState) sayAndClose(code int, enh, text string) {
+	cs.mu.Lock()
+	var top net.Conn = cs.client
+	switch {
+	case cs.smtpConn != nil:
+		top = cs.smtpConn.Conn() // after STARTTLS, the TLS connection
+	case cs.top != nil:
+		top = cs.top
+	}
+	cs.mu.Unlock()
+	writeRaw(top, code, enh, text)
+	cs.client.Close()
+}
+
+// closing makes e the last reply of the session.
+func (cs *connState) closing(e *smtp.SMTPError) *smtp.SMTPError {
+	cs.client.closeAfterWrite()
+	return e
+}
+
+// setInTxn records whether a message transaction is open; it reports false when the server is shutting down and
+// no new transaction may start.
+func (cs *connState) setInTxn(v bool) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if v && cs.shuttingDown {
+		return false
+	}
+	cs.inTxn = v
+	return true
+}
+
+func (cs *connState) isShuttingDown() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.shuttingDown
+}
+
+// countError counts an error reply; when the session has had too many, the reply becomes a 421 that closes it.
+func (cs *connState) countError(e *smtp.SMTPError) *smtp.SMTPError {
+	if e == nil || e.Code < 400 {
+		return e
+	}
+	cs.mu.Lock()
+	cs.errors++
+	n := cs.errors
+	cs.mu.Unlock()
+	if n >= cs.srv.opts.Limits.Errors {
+		cs.log().Warn("too many errors; closing session", "errors", n, "last_code", e.Code)
+		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: cs.srv.opts.Hostname + " Too many errors, closing connection"})
+	}
+	return e
+}
+
+// envelope returns what plugins see of the connection.
+func (cs *connState) envelope() pluginhost.Envelope {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	env := pluginhost.Envelope{
+		Protocol:  cs.srv.opts.Protocol,
+		Direction: cs.srv.opts.Direction,
+		Listener:  cs.srv.opts.Name,
+		HELO:      cs.helo,
+		AuthUser:  cs.authUser,
+	}
+	if cs.remote.IsValid() {
+		env.ClientIP = cs.remote.Addr().String()
+		env.ClientPort = int(cs.remote.Port())
+	}
+	env.TLSVersion, env.TLSCipher = tlsInfo(cs.tlsState)
+	return env
+}
+
+func (cs *connState) wants(h pluginhost.Hook) bool {
+	return cs.filter != nil && cs.hooks.Has(h)
+}
+
+// evaluate runs the policy for one hook. A nil decision from the filter is taken as accept.
+func (cs *connState) evaluate(h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+	ctx := context.Background()
+	d := cs.filter.Evaluate(ctx, h, in)
+	if d == nil {
+		d = &policy.Decision{Hook: h, Action: pluginhost.Accept}
+	}
+	return d
+}
+
+// connectHook runs the connect hook; a non-nil result is the reply that ends the session.
+func (cs *connState) connectHook() *smtp.SMTPError {
+	if !cs.wants(pluginhost.HookConnect) {
+		return nil
+	}
+	in := &pluginhost.Input{Env: cs.envelope()}
+	d := cs.evaluate(pluginhost.HookConnect, in)
+	e := refusal(d)
+	if e == nil {
+		if d.Action != pluginhost.Accept {
+			cs.log().Warn("verdict has no meaning at connect; accepting", "action", d.Action.String())
+		}
+		return nil
+	}
+	if e.Code/100 == 5 {
+		// RFC 5321 §3.1: a server refusing service at connection time answers 554.
+		e.Code = 554
+	} else {
+		e.Code = 421
+	}
+	cs.log().Info("connection refused by policy", "client", cs.remote.String(), "action", d.Action.String(),
+		"code", e.Code)
+	cs.audit(nil, d, e)
+	return e
+}
+
+// writeRaw writes one reply line directly on the connection, with a short deadline: it is used before go-smtp
+// takes the connection over, or after it stopped listening.
+func writeRaw(c net.Conn, code int, enh, text string) {
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	line := fmt.Sprintf("%d %s %s\r\n", code, enh, strings.ReplaceAll(strings.ReplaceAll(text, "\r", " "), "\n", " "))
+	if enh == "" {
+		line = fmt.Sprintf("%d %s\r\n", code, text)
+	}
+	_, _ = c.Write([]byte(line))
+}
+
+// enhanced formats an SMTPError's enhanced code for writeRaw.
+func enhanced(e *smtp.SMTPError) string {
+	ec := e.EnhancedCode
+	if ec == smtp.NoEnhancedCode {
+		return ""
+	}
+	if ec == smtp.EnhancedCodeNotSet {
+		ec = smtp.EnhancedCode{e.Code / 100, 0, 0}
+	}
+	return fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+}

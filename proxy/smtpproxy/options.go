@@ -1,0 +1,360 @@
+package smtpproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+)
+
+// Filter decides what happens at one hook of one session. *policy.Snapshot implements it; the relay calls it from
+// the session's goroutine only.
+type Filter interface {
+	Evaluate(ctx context.Context, hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision
+}
+
+// FilterSource hands out the filter that is current when a session starts. The session keeps it for its whole life
+// (a configuration reload affects new sessions only) and calls release when it ends.
+type FilterSource interface {
+	Acquire() (f Filter, release func())
+}
+
+// SnapshotSource is the hot-reload handle of the policy package: *policy.Manager implements it.
+type SnapshotSource interface {
+	Acquire() (*policy.Snapshot, func())
+}
+
+// Policies adapts a *policy.Manager to a FilterSource.
+func Policies(src SnapshotSource) FilterSource { return snapshotSource{src} }
+
+type snapshotSource struct{ src SnapshotSource }
+
+func (s snapshotSource) Acquire() (Filter, func()) {
+	snap, release := s.src.Acquire()
+	if snap == nil {
+		// A nil *Snapshot in a Filter would not compare equal to nil.
+		return nil, release
+	}
+	return snap, release
+}
+
+// HookReporter is implemented by filters that know which hooks anything runs at. The relay skips the hooks a
+// filter reports as empty, which saves building the plugin input for every RCPT of a message nobody inspects.
+type HookReporter interface {
+	Hooks() pluginhost.HookSet
+}
+
+// Auditor receives one record per decision. *audit.Log implements it. Append is called from session goroutines,
+// concurrently; an error is logged and does not change the reply (the decision was already carried out).
+type Auditor interface {
+	Append(rec *audit.Record) error
+}
+
+// Protocol names, as plugins see them in the field "protocol".
+const (
+	ProtocolSMTP       = "smtp"
+	ProtocolSubmission = "submission"
+)
+
+// TLSMode says how a listener offers TLS to its clients.
+type TLSMode string
+
+// The client-side TLS modes.
+const (
+	TLSNone     TLSMode = "none"     // plain text only
+	TLSStartTLS TLSMode = "starttls" // plain text with the STARTTLS upgrade (ports 25 and 587)
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte (port 465, "submissions")
+)
+
+// TLS is the client-side TLS configuration of a listener.
+type TLS struct {
+	// Mode is none, starttls or implicit. The zero value is starttls when CertFile is set, none otherwise.
+	Mode TLSMode
+	// CertFile and KeyFile are PEM files. They are read at New and again by Server.ReloadCertificate, so a renewed
+	// certificate is picked up without restarting (existing connections keep theirs).
+	CertFile, KeyFile string
+}
+
+// UpstreamTLSMode says how the relay protects its connection to the upstream server.
+type UpstreamTLSMode string
+
+// The upstream TLS modes.
+const (
+	UpstreamTLSNone     UpstreamTLSMode = "none"
+	UpstreamTLSStartTLS UpstreamTLSMode = "starttls"
+	UpstreamTLSImplicit UpstreamTLSMode = "tls"
+)
+
+// UpstreamTLS is the TLS configuration towards the upstream server.
+type UpstreamTLS struct {
+	// Mode is none (the default), starttls or tls. With starttls an upstream that does not offer STARTTLS is an
+	// error: the relay never falls back to plain text silently.
+	Mode UpstreamTLSMode
+	// CAFile is a PEM bundle of the certificate authorities trusted for the upstream; "" uses the system pool.
+	CAFile string
+	// ServerName is the name checked against the upstream's certificate; "" uses the host of Upstream.
+	ServerName string
+	// SkipVerify turns certificate verification off. It exists for test rigs with throw-away certificates; a
+	// production relay should set CAFile instead. (The configuration's `verify = false`.)
+	SkipVerify bool
+}
+
+// BareNewline is what the relay does with a bare CR, a bare LF or a NUL byte in message content.
+type BareNewline string
+
+// The bare newline policies. Either way no lookalike of the end-of-data sequence reaches the upstream.
+const (
+	// BareNewlineReject refuses the message with 550 5.6.0 (the default; the message stays byte-identical).
+	BareNewlineReject BareNewline = "reject"
+	// BareNewlineNormalize turns every bare CR and bare LF into CRLF and drops NUL bytes.
+	BareNewlineNormalize BareNewline = "normalize"
+)
+
+// Limits bound what a client can make the relay do. Zero fields take the defaults in the comments.
+type Limits struct {
+	// MessageSize is the largest message accepted, in bytes (default 32 MiB). The relay advertises the smaller of
+	// this and the upstream's SIZE.
+	MessageSize int64
+	// Sessions is the number of concurrent client sessions; one more is answered 421 and closed (default 1000).
+	Sessions int
+	// Recipients is the number of RCPT TO accepted per message; more get 452 4.5.3 (default 1000).
+	Recipients int
+	// LineLength is the longest command or message line in bytes, CRLF included (default 65536; RFC 5321's 1000 is
+	// broken by real mail). A longer line ends the session with 500 5.4.0.
+	LineLength int
+	// CommandTimeout bounds each wait inside a command: client progress during DATA/BDAT, the upstream's
+	// reply to every command, the TLS handshakes and dialing the upstream (default 5 minutes).
+	CommandTimeout time.Duration
+	// IdleTimeout is how long a client may stay silent between commands (default 5 minutes).
+	IdleTimeout time.Duration
+	// Errors is the number of error replies (4xx/5xx, including the upstream's) a session may cause; the reply
+	// that reaches it becomes 421 4.7.0 and the connection is closed (default 20). go-smtp additionally closes a
+	// session after its fourth syntax error, whatever this says.
+	Errors int
+}
+
+// ProxyProtocol enables the HAProxy PROXY protocol (v1 and v2) on a listener.
+type ProxyProtocol struct {
+	// Trusted lists the addresses and CIDR ranges allowed to connect; each connection from them must start with a
+	// PROXY header, whose source address then becomes the client address. Connections from any other address are
+	// closed unanswered. An empty list disables the PROXY protocol.
+	Trusted []string
+	// HeaderTimeout bounds reading the header (default 5 seconds).
+	HeaderTimeout time.Duration
+}
+
+// Options configure a Server: one listener relaying to one upstream.
+type Options struct {
+	// Name is the listener's name, used in logs, audit records and the plugins' field "listener".
+	Name string
+	// Protocol is "smtp" (the default) or "submission".
+	Protocol string
+	// Direction is "inbound" or "outbound"; the default is inbound for smtp and outbound for submission.
+	Direction string
+	// Address is where ListenAndServe listens, host:port.
+	Address string
+	// Hostname names this relay in the greeting, in EHLO to the upstream and in Received: (default: the
+	// machine's host name).
+	Hostname string
+
+	// Upstream is the server to relay to, host:port, or "embedded" for Embedded.
+	Upstream string
+	// Embedded is the in-process upstream used when Upstream is "embedded".
+	Embedded *embedsmtp.Server
+	// Dial, if set, opens the upstream connection instead of a TCP dial to Upstream (tests use it to inject
+	// faults). The relay applies the upstream TLS mode on the connection it returns.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// UpstreamTLS protects the connection to the upstream.
+	UpstreamTLS UpstreamTLS
+	// XClient sends the client's address, port and HELO name to the upstream with Postfix's XCLIENT command, so
+	// that the upstream applies its own policy to the real client. The upstream must offer XCLIENT to this relay;
+	// if it does not, sessions are refused with 421 rather than relayed as if they came from the relay itself.
+	XClient bool
+
+	// TLS offers TLS to clients.
+	TLS TLS
+	// AllowInsecureAuth offers AUTH on connections that are not encrypted. Off by default: passwords are only
+	// accepted under TLS.
+	AllowInsecureAuth bool
+
+	Limits        Limits
+	ProxyProtocol ProxyProtocol
+	BareNewline   BareNewline
+
+	// ReceivedHeader adds a Received: trace field to every relayed message.
+	ReceivedHeader bool
+	// ResultHeaders adds X-Postern-Verdict, X-Postern-Score and X-Postern-Tags to every relayed message, after
+	// removing any the message already carried (a sender cannot forge them).
+	ResultHeaders bool
+	// QuarantineDir receives quarantined messages: NAME.eml as received and NAME.json with the decision. A
+	// quarantine verdict without a directory tempfails the message rather than losing it.
+	QuarantineDir string
+
+	// SpoolDir holds messages larger than MemoryThreshold while they are filtered (default os.TempDir()). The files
+	// are unlinked as soon as they are created, so nothing is left behind by a crash.
+	SpoolDir string
+	// MemoryThreshold is the message size kept in memory; larger messages are spilled to SpoolDir (default 1 MiB).
+	MemoryThreshold int64
+	// MessageLimits bound the MIME indexing of each message. MaxSize is raised to Limits.MessageSize so that every
+	// accepted message is indexed in full.
+	MessageLimits message.Limits
+
+	// Filters supplies the policy. nil relays every message unchanged (apart from the trace headers asked for).
+	Filters FilterSource
+	// Audit receives a record of every decision that is not a plain accept at an envelope stage.
+	Audit Auditor
+	// Logger receives the relay's log; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// defaults returns a copy of o with every zero field replaced by its default, or an error naming the first invalid
+// field.
+func (o Options) withDefaults() (Options, error) {
+	if o.Name == "" {
+		o.Name = "smtp"
+	}
+	switch o.Protocol {
+	case "":
+		o.Protocol = ProtocolSMTP
+	case ProtocolSMTP, ProtocolSubmission:
+	default:
+		return o, fmt.Errorf("protocol %q: want %q or %q", o.Protocol, ProtocolSMTP, ProtocolSubmission)
+	}
+	switch o.Direction {
+	case "":
+		o.Direction = "inbound"
+		if o.Protocol == ProtocolSubmission {
+			o.Direction = "outbound"
+		}
+	case "inbound", "outbound":
+	default:
+		return o, fmt.Errorf("direction %q: want inbound or outbound", o.Direction)
+	}
+	if o.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		o.Hostname = h
+	}
+	if strings.ContainsAny(o.Hostname, " \t\r\n") {
+		return o, fmt.Errorf("hostname %q contains white space", o.Hostname)
+	}
+	switch {
+	case o.Dial != nil:
+	case o.Upstream == "embedded":
+		if o.Embedded == nil {
+			return o, errors.New(`upstream "embedded" needs Options.Embedded`)
+		}
+	case o.Upstream == "":
+		return o, errors.New("no upstream: set upstream to host:port or \"embedded\"")
+	default:
+		if _, _, err := net.SplitHostPort(o.Upstream); err != nil {
+			return o, fmt.Errorf("upstream %q: %w", o.Upstream, err)
+		}
+	}
+	switch o.UpstreamTLS.Mode {
+	case "":
+		o.UpstreamTLS.Mode = UpstreamTLSNone
+	case UpstreamTLSNone, UpstreamTLSStartTLS, UpstreamTLSImplicit:
+	default:
+		return o, fmt.Errorf("upstream_tls mode %q: want none, starttls or tls", o.UpstreamTLS.Mode)
+	}
+	switch o.TLS.Mode {
+	case "":
+		o.TLS.Mode = TLSNone
+		if o.TLS.CertFile != "" {
+			o.TLS.Mode = TLSStartTLS
+		}
+	case TLSNone, TLSStartTLS, TLSImplicit:
+	default:
+		return o, fmt.Errorf("tls mode %q: want none, starttls or implicit", o.TLS.Mode)
+	}
+	if o.TLS.Mode != TLSNone && (o.TLS.CertFile == "" || o.TLS.KeyFile == "") {
+		return o, fmt.Errorf("tls mode %s needs cert and key", o.TLS.Mode)
+	}
+	switch o.BareNewline {
+	case "":
+		o.BareNewline = BareNewlineReject
+	case BareNewlineReject, BareNewlineNormalize:
+	default:
+		return o, fmt.Errorf("bare_newline %q: want reject or normalize", o.BareNewline)
+	}
+	l := &o.Limits
+	if l.MessageSize == 0 {
+		l.MessageSize = 32 << 20
+	}
+	if l.Sessions == 0 {
+		l.Sessions = 1000
+	}
+	if l.Recipients == 0 {
+		l.Recipients = 1000
+	}
+	if l.LineLength == 0 {
+		l.LineLength = 64 << 10
+	}
+	if l.CommandTimeout == 0 {
+		l.CommandTimeout = 5 * time.Minute
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = 5 * time.Minute
+	}
+	if l.Errors == 0 {
+		l.Errors = 20
+	}
+	if l.MessageSize < 0 || l.Sessions < 0 || l.Recipients < 0 || l.LineLength < 0 || l.CommandTimeout < 0 ||
+		l.IdleTimeout < 0 || l.Errors < 0 {
+		return o, errors.New("limits must not be negative")
+	}
+	if l.LineLength < 512 {
+		return o, fmt.Errorf("limits line_length %d: RFC 5321 needs at least 512", l.LineLength)
+	}
+	if o.ProxyProtocol.HeaderTimeout == 0 {
+		o.ProxyProtocol.HeaderTimeout = 5 * time.Second
+	}
+	for _, t := range o.ProxyProtocol.Trusted {
+		if _, err := parsePrefix(t); err != nil {
+			return o, fmt.Errorf("proxy_protocol trusted %q: %w", t, err)
+		}
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	if o.MemoryThreshold == 0 {
+		o.MemoryThreshold = 1 << 20
+	}
+	if o.MessageLimits == (message.Limits{}) {
+		o.MessageLimits = message.DefaultLimits()
+	}
+	if o.MessageLimits.MaxSize < l.MessageSize {
+		o.MessageLimits.MaxSize = l.MessageSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+// parsePrefix accepts an address ("10.0.0.1") or a CIDR range ("10.0.0.0/8").
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}

@@ -1,0 +1,480 @@
+package smtpproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+)
+
+// session is go-smtp's Session for one client connection (a new one after STARTTLS). Every command is relayed to
+// the upstream in lockstep: the client's reply is the upstream's, or the policy's refusal.
+type session struct {
+	cs  *connState
+	txn *txn
+}
+
+// txn is one mail transaction, from MAIL FROM to the end of the message.
+type txn struct {
+	id      string
+	started time.Time
+	from    string
+	rcpts   []string
+	added   []string         // recipients the policy added at envelope stages
+	pending *policy.Decision // an envelope-stage discard or quarantine, carried out at the end of DATA
+	size    int64
+	sumIn   string
+	sumOut  string
+	msgID   string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (s *session) Logout() error { return nil }
+
+// Reset ends the transaction: after RSET, after each message, after a new EHLO. An upstream transaction still
+// open (the message was refused or never sent) is reset too.
+func (s *session) Reset() {
+	s.txn = nil
+	s.cs.setInTxn(false)
+	s.cs.upMu.Lock()
+	s.cs.up.reset()
+	s.cs.upMu.Unlock()
+}
+
+// usable returns the reply for a session that cannot go on: the upstream connection is gone, or (for a command
+// that would start a transaction) the server is shutting down. A transaction already open may finish.
+func (cs *connState) usable(starting bool) *smtp.SMTPError {
+	if starting && cs.isShuttingDown() {
+		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
+			Message: cs.srv.opts.Hostname + " Service shutting down, try again later"})
+	}
+	cs.upMu.Lock()
+	dead := cs.up.dead
+	cs.upMu.Unlock()
+	if dead != nil {
+		return cs.closing(errUpstreamLost(cs))
+	}
+	return nil
+}
+
+func errUpstreamLost(cs *connState) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: cs.srv.opts.Hostname + " Lost connection to the upstream server, try again later"}
+}
+
+// upstreamError turns the result of an upstream command into the client's reply: a reply from the upstream goes
+// back unchanged (a 421 also ends this session); a broken connection gives 421 and ends the session. Must be
+// called with upMu held.
+func (cs *connState) upstreamError(cmd string, err error) *smtp.SMTPError {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		if se.Code == 421 {
+			cs.up.fail(err)
+			return cs.closing(se)
+		}
+		return cs.countError(se)
+	}
+	cs.up.fail(err)
+	cs.log().Warn("upstream connection failed", "command", cmd, "err", err)
+	return cs.closing(errUpstreamLost(cs))
+}
+
+// input builds the plugins' view of the transaction so far.
+func (s *session) input() *pluginhost.Input {
+	in := &pluginhost.Input{Env: s.cs.envelope()}
+	if s.txn != nil {
+		in.Env.MailFrom = s.txn.from
+		in.Env.HasMailFrom = true
+		in.Env.Rcpts = s.txn.rcpts
+	}
+	return in
+}
+
+// envelopeDecision acts on the decision of an envelope hook. A refusal is returned as the reply; a discard or
+// quarantine is remembered and carried out when the message has arrived; added recipients are collected.
+func (s *session) envelopeDecision(d *policy.Decision) *smtp.SMTPError {
+	if e := refusal(d); e != nil {
+		s.cs.audit(s.txn, d, e)
+		s.cs.log().Info("refused by policy", "hook", d.Hook.String(), "action", d.Action.String(), "code", e.Code)
+		return s.cs.countError(e)
+	}
+	switch d.Action {
+	case pluginhost.Discard, pluginhost.Quarantine:
+		if s.txn.pending == nil {
+			s.txn.pending = d
+		}
+	}
+	if d.Changes != nil {
+		s.txn.added = append(s.txn.added, d.Changes.Recipients()...)
+	}
+	return nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	cs := s.cs
+	if e := cs.usable(true); e != nil {
+		return e
+	}
+	s.txn = &txn{id: newID(), started: time.Now(), from: from}
+	if cs.wants(pluginhost.HookMailFrom) {
+		in := s.input()
+		in.Env.Rcpts = nil
+		if e := s.envelopeDecision(cs.evaluate(pluginhost.HookMailFrom, in)); e != nil {
+			s.txn = nil
+			return e
+		}
+	}
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	if err := cs.up.c.Mail(from, opts); err != nil {
+		s.txn = nil
+		return cs.upstreamError("MAIL", err)
+	}
+	cs.up.inTxn = true
+	if !cs.setInTxn(true) {
+		// Shutdown began while the upstream was answering: do not start a transaction that could be cut off.
+		cs.up.reset()
+		s.txn = nil
+		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
+			Message: cs.srv.opts.Hostname + " Service shutting down, try again later"})
+	}
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	cs := s.cs
+	if e := cs.usable(false); e != nil {
+		return e
+	}
+	if s.txn == nil {
+		// go-smtp checks MAIL FROM first; this is a guard against a future change of that.
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL before RCPT"}
+	}
+	if cs.wants(pluginhost.HookRcptTo) {
+		in := s.input()
+		in.RcptCurrent = to
+		if e := s.envelopeDecision(cs.evaluate(pluginhost.HookRcptTo, in)); e != nil {
+			return e
+		}
+	}
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	if err := cs.up.c.Rcpt(to, opts); err != nil {
+		return cs.upstreamError("RCPT", err)
+	}
+	s.txn.rcpts = append(s.txn.rcpts, to)
+	return nil
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Data receives the message, runs the policy and relays it. The reply is always an *smtp.SMTPError, so that
+// the client's 250 carries the upstream's own text; it is never a success before the upstream's 250.
+func (s *session) Data(r io.Reader) error {
+	cs := s.cs
+	cs.client.inCommand.Store(true)
+	defer cs.client.inCommand.Store(false)
+	reply := s.data(r)
+	cs.mu.Lock()
+	cs.messages++
+	cs.mu.Unlock()
+	if cs.isShuttingDown() {
+		cs.closing(reply)
+	}
+	return reply
+}
+
+func (s *session) data(r io.Reader) *smtp.SMTPError {
+	cs := s.cs
+	t := s.txn
+	if t == nil {
+		// Drain what the client sends so the connection stays in sync, then refuse.
+		_, _ = io.Copy(io.Discard, r)
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL and RCPT before DATA"}
+	}
+	if e := cs.usable(false); e != nil {
+		return e
+	}
+	o := &cs.srv.opts
+	sp := newSpool(o.SpoolDir, o.MemoryThreshold, o.Audit != nil || o.QuarantineDir != "")
+	defer sp.Close()
+	if e := s.receive(r, sp); e != nil {
+		return cs.countError(e)
+	}
+	t.size, t.sumIn = sp.Size(), sp.Sum()
+
+	var msg *message.Message
+	if cs.wants(pluginhost.HookMessage) || o.ReceivedHeader || o.ResultHeaders || t.pending != nil {
+		var err error
+		msg, err = message.Parse(sp.ReaderAt(), sp.Size(), o.MessageLimits)
+		if err != nil {
+			cs.log().Error("indexing message failed", "txn", t.id, "err", err)
+			return cs.countError(localError())
+		}
+		if ids := msg.HeaderValues(0, "Message-Id", false); len(ids) > 0 {
+			t.msgID = ids[0]
+		}
+	}
+
+	d := t.pending
+	if d == nil && cs.wants(pluginhost.HookMessage) {
+		in := s.input()
+		in.Msg = msg
+		d = cs.evaluate(pluginhost.HookMessage, in)
+	}
+	action := pluginhost.Accept
+	if d != nil {
+		action = d.Action
+	}
+	var reply *smtp.SMTPError
+	switch action {
+	case pluginhost.Reject, pluginhost.Tempfail:
+		reply = cs.countError(refusal(d))
+	case pluginhost.Discard:
+		reply = accepted(t.id)
+	case pluginhost.Quarantine:
+		reply = s.quarantine(sp, d)
+	default:
+		reply = s.relay(sp, msg, d)
+	}
+	if d != nil {
+		cs.audit(t, d, reply)
+	}
+	cs.log().Info("message", "txn", t.id, "from", t.from, "rcpts", len(t.rcpts)+len(t.added), "size", t.size,
+		"action", action.String(), "reply", reply.Code, "text", reply.Message,
+		"duration", time.Since(t.started).Round(time.Microsecond))
+	return reply
+}
+
+// receive reads the message into the spool through the line-ending guard.
+func (s *session) receive(r io.Reader, sp *spool) *smtp.SMTPError {
+	cs := s.cs
+	g := lineGuard{normalize: cs.srv.opts.BareNewline == BareNewlineNormalize}
+	limit := cs.srv.opts.Limits.MessageSize
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	buf := *bufp
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if werr := g.write(sp, buf[:n]); werr != nil {
+				return s.receiveError(werr)
+			}
+			if sp.Size() > limit {
+				return s.receiveError(smtp.ErrDataTooLarge)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return s.receiveError(err)
+		}
+	}
+	if err := g.finish(sp); err != nil {
+		return s.receiveError(err)
+	}
+	if sp.Size() > limit {
+		return s.receiveError(smtp.ErrDataTooLarge)
+	}
+	return nil
+}
+
+// receiveError maps a failure while receiving the message to the reply.
+func (s *session) receiveError(err error) *smtp.SMTPError {
+	cs := s.cs
+	var bn *bareNewlineError
+	var se *smtp.SMTPError
+	var ne net.Error
+	switch {
+	case errors.As(err, &bn):
+		cs.log().Info("message refused: bare line ending", "txn", s.txn.id, "what", bn.what, "offset", bn.offset)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+			Message: "Message refused: it contains a " + bn.what + "; SMTP lines must end with CRLF"}
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, smtp.ErrTooLongLine):
+		return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
+	case errors.As(err, &ne) && ne.Timeout():
+		cs.client.failReads.Store(true)
+		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+			Message: cs.srv.opts.Hostname + " Timeout while receiving the message, closing connection"})
+	case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return cs.closing(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+			Message: "Message transfer aborted"})
+	}
+	cs.log().Error("receiving message failed", "txn", s.txn.id, "err", err)
+	return localError()
+}
+
+func localError() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Requested action aborted: local error in processing"}
+}
+
+// accepted is the reply for a message the relay took responsibility for without the upstream (discard,
+// quarantine).
+func accepted(id string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: accepted as " + id}
+}
+
+// relay sends the message upstream with the policy's changes and returns the upstream's reply.
+func (s *session) relay(sp *spool, msg *message.Message, d *policy.Decision) *smtp.SMTPError {
+	cs := s.cs
+	t := s.txn
+	changes, err := s.outgoingChanges(msg, d)
+	if err != nil {
+		cs.log().Error("building trace headers failed", "txn", t.id, "err", err)
+		return localError()
+	}
+	out := sp
+	if changes != nil && changes.Len() > 0 && msg != nil {
+		// Render before opening DATA upstream: a change that cannot be applied must refuse the message while
+		// it can still be refused, not cut a half-sent message off. The result goes through the line-ending
+		// guard again, so whatever a plugin's banner or header contained, only CRLF line endings go out.
+		rendered := newSpool(cs.srv.opts.SpoolDir, cs.srv.opts.MemoryThreshold, t.sumIn != "")
+		defer rendered.Close()
+		g := &lineGuard{normalize: true}
+		if _, err := msg.WriteTo(guardWriter{g, rendered}, changes); err != nil || g.finish(rendered) != nil {
+			cs.log().Error("applying the policy's changes failed", "txn", t.id, "err", err)
+			return localError()
+		}
+		out = rendered
+		t.sumOut = rendered.Sum()
+	}
+
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	up := cs.up
+	if up.dead != nil {
+		return cs.closing(errUpstreamLost(cs))
+	}
+	for _, rcpt := range s.addedRecipients(d) {
+		if err := up.c.Rcpt(rcpt, nil); err != nil {
+			if isConnErr(err) {
+				return cs.upstreamError("RCPT", err)
+			}
+			// The policy wants this copy delivered (an archive, a compliance mailbox): without it the message
+			// must not go through, and the sender should try again.
+			cs.log().Warn("upstream refused a recipient added by the policy", "txn", t.id, "rcpt", rcpt, "err", err)
+			return cs.countError(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+				Message: "Requested action aborted: a recipient required by policy was refused"})
+		}
+	}
+	w, err := up.c.Data()
+	if err != nil {
+		return cs.upstreamError("DATA", err)
+	}
+	if err := up.sendContent(w, out); err != nil {
+		// The final dot was not sent, so the upstream will not deliver what it got.
+		return cs.upstreamError("DATA", err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		up.inTxn = false
+		return cs.upstreamError("end of DATA", err)
+	}
+	up.inTxn = false
+	reply := parseReply(250, resp.StatusText)
+	if reply.EnhancedCode == smtp.EnhancedCodeNotSet {
+		reply.EnhancedCode = smtp.EnhancedCode{2, 0, 0}
+	}
+	return reply
+}
+
+// addedRecipients lists the recipients the policy added, without duplicates and without those the client gave.
+func (s *session) addedRecipients(d *policy.Decision) []string {
+	t := s.txn
+	all := t.added
+	if d != nil && d.Changes != nil {
+		all = append(all[:len(all):len(all)], d.Changes.Recipients()...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	seen := make(map[string]bool, len(t.rcpts)+len(all))
+	for _, r := range t.rcpts {
+		seen[strings.ToLower(r)] = true
+	}
+	var out []string
+	for _, r := range all {
+		if k := strings.ToLower(r); !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	t.added = out
+	return out
+}
+
+// AuthMechanisms offers PLAIN and LOGIN when the upstream offers either: the relay translates between them.
+func (s *session) AuthMechanisms() []string {
+	cs := s.cs
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	if cs.up.dead != nil {
+		return nil
+	}
+	if cs.up.c.SupportsAuth(sasl.Plain) || cs.up.c.SupportsAuth(sasl.Login) {
+		return []string{sasl.Plain, sasl.Login}
+	}
+	return nil
+}
+
+// Auth relays the client's credentials to the upstream's AUTH: the client is authenticated exactly when the
+// upstream says so.
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return &plainServer{auth: s.authenticate}, nil
+	case sasl.Login:
+		return &loginServer{auth: s.authenticate}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) authenticate(identity, user, pass string) error {
+	cs := s.cs
+	if e := cs.usable(false); e != nil {
+		return e
+	}
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	var c sasl.Client
+	switch {
+	case cs.up.c.SupportsAuth(sasl.Plain):
+		c = sasl.NewPlainClient(identity, user, pass)
+	case identity != "" && identity != user:
+		return cs.countError(&smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+			Message: "Authorization identity not supported"})
+	default:
+		c = sasl.NewLoginClient(user, pass)
+	}
+	if err := cs.up.c.Auth(c); err != nil {
+		cs.log().Info("authentication failed", "user", user, "err", err)
+		if isConnErr(err) && !errors.Is(err, sasl.ErrUnexpectedServerChallenge) {
+			cs.up.fail(err)
+			return cs.closing(&smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+				Message: "Temporary authentication failure"})
+		}
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			se = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication failed"}
+		}
+		return cs.countError(se)
+	}
+	cs.mu.Lock()
+	cs.authUser = user
+	cs.mu.Unlock()
+	cs.log().Info("authenticated", "user", user)
+	return nil
+}

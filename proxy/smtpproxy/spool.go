@@ -1,0 +1,256 @@
+package smtpproxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+)
+
+// spool holds one message while it is filtered: in memory up to a threshold, then in a temporary file that is
+// unlinked at once (so a crash leaves nothing behind). It is an io.Writer while the message arrives and an
+// io.ReaderAt afterwards.
+type spool struct {
+	dir       string
+	threshold int64
+	buf       *[]byte
+	f         *os.File
+	size      int64
+	hash      hash.Hash // nil unless a digest was asked for
+}
+
+var spoolBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func newSpool(dir string, threshold int64, digest bool) *spool {
+	sp := &spool{dir: dir, threshold: threshold, buf: spoolBufs.Get().(*[]byte)}
+	if digest {
+		sp.hash = sha256.New()
+	}
+	return sp
+}
+
+func (sp *spool) Write(p []byte) (int, error) {
+	if sp.hash != nil {
+		sp.hash.Write(p)
+	}
+	if sp.f == nil && sp.size+int64(len(p)) > sp.threshold {
+		f, err := os.CreateTemp(sp.dir, "postern-spool-*")
+		if err != nil {
+			return 0, fmt.Errorf("spooling message: %w", err)
+		}
+		// Unlinked at once: the open descriptor keeps the data, nothing outlives the process.
+		os.Remove(f.Name())
+		if _, err := f.Write(*sp.buf); err != nil {
+			f.Close()
+			return 0, fmt.Errorf("spooling message: %w", err)
+		}
+		sp.f = f
+		sp.release()
+	}
+	if sp.f != nil {
+		n, err := sp.f.Write(p)
+		sp.size += int64(n)
+		if err != nil {
+			return n, fmt.Errorf("spooling message: %w", err)
+		}
+		return n, nil
+	}
+	*sp.buf = append(*sp.buf, p...)
+	sp.size += int64(len(p))
+	return len(p), nil
+}
+
+// Size is the number of bytes written.
+func (sp *spool) Size() int64 { return sp.size }
+
+// Sum returns the hex SHA-256 of what was written, or "" if no digest was asked for.
+func (sp *spool) Sum() string {
+	if sp.hash == nil {
+		return ""
+	}
+	return hex.EncodeToString(sp.hash.Sum(nil))
+}
+
+// ReaderAt returns the content. It stays valid until Close.
+func (sp *spool) ReaderAt() io.ReaderAt {
+	if sp.f != nil {
+		return sp.f
+	}
+	return bytes.NewReader(*sp.buf)
+}
+
+// Reader returns the whole content from the start.
+func (sp *spool) Reader() io.Reader { return io.NewSectionReader(sp.ReaderAt(), 0, sp.size) }
+
+// InMemory reports whether the content is still in memory.
+func (sp *spool) InMemory() bool { return sp.f == nil }
+
+func (sp *spool) release() {
+	if sp.buf != nil {
+		if cap(*sp.buf) <= 1<<20 {
+			*sp.buf = (*sp.buf)[:0]
+			spoolBufs.Put(sp.buf)
+		}
+		sp.buf = nil
+	}
+}
+
+// Close frees the memory or the file.
+func (sp *spool) Close() error {
+	sp.release()
+	if sp.f != nil {
+		err := sp.f.Close()
+		sp.f = nil
+		return err
+	}
+	return nil
+}
+
+// bareNewlineError reports the first bare CR, bare LF or NUL found in a message.
+type bareNewlineError struct {
+	what   string
+	offset int64
+}
+
+func (e *bareNewlineError) Error() string {
+	return fmt.Sprintf("message contains a %s at byte %d", e.what, e.offset)
+}
+
+// lineGuard checks (reject mode) or repairs (normalize mode) the line endings of message content as it streams
+// through. The only legal line ending in SMTP is CRLF; a lone CR or LF, or a NUL, is what the end-of-data
+// lookalikes of SMTP smuggling are made of, and some upstreams treat them as line ends. After the guard no such
+// byte is left, and the go-smtp client's dot-stuffing is then exact.
+type lineGuard struct {
+	normalize bool
+	pendingCR bool  // the previous byte was a CR whose LF has not been seen yet
+	off       int64 // bytes of input consumed
+	scratch   []byte
+}
+
+// write passes p to w, checking or repairing it. In reject mode the first offence is returned as a
+// *bareNewlineError.
+func (g *lineGuard) write(w io.Writer, p []byte) error {
+	if g.normalize {
+		return g.repair(w, p)
+	}
+	start := g.off
+	i := 0
+	for i < len(p) {
+		if g.pendingCR {
+			if p[i] != '\n' {
+				return &bareNewlineError{"bare CR", start + int64(i) - 1}
+			}
+			g.pendingCR = false
+			i++
+			continue
+		}
+		j := bytes.IndexAny(p[i:], "\r\n\x00")
+		if j < 0 {
+			break
+		}
+		i += j
+		switch p[i] {
+		case '\n':
+			return &bareNewlineError{"bare LF", start + int64(i)}
+		case 0:
+			return &bareNewlineError{"NUL byte", start + int64(i)}
+		}
+		g.pendingCR = true
+		i++
+	}
+	g.off += int64(len(p))
+	_, err := w.Write(p)
+	return err
+}
+
+// repair writes p with every bare CR and bare LF turned into CRLF and every NUL dropped.
+func (g *lineGuard) repair(w io.Writer, p []byte) error {
+	out := g.scratch[:0]
+	for _, c := range p {
+		if g.pendingCR {
+			g.pendingCR = false
+			out = append(out, '\r', '\n')
+			if c == '\n' {
+				continue
+			}
+		}
+		switch c {
+		case '\r':
+			g.pendingCR = true
+		case '\n':
+			out = append(out, '\r', '\n')
+		case 0:
+		default:
+			out = append(out, c)
+		}
+	}
+	g.off += int64(len(p))
+	g.scratch = out
+	_, err := w.Write(out)
+	return err
+}
+
+// finish handles a CR at the very end of the content.
+func (g *lineGuard) finish(w io.Writer) error {
+	if !g.pendingCR {
+		return nil
+	}
+	g.pendingCR = false
+	if !g.normalize {
+		return &bareNewlineError{"bare CR", g.off - 1}
+	}
+	_, err := w.Write([]byte("\r\n"))
+	return err
+}
+
+// guardWriter passes writes through a lineGuard.
+type guardWriter struct {
+	g *lineGuard
+	w io.Writer
+}
+
+func (gw guardWriter) Write(p []byte) (int, error) {
+	if err := gw.g.write(gw.w, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// dotStuffer writes message content in SMTP's DATA form: a line that starts with "." gets a second one (RFC 5321
+// §4.5.2). The content must have CRLF line endings only, which the lineGuard guarantees, so every LF starts a
+// line. It does with a few bulk copies what net/textproto's DotWriter does byte by byte.
+type dotStuffer struct {
+	w       io.Writer
+	midLine bool // not at the start of a line
+}
+
+var lfDot = []byte("\n.")
+
+func (d *dotStuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if !d.midLine && p[0] == '.' {
+			if _, err := d.w.Write(lfDot[1:]); err != nil {
+				return 0, err
+			}
+		}
+		i := bytes.Index(p, lfDot)
+		if i < 0 {
+			if _, err := d.w.Write(p); err != nil {
+				return 0, err
+			}
+			d.midLine = p[len(p)-1] != '\n'
+			break
+		}
+		if _, err := d.w.Write(p[:i+1]); err != nil {
+			return 0, err
+		}
+		d.midLine = false
+		p = p[i+1:]
+	}
+	return n, nil
+}

@@ -1,0 +1,155 @@
+package smtpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// chunks feeds p to f in random pieces, as network reads deliver it.
+func chunks(r *rand.Rand, p []byte, f func([]byte) error) error {
+	for len(p) > 0 {
+		n := 1 + r.IntN(min(len(p), 7))
+		if err := f(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+func TestLineGuardReject(t *testing.T) {
+	cases := []struct {
+		in     string
+		what   string
+		offset int64
+	}{
+		{"a\r\nb\r\n", "", 0},
+		{"", "", 0},
+		{"a\nb", "bare LF", 1},
+		{"ab\rc\r\n", "bare CR", 2},
+		{"ab\r\r\n", "bare CR", 2},
+		{"abc\r", "bare CR", 3},
+		{"a\r\n\x00b", "NUL byte", 3},
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range cases {
+		for range 20 {
+			var out bytes.Buffer
+			g := &lineGuard{}
+			err := chunks(r, []byte(tc.in), func(p []byte) error { return g.write(&out, p) })
+			if err == nil {
+				err = g.finish(&out)
+			}
+			var bn *bareNewlineError
+			switch {
+			case tc.what == "" && err != nil:
+				t.Fatalf("%q: %v", tc.in, err)
+			case tc.what == "" && out.String() != tc.in:
+				t.Fatalf("%q: passed %q", tc.in, out.String())
+			case tc.what != "" && (!errors.As(err, &bn) || bn.what != tc.what || bn.offset != tc.offset):
+				t.Fatalf("%q: error %v, want %s at %d", tc.in, err, tc.what, tc.offset)
+			}
+		}
+	}
+}
+
+func TestLineGuardNormalize(t *testing.T) {
+	cases := map[string]string{
+		"a\r\nb\r\n":    "a\r\nb\r\n",
+		"a\nb\n":        "a\r\nb\r\n",
+		"a\rb\r":        "a\r\nb\r\n",
+		"a\r\r\nb":      "a\r\n\r\nb",
+		"\x00a\x00\r\n": "a\r\n",
+		"\n.\n":         "\r\n.\r\n",
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for in, want := range cases {
+		for range 20 {
+			var out bytes.Buffer
+			g := &lineGuard{normalize: true}
+			if err := chunks(r, []byte(in), func(p []byte) error { return g.write(&out, p) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.finish(&out); err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != want {
+				t.Fatalf("%q: got %q, want %q", in, out.String(), want)
+			}
+		}
+	}
+}
+
+// TestDotStufferMatchesDotWriter compares the bulk dot-stuffer with net/textproto's DotWriter, which the go-smtp
+// client uses, on CRLF content cut into random pieces.
+func TestDotStufferMatchesDotWriter(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	lines := []string{"", ".", "..", ".x", "x.", "abc", ". ", "x\r\n.", "\x80."}
+	for range 500 {
+		var b strings.Builder
+		for range r.IntN(12) {
+			b.WriteString(lines[r.IntN(len(lines))])
+			b.WriteString("\r\n")
+		}
+		content := []byte(b.String())
+
+		var want bytes.Buffer
+		bw := bufio.NewWriter(&want)
+		dw := textproto.NewWriter(bw).DotWriter()
+		dw.Write(content)
+		dw.Close()
+
+		var got bytes.Buffer
+		d := &dotStuffer{w: &got}
+		direct := content
+		if bytes.HasSuffix(content, []byte("\r\n")) {
+			direct = content[:len(content)-2]
+		}
+		if err := chunks(r, direct, func(p []byte) error { _, err := d.Write(p); return err }); err != nil {
+			t.Fatal(err)
+		}
+		// What sendContent leaves to the DotWriter: the last CRLF, then the terminator.
+		got.WriteString("\r\n.\r\n")
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("content %q:\n got %q\nwant %q", content, got.Bytes(), want.Bytes())
+		}
+	}
+}
+
+func TestSpoolSpillsAboveThreshold(t *testing.T) {
+	dir := t.TempDir()
+	sp := newSpool(dir, 100, true)
+	small := bytes.Repeat([]byte("a"), 60)
+	sp.Write(small)
+	if !sp.InMemory() {
+		t.Fatal("spilled below the threshold")
+	}
+	sp.Write(small)
+	if sp.InMemory() {
+		t.Fatal("not spilled above the threshold")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("spool file left visible in %s: %v", dir, entries)
+	}
+	got, _ := io.ReadAll(sp.Reader())
+	if !bytes.Equal(got, append(small, small...)) || sp.Size() != 120 || len(sp.Sum()) != 64 {
+		t.Fatalf("spooled content %d bytes, size %d", len(got), sp.Size())
+	}
+	sp.Close()
+}
+
+func TestSpoolReportsDiskErrors(t *testing.T) {
+	sp := newSpool(filepath.Join(t.TempDir(), "missing"), 10, false)
+	defer sp.Close()
+	if _, err := sp.Write(make([]byte, 20)); err == nil {
+		t.Fatal("no error for an unusable spool directory")
+	}
+}
