@@ -9,11 +9,14 @@ C_PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/*.c sdk/conformance/kit-c/*.c
 GO_PLUGINS := $(foreach d,$(GO_PLUGIN_DIRS),$(BUILD)/plugins/$(notdir $(d:/=)).wasm)
 C_PLUGINS := $(foreach d,$(C_PLUGIN_DIRS),$(BUILD)/plugins/$(notdir $(d:/=)).wasm)
 
-# C guests: clang from Debian with wasi-libc, built as WASI reactors (a library with _initialize, no _start).
+# C guests: clang from Debian with wasi-libc, built as WASI reactors (crt1-reactor.o: _initialize runs the C
+# constructors, there is no _start). Hooks are exported by the SDK's export_name attributes, so a plugin exports only
+# the hooks it defines; --export=postern_abi_version makes a forgotten POSTERN_ABI_VERSION a link error rather than a
+# load-time refusal. --strip-all drops the name and producers sections (header-sanity: 33 KiB, not 125).
 CLANG ?= clang
 WASI_SYSROOT ?= /usr
-C_FLAGS := --target=wasm32-wasi --sysroot=$(WASI_SYSROOT) -mexec-model=reactor -O2 -Wall -Wextra -Werror \
-	-I sdk/c -Wl,--export=postern_abi_version -Wl,--strip-all
+C_FLAGS := --target=wasm32-wasi --sysroot=$(WASI_SYSROOT) -mexec-model=reactor -std=c11 -O2 \
+	-Wall -Wextra -Werror -I sdk/c -Wl,--export=postern_abi_version -Wl,--strip-all
 
 .PHONY: all build plugins run test test-unit lint bench clean c-plugin
 
@@ -35,8 +38,10 @@ $(BUILD)/plugins/%.wasm: FORCE
 		echo "go $$src -> $@"; (cd $$src && GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -buildmode=c-shared -trimpath -o $(CURDIR)/$@ .); \
 	fi
 
-# c-plugin builds one C plugin: make c-plugin SRC=plugins/x OUT=build/plugins/x.wasm
+# c-plugin builds one C plugin from every .c file of a folder: make c-plugin SRC=plugins/x OUT=build/plugins/x.wasm
 c-plugin:
+	@test -n "$(OUT)" || { echo "c-plugin: set OUT=file.wasm" >&2; exit 2; }
+	@test -n "$(wildcard $(SRC)/*.c)" || { echo "c-plugin: no .c files in SRC=$(SRC)" >&2; exit 2; }
 	$(CLANG) $(C_FLAGS) -o $(OUT) $(wildcard $(SRC)/*.c)
 
 run: build plugins
