@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+)
+
+func init() {
+	register(command{
+		name:    "plugin test",
+		summary: "run one plugin on one message and print its verdict as JSON",
+		run:     runPluginTest,
+	})
+}
+
+// pluginTestOutput is the JSON printed by `postern plugin test`. Its field names are a stable interface: plugin
+// authors script against them.
+type pluginTestOutput struct {
+	Plugin     string            `json:"plugin"`
+	SHA256     string            `json:"sha256"`
+	Verdict    string            `json:"verdict"`
+	Code       int               `json:"code"`
+	Enhanced   string            `json:"enhanced"`
+	Text       string            `json:"text"`
+	Tags       map[string]string `json:"tags"`
+	Score      float64           `json:"score"`
+	Changes    []message.Change  `json:"changes"`
+	Recipients []string          `json:"added_recipients,omitempty"`
+	DurationUS int64             `json:"duration_us"`
+	Logs       []logOutput       `json:"logs"`
+	Defects    []string          `json:"defects,omitempty"`
+	Error      string            `json:"error,omitempty"`
+}
+
+type logOutput struct {
+	Level string `json:"level"`
+	Text  string `json:"text"`
+}
+
+func runPluginTest(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("postern plugin test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postern plugin test -plugin FILE.wasm [-config FILE.json] [flags] MESSAGE.eml|-")
+		fs.PrintDefaults()
+	}
+	var (
+		pluginPath = fs.String("plugin", "", "the plugin `FILE.wasm` to run (required)")
+		configPath = fs.String("config", "", "plugin configuration as a JSON `FILE` (default {})")
+		showDiff   = fs.Bool("diff", false, "also print a unified diff of the message before and after the changes")
+		cacheDir   = fs.String("cache", defaultCacheDir(), "compilation cache `DIR` (\"\" disables it)")
+		timeout    = fs.Duration("timeout", 2*time.Second, "time limit of the plugin call")
+		protocol   = fs.String("protocol", "test", "value of the protocol field")
+		from       = fs.String("from", "", "envelope sender (MAIL FROM)")
+		clientIP   = fs.String("client-ip", "", "client IP address")
+		helo       = fs.String("helo", "", "client HELO name")
+		user       = fs.String("user", "", "authenticated user")
+		grants     = fs.String("grant", "", "comma-separated grants: clock, random")
+	)
+	var rcpts stringList
+	fs.Var(&rcpts, "rcpt", "envelope recipient (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *pluginPath == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "postern plugin test: "+format+"\n", a...)
+		return 1
+	}
+
+	raw, err := readMessage(fs.Arg(0))
+	if err != nil {
+		return fail("%v", err)
+	}
+	wasm, err := os.ReadFile(*pluginPath)
+	if err != nil {
+		return fail("reading plugin: %v", err)
+	}
+	var cfgJSON []byte
+	if *configPath != "" {
+		if cfgJSON, err = os.ReadFile(*configPath); err != nil {
+			return fail("reading plugin configuration: %v", err)
+		}
+		if !json.Valid(cfgJSON) {
+			return fail("%s: not valid JSON", *configPath)
+		}
+	}
+	var g pluginhost.Grants
+	for _, name := range strings.Split(*grants, ",") {
+		switch strings.TrimSpace(name) {
+		case "":
+		case "clock":
+			g.Clock = true
+		case "random":
+			g.Random = true
+		default:
+			return fail("unknown grant %q (want clock or random)", name)
+		}
+	}
+
+	msg, err := message.Parse(bytes.NewReader(raw), int64(len(raw)), message.DefaultLimits())
+	if err != nil {
+		return fail("parsing message: %v", err)
+	}
+
+	ctx := context.Background()
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: *cacheDir, Logger: logger})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer host.Close(ctx)
+	name := strings.TrimSuffix(filepath.Base(*pluginPath), ".wasm")
+	plugin, err := host.Load(ctx, pluginhost.Config{
+		Name:     name,
+		Wasm:     wasm,
+		Config:   cfgJSON,
+		Timeout:  *timeout,
+		PoolSize: 1,
+		Grants:   g,
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !plugin.Hooks().Has(pluginhost.HookMessage) {
+		return fail("plugin %q does not implement the message hook", name)
+	}
+
+	in := &pluginhost.Input{
+		Env: pluginhost.Envelope{
+			Protocol:    *protocol,
+			Listener:    "plugin-test",
+			ClientIP:    *clientIP,
+			HELO:        *helo,
+			AuthUser:    *user,
+			MailFrom:    *from,
+			HasMailFrom: true,
+			Rcpts:       rcpts,
+		},
+		Msg: msg,
+	}
+	res := plugin.Call(ctx, pluginhost.HookMessage, in)
+
+	out := pluginTestOutput{
+		Plugin:     name,
+		SHA256:     plugin.SHA256(),
+		Verdict:    res.Verdict.Kind.String(),
+		Code:       res.Verdict.Code,
+		Enhanced:   res.Verdict.Enhanced,
+		Text:       res.Verdict.Text,
+		Tags:       res.Tags,
+		Score:      res.Score,
+		Changes:    res.Changes.List(),
+		Recipients: res.Changes.Recipients(),
+		DurationUS: res.Duration.Microseconds(),
+		Logs:       []logOutput{},
+	}
+	if out.Tags == nil {
+		out.Tags = map[string]string{}
+	}
+	if out.Changes == nil {
+		out.Changes = []message.Change{}
+	}
+	for _, l := range res.Logs {
+		out.Logs = append(out.Logs, logOutput{Level: strings.ToLower(l.Level.String()), Text: l.Text})
+	}
+	for _, d := range msg.Defects() {
+		out.Defects = append(out.Defects, d.String())
+	}
+	if res.Err != nil {
+		out.Error = res.Err.Error()
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		return fail("writing output: %v", err)
+	}
+	if *showDiff {
+		var after bytes.Buffer
+		if _, err := msg.WriteTo(&after, res.Changes); err != nil {
+			return fail("applying changes: %v", err)
+		}
+		diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+			A:        difflib.SplitLines(string(raw)),
+			B:        difflib.SplitLines(after.String()),
+			FromFile: "before",
+			ToFile:   "after",
+			Context:  3,
+		})
+		if err != nil {
+			return fail("diff: %v", err)
+		}
+		fmt.Fprint(stdout, diff)
+	}
+	if res.Err != nil {
+		// The verdict above is the on_error outcome; a plugin that fails on a message is a broken plugin, and the
+		// author's script should notice.
+		fmt.Fprintf(stderr, "postern plugin test: %v\n", res.Err)
+		return 1
+	}
+	return 0
+}
+
+// stdin is where a message named "-" is read from (a variable so that tests can feed it).
+var stdin io.Reader = os.Stdin
+
+// readMessage reads a message file, or standard input for "-".
+func readMessage(path string) ([]byte, error) {
+	if path == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading message from standard input: %w", err)
+		}
+		return b, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading message: %w", err)
+	}
+	return b, nil
+}
+
+// defaultCacheDir is where compiled plugins are cached between runs: compiling a Go plugin takes about a second,
+// loading it from the cache tens of milliseconds.
+func defaultCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "postern", "wazero")
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty value")
+	}
+	*s = append(*s, v)
+	return nil
+}
