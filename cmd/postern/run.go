@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/control"
+	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/policy"
+	"github.com/postern/postern/proxy/smtpproxy"
+)
+
+func init() {
+	register(command{
+		name:    "run",
+		summary: "run the proxy",
+		run:     runRun,
+	})
+}
+
+func runRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("postern run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postern run -config FILE.hcl [flags]")
+		fs.PrintDefaults()
+	}
+	var (
+		configPath = fs.String("config", "", "the configuration `FILE` (required)")
+		cacheDir   = fs.String("cache", "", "compilation cache `DIR` for the plugins (default: state_dir/cache)")
+		logLevel   = fs.String("log-level", "info", "least severe `LEVEL` logged: debug, info, warn or error")
+		logFormat  = fs.String("log-format", "text", "log `FORMAT`: text or json")
+		grace      = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, how long messages in flight may take to finish")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *configPath == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "postern run: -log-level: %v\n", err)
+		return 2
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var logger *slog.Logger
+	switch *logFormat {
+	case "text":
+		logger = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		fmt.Fprintf(stderr, "postern run: -log-format: %q is neither text nor json\n", *logFormat)
+		return 2
+	}
+	slog.SetDefault(logger)
+
+	// Signals are caught before anything starts, so a SIGTERM during start-up is a clean stop, not a kill.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	ctx := context.Background()
+	d, err := startDaemon(ctx, *configPath, *cacheDir, logger)
+	if err != nil {
+		return reportConfigError(stderr, err)
+	}
+	for {
+		select {
+		case err := <-d.failed:
+			logger.Error("a listener stopped; shutting down", "error", err)
+			d.shutdown(*grace)
+			return 1
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if msg, err := d.reload(ctx); err != nil {
+					logger.Error("reload refused", "error", err)
+				} else {
+					logger.Info("reload: " + msg)
+				}
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String(), "deadline", grace.String())
+			go func() {
+				// A second signal is an admin who does not want to wait.
+				<-sigs
+				logger.Warn("second signal: closing every session now")
+				d.closeNow()
+			}()
+			if !d.shutdown(*grace) {
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+// daemon is a running proxy: its configuration manager, audit log, listeners and control socket.
+type daemon struct {
+	log     *slog.Logger
+	manager *policy.Manager
+	audit   *audit.Log
+	control *control.Server
+	servers []*smtpproxy.Server
+	embeds  []*embedsmtp.Server
+	// listeners is the listener configuration the servers were started with: a reload that changes it is
+	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
+	listeners []*config.Listener
+	failed    chan error
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	reloadMu sync.Mutex
+}
+
+// startDaemon loads the configuration, opens the audit log, binds every listener and starts serving. Nothing
+// serves unless everything could be set up: a listener that cannot bind stops the start, with the others closed.
+func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger) (_ *daemon, err error) {
+	manager, err := policy.NewManager(ctx, path, policy.Options{CacheDir: cacheDir, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{log: logger, manager: manager, failed: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			d.closeNow()
+		}
+	}()
+	snap, release := manager.Acquire()
+	cfg := snap.Config()
+	release()
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration: "+w.Summary, "where", w.Subject.String(), "detail", w.Detail)
+	}
+
+	if cfg.Audit != nil {
+		d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.Path, MaxBytes: cfg.Audit.MaxBytes,
+			SyncInterval: cfg.Audit.SyncInterval, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		logger.Warn("no audit block: decisions are not recorded")
+	}
+
+	hostname, _ := os.Hostname()
+	type bound struct {
+		srv *smtpproxy.Server
+		ln  net.Listener
+	}
+	var toServe []bound
+	defer func() {
+		if err != nil {
+			for _, b := range toServe {
+				b.ln.Close()
+			}
+		}
+	}()
+	for _, l := range cfg.Listeners {
+		lerr := func(err error) error {
+			return cfg.NewError(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot start listener " + l.Name,
+				Detail: err.Error(), Subject: l.DeclRange.Ptr()}})
+		}
+		if l.Protocol != "smtp" && l.Protocol != "submission" {
+			return nil, lerr(fmt.Errorf("the %s proxy is not part of this version of Postern; remove the listener "+
+				"or run a version that has it", l.Protocol))
+		}
+		opts := smtpproxy.FromConfig(l)
+		opts.Hostname = hostname
+		opts.Filters = smtpproxy.Policies(manager)
+		opts.Logger = logger
+		if d.audit != nil {
+			opts.Audit = d.audit
+		}
+		if l.Upstream == config.UpstreamEmbedded {
+			dir, err := embeddedDir(cfg.StateDir, l.Name)
+			if err != nil {
+				return nil, lerr(err)
+			}
+			e, err := embedsmtp.New(embedsmtp.Options{Dir: dir, MaxMessageBytes: max(l.Limits.MessageSize, 64<<20),
+				Logger: logger.With("listener", l.Name)})
+			if err != nil {
+				return nil, lerr(err)
+			}
+			d.embeds = append(d.embeds, e)
+			opts.Embedded = e
+			logger.Info("embedded upstream: every relayed message is stored as an .eml file", "listener", l.Name, "dir", dir)
+		}
+		srv, err := smtpproxy.New(opts)
+		if err != nil {
+			return nil, lerr(err)
+		}
+		ln, err := smtpproxy.Listen(l.Address)
+		if err != nil {
+			return nil, lerr(err)
+		}
+		d.servers = append(d.servers, srv)
+		toServe = append(toServe, bound{srv, ln})
+	}
+	d.listeners = cfg.Listeners
+
+	if cfg.ControlSocket != "" {
+		handlers := manager.ControlHandlers()
+		handlers["reload"] = func(ctx context.Context, _ []string) (string, error) { return d.reload(ctx) }
+		if d.control, err = control.Listen(cfg.ControlSocket, handlers, logger); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, b := range toServe {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, smtpproxy.ErrServerClosed) {
+				select {
+				case d.failed <- err:
+				default:
+				}
+			}
+		}()
+	}
+	logger.Info("postern running", "config", path, "version", cfg.Version, "summary", cfg.Summary(),
+		"control_socket", cfg.ControlSocket)
+	return d, nil
+}
+
+// embeddedDir is where an embedded upstream stores its messages: state_dir/mail/LISTENER, or a new temporary
+// folder without a state directory (logged, so the user can find it).
+func embeddedDir(stateDir, listener string) (string, error) {
+	if stateDir != "" {
+		return filepath.Join(stateDir, "mail", listener), nil
+	}
+	return os.MkdirTemp("", "postern-mail-"+listener+"-")
+}
+
+// reload loads the configuration again (policies and plugins) and re-reads every listener's certificate. It is
+// what SIGHUP and `postern reload` do.
+func (d *daemon) reload(ctx context.Context) (string, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	res, err := d.manager.Reload(ctx)
+	if err != nil {
+		return "", err
+	}
+	msgs := []string{res.String()}
+	for _, srv := range d.servers {
+		if srv.Options().TLS.CertFile == "" {
+			continue
+		}
+		if err := srv.ReloadCertificate(); err != nil {
+			d.log.Error("certificate reload failed; the previous certificate stays in use", "error", err)
+			msgs = append(msgs, "certificate of "+srv.Options().Name+" not reloaded: "+err.Error())
+		}
+	}
+	if !res.Unchanged && !sameListeners(d.listeners, res.Config.Listeners) {
+		d.log.Warn("listener blocks changed: the new policies and plugins serve now, the listener settings " +
+			"(addresses, upstreams, limits, TLS modes) take effect at the next restart")
+		msgs = append(msgs, "listener changes take effect at the next restart")
+	}
+	return strings.Join(msgs, "; "), nil
+}
+
+// sameListeners reports whether two configurations declare the same listeners, wherever in the file they are.
+func sameListeners(a, b []*config.Listener) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := *a[i], *b[i]
+		x.DeclRange, y.DeclRange = hcl.Range{}, hcl.Range{}
+		if !reflect.DeepEqual(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+// shutdown stops accepting, lets the messages in flight finish until the deadline, then closes everything. It
+// reports whether every session finished in time.
+func (d *daemon) shutdown(grace time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if d.control != nil {
+		d.control.Close()
+	}
+	var cut atomic.Bool
+	var wg sync.WaitGroup
+	for _, srv := range d.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				cut.Store(true)
+				d.log.Warn("sessions cut off at the shutdown deadline", "listener", srv.Options().Name, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	d.wg.Wait()
+	d.closeRest(ctx)
+	d.log.Info("postern stopped", "clean", !cut.Load())
+	return !cut.Load()
+}
+
+// closeNow closes every session and resource without waiting.
+func (d *daemon) closeNow() {
+	if d.control != nil {
+		d.control.Close()
+	}
+	for _, srv := range d.servers {
+		srv.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	d.closeRest(ctx)
+}
+
+// closeRest closes what the servers used, once.
+func (d *daemon) closeRest(ctx context.Context) {
+	d.closeOnce.Do(func() { d.closeResources(ctx) })
+}
+
+func (d *daemon) closeResources(ctx context.Context) {
+	if err := d.manager.Close(ctx); err != nil {
+		d.log.Warn("closing plugins", "error", err)
+	}
+	for _, e := range d.embeds {
+		e.Close()
+	}
+	if d.audit != nil {
+		if err := d.audit.Close(); err != nil {
+			d.log.Error("closing the audit log", "error", err)
+		}
+	}
+}
