@@ -18,7 +18,7 @@ WASI_SYSROOT ?= /usr
 C_FLAGS := --target=wasm32-wasi --sysroot=$(WASI_SYSROOT) -mexec-model=reactor -std=c11 -O2 \
 	-Wall -Wextra -Werror -I sdk/c -Wl,--export=postern_abi_version -Wl,--strip-all
 
-.PHONY: all build plugins run test test-unit lint bench clean c-plugin
+.PHONY: all build plugins run deps test test-unit lint bench clean c-plugin
 
 all: build plugins
 
@@ -44,10 +44,16 @@ c-plugin:
 	@test -n "$(wildcard $(SRC)/*.c)" || { echo "c-plugin: no .c files in SRC=$(SRC)" >&2; exit 2; }
 	$(CLANG) $(C_FLAGS) -o $(OUT) $(wildcard $(SRC)/*.c)
 
-run: build plugins
+# The demo needs only the Go plugins, so `make run` works with nothing but Go installed.
+run: build $(GO_PLUGINS)
 	$(BUILD)/postern run -config policies/demo.hcl
 
-test: build plugins
+# deps installs the Debian packages the tests need (clang for the C plugins, the interop peers) when run as root,
+# and otherwise names them.
+deps:
+	@.ci/deps
+
+test: deps build plugins
 	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(GO) test -count=1 ./...
 
 lint:
