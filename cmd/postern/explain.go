@@ -380,6 +380,9 @@ func printStage(w io.Writer, cfg *config.Config, d *policy.Decision) {
 			for _, c := range pl.Changes {
 				fmt.Fprintf(w, "      change: %s\n", formatChange(c))
 			}
+			for _, l := range pl.Logs {
+				fmt.Fprintf(w, "      log %s: %s\n", l.Level, l.Text)
+			}
 		}
 		if p.Matched {
 			fmt.Fprintf(w, "    => %s, score %g", p.Action, p.Score)

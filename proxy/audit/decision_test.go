@@ -69,7 +69,8 @@ func fixture(t *testing.T) (*pluginhost.Input, *policy.Decision) {
 				Score: 9, Threshold: "reject", Action: pluginhost.Reject,
 				Plugins: []policy.PluginTrace{
 					{Name: "dlp", SHA256: "d1", Verdict: pluginhost.Verdict{Kind: pluginhost.Reject, Code: 550, Enhanced: "5.7.1", Text: "Message contains card data"},
-						Tags: map[string]string{"dlp.card": "card:****1111"}, Score: 9, Changes: enforced.List(), Duration: 900 * time.Microsecond},
+						Tags: map[string]string{"dlp.card": "card:****1111"}, Score: 9, Changes: enforced.List(), Duration: 900 * time.Microsecond,
+						Logs: []policy.PluginLog{{Level: "info", Text: "matched " + secretCard}}},
 					{Name: "broken", SHA256: "b2", Verdict: pluginhost.Verdict{Kind: pluginhost.Tempfail, Code: 451, Enhanced: "4.7.1"},
 						Duration: 50 * time.Millisecond, Error: `plugin "broken": timeout after 50ms`},
 				}},

@@ -71,6 +71,15 @@ type PluginTrace struct {
 	Changes  []message.Change   `json:"changes,omitempty"`
 	Duration time.Duration      `json:"duration_ns"`
 	Error    string             `json:"error,omitempty"`
+	// Logs are the plugin's log lines for this call. They may quote the message, so the audit log leaves them
+	// out; the proxy's log and `postern explain` show them.
+	Logs []PluginLog `json:"logs,omitempty"`
+}
+
+// PluginLog is one log line of a plugin call.
+type PluginLog struct {
+	Level string `json:"level"` // debug, info, warn or error
+	Text  string `json:"text"`
 }
 
 // MarshalJSON writes the decision with its hook by name ("message"), as the audit log and `postern explain

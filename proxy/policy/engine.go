@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -290,6 +291,13 @@ func (s *Snapshot) runChain(ctx context.Context, p *compiledPolicy, hook pluginh
 		}
 		if res.Err != nil {
 			pt.Error = res.Err.Error()
+		}
+		for _, l := range res.Logs {
+			// A plugin's log lines go to the proxy's log, with what finds the message, and to explain's
+			// trace; never to the audit log, because they may quote the message.
+			s.log.Log(ctx, l.Level, "plugin: "+l.Text, "plugin", c.Name(), "policy", p.cfg.Name, "hook", hook.String(),
+				"listener", in.Env.Listener, "client_ip", in.Env.ClientIP)
+			pt.Logs = append(pt.Logs, PluginLog{Level: strings.ToLower(l.Level.String()), Text: l.Text})
 		}
 		tr.Plugins = append(tr.Plugins, pt)
 		tr.Score += res.Score

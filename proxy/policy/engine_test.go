@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ type fakePlugin struct {
 	tags    map[string]string
 	header  string // a header field the plugin adds ("Name: value")
 	fails   bool
+	logs    []pluginhost.LogLine
 	calls   int
 }
 
@@ -37,7 +39,7 @@ func (f *fakePlugin) Hooks() pluginhost.HookSet { return f.hooks }
 
 func (f *fakePlugin) Call(_ context.Context, hook pluginhost.Hook, _ *pluginhost.Input) *pluginhost.Result {
 	f.calls++
-	res := &pluginhost.Result{Plugin: f.name, Hook: hook, Changes: &message.Changes{}}
+	res := &pluginhost.Result{Plugin: f.name, Hook: hook, Changes: &message.Changes{}, Logs: f.logs}
 	if f.fails {
 		res.Err = fmt.Errorf("plugin %q: wasm trap: unreachable", f.name)
 		res.Verdict = pluginhost.Verdict{Kind: pluginhost.Tempfail, Code: 451, Enhanced: "4.7.1"}
@@ -501,5 +503,30 @@ func TestHostConfig(t *testing.T) {
 	if pc, _ := hostConfig(&config.Plugin{Name: "y", Memory: 32 << 20, Grants: []string{"clock"}}); pc.Memory != 32<<20 ||
 		!pc.Grants.Clock || pc.OnError != pluginhost.OnErrorTempfail {
 		t.Errorf("%+v", pc)
+	}
+}
+
+// TestPluginLogs sends a plugin's log lines to the proxy's log, with the plugin, policy and client, and to the
+// decision's trace (explain shows them).
+func TestPluginLogs(t *testing.T) {
+	f := &fakePlugin{name: "noisy", hooks: allHooks, logs: []pluginhost.LogLine{
+		{Level: slog.LevelWarn, Text: "suspicious link"}, {Level: slog.LevelDebug, Text: "details"}}}
+	s := engine(t, "policy \"p\" {\n  plugins = [\"noisy\"]\n}\n", f)
+	var buf bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d := s.Evaluate(context.Background(), pluginhost.HookMessage, testInput(t, testMessage))
+	logs := d.Policies[0].Plugins[0].Logs
+	if len(logs) != 2 || logs[0] != (PluginLog{Level: "warn", Text: "suspicious link"}) || logs[1].Level != "debug" {
+		t.Errorf("trace logs %+v", logs)
+	}
+	out := buf.String()
+	for _, want := range []string{"level=WARN", `msg="plugin: suspicious link"`, "plugin=noisy", "policy=p", "hook=message",
+		"listener=mx", "client_ip=192.0.2.10"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "details") {
+		t.Errorf("a debug line passed an info-level log:\n%s", out)
 	}
 }
