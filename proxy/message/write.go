@@ -32,6 +32,18 @@ func (m *Message) WriteTo(w io.Writer, c *Changes) (int64, error) {
 	return pl.write(w)
 }
 
+// Validate reports the error WriteTo would return for c before writing anything (ErrInvalid, ErrDecode), without
+// writing. Hosts call it when a change is made, so that the maker hears of a change that cannot be applied
+// (a banner for a part that cannot be decoded) while it can still do without it. It reads the content of any
+// part a banner must be re-encoded for.
+func (m *Message) Validate(c *Changes) error {
+	if !c.modifies() {
+		return nil
+	}
+	pl := &planner{m: m, eol: m.eol, state: make([]partEdit, len(m.parts)), hdrs: map[int]*hdrModel{}}
+	return pl.plan(c)
+}
+
 // edit replaces the source range [start, end) with data, or with what fn writes.
 type edit struct {
 	start, end int64

@@ -405,10 +405,22 @@ func TestAppendBannerCharsetRules(t *testing.T) {
 func TestAppendBannerDecodeFailure(t *testing.T) {
 	m := mustParse(t, readCorpus(t, "postern/bad-base64.eml"), Limits{})
 	var b bytes.Buffer
-	_, err := m.WriteTo(&b, changes(t, func(c *Changes) error { return c.AppendBanner("banner", "") }))
+	c := changes(t, func(c *Changes) error { return c.AppendBanner("banner", "") })
+	_, err := m.WriteTo(&b, c)
 	var de *DecodeError
 	if !errors.As(err, &de) || de.Kind != KindBadEncoding || !errors.Is(err, ErrDecode) || b.Len() != 0 {
 		t.Errorf("error %v, wrote %d bytes", err, b.Len())
+	}
+	// Validate tells the same before anything is written, and passes what WriteTo can apply.
+	if err := m.Validate(c); !errors.Is(err, ErrDecode) {
+		t.Errorf("Validate: %v, want ErrDecode", err)
+	}
+	ok := changes(t, func(c *Changes) error { return c.AddHeader("X-Test", "1") })
+	if err := m.Validate(ok); err != nil {
+		t.Errorf("Validate(add_header): %v", err)
+	}
+	if err := m.Validate(nil); err != nil {
+		t.Errorf("Validate(nil): %v", err)
 	}
 }
 
