@@ -136,14 +136,6 @@ func length(n int) int32 {
 	return int32(n)
 }
 
-// window writes the part of content starting at offset into dst and returns content's full length.
-func window(dst, content []byte, offset uint32) int32 {
-	if uint64(offset) < uint64(len(content)) {
-		copy(dst, content[offset:])
-	}
-	return length(len(content))
-}
-
 // message returns the call's message, or nil when message functions are unavailable (not the message hook).
 func (f frame) message() *message.Message {
 	if f.st.init || f.st.hook != HookMessage {
@@ -212,6 +204,21 @@ func fieldGet(f frame, s []uint64) int32 {
 			return errUnavailable
 		}
 		return one(env.MailFrom)
+	case "smtputf8":
+		// Like mail_from, from mail_from on; retrieval has no MAIL FROM and so never SMTPUTF8 (ABI §3.2).
+		if st.hook == HookConnect {
+			return errUnavailable
+		}
+		if retrieval(env.Protocol) {
+			return one("0")
+		}
+		if !env.HasMailFrom {
+			return errUnavailable
+		}
+		if env.SMTPUTF8 {
+			return one("1")
+		}
+		return one("0")
 	case "rcpt":
 		if uint64(index) >= uint64(len(env.Rcpts)) {
 			return errNotFound
@@ -360,14 +367,14 @@ func partField(f frame, s []uint64) int32 {
 	return errNotFound
 }
 
-// contentOf returns the content of a part in a mode for part_match and part_sha256, or an ABI error code.
-func (f frame) contentOf(m *message.Message, id, mode uint32) ([]byte, int32) {
+// contentArgs checks the (part, mode) of part_read, part_match and part_sha256: ERR_INVALID for a part that does
+// not exist, an unknown mode, or a decoding mode on a multipart.
+func contentArgs(m *message.Message, id, mode uint32) int32 {
 	p := part(m, id)
 	if p == nil || mode > modeText || mode != modeRaw && p.Multipart {
-		return nil, errInvalid
+		return errInvalid
 	}
-	c := f.st.in.content(int(id), int(mode))
-	return c.data, c.code
+	return 0
 }
 
 func partRead(f frame, s []uint64) int32 {
@@ -385,11 +392,10 @@ func partRead(f frame, s []uint64) int32 {
 		// Raw windows come straight from the message's source into guest memory: no copy, no cache.
 		return readRange(m.Raw(), p.Body.Start, p.Body.End-p.Body.Start, offset, dst)
 	}
-	data, code := f.contentOf(m, id, mode)
-	if code != 0 {
+	if code := contentArgs(m, id, mode); code != 0 {
 		return code
 	}
-	return window(dst, data, offset)
+	return f.st.in.read(f.ctx, int(id), int(mode), int(offset), dst)
 }
 
 func messageRead(f frame, s []uint64) int32 {
@@ -436,8 +442,8 @@ func partMatch(f frame, s []uint64) int32 {
 	if m == nil {
 		return errUnavailable
 	}
-	if p := part(m, id); p == nil || mode > modeText || mode != modeRaw && p.Multipart {
-		return errInvalid
+	if code := contentArgs(m, id, mode); code != 0 {
+		return code
 	}
 	if uint64(handle) >= uint64(len(st.inst.patterns)) {
 		return errInvalid
@@ -449,15 +455,9 @@ func partMatch(f frame, s []uint64) int32 {
 	if st.hasMatch && st.match == key {
 		return put(dst, st.matchOut)
 	}
-	data, code := f.contentOf(m, id, mode)
+	ms, code := st.in.match(f.ctx, int(id), int(mode), st.inst.patterns[handle], int(maxN))
 	if code != 0 {
 		return code
-	}
-	ms, err := st.inst.patterns[handle].search(f.ctx, data, int(maxN))
-	if err != nil {
-		// The call's deadline passed during the scan: wazero has closed the module, so the call fails with a
-		// timeout as soon as we return. Aborting here says so without waiting.
-		abort(ErrTimeout, "timeout during part_match")
 	}
 	st.matchOut = appendMatches(st.matchOut[:0], ms)
 	st.match, st.hasMatch = key, true
@@ -471,23 +471,12 @@ func partSHA256(f frame, s []uint64) int32 {
 	if m == nil {
 		return errUnavailable
 	}
+	if code := contentArgs(m, id, mode); code != 0 {
+		return code
+	}
 	var sum [sha256.Size]byte
-	if mode == modeRaw {
-		p := part(m, id)
-		if p == nil {
-			return errInvalid
-		}
-		h := sha256.New()
-		if _, err := io.Copy(h, io.NewSectionReader(m.Raw(), p.Body.Start, p.Body.End-p.Body.Start)); err != nil {
-			return errDecode
-		}
-		h.Sum(sum[:0])
-	} else {
-		data, code := f.contentOf(m, id, mode)
-		if code != 0 {
-			return code
-		}
-		sum = sha256.Sum256(data)
+	if code := f.st.in.digest(f.ctx, int(id), int(mode), &sum); code != 0 {
+		return code
 	}
 	copy(dst, sum[:])
 	return sha256.Size
@@ -627,6 +616,15 @@ func logLine(f frame, s []uint64) int32 {
 	return 0
 }
 
+// retrieval reports whether protocol reads mail from a mailbox (POP3, IMAP): there is no SMTP envelope.
+func retrieval(protocol string) bool {
+	switch strings.ToLower(protocol) {
+	case "pop3", "imap":
+		return true
+	}
+	return false
+}
+
 // --- changing the message (ABI §3.6) ---
 
 // changes returns the call's change list, or nil when changes are unavailable at this hook.
@@ -739,8 +737,7 @@ func rcptAdd(f frame, s []uint64) int32 {
 	if st.init || st.hook == HookConnect {
 		return errUnavailable
 	}
-	switch strings.ToLower(st.in.Env.Protocol) {
-	case "pop3", "imap":
+	if retrieval(st.in.Env.Protocol) {
 		return errUnavailable // retrieval has no envelope to add to
 	}
 	st.checkChange(len(addr))

@@ -53,8 +53,10 @@
 //
 // # Helpers
 //
-// Decoded part content is cached in the Input, which a chain of plugins shares, so five plugins reading the same
-// text part decode it once; the cache is bounded. Pattern sets are compiled once per distinct text for the whole
+// Part content is served in bounded memory whatever the part's size (content.go). Small decoded content is kept in
+// the Input, which a chain of plugins shares, so five plugins reading the same text part decode it once; content
+// that needs no decoding is read in place; large decoded content is decoded as it is read, and part_match searches
+// it in overlapping windows, which is exact except for matches longer than the overlap (ABI §3.4). Pattern sets are compiled once per distinct text for the whole
 // host. part_match keeps Go regexp's leftmost-first semantics exactly, but for patterns of bounded length that
 // start with a recognisable byte (most literal and DLP patterns) it runs the regexp only in small windows around
 // candidate positions found by one pass over the content; other patterns are scanned whole.

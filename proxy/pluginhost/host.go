@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -98,7 +99,9 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	if len(cfg.Wasm) == 0 {
 		return fail("no module bytes")
 	}
-	if cfg.Config == nil {
+	if len(bytes.TrimSpace(cfg.Config)) == 0 {
+		// No configuration, however it came (absent, or an empty or blank file): the ABI promises a JSON
+		// document, and "" is not one.
 		cfg.Config = []byte("{}")
 	}
 	if cfg.Memory == 0 {

@@ -497,3 +497,25 @@ func TestSandbox(t *testing.T) {
 		t.Errorf("sandbox probe scored %v: the guest sees environment, arguments or a directory, or stdout failed", res.Score)
 	}
 }
+
+// TestEmptyConfig: no configuration, whether nil, empty or blank, reaches the guest as "{}" (ABI §3.2); any
+// other configuration reaches it byte for byte.
+func TestEmptyConfig(t *testing.T) {
+	h := newHost(t)
+	for _, tc := range []struct {
+		config []byte
+		want   string
+	}{
+		{nil, "{}"},
+		{[]byte{}, "{}"},
+		{[]byte(" \r\n\t "), "{}"},
+		{[]byte(" \npattern x\n"), " \npattern x\n"}, // gocontent's configuration is a script, not JSON
+	} {
+		p := load(t, h, "gocontent", func(c *Config) { c.Config = tc.config })
+		res := call(t, p, HookMessage, messageInput(t))
+		wantOK(t, res)
+		if got := res.Tags["config"]; got != tc.want {
+			t.Errorf("config %q: the guest got %q, want %q", tc.config, got, tc.want)
+		}
+	}
+}

@@ -368,20 +368,79 @@ type match struct {
 // cancelCheckEvery is how many regions or runes the scan handles between looks at the call's context.
 const cancelCheckEvery = 1 << 12
 
+// scan is the progress of one part_match search. The content is searched in one piece when it is in memory, or
+// window by window as it streams past (see Input.match); a scan carries what each pattern's leftmost-first,
+// non-overlapping iteration needs from one window to the next, so that matching per window gives what matching
+// the whole content would. Offsets are in the whole content.
+type scan struct {
+	limit   int
+	next    []int // per pattern: where its search resumes (its last match's end, or the previous window's end)
+	prevEnd []int // per pattern: where its last match ended, -1 before the first (no empty match right there)
+	found   []int // per pattern: matches accepted; at limit the pattern is done
+	out     []match
+}
+
+func (ps *patternSet) newScan(limit int) *scan {
+	n := len(ps.patterns)
+	ints := make([]int, 3*n)
+	sc := &scan{limit: limit, next: ints[:n:n], prevEnd: ints[n : 2*n : 2*n], found: ints[2*n:]}
+	for i := range sc.prevEnd {
+		sc.prevEnd[i] = -1
+	}
+	return sc
+}
+
+// full reports whether later windows cannot change the result: limit matches are in (later windows only find
+// matches that start further on), or every pattern has its limit.
+func (sc *scan) full() bool {
+	if len(sc.out) >= sc.limit {
+		return true
+	}
+	for _, n := range sc.found {
+		if n < sc.limit {
+			return false
+		}
+	}
+	return true
+}
+
+// result returns the matches in ABI order, at most limit.
+func (sc *scan) result() []match {
+	if len(sc.out) > sc.limit {
+		return sc.out[:sc.limit]
+	}
+	return sc.out
+}
+
 // search finds the matches of every pattern of ps in data, in ABI order (by start, then pattern), at most limit.
 // It stops early, with an error, when ctx is done (the call timed out: the guest is already gone).
 func (ps *patternSet) search(ctx context.Context, data []byte, limit int) ([]match, error) {
-	var out []match
+	sc := ps.newScan(limit)
+	if err := ps.searchWindow(ctx, sc, data, 0, len(data)+1); err != nil {
+		return nil, err
+	}
+	return sc.result(), nil
+}
+
+// searchWindow continues sc over data, the content's bytes [base, base+len(data)): every pattern resumes at its
+// sc.next, and only matches that start before data[owned] are taken; a pattern's first match at or past owned is
+// left to the next window, which resumes there. owned > len(data) means data runs to the end of the content.
+//
+// The caller keeps at least utf8.UTFMax bytes of the previous window in front of every resume position (so that
+// \b and the like see the real previous rune) and puts owned on a rune boundary of the whole content (so that no
+// search starts inside a rune that a whole-content search would have stepped over).
+func (ps *patternSet) searchWindow(ctx context.Context, sc *scan, data []byte, base, owned int) error {
+	first := len(sc.out)
 	scanned := make([]bool, len(ps.patterns))
+	w := window{data: data, base: base, owned: owned}
 	if len(ps.fast) > 0 {
 		cands := ps.candidates(data)
 		for k, pt := range ps.fast {
 			if cands[k] == nil {
 				continue // too dense: scanned whole below
 			}
-			var err error
-			if out, err = pt.searchFast(ctx, data, cands[k], limit, out); err != nil {
-				return nil, err
+			if err := pt.searchFast(ctx, &w, sc, cands[k]); err != nil {
+				return err
 			}
 			scanned[pt.index] = true
 		}
@@ -390,21 +449,30 @@ func (ps *patternSet) search(ctx context.Context, data []byte, limit int) ([]mat
 		if scanned[pt.index] {
 			continue
 		}
-		var err error
-		if out, err = pt.searchAll(ctx, data, limit, out); err != nil {
-			return nil, err
+		if err := pt.searchAll(ctx, &w, sc); err != nil {
+			return err
 		}
 	}
-	slices.SortStableFunc(out, func(a, b match) int {
+	// Every match of this window starts after those of the windows before: sorting the window's own is enough.
+	slices.SortStableFunc(sc.out[first:], func(a, b match) int {
 		if a.start != b.start {
 			return a.start - b.start
 		}
 		return a.pattern - b.pattern
 	})
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	return nil
+}
+
+// window is the part of the content one searchWindow sees (window-relative offsets, but for base).
+type window struct {
+	data  []byte
+	base  int // content offset of data[0]
+	owned int // matches must start before data[owned]
+}
+
+// resume records where pattern i continues in the next window: where this one stopped, but not before owned.
+func (w *window) resume(sc *scan, i, pos int) {
+	sc.next[i] = w.base + max(pos, w.owned)
 }
 
 // candidates makes one pass over data and returns, per fast pattern, the positions where its prefix filter
@@ -457,17 +525,22 @@ func (pt *pattern) prefixAt(data []byte, i int) bool {
 	return true
 }
 
-// searchFast scans the windows around cands (see pattern) and appends at most limit matches to out.
-func (pt *pattern) searchFast(ctx context.Context, data []byte, cands []int32, limit int, out []match) ([]match, error) {
-	found, pos := 0, 0
-	for i, regions := 0, 0; i < len(cands) && found < limit; regions++ {
+// searchFast scans the regions around cands (see pattern) from pattern pt's resume position and records at most
+// its remaining limit of matches in sc.
+func (pt *pattern) searchFast(ctx context.Context, w *window, sc *scan, cands []int32) error {
+	data, i0 := w.data, pt.index
+	pos := sc.next[i0] - w.base
+	for i, regions := 0, 0; i < len(cands) && sc.found[i0] < sc.limit; regions++ {
 		c := int(cands[i])
 		if c < pos {
 			i++
 			continue
 		}
+		if c >= w.owned {
+			break // no match can start before owned any more: the next window's
+		}
 		if regions%cancelCheckEvery == cancelCheckEvery-1 && ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		// The region: candidates whose possible matches overlap, and any candidate inside the window's tail.
 		end := c + pt.maxLen
@@ -479,6 +552,7 @@ func (pt *pattern) searchFast(ctx context.Context, data []byte, cands []int32, l
 		winEnd := min(len(data), end+utf8.UTFMax)
 		var s, e int
 		if c == 0 {
+			// Only at the content's start: a later window holds the bytes before its resume positions.
 			loc := pt.re.FindIndex(data[:winEnd])
 			if loc == nil {
 				i = j
@@ -486,52 +560,61 @@ func (pt *pattern) searchFast(ctx context.Context, data []byte, cands []int32, l
 			}
 			s, e = loc[0], loc[1]
 		} else {
-			_, w := utf8.DecodeLastRune(data[:c])
-			winStart := c - w
+			_, rw := utf8.DecodeLastRune(data[:c])
+			winStart := c - rw
 			loc := pt.ctx.FindIndex(data[winStart:winEnd])
 			if loc == nil {
 				i = j
 				continue
 			}
-			_, w = utf8.DecodeRune(data[winStart+loc[0]:])
-			s, e = winStart+loc[0]+w, winStart+loc[1]
+			_, rw = utf8.DecodeRune(data[winStart+loc[0]:])
+			s, e = winStart+loc[0]+rw, winStart+loc[1]
 		}
-		out = append(out, match{pattern: pt.index, start: s, end: e})
-		found++
+		if s >= w.owned {
+			break
+		}
+		sc.out = append(sc.out, match{pattern: i0, start: w.base + s, end: w.base + e})
+		sc.found[i0]++
 		pos = e // matches of one pattern don't overlap; a pattern that cannot match empty moves on
 	}
-	return out, nil
+	w.resume(sc, i0, pos)
+	return nil
 }
 
-// searchAll finds pt's matches in all of data with the semantics of regexp's FindAllIndex, reading through a
+// searchAll finds pt's matches in the window with the semantics of regexp's FindAllIndex, reading through a
 // RuneReader that watches ctx, so that a slow pattern over a big part cannot outlive the call's deadline.
-func (pt *pattern) searchAll(ctx context.Context, data []byte, limit int, out []match) ([]match, error) {
+func (pt *pattern) searchAll(ctx context.Context, w *window, sc *scan) error {
+	data, i0 := w.data, pt.index
 	rr := &ctxReader{ctx: ctx}
-	found, pos, prevEnd := 0, 0, -1
-	for found < limit && pos <= len(data) {
+	pos, prevEnd := sc.next[i0]-w.base, sc.prevEnd[i0]-w.base
+	for sc.found[i0] < sc.limit && pos <= len(data) {
 		var s, e int
 		if pos == 0 {
+			// Only at the content's start: a later window holds the bytes before its resume positions.
 			rr.reset(data, 0)
 			loc := pt.re.FindReaderIndex(rr)
 			if rr.err != nil {
-				return nil, rr.err
+				return rr.err
 			}
 			if loc == nil {
 				break
 			}
 			s, e = loc[0], loc[1]
 		} else {
-			_, w := utf8.DecodeLastRune(data[:pos])
-			rr.reset(data, pos-w)
+			_, rw := utf8.DecodeLastRune(data[:pos])
+			rr.reset(data, pos-rw)
 			loc := pt.ctx.FindReaderIndex(rr)
 			if rr.err != nil {
-				return nil, rr.err
+				return rr.err
 			}
 			if loc == nil {
 				break
 			}
-			_, w2 := utf8.DecodeRune(data[pos-w+loc[0]:])
-			s, e = pos-w+loc[0]+w2, pos-w+loc[1]
+			_, rw2 := utf8.DecodeRune(data[pos-rw+loc[0]:])
+			s, e = pos-rw+loc[0]+rw2, pos-rw+loc[1]
+		}
+		if s >= w.owned {
+			break
 		}
 		accept := true
 		if e == pos {
@@ -540,8 +623,8 @@ func (pt *pattern) searchAll(ctx context.Context, data []byte, limit int, out []
 				accept = false
 			}
 			if pos < len(data) {
-				_, w := utf8.DecodeRune(data[pos:])
-				pos += w
+				_, rw := utf8.DecodeRune(data[pos:])
+				pos += rw
 			} else {
 				pos++
 			}
@@ -550,11 +633,13 @@ func (pt *pattern) searchAll(ctx context.Context, data []byte, limit int, out []
 		}
 		prevEnd = e
 		if accept {
-			out = append(out, match{pattern: pt.index, start: s, end: e})
-			found++
+			sc.out = append(sc.out, match{pattern: i0, start: w.base + s, end: w.base + e})
+			sc.found[i0]++
 		}
 	}
-	return out, nil
+	sc.prevEnd[i0] = w.base + prevEnd
+	w.resume(sc, i0, pos)
+	return nil
 }
 
 // ctxReader is an io.RuneReader over a byte slice that ends the read when its context is done.

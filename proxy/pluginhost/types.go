@@ -167,7 +167,7 @@ func (o OnError) verdict() Verdict {
 type Config struct {
 	Name     string        // plugin name used in logs and errors (required)
 	Wasm     []byte        // module bytes (callers read the file; Load computes the sha256)
-	Config   []byte        // JSON handed to config_get; nil => "{}"
+	Config   []byte        // JSON handed to config_get; nil, empty or only white space => "{}"
 	Memory   uint32        // guest memory limit in bytes, rounded up to 64 KiB pages; default 64 MiB
 	Timeout  time.Duration // per hook call; default 2s
 	PoolSize int           // max live instances; default max(2, 2*GOMAXPROCS)
@@ -199,6 +199,7 @@ type Envelope struct {
 	AuthUser                      string
 	MailFrom                      string
 	HasMailFrom                   bool // MailFrom was given (it may be "", the null reverse path)
+	SMTPUTF8                      bool // MAIL FROM had the SMTPUTF8 parameter (RFC 6531)
 	Rcpts                         []string
 }
 

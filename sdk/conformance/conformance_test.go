@@ -57,7 +57,7 @@ func inputs(msg *message.Message) map[pluginhost.Hook]*pluginhost.Input {
 	}
 	connect := env
 	mailFrom := env
-	mailFrom.MailFrom, mailFrom.HasMailFrom = "sender@example.org", true
+	mailFrom.MailFrom, mailFrom.HasMailFrom, mailFrom.SMTPUTF8 = "sender@example.org", true, true
 	rcptTo := mailFrom
 	rcptTo.Rcpts = []string{"alice@example.com"}
 	full := mailFrom

@@ -70,14 +70,14 @@ sha = lambda b: hashlib.sha256(b).hexdigest()
 env = dict(protocol="submission", direction="outbound", listener="submission", ip="192.0.2.10", port="49152",
            helo="client.example.net", tlsv="TLS1.3", tlsc="TLS_AES_128_GCM_SHA256", auth="alice")
 UN="-3"; NF="-1"; INV="-2"; DEC="-4"
-def common(hook, mail_from, rcpts, current, size, malformed):
+def common(hook, mail_from, smtputf8, rcpts, current, size, malformed):
     return {
       "init.config": "ok", "init.patterns": "ok", "init.pattern_invalid": INV,
       "config.greeting": "Grüezi, kit", "config.len": str(len(cfg)),
       "field.hook": hook, "field.protocol": env['protocol'], "field.direction": env['direction'],
       "field.listener": env['listener'], "field.client.ip": env['ip'], "field.client.port": env['port'],
       "field.client.helo": env['helo'], "field.tls.version": env['tlsv'], "field.tls.cipher": env['tlsc'],
-      "field.auth.user": env['auth'], "field.mail_from": mail_from,
+      "field.auth.user": env['auth'], "field.mail_from": mail_from, "field.smtputf8": smtputf8,
       "field.rcpt": ",".join(rcpts), "field.rcpt.count": str(len(rcpts)),
       "field.rcpt.current": current, "field.message.size": size, "field.message.malformed": malformed,
       "field.unknown": NF, "field.past_end": NF,
@@ -87,19 +87,19 @@ unavail = {k: UN for k in ["unavail.header_get","unavail.header_all","unavail.pa
   "unavail.header_set","unavail.header_remove","unavail.subject_prefix","unavail.banner_add","unavail.part_remove",
   "unavail.part_replace"]}
 hooks = {}
-c = common("connect", UN, [], UN, UN, UN); c.update(unavail); c["change.rcpt_add"] = UN
+c = common("connect", UN, UN, [], UN, UN, UN); c.update(unavail); c["change.rcpt_add"] = UN
 hooks["connect"] = dict(tags=c, verdict=dict(kind="accept",code=0,enhanced="",text=""), score=0, changes=[], logs=[])
-m = common("mail_from", "sender@example.org", [], UN, UN, UN); m.update(unavail); m["change.rcpt_add"]="0"; m["verdict.tempfail"]="0"
+m = common("mail_from", "sender@example.org", "1", [], UN, UN, UN); m.update(unavail); m["change.rcpt_add"]="0"; m["verdict.tempfail"]="0"
 hooks["mail_from"] = dict(tags=m, verdict=dict(kind="tempfail",code=451,enhanced="4.7.1",text="greylisted"), score=0,
   changes=[{"op":"add_recipient","value":"dave@example.net"}], logs=[])
-r = common("rcpt_to", "sender@example.org", ["alice@example.com"], "bob@example.com", UN, UN); r.update(unavail)
+r = common("rcpt_to", "sender@example.org", "1", ["alice@example.com"], "bob@example.com", UN, UN); r.update(unavail)
 r["change.rcpt_add"]="0"; r["verdict.reject"]="0"; r["score.add"]="0"
 hooks["rcpt_to"] = dict(tags=r, verdict=dict(kind="reject",code=550,enhanced="5.1.1",text="no such user"), score=0.5,
   changes=[{"op":"add_recipient","value":"erin@example.net"}], logs=[])
 D4 = 'bad-header: part 4 names its file both "résumé.pdf" and "ignored.pdf"; "résumé.pdf" is used'
 D5 = 'unknown-charset: part 5: unknown charset "x-unknown-charset"'
 MALFORMED = D4 + "," + D5
-t = common("message", "sender@example.org", ["alice@example.com","bob@example.com"], UN, str(len(raw)), MALFORMED)
+t = common("message", "sender@example.org", "1", ["alice@example.com","bob@example.com"], UN, str(len(raw)), MALFORMED)
 t.update({
  "header.subject": "=?iso-8859-1?q?Gr=FC=DFe?= aus =?utf-8?b?S8O2bG4=?=",
  "header.subject.decoded": "Grüße aus Köln",

@@ -106,7 +106,8 @@ func commonChecks(e *postern.Envelope) {
 	report(e, "config.len", total(len(raw), err))
 
 	for _, f := range []string{"hook", "protocol", "direction", "listener", "client.ip", "client.port",
-		"client.helo", "tls.version", "tls.cipher", "auth.user", "mail_from", "rcpt.current", "message.size"} {
+		"client.helo", "tls.version", "tls.cipher", "auth.user", "mail_from", "smtputf8", "rcpt.current",
+		"message.size"} {
 		report(e, "field."+f, value(postern.Field(f)))
 	}
 	rcpts, err := postern.Fields("rcpt")
