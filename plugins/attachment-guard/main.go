@@ -139,7 +139,7 @@ func guard(m *postern.Message) error {
 	case actionQuarantine:
 		return verdict(m.Quarantine, summary)
 	case actionStrip:
-		return strip(m, parts, found, files)
+		return strip(m, found, files)
 	}
 	return nil
 }
@@ -192,13 +192,11 @@ func verdict(set func(text string) error, summary string) error {
 
 // strip removes the blocked parts, records them in a header and tells the reader with a note appended to the
 // message text.
-func strip(m *postern.Message, parts []postern.Part, found []blocked, files []string) error {
-	removed := map[int]bool{}
+func strip(m *postern.Message, found []blocked, files []string) error {
 	for _, b := range found {
 		if err := m.RemovePart(b.part.ID); err != nil {
 			return fmt.Errorf("removing part %d: %w", b.part.ID, err)
 		}
-		removed[b.part.ID] = true
 	}
 	list := strings.Join(files, ", ")
 	if cfg.stripHeader != "" {
@@ -215,18 +213,16 @@ func strip(m *postern.Message, parts []postern.Part, found []blocked, files []st
 	// HTML-escaping can make the names longer than maxNoteFiles; cut them again after escaping.
 	escaped := printable(html.EscapeString(names), maxNoteFiles)
 	htm := "<p>" + strings.NewReplacer("{count}", count, "{files}", escaped).Replace(html.EscapeString(cfg.stripNote)) + "</p>"
-	// The host puts the note into the first text and HTML body parts that remain.
-	if text, htm = bannerParts(m, parts, removed, text, htm); text == "" && htm == "" {
-		return nil
-	}
-	err := m.AddBanner(text, htm)
-	if errors.Is(err, postern.ErrInvalid) {
-		// The parts are removed and the header says so; a note the host will not take is not worth failing
-		// (and so undoing) the removal.
+	// The host puts the note into the first text and HTML body parts that remain. The parts are removed and the
+	// header says so: a note the host will not take (a body part it cannot decode to extend, or refuses) is not
+	// worth failing, and so undoing, the removal.
+	err := m.AddBannerEach(text, htm)
+	switch {
+	case errors.Is(err, postern.ErrDecode):
+		postern.Logf(postern.LevelInfo, "a body part cannot be decoded; the strip note is not added to it")
+	case errors.Is(err, postern.ErrInvalid):
 		postern.Logf(postern.LevelWarn, "the host refused the strip note: %v", err)
-		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("adding the note: %w", err)
 	}
 	return nil

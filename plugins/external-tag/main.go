@@ -106,20 +106,17 @@ func tag(m *postern.Message) error {
 	if cfg.bannerText == "" && cfg.bannerHTML == "" {
 		return nil
 	}
-	parts, err := m.Parts()
-	if err != nil {
-		return fmt.Errorf("listing parts: %w", err)
-	}
-	text, html := bannerParts(m, parts, nil, expand(cfg.bannerText, v.Domain, false), expand(cfg.bannerHTML, v.Domain, true))
-	if text != "" || html != "" {
-		err := m.AddBanner(text, html)
-		if errors.Is(err, postern.ErrInvalid) {
-			// The configuration was checked at load time; should the host still refuse, the subject and the
-			// header mark the message, which beats failing the call over a banner.
-			postern.Logf(postern.LevelWarn, "the host refused the banner: %v", err)
-		} else if err != nil {
-			return fmt.Errorf("adding the banner: %w", err)
-		}
+	// A body part the host cannot decode to extend (broken base64, unknown charset) goes without its banner; the
+	// configuration was checked at load time, so a refusal is unexpected. Either way the subject and the header
+	// mark the message, which beats failing the call over a banner.
+	err = m.AddBannerEach(expand(cfg.bannerText, v.Domain, false), expand(cfg.bannerHTML, v.Domain, true))
+	switch {
+	case errors.Is(err, postern.ErrDecode):
+		postern.Logf(postern.LevelInfo, "a body part cannot be decoded; no banner in it")
+	case errors.Is(err, postern.ErrInvalid):
+		postern.Logf(postern.LevelWarn, "the host refused the banner: %v", err)
+	case err != nil:
+		return fmt.Errorf("adding the banner: %w", err)
 	}
 	return nil
 }

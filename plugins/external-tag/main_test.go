@@ -403,3 +403,27 @@ func TestHostileCorpus(t *testing.T) {
 		}
 	})
 }
+
+// TestBannerHalfUndecodable: the text body cannot be decoded (broken base64), the HTML body can. The host refuses
+// the banner for the text part when it is asked (ERR_DECODE); the HTML part still gets its banner and the
+// subject its prefix, and the message is written.
+func TestBannerHalfUndecodable(t *testing.T) {
+	in := []byte("From: sales@other.test\r\nTo: alice@example.com\r\nSubject: offer\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/alternative; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n")
+	o := runEnv(t, load(t, `{"internal_domains":["example.com"]}`), in, env("sales@other.test", "alice@example.com"))
+	var banners []message.Change
+	for _, c := range o.res.Changes.List() {
+		if c.Op == message.OpAppendBanner {
+			banners = append(banners, c)
+		}
+	}
+	if len(banners) != 1 || banners[0].Value != "" || banners[0].HTML == "" {
+		t.Errorf("banner changes %+v, want one HTML-only banner", banners)
+	}
+	if !bytes.Contains(o.out, []byte("!!!not base64!!!\r\n--b")) || !bytes.Contains(o.out, []byte("Subject: [EXTERNAL] offer")) ||
+		!bytes.Contains(o.out, []byte("CAUTION")) {
+		t.Errorf("output:\n%s", o.out)
+	}
+}

@@ -336,3 +336,11 @@ func (c *Changes) modifies() bool {
 	}
 	return false
 }
+
+// Truncate drops the message changes recorded after the first n (recipients are kept). A host uses it to take
+// back a change that Message.Validate refused, so that the maker can do without it.
+func (c *Changes) Truncate(n int) {
+	if n >= 0 && n < len(c.list) {
+		c.list = c.list[:n]
+	}
+}

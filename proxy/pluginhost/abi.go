@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -645,6 +646,33 @@ func (f frame) record(err error, n int) int32 {
 	return 0
 }
 
+// recordChecked records one change made by add and checks, before answering, that the message can take it:
+// a header change when the header was not indexed to its end (a limit stopped it) is ERR_INVALID, a banner for a
+// body part that would have to be re-encoded but cannot be decoded is ERR_DECODE. A refused change is taken back,
+// so the plugin can carry on without it, and nothing fails later when the message is written. Changes whose
+// validity depends on the others (banners: their target part) are checked with the whole list, the rest alone,
+// which costs a header parse rather than a pass over a body.
+func (f frame) recordChecked(c *message.Changes, n int, add func(*message.Changes) error, whole bool) int32 {
+	before := c.Len()
+	if err := add(c); err != nil {
+		return errInvalid
+	}
+	check := c
+	if !whole {
+		check = &message.Changes{}
+		_ = add(check) // accepted just above
+	}
+	if err := f.message().Validate(check); err != nil {
+		c.Truncate(before)
+		if errors.Is(err, message.ErrDecode) {
+			return errDecode
+		}
+		return errInvalid
+	}
+	f.st.changeBytes += n
+	return 0
+}
+
 // headerValue bounds one header value (ABI §6: at most 64 KiB, else the call fails).
 func headerValue(v []byte) {
 	if len(v) > maxHeaderValue {
@@ -665,7 +693,7 @@ func headerChange(f frame, s []uint64, op func(*message.Changes, string, string)
 	headerValue(value)
 	n := len(name) + len(value)
 	f.st.checkChange(n)
-	return f.record(op(c, string(name), string(value)), n)
+	return f.recordChecked(c, n, func(c *message.Changes) error { return op(c, string(name), string(value)) }, false)
 }
 
 func headerRemove(f frame, s []uint64) int32 {
@@ -675,7 +703,7 @@ func headerRemove(f frame, s []uint64) int32 {
 		return errUnavailable
 	}
 	f.st.checkChange(len(name))
-	return f.record(c.RemoveHeader(string(name)), len(name))
+	return f.recordChecked(c, len(name), func(c *message.Changes) error { return c.RemoveHeader(string(name)) }, false)
 }
 
 func subjectPrefix(f frame, s []uint64) int32 {
@@ -686,7 +714,7 @@ func subjectPrefix(f frame, s []uint64) int32 {
 	}
 	headerValue(prefix)
 	f.st.checkChange(len(prefix))
-	return f.record(c.PrefixSubject(string(prefix)), len(prefix))
+	return f.recordChecked(c, len(prefix), func(c *message.Changes) error { return c.PrefixSubject(string(prefix)) }, false)
 }
 
 func bannerAdd(f frame, s []uint64) int32 {
@@ -698,7 +726,8 @@ func bannerAdd(f frame, s []uint64) int32 {
 	}
 	n := len(text) + len(html)
 	f.st.checkChange(n)
-	return f.record(c.AppendBanner(string(text), string(html)), n)
+	// The banner's target depends on the parts removed or replaced so far, so the whole list is checked.
+	return f.recordChecked(c, n, func(c *message.Changes) error { return c.AppendBanner(string(text), string(html)) }, true)
 }
 
 func partRemove(f frame, s []uint64) int32 {
@@ -711,7 +740,7 @@ func partRemove(f frame, s []uint64) int32 {
 		return errInvalid
 	}
 	f.st.checkChange(0)
-	return f.record(c.RemovePart(int(id)), 0)
+	return f.recordChecked(c, 0, func(c *message.Changes) error { return c.RemovePart(int(id)) }, false)
 }
 
 func partReplace(f frame, s []uint64) int32 {
@@ -728,7 +757,8 @@ func partReplace(f frame, s []uint64) int32 {
 	n := len(ctype) + len(data)
 	f.st.checkChange(n)
 	// data is a view of guest memory: the change must own its bytes.
-	return f.record(c.ReplacePart(int(id), string(ctype), bytes.Clone(data)), n)
+	content := bytes.Clone(data)
+	return f.recordChecked(c, n, func(c *message.Changes) error { return c.ReplacePart(int(id), string(ctype), content) }, false)
 }
 
 func rcptAdd(f frame, s []uint64) int32 {

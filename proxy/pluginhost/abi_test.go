@@ -791,3 +791,50 @@ func TestHostFuncsMatchABI(t *testing.T) {
 }
 
 var _ = message.ErrInvalid
+
+// TestChangesCheckedAgainstMessage: a change the message cannot take is refused when it is made, and nothing is
+// recorded, so the plugin can do without it and writing the message cannot fail later. A banner whose body part
+// cannot be decoded is ERR_DECODE (the other half can still be added); a header change on a message whose header
+// a limit cut short is ERR_INVALID.
+func TestChangesCheckedAgainstMessage(t *testing.T) {
+	const badBase64 = "From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/alternative; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n"
+	h := newHarness(t, HookMessage, &Input{Env: testEnvelope(), Msg: parse(t, badBase64)})
+	banner := func(text, html string) int32 {
+		tp, tl := h.str(text)
+		hp, hl := h.str(html)
+		return h.call("banner_add", tp, tl, hp, hl)
+	}
+	if rc := banner("Scanned.", "<p>Scanned.</p>"); rc != errDecode {
+		t.Errorf("banner on an undecodable text part = %d, want ERR_DECODE", rc)
+	}
+	if n := h.st.changes.Len(); n != 0 {
+		t.Errorf("a refused banner was recorded: %v", h.st.changes.List())
+	}
+	if rc := banner("", "<p>Scanned.</p>"); rc != 0 {
+		t.Errorf("HTML-only banner = %d", rc)
+	}
+	var out strings.Builder
+	if _, err := h.st.in.Msg.WriteTo(&out, h.st.changes); err != nil || !strings.Contains(out.String(), "<p>hi</p>\r\n<p>Scanned.</p>") {
+		t.Errorf("writing the accepted changes: %v\n%s", err, out.String())
+	}
+
+	// A header past the header limit: the message header is not known to its end, so no header change applies.
+	long := "From: a@example.org\r\nX-Long: " + strings.Repeat("x", 200) + "\r\nSubject: s\r\n\r\nbody\r\n"
+	m, err := message.Parse(strings.NewReader(long), int64(len(long)), message.Limits{MaxHeaderBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = newHarness(t, HookMessage, &Input{Env: testEnvelope(), Msg: m})
+	np, nl := h.str("X-Postern")
+	vp, vl := h.str("yes")
+	if rc := h.call("header_add", np, nl, vp, vl); rc != errInvalid {
+		t.Errorf("header_add on a cut header = %d, want ERR_INVALID", rc)
+	}
+	pp, pl := h.str("[EXT] ")
+	if rc := h.call("subject_prefix", pp, pl); rc != errInvalid || h.st.changes.Len() != 0 {
+		t.Errorf("subject_prefix on a cut header = %d, changes %v", rc, h.st.changes.List())
+	}
+}

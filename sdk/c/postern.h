@@ -324,6 +324,8 @@ static inline int32_t postern_remove_header(const char *name) {
 static inline int32_t postern_prefix_subject(const char *prefix) {
 	return postern_subject_prefix(postern__str(prefix), postern__len(prefix));
 }
+/* POSTERN_ERR_DECODE (nothing recorded): a body part the banner goes to cannot be decoded to be extended; call
+ * again with only the other half to add that one. */
 static inline int32_t postern_add_banner(const char *text, const char *html) {
 	return postern_banner_add(postern__str(text), postern__len(text), postern__str(html), postern__len(html));
 }

@@ -290,8 +290,22 @@ func (*Message) RemoveHeader(name string) error { return status(hostHeaderRemove
 // PrefixSubject puts prefix before the Subject, unless the Subject already starts with it.
 func (*Message) PrefixSubject(prefix string) error { return status(hostSubjectPrefix(prefix)) }
 
-// AddBanner appends text to the first text/plain part and html to the first text/html part; either may be "".
+// AddBanner appends text to the first text/plain part and html to the first text/html part shown as the body;
+// either may be "". It fails with ErrDecode, recording nothing, when one of those parts would have to be
+// re-encoded but cannot be decoded; AddBannerEach adds whichever half can be placed.
 func (*Message) AddBanner(text, html string) error { return status(hostBannerAdd(text, html)) }
+
+// AddBannerEach adds the text and the HTML banner separately, so that a body part that cannot take its banner
+// (ErrDecode) does not keep the other one out. The error joins the halves' errors: errors.Is(err, ErrDecode)
+// says a half was left out, and the other half was added unless its own error says otherwise.
+func (m *Message) AddBannerEach(text, html string) error {
+	// One change when both halves fit, as usual; two tries only when one part could not take its banner.
+	err := m.AddBanner(text, html)
+	if !errors.Is(err, ErrDecode) || text == "" || html == "" {
+		return err
+	}
+	return errors.Join(m.AddBanner(text, ""), m.AddBanner("", html))
+}
 
 // RemovePart removes a part (not part 0) and its boundary line; the multipart around it stays valid.
 func (*Message) RemovePart(part int) error { return status(hostPartRemove(i32(part))) }
