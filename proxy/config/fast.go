@@ -48,6 +48,7 @@ type norm struct {
 	hook, protocol, listener, direction, clientIP, helo, tlsVersion, user string
 	mailFrom, mailFromDomain, rcptCurrent, subject, from, fromDomain      string
 	limitExceeded                                                         string
+	tlsCipher, upstreamTLSVersion, upstreamTLSCipher                      string
 	rcpt, rcptDomains, malformed                                          []string
 	size                                                                  float64
 	tls                                                                   bool
@@ -67,7 +68,9 @@ func (s *Scope) normalized() *norm {
 		rcptCurrent: cty.NormalizeString(f.RcptCurrent), subject: cty.NormalizeString(f.Subject),
 		from: cty.NormalizeString(f.From), fromDomain: cty.NormalizeString(addrDomain(f.From)),
 		limitExceeded: cty.NormalizeString(f.LimitExceeded),
-		size:          float64(f.Size), tls: f.TLSVersion != "",
+		tlsCipher:     cty.NormalizeString(f.TLSCipher), upstreamTLSVersion: cty.NormalizeString(f.UpstreamTLSVersion),
+		upstreamTLSCipher: cty.NormalizeString(f.UpstreamTLSCipher),
+		size:              float64(f.Size), tls: f.TLSVersion != "",
 		rcpt: normalizeAll(f.Rcpt), rcptDomains: normalizeAll(rcptDomains(f.Rcpt)),
 		malformed: normalizeAll(f.Malformed),
 	}
@@ -88,26 +91,29 @@ func normalizeAll(ss []string) []string {
 
 // fastAttrs reads msg attributes from the normalised facts.
 var fastAttrs = map[string]fexpr{
-	"hook":             strAttr(func(n *norm) string { return n.hook }),
-	"protocol":         strAttr(func(n *norm) string { return n.protocol }),
-	"listener":         strAttr(func(n *norm) string { return n.listener }),
-	"direction":        strAttr(func(n *norm) string { return n.direction }),
-	"client_ip":        strAttr(func(n *norm) string { return n.clientIP }),
-	"helo":             strAttr(func(n *norm) string { return n.helo }),
-	"tls_version":      strAttr(func(n *norm) string { return n.tlsVersion }),
-	"user":             strAttr(func(n *norm) string { return n.user }),
-	"mail_from":        strAttr(func(n *norm) string { return n.mailFrom }),
-	"mail_from_domain": strAttr(func(n *norm) string { return n.mailFromDomain }),
-	"rcpt_current":     strAttr(func(n *norm) string { return n.rcptCurrent }),
-	"subject":          strAttr(func(n *norm) string { return n.subject }),
-	"from":             strAttr(func(n *norm) string { return n.from }),
-	"from_domain":      strAttr(func(n *norm) string { return n.fromDomain }),
-	"limit_exceeded":   strAttr(func(n *norm) string { return n.limitExceeded }),
-	"malformed":        {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().malformed }},
-	"tls":              {kind: cty.Bool, b: func(s *Scope) bool { return s.normalized().tls }},
-	"size":             {kind: cty.Number, n: func(s *Scope) float64 { return s.normalized().size }},
-	"rcpt":             {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcpt }},
-	"rcpt_domains":     {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcptDomains }},
+	"hook":                 strAttr(func(n *norm) string { return n.hook }),
+	"protocol":             strAttr(func(n *norm) string { return n.protocol }),
+	"listener":             strAttr(func(n *norm) string { return n.listener }),
+	"direction":            strAttr(func(n *norm) string { return n.direction }),
+	"client_ip":            strAttr(func(n *norm) string { return n.clientIP }),
+	"helo":                 strAttr(func(n *norm) string { return n.helo }),
+	"tls_version":          strAttr(func(n *norm) string { return n.tlsVersion }),
+	"tls_cipher":           strAttr(func(n *norm) string { return n.tlsCipher }),
+	"upstream_tls_version": strAttr(func(n *norm) string { return n.upstreamTLSVersion }),
+	"upstream_tls_cipher":  strAttr(func(n *norm) string { return n.upstreamTLSCipher }),
+	"user":                 strAttr(func(n *norm) string { return n.user }),
+	"mail_from":            strAttr(func(n *norm) string { return n.mailFrom }),
+	"mail_from_domain":     strAttr(func(n *norm) string { return n.mailFromDomain }),
+	"rcpt_current":         strAttr(func(n *norm) string { return n.rcptCurrent }),
+	"subject":              strAttr(func(n *norm) string { return n.subject }),
+	"from":                 strAttr(func(n *norm) string { return n.from }),
+	"from_domain":          strAttr(func(n *norm) string { return n.fromDomain }),
+	"limit_exceeded":       strAttr(func(n *norm) string { return n.limitExceeded }),
+	"malformed":            {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().malformed }},
+	"tls":                  {kind: cty.Bool, b: func(s *Scope) bool { return s.normalized().tls }},
+	"size":                 {kind: cty.Number, n: func(s *Scope) float64 { return s.normalized().size }},
+	"rcpt":                 {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcpt }},
+	"rcpt_domains":         {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcptDomains }},
 }
 
 func strAttr(get func(*norm) string) fexpr {

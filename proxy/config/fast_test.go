@@ -10,6 +10,7 @@ var fastExprs = []string{
 	`msg.listener != "mx" || msg.direction == "inbound"`,
 	`!msg.tls && msg.tls_version == ""`,
 	`msg.tls == true`,
+	`msg.upstream_tls_version != "TLS1.3" && msg.tls_cipher != "" && msg.upstream_tls_cipher != "x"`,
 	`msg.user == "" ? msg.helo == "x" : msg.helo != "x"`,
 	`(msg.size > 1000 && msg.size <= 123456) || msg.size < 0 || msg.size >= 2e6`,
 	`msg.size == 123456`,

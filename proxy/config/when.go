@@ -16,26 +16,29 @@ import (
 // msgAttrs is the schema of the `msg` variable a `when` expression sees. Every attribute is always present (an
 // empty string, false, 0 or an empty list when it does not apply), so conditions never meet null.
 var msgAttrs = map[string]cty.Type{
-	"hook":             cty.String,
-	"protocol":         cty.String,
-	"listener":         cty.String,
-	"direction":        cty.String,
-	"client_ip":        cty.String,
-	"helo":             cty.String,
-	"tls":              cty.Bool,
-	"tls_version":      cty.String,
-	"user":             cty.String,
-	"mail_from":        cty.String,
-	"mail_from_domain": cty.String,
-	"rcpt":             cty.List(cty.String),
-	"rcpt_domains":     cty.List(cty.String),
-	"rcpt_current":     cty.String,
-	"size":             cty.Number,
-	"subject":          cty.String,
-	"from":             cty.String,
-	"from_domain":      cty.String,
-	"malformed":        cty.List(cty.String),
-	"limit_exceeded":   cty.String,
+	"hook":                 cty.String,
+	"protocol":             cty.String,
+	"listener":             cty.String,
+	"direction":            cty.String,
+	"client_ip":            cty.String,
+	"helo":                 cty.String,
+	"tls":                  cty.Bool,
+	"tls_version":          cty.String,
+	"tls_cipher":           cty.String,
+	"upstream_tls_version": cty.String,
+	"upstream_tls_cipher":  cty.String,
+	"user":                 cty.String,
+	"mail_from":            cty.String,
+	"mail_from_domain":     cty.String,
+	"rcpt":                 cty.List(cty.String),
+	"rcpt_domains":         cty.List(cty.String),
+	"rcpt_current":         cty.String,
+	"size":                 cty.Number,
+	"subject":              cty.String,
+	"from":                 cty.String,
+	"from_domain":          cty.String,
+	"malformed":            cty.List(cty.String),
+	"limit_exceeded":       cty.String,
 }
 
 // MsgType is the cty type of the `msg` variable.
@@ -51,9 +54,13 @@ type Facts struct {
 	ClientIP   string
 	HELO       string
 	TLSVersion string // "" when the client connection is not encrypted
-	User       string // authenticated user, "" if none
-	MailFrom   string
-	Rcpt       []string
+	TLSCipher  string
+	// UpstreamTLSVersion and UpstreamTLSCipher describe the connection to the upstream server ("" when it is
+	// not encrypted).
+	UpstreamTLSVersion, UpstreamTLSCipher string
+	User                                  string // authenticated user, "" if none
+	MailFrom                              string
+	Rcpt                                  []string
 	// RcptCurrent is the recipient being decided at the rcpt_to hook.
 	RcptCurrent string
 	Size        int64  // message hook only
@@ -74,26 +81,29 @@ func (f *Facts) value() cty.Value {
 	rcpt := stringList(f.Rcpt)
 	domains := stringList(rcptDomains(f.Rcpt))
 	return cty.ObjectVal(map[string]cty.Value{
-		"hook":             cty.StringVal(f.Hook),
-		"protocol":         cty.StringVal(f.Protocol),
-		"listener":         cty.StringVal(f.Listener),
-		"direction":        cty.StringVal(f.Direction),
-		"client_ip":        cty.StringVal(f.ClientIP),
-		"helo":             cty.StringVal(f.HELO),
-		"tls":              cty.BoolVal(f.TLSVersion != ""),
-		"tls_version":      cty.StringVal(f.TLSVersion),
-		"user":             cty.StringVal(f.User),
-		"mail_from":        cty.StringVal(f.MailFrom),
-		"mail_from_domain": cty.StringVal(addrDomain(f.MailFrom)),
-		"rcpt":             rcpt,
-		"rcpt_domains":     domains,
-		"rcpt_current":     cty.StringVal(f.RcptCurrent),
-		"size":             cty.NumberIntVal(f.Size),
-		"subject":          cty.StringVal(f.Subject),
-		"from":             cty.StringVal(f.From),
-		"from_domain":      cty.StringVal(addrDomain(f.From)),
-		"malformed":        stringList(f.Malformed),
-		"limit_exceeded":   cty.StringVal(f.LimitExceeded),
+		"hook":                 cty.StringVal(f.Hook),
+		"protocol":             cty.StringVal(f.Protocol),
+		"listener":             cty.StringVal(f.Listener),
+		"direction":            cty.StringVal(f.Direction),
+		"client_ip":            cty.StringVal(f.ClientIP),
+		"helo":                 cty.StringVal(f.HELO),
+		"tls":                  cty.BoolVal(f.TLSVersion != ""),
+		"tls_version":          cty.StringVal(f.TLSVersion),
+		"tls_cipher":           cty.StringVal(f.TLSCipher),
+		"upstream_tls_version": cty.StringVal(f.UpstreamTLSVersion),
+		"upstream_tls_cipher":  cty.StringVal(f.UpstreamTLSCipher),
+		"user":                 cty.StringVal(f.User),
+		"mail_from":            cty.StringVal(f.MailFrom),
+		"mail_from_domain":     cty.StringVal(addrDomain(f.MailFrom)),
+		"rcpt":                 rcpt,
+		"rcpt_domains":         domains,
+		"rcpt_current":         cty.StringVal(f.RcptCurrent),
+		"size":                 cty.NumberIntVal(f.Size),
+		"subject":              cty.StringVal(f.Subject),
+		"from":                 cty.StringVal(f.From),
+		"from_domain":          cty.StringVal(addrDomain(f.From)),
+		"malformed":            stringList(f.Malformed),
+		"limit_exceeded":       cty.StringVal(f.LimitExceeded),
 	})
 }
 

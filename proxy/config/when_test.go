@@ -29,7 +29,8 @@ func conditions(t testing.TB, exprs ...string) (*Config, []*Condition) {
 
 var sampleFacts = Facts{
 	Hook: "message", Protocol: "smtp", Listener: "mx", Direction: "inbound",
-	ClientIP: "192.0.2.77", HELO: "mail.example.net", TLSVersion: "TLS1.3",
+	ClientIP: "192.0.2.77", HELO: "mail.example.net", TLSVersion: "TLS1.3", TLSCipher: "TLS_AES_128_GCM_SHA256",
+	UpstreamTLSVersion: "TLS1.2", UpstreamTLSCipher: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 	MailFrom: "Bounce@Sub.Example.NET", Rcpt: []string{"alice@corp.example", "bob@Corp.Example", "carol@other.example"},
 	Size: 123456, Subject: "Invoice #4711 overdue", From: "billing@sub.example.net",
 	Header: func(name string) []string {
@@ -50,6 +51,8 @@ func TestWhenEval(t *testing.T) {
 	}{
 		{`msg.hook == "message" && msg.protocol == "smtp" && msg.listener == "mx" && msg.direction == "inbound"`, true},
 		{`msg.tls && msg.tls_version == "TLS1.3" && msg.helo == "mail.example.net" && msg.user == ""`, true},
+		{`msg.tls_cipher == "TLS_AES_128_GCM_SHA256" && msg.upstream_tls_version == "TLS1.2"`, true},
+		{`startswith(msg.upstream_tls_cipher, "TLS_ECDHE_")`, true},
 		{`msg.mail_from_domain == "sub.example.net"`, true},
 		{`msg.rcpt_domains == tolist(["corp.example", "other.example"])`, true},
 		{`contains(msg.rcpt_domains, "corp.example") && length(msg.rcpt) == 3`, true},

@@ -198,6 +198,10 @@ func fieldGet(f frame, s []uint64) int32 {
 		return one(env.TLSVersion)
 	case "tls.cipher":
 		return one(env.TLSCipher)
+	case "upstream.tls.version":
+		return one(env.UpstreamTLSVersion)
+	case "upstream.tls.cipher":
+		return one(env.UpstreamTLSCipher)
 	case "auth.user":
 		return one(env.AuthUser)
 	case "mail_from":

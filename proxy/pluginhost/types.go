@@ -195,12 +195,15 @@ type Envelope struct {
 	ClientIP                      string
 	ClientPort                    int
 	HELO                          string
-	TLSVersion, TLSCipher         string
-	AuthUser                      string
-	MailFrom                      string
-	HasMailFrom                   bool // MailFrom was given (it may be "", the null reverse path)
-	SMTPUTF8                      bool // MAIL FROM had the SMTPUTF8 parameter (RFC 6531)
-	Rcpts                         []string
+	TLSVersion, TLSCipher         string // the client's connection; "" when not encrypted
+	// UpstreamTLSVersion and UpstreamTLSCipher describe the connection to the upstream server ("" when not
+	// encrypted).
+	UpstreamTLSVersion, UpstreamTLSCipher string
+	AuthUser                              string
+	MailFrom                              string
+	HasMailFrom                           bool // MailFrom was given (it may be "", the null reverse path)
+	SMTPUTF8                              bool // MAIL FROM had the SMTPUTF8 parameter (RFC 6531)
+	Rcpts                                 []string
 }
 
 // LogLine is one line a plugin logged during a call (or the host logged on its behalf). Text is valid UTF-8 with

@@ -364,17 +364,20 @@ func (s *Snapshot) thresholdVerdict(p *compiledPolicy, th config.Threshold, hook
 // facts describes the input for when expressions.
 func facts(hook pluginhost.Hook, in *pluginhost.Input) *config.Facts {
 	f := &config.Facts{
-		Hook:        hook.String(),
-		Protocol:    in.Env.Protocol,
-		Listener:    in.Env.Listener,
-		Direction:   in.Env.Direction,
-		ClientIP:    in.Env.ClientIP,
-		HELO:        in.Env.HELO,
-		TLSVersion:  in.Env.TLSVersion,
-		User:        in.Env.AuthUser,
-		MailFrom:    in.Env.MailFrom,
-		Rcpt:        in.Env.Rcpts,
-		RcptCurrent: in.RcptCurrent,
+		Hook:               hook.String(),
+		Protocol:           in.Env.Protocol,
+		Listener:           in.Env.Listener,
+		Direction:          in.Env.Direction,
+		ClientIP:           in.Env.ClientIP,
+		HELO:               in.Env.HELO,
+		TLSVersion:         in.Env.TLSVersion,
+		TLSCipher:          in.Env.TLSCipher,
+		UpstreamTLSVersion: in.Env.UpstreamTLSVersion,
+		UpstreamTLSCipher:  in.Env.UpstreamTLSCipher,
+		User:               in.Env.AuthUser,
+		MailFrom:           in.Env.MailFrom,
+		Rcpt:               in.Env.Rcpts,
+		RcptCurrent:        in.RcptCurrent,
 	}
 	if m := in.Msg; m != nil {
 		f.Size = m.Size()

@@ -53,7 +53,8 @@ func inputs(msg *message.Message) map[pluginhost.Hook]*pluginhost.Input {
 	env := pluginhost.Envelope{
 		Protocol: "submission", Direction: "outbound", Listener: "submission",
 		ClientIP: "192.0.2.10", ClientPort: 49152, HELO: "client.example.net",
-		TLSVersion: "TLS1.3", TLSCipher: "TLS_AES_128_GCM_SHA256", AuthUser: "alice",
+		TLSVersion: "TLS1.3", TLSCipher: "TLS_AES_128_GCM_SHA256",
+		UpstreamTLSVersion: "TLS1.2", UpstreamTLSCipher: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", AuthUser: "alice",
 	}
 	connect := env
 	mailFrom := env

@@ -68,7 +68,8 @@ fm = lambda ms: " ".join("%d:%d-%d"%m for m in ms)
 sha = lambda b: hashlib.sha256(b).hexdigest()
 
 env = dict(protocol="submission", direction="outbound", listener="submission", ip="192.0.2.10", port="49152",
-           helo="client.example.net", tlsv="TLS1.3", tlsc="TLS_AES_128_GCM_SHA256", auth="alice")
+           helo="client.example.net", tlsv="TLS1.3", tlsc="TLS_AES_128_GCM_SHA256", auth="alice",
+           utlsv="TLS1.2", utlsc="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
 UN="-3"; NF="-1"; INV="-2"; DEC="-4"
 def common(hook, mail_from, smtputf8, rcpts, current, size, malformed):
     return {
@@ -77,6 +78,7 @@ def common(hook, mail_from, smtputf8, rcpts, current, size, malformed):
       "field.hook": hook, "field.protocol": env['protocol'], "field.direction": env['direction'],
       "field.listener": env['listener'], "field.client.ip": env['ip'], "field.client.port": env['port'],
       "field.client.helo": env['helo'], "field.tls.version": env['tlsv'], "field.tls.cipher": env['tlsc'],
+      "field.upstream.tls.version": env['utlsv'], "field.upstream.tls.cipher": env['utlsc'],
       "field.auth.user": env['auth'], "field.mail_from": mail_from, "field.smtputf8": smtputf8,
       "field.rcpt": ",".join(rcpts), "field.rcpt.count": str(len(rcpts)),
       "field.rcpt.current": current, "field.message.size": size, "field.message.malformed": malformed,

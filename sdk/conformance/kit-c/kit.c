@@ -152,7 +152,8 @@ static void tag_multi(const char *key, const char *field, const char *count_key)
 static void common(void) {
 	static const char *const fields[] = {
 		"hook",	      "protocol",    "direction", "listener",  "client.ip",    "client.port",  "client.helo",
-		"tls.version", "tls.cipher", "auth.user", "mail_from", "smtputf8", "rcpt.current", "message.size",
+		"tls.version", "tls.cipher", "upstream.tls.version", "upstream.tls.cipher", "auth.user", "mail_from", "smtputf8",
+		"rcpt.current", "message.size",
 	};
 	static char doc[4096];
 	char key[64];

@@ -106,7 +106,7 @@ func commonChecks(e *postern.Envelope) {
 	report(e, "config.len", total(len(raw), err))
 
 	for _, f := range []string{"hook", "protocol", "direction", "listener", "client.ip", "client.port",
-		"client.helo", "tls.version", "tls.cipher", "auth.user", "mail_from", "smtputf8", "rcpt.current",
+		"client.helo", "tls.version", "tls.cipher", "upstream.tls.version", "upstream.tls.cipher", "auth.user", "mail_from", "smtputf8", "rcpt.current",
 		"message.size"} {
 		report(e, "field."+f, value(postern.Field(f)))
 	}
