@@ -12,11 +12,14 @@ import (
 //
 // It implements the two timeouts go-smtp cannot tell apart: every read gets a fresh deadline, IdleTimeout
 // between commands and CommandTimeout while a message is being received, so a slow but progressing client is never
-// cut off and a silent one always is.
+// cut off and a silent one always is. (Fresh within deadlineSlack: a deadline is only moved when it would move by
+// more than that.)
 //
 // It coalesces writes: go-smtp flushes every reply line separately (an EHLO reply is ten system calls and ten
-// packets), so writes are buffered and sent when the server next reads, which in SMTP is right after each complete
-// reply. Close sends what is left.
+// packets), so writes are buffered and sent when the server next reads from the socket, which in SMTP is right
+// after each complete reply, or after the last reply to a group of pipelined commands. Close sends what is left.
+//
+// And it lets the relay read DATA content itself, past go-smtp's byte-at-a-time reader (datareader.go).
 //
 // It also lets the relay end the session right after a reply (closeAfterWrite), which is how a 421 from inside a
 // go-smtp callback closes the connection.
@@ -32,16 +35,53 @@ type clientConn struct {
 	wmu  sync.Mutex
 	wbuf []byte
 	werr error
+	wdl  time.Time // the write deadline in force
+	rdl  time.Time // the read deadline in force (go-smtp's goroutine only)
+
+	// Read side, for the DATA fast path (datareader.go); used by go-smtp's goroutine only.
+	rbuf     *[]byte // read ahead from the socket, handed to go-smtp before anything else; nil when empty
+	rpos     int
+	rerr     error  // a read error of the fast path, returned to go-smtp from then on
+	inject   string // the end-of-data line for go-smtp's own DATA reader, after the fast path
+	noFast   bool   // the fast path is off for this session (TLS, or STARTTLS seen)
+	dataLast bool   // the last read go-smtp made left nothing in its buffer after a line
+	aligned  bool   // the last read go-smtp made ended with an LF
+	head     [8]byte
+	headLen  int // the first bytes of the line being read, for sawStartTLS
 }
 
 // maxPending is the most a clientConn buffers before writing anyway.
 const maxPending = 16 << 10
 
 func newClientConn(c net.Conn, idle, command time.Duration) *clientConn {
-	return &clientConn{Conn: c, idle: idle, command: command, closed: make(chan struct{})}
+	return &clientConn{Conn: c, idle: idle, command: command, closed: make(chan struct{}), aligned: true}
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	if c.inject != "" {
+		n := copy(p, c.inject)
+		c.noteChunk(p[:n])
+		c.inject = c.inject[n:]
+		return n, nil
+	}
+	if c.rbuf != nil {
+		n := copy(p, (*c.rbuf)[c.rpos:])
+		c.noteChunk(p[:n])
+		if c.rpos += n; c.rpos == len(*c.rbuf) {
+			c.releaseReadBuf()
+		}
+		return n, nil
+	}
+	n, err := c.readSocket(p)
+	c.noteChunk(p[:n])
+	return n, err
+}
+
+// readSocket sends the pending replies, then reads from the connection under the timeout in force.
+func (c *clientConn) readSocket(p []byte) (int, error) {
 	if err := c.flush(); err != nil {
 		return 0, err
 	}
@@ -54,10 +94,39 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if c.inCommand.Load() {
 		d = c.command
 	}
-	if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
-		return 0, err
+	if t := time.Now().Add(d); t.Before(c.rdl) || t.Sub(c.rdl) > deadlineSlack(d) {
+		if err := c.Conn.SetReadDeadline(t); err != nil {
+			return 0, err
+		}
+		c.rdl = t
 	}
 	return c.Conn.Read(p)
+}
+
+// fill reads into the empty read-ahead buffer.
+func (c *clientConn) fill() error {
+	if c.rbuf == nil {
+		c.rbuf = readBufs.Get().(*[]byte)
+	}
+	b := (*c.rbuf)[:cap(*c.rbuf)]
+	for {
+		n, err := c.readSocket(b)
+		if n > 0 {
+			*c.rbuf, c.rpos = b[:n], 0
+			return nil
+		}
+		if err != nil {
+			c.releaseReadBuf()
+			return err
+		}
+	}
+}
+
+func (c *clientConn) releaseReadBuf() {
+	if c.rbuf != nil {
+		readBufs.Put(c.rbuf)
+		c.rbuf, c.rpos = nil, 0
+	}
 }
 
 func (c *clientConn) Write(p []byte) (int, error) {
@@ -120,15 +189,29 @@ func (c *clientConn) SetReadDeadline(time.Time) error { return nil }
 // SetDeadline sets the write deadline only, for the same reason.
 func (c *clientConn) SetDeadline(t time.Time) error { return c.SetWriteDeadline(t) }
 
-// SetWriteDeadline first writes what is pending, under the deadline in force when it was written: crypto/tls
-// sets a deadline in the past after its close_notify alert ("any subsequent writes will fail"), which would
-// otherwise lose the last reply.
+// SetWriteDeadline is called by go-smtp before every reply. A deadline later than the one in force lets what is
+// pending go out under it, with the next reply (so that replies to pipelined commands go out together), and is
+// only passed on when it moved by more than deadlineSlack. Otherwise what is pending is written first, under the
+// deadline in force when it was written: crypto/tls sets a deadline in the past after its close_notify alert
+// ("any subsequent writes will fail"), which would otherwise lose the last reply.
 func (c *clientConn) SetWriteDeadline(t time.Time) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.flushLocked()
+	if !t.IsZero() && !c.wdl.IsZero() && !t.Before(c.wdl) {
+		if t.Sub(c.wdl) <= deadlineSlack(c.command) {
+			return nil
+		}
+	} else {
+		c.flushLocked()
+	}
+	c.wdl = t
 	return c.Conn.SetWriteDeadline(t)
 }
+
+// deadlineSlack is how far a deadline may stand before the one asked for, so that setting a deadline, which the
+// relay does several times per command, only reaches the runtime's timers now and then: a timeout of d then fires
+// between d-d/32 (at most a second less) and d after the wait began.
+func deadlineSlack(d time.Duration) time.Duration { return min(d/32, time.Second) }
 
 // oneConnListener hands a single connection to a go-smtp server. Its second Accept blocks until that connection is
 // closed and then fails, which makes smtp.Server.Serve return exactly when the session is over.
@@ -165,6 +248,105 @@ func (c *replayConn) Read(p []byte) (int, error) {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
 		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// upConn is the upstream connection as the go-smtp client sees it. It holds writes until the relay next reads,
+// which in SMTP is when it waits for the reply: a command, or a whole message with its final dot, then goes out
+// in one system call (and one packet) instead of one per piece. Whatever is written is under the deadline in
+// force when the reply is awaited, and every wait for a reply has one (go-smtp's CommandTimeout and
+// SubmissionTimeout, the relay's own elsewhere). The buffer is taken from a pool and returned once sent, so an
+// idle session holds none.
+//
+// It also sets deadlines lazily. go-smtp's client sets one before each command and clears it after; here a
+// deadline within deadlineSlack after the one in force leaves that one, and clearing does nothing. That is safe
+// because every use of the upstream connection sets a deadline first (go-smtp's client before each command and
+// each wait for a reply, the relay before each write and read of its own), so a deadline left behind only ever
+// expires while nothing is waiting.
+type upConn struct {
+	net.Conn
+	buf      *[]byte
+	werr     error
+	timeout  time.Duration
+	rdl, wdl time.Time
+}
+
+func (c *upConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *upConn) SetReadDeadline(t time.Time) error {
+	return c.setDeadline(&c.rdl, t, c.Conn.SetReadDeadline)
+}
+
+func (c *upConn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(&c.wdl, t, c.Conn.SetWriteDeadline)
+}
+
+func (c *upConn) setDeadline(cur *time.Time, t time.Time, set func(time.Time) error) error {
+	if t.IsZero() || !t.Before(*cur) && t.Sub(*cur) <= deadlineSlack(c.timeout) {
+		return nil
+	}
+	*cur = t
+	return set(t)
+}
+
+// upBufSize is the most an upConn holds before writing; larger writes go straight through.
+const upBufSize = 32 << 10
+
+var upBufs = sync.Pool{New: func() any { b := make([]byte, 0, upBufSize); return &b }}
+
+func (c *upConn) Write(p []byte) (int, error) {
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if c.buf != nil && len(*c.buf)+len(p) > upBufSize {
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) >= upBufSize {
+		n, err := c.Conn.Write(p)
+		if err != nil {
+			c.werr = err
+		}
+		return n, err
+	}
+	if c.buf == nil {
+		c.buf = upBufs.Get().(*[]byte)
+	}
+	*c.buf = append(*c.buf, p...)
+	return len(p), nil
+}
+
+// flush writes what is held and returns the buffer to the pool.
+func (c *upConn) flush() error {
+	if c.buf == nil {
+		return c.werr
+	}
+	b := c.buf
+	c.buf = nil
+	var err error
+	if c.werr == nil && len(*b) > 0 {
+		if _, err = c.Conn.Write(*b); err != nil {
+			c.werr = err
+		}
+	}
+	*b = (*b)[:0]
+	upBufs.Put(b)
+	if err != nil {
+		return err
+	}
+	return c.werr
+}
+
+func (c *upConn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
 	}
 	return c.Conn.Read(p)
 }

@@ -27,6 +27,7 @@ type txn struct {
 	id      string
 	started time.Time
 	from    string
+	utf8    bool // MAIL FROM had SMTPUTF8 (RFC 6531): plugins see it as field smtputf8
 	rcpts   []string
 	added   []string         // recipients the policy added at envelope stages
 	pending *policy.Decision // an envelope-stage discard or quarantine, carried out at the end of DATA
@@ -94,6 +95,7 @@ func (s *session) input() *pluginhost.Input {
 	if s.txn != nil {
 		in.Env.MailFrom = s.txn.from
 		in.Env.HasMailFrom = true
+		in.Env.SMTPUTF8 = s.txn.utf8
 		in.Env.Rcpts = s.txn.rcpts
 	}
 	return in
@@ -124,7 +126,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if e := cs.usable(true); e != nil {
 		return e
 	}
-	s.txn = &txn{id: newID(), started: time.Now(), from: from}
+	s.txn = &txn{id: newID(), started: time.Now(), from: from, utf8: opts != nil && opts.UTF8}
 	if cs.wants(pluginhost.HookMailFrom) {
 		in := s.input()
 		in.Env.Rcpts = nil
@@ -183,7 +185,16 @@ func (s *session) Data(r io.Reader) error {
 	cs := s.cs
 	cs.client.inCommand.Store(true)
 	defer cs.client.inCommand.Store(false)
+	var fast *dataStream
+	if _, bdat := r.(*io.PipeReader); !bdat && cs.plainText() && cs.client.fastDataReady() {
+		// The relay reads the content itself (datareader.go); go-smtp's reader r is left to go-smtp.
+		fast = cs.client.beginData(cs.smtpSrv.MaxMessageBytes, cs.smtpSrv.MaxLineLength)
+		r = fast
+	}
 	reply := s.data(r)
+	if fast != nil {
+		cs.client.endData(fast)
+	}
 	cs.mu.Lock()
 	cs.messages++
 	cs.mu.Unlock()
@@ -191,6 +202,12 @@ func (s *session) Data(r io.Reader) error {
 		cs.closing(reply)
 	}
 	return reply
+}
+
+// plainText reports whether go-smtp talks to the client over clientConn directly, without TLS. It must be called
+// from go-smtp's goroutine.
+func (cs *connState) plainText() bool {
+	return cs.smtpConn != nil && cs.smtpConn.Conn() == net.Conn(cs.client)
 }
 
 func (s *session) data(r io.Reader) *smtp.SMTPError {

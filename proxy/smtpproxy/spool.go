@@ -137,6 +137,12 @@ func (g *lineGuard) write(w io.Writer, p []byte) error {
 	if g.normalize {
 		return g.repair(w, p)
 	}
+	if g.clean(p) {
+		g.off += int64(len(p))
+		_, err := w.Write(p)
+		return err
+	}
+	// Something is wrong in p: find what, and where.
 	start := g.off
 	i := 0
 	for i < len(p) {
@@ -165,6 +171,46 @@ func (g *lineGuard) write(w io.Writer, p []byte) error {
 	g.off += int64(len(p))
 	_, err := w.Write(p)
 	return err
+}
+
+// clean reports whether p, after what came before it, has CRLF line endings only and no NUL, and updates
+// pendingCR if so. It checks with a few whole-buffer scans (each vectorised by package bytes) rather than byte by
+// byte: no NUL, every LF preceded by a CR, and as many CRs as that accounts for (plus one at the very end).
+func (g *lineGuard) clean(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	if g.pendingCR && p[0] != '\n' {
+		return false
+	}
+	if bytes.IndexByte(p, 0) >= 0 {
+		return false
+	}
+	crs := 0 // the CRs in p that the LFs in p account for
+	for i := 0; ; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
+		}
+		i += j
+		switch {
+		case i > 0 && p[i-1] == '\r':
+			crs++
+		case i == 0 && g.pendingCR:
+		default:
+			return false
+		}
+		i++
+	}
+	end := p[len(p)-1] == '\r'
+	if end {
+		crs++
+	}
+	if bytes.Count(p, []byte{'\r'}) != crs {
+		return false
+	}
+	g.pendingCR = end
+	return true
 }
 
 // repair writes p with every bare CR and bare LF turned into CRLF and every NUL dropped.

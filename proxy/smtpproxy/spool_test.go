@@ -61,6 +61,48 @@ func TestLineGuardReject(t *testing.T) {
 	}
 }
 
+// TestLineGuardRandom checks the guard's whole-buffer check against a byte-by-byte reading of the rule on random
+// content cut at random: the first offence, what and where, or the content passed unchanged.
+func TestLineGuardRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("\r\n\r\n\r\nab\x00")
+	for range 20000 {
+		in := make([]byte, r.IntN(40))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet)-1)]
+		}
+		if r.IntN(10) == 0 {
+			in = append(in, 0)
+		}
+		want, wantAt := "", int64(0)
+		for i := 0; i < len(in) && want == ""; i++ {
+			switch {
+			case in[i] == 0:
+				want, wantAt = "NUL byte", int64(i)
+			case in[i] == '\n':
+				want, wantAt = "bare LF", int64(i)
+			case in[i] == '\r' && (i+1 == len(in) || in[i+1] != '\n'):
+				want, wantAt = "bare CR", int64(i)
+			case in[i] == '\r':
+				i++
+			}
+		}
+		var out bytes.Buffer
+		g := &lineGuard{}
+		err := chunks(r, in, func(p []byte) error { return g.write(&out, p) })
+		if err == nil {
+			err = g.finish(&out)
+		}
+		var bn *bareNewlineError
+		switch {
+		case want == "" && (err != nil || !bytes.Equal(out.Bytes(), in)):
+			t.Fatalf("%q: error %v, passed %q", in, err, out.Bytes())
+		case want != "" && (!errors.As(err, &bn) || bn.what != want || bn.offset != wantAt):
+			t.Fatalf("%q: error %v, want %s at %d", in, err, want, wantAt)
+		}
+	}
+}
+
 func TestLineGuardNormalize(t *testing.T) {
 	cases := map[string]string{
 		"a\r\nb\r\n":    "a\r\nb\r\n",
@@ -151,5 +193,18 @@ func TestSpoolReportsDiskErrors(t *testing.T) {
 	defer sp.Close()
 	if _, err := sp.Write(make([]byte, 20)); err == nil {
 		t.Fatal("no error for an unusable spool directory")
+	}
+}
+
+// BenchmarkLineGuard measures the line-ending check on a 10 KiB message with CRLF line endings only.
+func BenchmarkLineGuard(b *testing.B) {
+	msg := []byte("From: a@example.org\r\nTo: b@example.net\r\nSubject: bench\r\n\r\n" +
+		strings.Repeat(strings.Repeat("x", 78)+"\r\n", 128))
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		g := lineGuard{}
+		if err := g.write(io.Discard, msg); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

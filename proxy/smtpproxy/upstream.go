@@ -1,7 +1,6 @@
 package smtpproxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -119,6 +117,7 @@ func (up *upstream) open(ctx context.Context, mode UpstreamTLSMode, cfg *tls.Con
 			return err
 		}
 	}
+	up.conn = &upConn{Conn: up.conn, timeout: up.timeout}
 	up.c = smtp.NewClient(up.conn)
 	up.c.CommandTimeout = up.timeout
 	up.c.SubmissionTimeout = up.timeout
@@ -349,11 +348,10 @@ func tlsInfo(st *tls.ConnectionState) (version, cipher string) {
 	return version, tls.CipherSuiteName(st.CipherSuite)
 }
 
-var upWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
-
-// sendContent writes the message after the upstream's 354. The bulk goes straight to the connection, dot-stuffed
-// by a dotStuffer; the last CRLF goes through go-smtp's DotWriter so that it knows the content ended at the start
-// of a line and closes with just ".\r\n" (fed the whole message, it would do the same work a byte at a time).
+// sendContent writes the message after the upstream's 354. The bulk goes to the connection dot-stuffed by a
+// dotStuffer; the last CRLF goes through go-smtp's DotWriter so that it knows the content ended at the start of a
+// line and closes with just ".\r\n" (fed the whole message, it would do the same work a byte at a time). The
+// connection holds the writes until the reply is awaited, so a small message and its final dot go out together.
 func (up *upstream) sendContent(w io.Writer, sp *spool) error {
 	size := sp.Size()
 	direct := size
@@ -368,16 +366,9 @@ func (up *upstream) sendContent(w io.Writer, sp *spool) error {
 	}
 	if direct > 0 {
 		up.conn.SetWriteDeadline(time.Now().Add(up.timeout))
-		bw := upWriters.Get().(*bufio.Writer)
-		bw.Reset(up.conn)
 		bufp := copyBufs.Get().(*[]byte)
-		_, err := io.CopyBuffer(&dotStuffer{w: bw}, io.NewSectionReader(sp.ReaderAt(), 0, direct), *bufp)
+		_, err := io.CopyBuffer(&dotStuffer{w: up.conn}, io.NewSectionReader(sp.ReaderAt(), 0, direct), *bufp)
 		copyBufs.Put(bufp)
-		if err == nil {
-			err = bw.Flush()
-		}
-		bw.Reset(nil)
-		upWriters.Put(bw)
 		up.conn.SetWriteDeadline(time.Time{})
 		if err != nil {
 			return err
