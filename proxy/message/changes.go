@@ -3,6 +3,7 @@ package message
 import (
 	"fmt"
 	"mime"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -335,6 +336,17 @@ func (c *Changes) modifies() bool {
 		}
 	}
 	return false
+}
+
+// Filter returns a new list with the message changes for which keep returns true, and the same recipients.
+func (c *Changes) Filter(keep func(Change) bool) *Changes {
+	out := &Changes{rcpts: slices.Clone(c.rcpts)}
+	for _, ch := range c.list {
+		if ch.Op == OpAddRecipient || keep(ch) {
+			out.list = append(out.list, ch)
+		}
+	}
+	return out
 }
 
 // Truncate drops the message changes recorded after the first n (recipients are kept). A host uses it to take

@@ -41,18 +41,20 @@ type connState struct {
 	dialTaken bool            // its result was received
 	smtpSrv   *smtp.Server    // this connection's go-smtp server
 
-	mu           sync.Mutex
-	smtpConn     *smtp.Conn // the go-smtp connection, once the client said EHLO
-	upRaw        net.Conn   // the upstream socket, for interruptUpstream
-	top          net.Conn   // the client connection as go-smtp got it (TLS for implicit TLS)
-	cancelDial   func()     // stops opening the upstream connection
-	tlsState     *tls.ConnectionState
-	helo         string
-	authUser     string
-	inTxn        bool // between an accepted MAIL FROM and the end of the message
-	shuttingDown bool
-	errors       int
-	messages     int
+	mu         sync.Mutex
+	smtpConn   *smtp.Conn // the go-smtp connection, once the client said EHLO
+	upRaw      net.Conn   // the upstream socket, for interruptUpstream
+	top        net.Conn   // the client connection as go-smtp got it (TLS for implicit TLS)
+	cancelDial func()     // stops opening the upstream connection
+	tlsState   *tls.ConnectionState
+	// upTLSVersion and upTLSCipher describe the upstream connection once it is attached (at the first EHLO).
+	upTLSVersion, upTLSCipher string
+	helo                      string
+	authUser                  string
+	inTxn                     bool // between an accepted MAIL FROM and the end of the message
+	shuttingDown              bool
+	errors                    int
+	messages                  int
 }
 
 var idEncoding = base32.NewEncoding("0123456789BCDFGHJKLMNPQRSTVWXYZa").WithPadding(base32.NoPadding)
@@ -211,6 +213,7 @@ func (cs *connState) attachUpstream() *smtp.SMTPError {
 	cs.up = r.up
 	cs.mu.Lock()
 	cs.upRaw = r.up.raw
+	cs.upTLSVersion, cs.upTLSCipher = tlsInfo(r.up.tls)
 	cs.mu.Unlock()
 	cs.srv.advertise(cs.smtpSrv, r.up)
 	if cs.srv.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -377,6 +380,7 @@ func (cs *connState) envelope() pluginhost.Envelope {
 		env.ClientPort = int(cs.remote.Port())
 	}
 	env.TLSVersion, env.TLSCipher = tlsInfo(cs.tlsState)
+	env.UpstreamTLSVersion, env.UpstreamTLSCipher = cs.upTLSVersion, cs.upTLSCipher
 	return env
 }
 

@@ -90,3 +90,28 @@ func TestNoHeadersByDefault(t *testing.T) {
 		t.Fatalf("a message no plugin changed must leave byte for byte identical: %q", m[0].Data)
 	}
 }
+
+// TestUndecodableBannerLeftOut: the policy's changes aim a banner at a text part whose base64 is broken, so it
+// cannot be extended. The message was accepted: it is delivered with the other changes and without the banner,
+// not deferred for ever.
+func TestUndecodableBannerLeftOut(t *testing.T) {
+	const broken = "From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n"
+	up := (&smtptest.Upstream{}).Start(t)
+	f := &testFilter{decide: func(h pluginhost.Hook, _ *pluginhost.Input) *policy.Decision {
+		c := &message.Changes{}
+		if h == pluginhost.HookMessage {
+			c.AddHeader("X-Scanned", "yes")
+			c.AppendBanner("BANNER", "")
+		}
+		return &policy.Decision{Action: pluginhost.Accept, Changes: c}
+	}}
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f})
+	c := hello(t, addr)
+	if r := c.Send("a@example.org", []string{"b@example.net"}, broken); r.Code != 250 {
+		t.Fatalf("reply %v", r)
+	}
+	if m := up.Messages(); len(m) != 1 || string(m[0].Data) != "X-Scanned: yes\r\n"+broken {
+		t.Fatalf("upstream got %+v", m)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/smtpproxy"
 	"github.com/postern/postern/proxy/smtpproxy/smtptest"
 )
@@ -315,7 +316,8 @@ func TestESMTPParameters(t *testing.T) {
 	t.Run("SMTPUTF8 only with upstream support", func(t *testing.T) {
 		for _, upHas := range []bool{false, true} {
 			up := (&smtptest.Upstream{Configure: func(s *smtp.Server) { s.EnableSMTPUTF8 = upHas }}).Start(t)
-			addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr})
+			filter := &testFilter{hooks: pluginhost.HookSet(0xf)}
+			addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: filter})
 			c := smtptest.Dial(t, addr)
 			c.Expect("", 220)
 			r := c.Expect("EHLO client.test", 250)
@@ -327,6 +329,18 @@ func TestESMTPParameters(t *testing.T) {
 				code = 250
 			}
 			c.Expect("MAIL FROM:<ü@example.org> SMTPUTF8", code)
+			if !upHas {
+				continue
+			}
+			// Plugins see the parameter (the smtputf8 field) from mail_from on.
+			c.Expect("RCPT TO:<b@example.net>", 250)
+			c.Expect("DATA", 354)
+			c.Expect("Subject: ü\r\n\r\nhi\r\n.", 250)
+			for _, h := range []pluginhost.Hook{pluginhost.HookMailFrom, pluginhost.HookMessage} {
+				if at := filter.at(h); len(at) != 1 || !at[0].env.SMTPUTF8 {
+					t.Errorf("SMTPUTF8 at %v: %+v", h, at)
+				}
+			}
 		}
 	})
 	t.Run("SIZE is the smaller limit", func(t *testing.T) {

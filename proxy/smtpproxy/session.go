@@ -361,7 +361,17 @@ func (s *session) relay(sp *spool, msg *message.Message, d *policy.Decision) *sm
 		rendered := newSpool(cs.srv.opts.SpoolDir, cs.srv.opts.MemoryThreshold, t.sumIn != "")
 		defer rendered.Close()
 		g := &lineGuard{normalize: true}
-		if _, err := msg.WriteTo(guardWriter{g, rendered}, changes); err != nil || g.finish(rendered) != nil {
+		_, err := msg.WriteTo(guardWriter{g, rendered}, changes)
+		if errors.Is(err, message.ErrDecode) {
+			// A banner aimed at a part that cannot be decoded to be extended. Plugins hear of that when they add
+			// a banner, but the chain's changes together (a part removed by one plugin, a banner from another)
+			// can still aim one there. The policy accepted the message: deliver it without banners rather than
+			// defer it for ever. WriteTo checks before it writes, so nothing was written yet.
+			cs.log().Warn("banner left out: its body part cannot be decoded", "txn", t.id, "err", err)
+			changes = changes.Filter(func(c message.Change) bool { return c.Op != message.OpAppendBanner })
+			_, err = msg.WriteTo(guardWriter{g, rendered}, changes)
+		}
+		if err != nil || g.finish(rendered) != nil {
 			cs.log().Error("applying the policy's changes failed", "txn", t.id, "err", err)
 			return localError()
 		}

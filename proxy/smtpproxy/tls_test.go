@@ -238,7 +238,8 @@ func TestUpstreamTLS(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			up := (&smtptest.Upstream{TLS: cert.ServerConfig(), Implicit: mode == smtpproxy.UpstreamTLSImplicit}).Start(t)
 			// Verified with the CA file and the right name: relayed.
-			addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, UpstreamTLS: smtpproxy.UpstreamTLS{
+			filter := &testFilter{}
+			addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: filter, UpstreamTLS: smtpproxy.UpstreamTLS{
 				Mode: mode, CAFile: cert.CAFile, ServerName: "mx.upstream.test"}})
 			c := hello(t, addr)
 			if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {
@@ -246,6 +247,12 @@ func TestUpstreamTLS(t *testing.T) {
 			}
 			if m := up.Messages(); len(m) != 1 || m[0].HELO != "relay.test" {
 				t.Fatalf("upstream: %+v", m)
+			}
+			// Plugins and policies see the upstream connection's TLS, the client's being plain.
+			msgs := filter.at(pluginhost.HookMessage)
+			if len(msgs) != 1 || msgs[0].env.UpstreamTLSVersion != "TLS1.3" || !strings.HasPrefix(msgs[0].env.UpstreamTLSCipher, "TLS_") ||
+				msgs[0].env.TLSVersion != "" {
+				t.Errorf("envelope at message: %+v", msgs)
 			}
 			// Verification is on by default: a wrong name, or no CA, refuses the session.
 			for _, bad := range []smtpproxy.UpstreamTLS{
