@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -27,7 +28,8 @@ const (
 const (
 	maxFastLen    = 4096 // longest match (bytes) a pattern may have to be scanned by windows
 	maxPrefix     = 16   // bytes of prefix filter
-	maxFastPerSet = 64   // patterns of one set sharing the first-byte pass (bits of a uint64)
+	maxFastPerSet = 64   // patterns of one set taken by the fast scan (candidate lists: no other limit)
+	maxShared     = 32   // of them, without a literal: the shared automaton's (two bits of a uint64 each)
 )
 
 // patternCache is the host-wide cache of compiled pattern sets, keyed by their text (ABI §3.4: one compilation
@@ -65,10 +67,19 @@ func (c *patternCache) compile(text string) (*patternSet, error) {
 // patternSet is a compiled patterns_compile text.
 type patternSet struct {
 	patterns []*pattern
-	// first[b] has bit i set when byte b may start a match of fast pattern i (fast[i]); one pass over the
-	// content finds every fast pattern's candidates.
-	first [256]uint64
-	fast  []*pattern
+	fast     []*pattern
+	// The shared pass finds the candidates of the fast patterns without a literal (see pattern.lit) with one
+	// shift-and automaton: every such pattern has pt.auto consecutive bits of the state, one per prefix set, and
+	// one more that is always clear (see sharedCandidates). Bit b of step[c] is set when byte c is in the set of
+	// bit b; starts holds each pattern's first bit, ends its last, endOf[e] the index in fast of the pattern
+	// that ends at bit e. Bit b of the state is set after a byte when the prefix sets up to b's passed on the
+	// bytes up to it: a candidate is an end bit set. Unlike a first-byte table, which passes about one byte of
+	// text in eight (capitals, digits, a common letter), this costs no branch per position that merely begins
+	// like a match.
+	step   [256]uint64
+	starts uint64
+	ends   uint64
+	endOf  [64]uint8
 }
 
 // pattern is one regular expression with what its fast scan needs.
@@ -86,12 +97,41 @@ type pattern struct {
 	ctx    *regexp.Regexp // (?s:.)(?:P): P preceded by exactly one rune of context
 	fast   bool
 	maxLen int
-	prefix [maxPrefix][4]uint64 // byte sets: prefix[j] holds the bytes allowed at offset j from a match's start
+	prefix [maxPrefix]byteSet // prefix[j] holds the bytes allowed at offset j from a match's start
 	nPre   int
+	// lit is the longest run of the prefix whose sets hold one byte each, at offset litOff, when it is at least
+	// minLit bytes long: bytes.Index (vectorised) then finds the candidates, much faster than any byte loop.
+	lit    []byte
+	litOff int
+	auto   int // without a literal: how many prefix sets the shared automaton checks
+}
+
+// minLit is the shortest literal worth a pass of its own: one byte (a single IndexByte per occurrence) may be
+// common enough for the calls to cost more than the shared pass.
+const minLit = 2
+
+// byteSet is a set of bytes, a bit each.
+type byteSet [4]uint64
+
+func (s *byteSet) has(b byte) bool { return s[b>>6]&(1<<(b&63)) != 0 }
+
+// only returns the byte of a one-byte set.
+func (s *byteSet) only() (byte, bool) {
+	n := bits.OnesCount64(s[0]) + bits.OnesCount64(s[1]) + bits.OnesCount64(s[2]) + bits.OnesCount64(s[3])
+	if n != 1 {
+		return 0, false
+	}
+	for w, x := range s {
+		if x != 0 {
+			return byte(w<<6 | bits.TrailingZeros64(x)), true
+		}
+	}
+	return 0, false
 }
 
 func compilePatternSet(text string) (*patternSet, error) {
 	ps := &patternSet{}
+	shared := 0
 	for i, line := range strings.Split(text, "\n") {
 		line = strings.TrimSuffix(line, "\r")
 		if line == "" {
@@ -105,12 +145,9 @@ func compilePatternSet(text string) (*patternSet, error) {
 			return nil, fmt.Errorf("line %d: pattern %q: %w", i+1, truncate(line, 200), err)
 		}
 		ps.patterns = append(ps.patterns, pt)
-		if pt.fast && len(ps.fast) < maxFastPerSet {
-			bit := uint64(1) << len(ps.fast)
-			for b := range 256 {
-				if pt.prefix[0][b>>6]&(1<<(b&63)) != 0 {
-					ps.first[b] |= bit
-				}
+		if pt.fast && len(ps.fast) < maxFastPerSet && (pt.lit != nil || shared < maxShared) {
+			if pt.lit == nil {
+				shared++
 			}
 			ps.fast = append(ps.fast, pt)
 		} else {
@@ -120,7 +157,44 @@ func compilePatternSet(text string) (*patternSet, error) {
 	if len(ps.patterns) == 0 {
 		return nil, fmt.Errorf("no pattern (the text is empty)")
 	}
+	ps.buildAutomaton()
 	return ps, nil
+}
+
+// buildAutomaton lays out the shared automaton (see patternSet). Each pattern gets its first n prefix sets, n as
+// large as fits in 64 bits; prefixAt checks the rest of a candidate's.
+func (ps *patternSet) buildAutomaton() {
+	n := maxPrefix
+	for ; n > 1; n-- {
+		total := 0
+		for _, pt := range ps.fast {
+			if pt.lit == nil {
+				total += min(pt.nPre, n) + 1
+			}
+		}
+		if total <= 64 {
+			break
+		}
+	}
+	bit := 0
+	for k, pt := range ps.fast {
+		if pt.lit != nil {
+			continue
+		}
+		pt.auto = min(pt.nPre, n)
+		ps.starts |= 1 << bit
+		for j := range pt.auto {
+			for c := range 256 {
+				if pt.prefix[j].has(byte(c)) {
+					ps.step[c] |= 1 << (bit + j)
+				}
+			}
+		}
+		end := bit + pt.auto - 1
+		ps.ends |= 1 << end
+		ps.endOf[end] = uint8(k)
+		bit = end + 2 // end+1 stays clear
+	}
 }
 
 func truncate(s string, n int) string {
@@ -163,11 +237,26 @@ func compilePattern(expr string, index int) (*pattern, error) {
 	}
 	// A candidate must be where the scan of the whole text would try a match: never on a continuation byte.
 	for b := 0x80; b < 0xC0; b++ {
-		if pt.prefix[0][b>>6]&(1<<(b&63)) != 0 {
+		if pt.prefix[0].has(byte(b)) {
 			return pt, nil
 		}
 	}
 	pt.fast, pt.maxLen = true, maxLen
+	for j := 0; j < pt.nPre; {
+		k := j
+		var run []byte
+		for ; k < pt.nPre; k++ {
+			b, ok := pt.prefix[k].only()
+			if !ok {
+				break
+			}
+			run = append(run, b)
+		}
+		if len(run) >= max(minLit, len(pt.lit)+1) {
+			pt.lit, pt.litOff = run, j
+		}
+		j = k + 1
+	}
 	return pt, nil
 }
 
@@ -276,7 +365,7 @@ func maxRuneLen(r rune, fold bool) int {
 // at rune offset j (assertions are assumed to pass, so the sets are supersets). It stops where a match could end
 // (shorter matches have no byte there), after a set that holds a multi-byte rune (its lead bytes are the last
 // fixed offset), or at maxPrefix. It returns the number of sets.
-func prefixSets(prog *syntax.Prog, sets *[maxPrefix][4]uint64) int {
+func prefixSets(prog *syntax.Prog, sets *[maxPrefix]byteSet) int {
 	set := func(j, b int) { sets[j][b>>6] |= 1 << (b & 63) }
 	seen := make([]bool, len(prog.Inst))
 	var closure func(pc uint32, out []uint32) []uint32
@@ -475,50 +564,113 @@ func (w *window) resume(sc *scan, i, pos int) {
 	sc.next[i] = w.base + max(pos, w.owned)
 }
 
-// candidates makes one pass over data and returns, per fast pattern, the positions where its prefix filter
-// passes. A pattern whose candidates get dense (more than one per 16 bytes) gets nil: windows would cost more than
-// a plain scan.
+// candidates returns, per fast pattern, the positions in data where its prefix filter passes, in order: patterns
+// with a literal by bytes.Index, the others by one shared pass. A pattern whose candidates get dense (more than
+// one per 16 bytes) gets nil: windows would cost more than a plain scan.
 func (ps *patternSet) candidates(data []byte) [][]int32 {
-	n := len(ps.fast)
-	cands := make([][]int32, n)
-	active := uint64(1)<<n - 1
-	if n == 64 {
-		active = ^uint64(0)
-	}
+	cands := make([][]int32, len(ps.fast))
 	maxCands := len(data)/16 + 64
-	for i, b := range data {
-		m := ps.first[b] & active
-		for m != 0 {
-			bit := m & -m
-			m &^= bit
-			k := bits.TrailingZeros64(bit)
-			pt := ps.fast[k]
-			if !pt.prefixAt(data, i) {
-				continue
-			}
-			if len(cands[k]) >= maxCands {
-				active &^= bit
-				cands[k] = nil
-				continue
-			}
-			cands[k] = append(cands[k], int32(i))
+	for k, pt := range ps.fast {
+		if pt.lit != nil {
+			cands[k] = pt.literalCandidates(data, maxCands)
 		}
 	}
-	for k := range cands {
-		if active&(1<<k) != 0 && cands[k] == nil {
-			cands[k] = []int32{} // no candidate: no match, and nothing to scan
-		}
+	if ps.ends != 0 {
+		ps.sharedCandidates(data, cands, maxCands)
 	}
 	return cands
 }
 
-func (pt *pattern) prefixAt(data []byte, i int) bool {
+func (pt *pattern) literalCandidates(data []byte, maxCands int) []int32 {
+	cands := []int32{} // no candidate: no match, and nothing to scan
+	for from := pt.litOff; from < len(data); {
+		q := bytes.Index(data[from:], pt.lit)
+		if q < 0 {
+			break
+		}
+		i := from + q - pt.litOff
+		from += q + 1
+		if !pt.prefixAt(data, i, 0) {
+			continue
+		}
+		if len(cands) >= maxCands {
+			return nil
+		}
+		cands = append(cands, int32(i))
+	}
+	return cands
+}
+
+// sharedCandidates fills cands for the fast patterns without a literal with one pass of the shared automaton
+// over data.
+func (ps *patternSet) sharedCandidates(data []byte, cands [][]int32, maxCands int) {
+	for k, pt := range ps.fast {
+		if pt.lit == nil {
+			cands[k] = []int32{} // no candidate: no match, and nothing to scan
+		}
+	}
+	a := automatonRun{ps: ps, data: data, cands: cands, maxCands: maxCands, starts: ps.starts, ends: ps.ends}
+	// The bit after each pattern's last is never set in step, so never in a state: d*2 + starts is d<<1 | starts,
+	// computed by one LEA, and the chain from one byte's state to the next is two instructions. Four bytes per
+	// iteration share the loop's test and branch, which a text seldom takes.
+	step := &ps.step
+	var d uint64
+	i := 0
+	for ; i+4 <= len(data) && a.ends != 0; i += 4 {
+		d0 := (d*2 + a.starts) & step[data[i]]
+		d1 := (d0*2 + a.starts) & step[data[i+1]]
+		d2 := (d1*2 + a.starts) & step[data[i+2]]
+		d3 := (d2*2 + a.starts) & step[data[i+3]]
+		d = d3
+		if (d0|d1|d2|d3)&a.ends != 0 {
+			a.found(i, d0)
+			a.found(i+1, d1)
+			a.found(i+2, d2)
+			a.found(i+3, d3)
+		}
+	}
+	for ; i < len(data); i++ {
+		d = (d*2 + a.starts) & step[data[i]]
+		a.found(i, d)
+	}
+}
+
+// automatonRun is one pass of the shared automaton.
+type automatonRun struct {
+	ps           *patternSet
+	data         []byte
+	cands        [][]int32
+	maxCands     int
+	starts, ends uint64 // the automaton's, but for patterns whose candidates got dense
+}
+
+// found takes the candidates whose prefix the automaton's state d passes after data[i].
+func (a *automatonRun) found(i int, d uint64) {
+	for m := d & a.ends; m != 0; m &= m - 1 {
+		e := bits.TrailingZeros64(m)
+		k := a.ps.endOf[e]
+		pt := a.ps.fast[k]
+		at := i + 1 - pt.auto
+		if !pt.prefixAt(a.data, at, pt.auto) {
+			continue
+		}
+		if len(a.cands[k]) >= a.maxCands {
+			a.starts &^= 1 << (e + 1 - pt.auto)
+			a.ends &^= 1 << e
+			a.cands[k] = nil
+			continue
+		}
+		a.cands[k] = append(a.cands[k], int32(at))
+	}
+}
+
+// prefixAt reports whether the prefix filter of pt passes at data[i], checking the sets from offset j0 on.
+func (pt *pattern) prefixAt(data []byte, i, j0 int) bool {
 	if i+pt.nPre > len(data) {
 		return false
 	}
-	for j := 1; j < pt.nPre; j++ {
-		b := data[i+j]
-		if pt.prefix[j][b>>6]&(1<<(b&63)) == 0 {
+	for j := j0; j < pt.nPre; j++ {
+		if !pt.prefix[j].has(data[i+j]) {
 			return false
 		}
 	}

@@ -1,13 +1,16 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // diffPatterns mixes patterns the fast scan takes with ones it must leave to the whole-text scan, and the
@@ -43,6 +46,9 @@ var diffPatterns = []string{
 	`.{2}x`,
 	`(?i)ǆ`,
 	`ab(?:c|\b)`,
+	`[Pp]assword`,         // a literal after the first byte
+	`\d{2}-abc-\d{2}\b`,   // a literal in the middle
+	`(?i:s)wordfish\d{2}`, // a literal after a set with a multi-byte rune (ſ)
 }
 
 var diffTokens = []string{"a", "b", "ab", "abc", "aa", "aaaa", "x", "cd", "ef", "foo", "bar", "pass", "password",
@@ -192,5 +198,73 @@ func TestPatternSetErrors(t *testing.T) {
 	b, _ := c.compile("x\ny")
 	if a == nil || a != b {
 		t.Error("the cache compiled the same text twice")
+	}
+}
+
+// randPattern builds a random pattern from pieces that the fast scan takes (literals, classes, case folding,
+// bounded repetitions, alternations, word boundaries) and some it must leave to the whole-text scan.
+func randPattern(r *rand.Rand) string {
+	pieces := []string{"a", "b", "ab", "K", "é", "ö", "-", " ", `\d`, `\d{2}`, `[a-c]`, `[A-Z]`, `[Kk]`, `(?i:k)`,
+		`(?i:sk)`, `x`, "pass", "word", `\b`, `(?:ab|cd)`, `1{2,3}`, `[ -]?`, `\x{FFFD}`, `.`, `(?s:.)`, `\n`,
+		`(?m:^)`, `(?m:$)`, "a?", `\d+`}
+	var b strings.Builder
+	for range 1 + r.Intn(6) {
+		b.WriteString(pieces[r.Intn(len(pieces))])
+	}
+	if r.Intn(8) == 0 {
+		return "(?i)" + b.String()
+	}
+	return b.String()
+}
+
+// TestSearchRandomSets compares search and windowed search with the reference on random pattern sets (up to
+// twice as many patterns as the shared automaton holds, so that its prefixes get short and some patterns are left
+// to the whole-text scan) over random text with multi-byte and invalid UTF-8.
+func TestSearchRandomSets(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	rounds := 400
+	if testing.Short() {
+		rounds = 50
+	}
+	for round := range rounds {
+		set := make([]string, 1+r.Intn(2*maxShared))
+		for i := range set {
+			if r.Intn(4) == 0 {
+				set[i] = diffPatterns[r.Intn(len(diffPatterns))]
+			} else {
+				set[i] = randPattern(r)
+			}
+		}
+		data := diffText(r, r.Intn(4000))
+		limit := maxMatches
+		if round%4 == 0 {
+			limit = 1 + r.Intn(30)
+		}
+		checkSearch(t, set, data, limit)
+
+		// Windows: exact as long as no pattern can match across more than the overlap.
+		ps, err := compilePatternSet(strings.Join(set, "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const overlap = 64
+		if slices.ContainsFunc(ps.patterns, func(pt *pattern) bool {
+			tree, err := syntax.Parse(pt.re.String(), syntax.Perl)
+			n, bounded := maxMatchLen(tree)
+			return err != nil || !bounded || n > overlap
+		}) {
+			continue
+		}
+		sc := ps.newScan(limit)
+		buf := make([]byte, overlap+utf8.UTFMax+1+r.Intn(300))
+		ctx := context.Background()
+		if code := (&Input{}).walk(ctx, &content{known: true, size: len(data)}, bytes.NewReader(data), buf,
+			windowScan(ctx, ps, sc, overlap)); code != 0 {
+			t.Fatal(code)
+		}
+		if got, want := sc.result(), reference(set, data, limit); !slices.Equal(got, want) {
+			t.Fatalf("patterns %q, windows of %d bytes, limit %d, on %q:\ngot  %v\nwant %v", set, len(buf), limit,
+				data, got, want)
+		}
 	}
 }
