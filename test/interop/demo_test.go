@@ -1,0 +1,189 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testplugins"
+)
+
+// readmeCommands returns the shell commands of the README's "Trying it" example, one per line, without comments.
+// The test runs them as written, so the README cannot drift from what works.
+func readmeCommands(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testplugins.Root(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Trying it")
+	if !ok {
+		t.Fatal(`README.md has no "## Trying it" section`)
+	}
+	_, block, ok := strings.Cut(section, "```sh\n")
+	if ok {
+		block, _, ok = strings.Cut(block, "```")
+	}
+	if !ok {
+		t.Fatal(`README.md's "Trying it" section has no sh block`)
+	}
+	var cmds []string
+	for _, line := range strings.Split(block, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			cmds = append(cmds, line)
+		}
+	}
+	return cmds
+}
+
+// TestReadmeDemo runs `postern run` on policies/demo.hcl (on a free port) and the README's swaks commands against
+// it: the clean message is relayed to the embedded upstream with the subject marked, and the EICAR message is
+// refused with a 554 and stored nowhere.
+func TestReadmeDemo(t *testing.T) {
+	need(t, "swaks")
+	cmds := readmeCommands(t)
+	if len(cmds) != 3 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+		!strings.HasPrefix(cmds[2], "swaks ") {
+		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
+	}
+
+	// The demo's tree: policies/demo.hcl with its plugins at ../build/plugins and its state in ../build/state.
+	root := t.TempDir()
+	plugins := filepath.Join(root, "build", "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "policies"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"eicar", "attachment-guard", "external-tag", "dlp"} {
+		if err := os.Symlink(testplugins.Path(t, "plugins/"+name), filepath.Join(plugins, name+".wasm")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	demo, err := os.ReadFile(filepath.Join(testplugins.Root(), "policies", "demo.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if !strings.Contains(string(demo), `"127.0.0.1:2525"`) {
+		t.Fatal("policies/demo.hcl no longer listens on 127.0.0.1:2525, as the README says")
+	}
+	cfg := filepath.Join(root, "policies", "demo.hcl")
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(demo), "127.0.0.1:2525", addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	bin := filepath.Join(t.TempDir(), "postern")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(testplugins.Root(), "cmd", "postern")).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var log syncBuffer
+	cmd := exec.Command(bin, "run", "-cache", testplugins.CacheDir(), "-config", cfg)
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("postern log:\n%s", log.String())
+		}
+	})
+	if !waitServing(addr, exited) {
+		t.Fatalf("postern did not listen on %s:\n%s", addr, log.String())
+	}
+
+	sh := func(line string) (string, error) {
+		line = strings.ReplaceAll(line, "127.0.0.1:2525", addr)
+		line = strings.ReplaceAll(line, "/tmp/eicar.com", filepath.Join(root, "eicar.com"))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "bash", "-c", line).CombinedOutput()
+		return string(out), err
+	}
+	mail := filepath.Join(root, "build", "state", "mail", "demo")
+
+	out, err := sh(cmds[0])
+	if err != nil || !strings.Contains(out, "<-  250 2.0.0 Ok: stored as") {
+		t.Fatalf("clean message: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join(mail, "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("%d messages stored in %s, want 1", len(files), mail)
+	}
+	stored, err := os.ReadFile(files[0])
+	if err != nil || !strings.Contains(string(stored), "Subject: [EXTERNAL] lunch") {
+		t.Errorf("stored message (%v):\n%s", err, stored)
+	}
+
+	if out, err := sh(cmds[1]); err != nil {
+		t.Fatalf("%s: %v\n%s", cmds[1], err, out)
+	}
+	out, err = sh(cmds[2])
+	if err == nil || !strings.Contains(out, "554 5.7.1 message contains the EICAR anti-virus test file") {
+		t.Fatalf("EICAR message: %v\n%s", err, out)
+	}
+	if files, _ := filepath.Glob(filepath.Join(mail, "*.eml")); len(files) != 1 {
+		t.Errorf("%d messages stored after the EICAR message, want still 1", len(files))
+	}
+
+	// The audit log has both decisions and an intact chain.
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("postern did not stop on SIGINT")
+	}
+	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
+	if err != nil || !strings.Contains(string(vout), "2 records") {
+		t.Errorf("audit verify: %v\n%s", err, vout)
+	}
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitServing waits until addr accepts connections, for as long as compiling the plugins may take on a machine
+// whose compilation cache is cold, or until the process exits.
+func waitServing(addr string, exited chan struct{}) bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
