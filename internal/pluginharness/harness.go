@@ -29,6 +29,8 @@ var Inbound = pluginhost.Envelope{
 // use.
 type Harness struct {
 	dir string
+	// Transform, if set, rewrites every message Eml reads (eicar puts the test string into its templates).
+	Transform func([]byte) []byte
 
 	hostOnce sync.Once
 	host     *pluginhost.Host
@@ -43,11 +45,14 @@ func New(dir string) *Harness {
 	return &Harness{dir: dir, plugins: map[string]*pluginhost.Plugin{}}
 }
 
-// Close closes the host and every plugin loaded; TestMain calls it.
-func (h *Harness) Close() {
+// Main runs the package's tests and then closes the host: a plugin package's TestMain is
+// `func TestMain(m *testing.M) { harness.Main(m) }`.
+func (h *Harness) Main(m *testing.M) {
+	code := m.Run()
 	if h.host != nil {
 		h.host.Close(context.Background())
 	}
+	os.Exit(code)
 }
 
 // Load returns the plugin loaded with the JSON configuration cfg, loading it on first use.
@@ -92,9 +97,15 @@ type Outcome struct {
 	Out []byte
 }
 
-// Run calls the message hook of p on data with env, fails the test if the call failed, and writes the message
+// Run calls the message hook of p on data with the Inbound envelope; see RunEnv.
+func (h *Harness) Run(t testing.TB, p *pluginhost.Plugin, data []byte) Outcome {
+	t.Helper()
+	return h.RunEnv(t, p, data, Inbound)
+}
+
+// RunEnv calls the message hook of p on data with env, fails the test if the call failed, and writes the message
 // with the call's changes.
-func Run(t testing.TB, p *pluginhost.Plugin, data []byte, env pluginhost.Envelope) Outcome {
+func (h *Harness) RunEnv(t testing.TB, p *pluginhost.Plugin, data []byte, env pluginhost.Envelope) Outcome {
 	t.Helper()
 	msg, err := message.Parse(bytes.NewReader(data), int64(len(data)), message.Limits{})
 	if err != nil {
@@ -134,12 +145,19 @@ func (h *Harness) Bench(b *testing.B, cfg string, data []byte, env pluginhost.En
 	}
 }
 
-// Testdata reads testdata/name in the test's package folder.
-func Testdata(t testing.TB, name string) []byte {
+// Eml reads testdata/name in the test's package folder, or testdata/name.tmpl when there is no such file, and
+// passes it through Transform.
+func (h *Harness) Eml(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if os.IsNotExist(err) {
+		b, err = os.ReadFile(filepath.Join("testdata", name+".tmpl"))
+	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if h.Transform != nil {
+		b = h.Transform(b)
 	}
 	return b
 }

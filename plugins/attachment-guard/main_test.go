@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/internal/pluginharness"
 	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
@@ -24,7 +25,7 @@ func reasonsOf(res *pluginhost.Result) []string {
 }
 
 func TestDetection(t *testing.T) {
-	p := load(t, "{}")
+	p := harness.Load(t, "{}")
 	for _, tc := range []struct {
 		file    string
 		files   string   // the attachment-guard.files tag; "" for a message that passes
@@ -51,18 +52,18 @@ func TestDetection(t *testing.T) {
 		{"whole-message-exe.eml", "payload.exe", []string{"extension:exe", "magic:pe"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			in := eml(t, tc.file)
-			o := run(t, p, in)
-			if o.res.Changes.Len() != 0 || !bytes.Equal(o.out, in) {
-				t.Errorf("reject changed the message: %v", o.res.Changes.List())
+			in := harness.Eml(t, tc.file)
+			o := harness.Run(t, p, in)
+			if o.Res.Changes.Len() != 0 || !bytes.Equal(o.Out, in) {
+				t.Errorf("reject changed the message: %v", o.Res.Changes.List())
 			}
 			if tc.files == "" {
-				if o.res.Verdict.Kind != pluginhost.Accept || len(o.res.Tags) != 0 || o.res.Score != 0 {
-					t.Errorf("clean message: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+				if o.Res.Verdict.Kind != pluginhost.Accept || len(o.Res.Tags) != 0 || o.Res.Score != 0 {
+					t.Errorf("clean message: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 				}
 				return
 			}
-			v := o.res.Verdict
+			v := o.Res.Verdict
 			if v.Kind != pluginhost.Reject || v.Code != 554 || v.Enhanced != "5.7.1" {
 				t.Errorf("verdict = %+v, want reject 554 5.7.1", v)
 			}
@@ -70,13 +71,13 @@ func TestDetection(t *testing.T) {
 			if !strings.Contains(v.Text, first) {
 				t.Errorf("reply text %q does not name %q", v.Text, first)
 			}
-			if got := o.res.Tags["attachment-guard.files"]; got != tc.files {
+			if got := o.Res.Tags["attachment-guard.files"]; got != tc.files {
 				t.Errorf("files = %q, want %q", got, tc.files)
 			}
-			if got := reasonsOf(o.res); !slices.Equal(got, tc.reasons) {
+			if got := reasonsOf(o.Res); !slices.Equal(got, tc.reasons) {
 				t.Errorf("reasons = %q, want %q", got, tc.reasons)
 			}
-			if got := o.res.Tags["attachment-guard.action"]; got != "reject" {
+			if got := o.Res.Tags["attachment-guard.action"]; got != "reject" {
 				t.Errorf("action tag = %q", got)
 			}
 		})
@@ -117,23 +118,23 @@ func parts(t *testing.T, data []byte) (*message.Message, map[string][]byte) {
 }
 
 func TestStrip(t *testing.T) {
-	p := load(t, `{"action":"strip"}`)
-	in := eml(t, "several.eml")
-	o := run(t, p, in)
-	if o.res.Verdict.Kind != pluginhost.Accept {
-		t.Fatalf("verdict = %+v, want accept", o.res.Verdict)
+	p := harness.Load(t, `{"action":"strip"}`)
+	in := harness.Eml(t, "several.eml")
+	o := harness.Run(t, p, in)
+	if o.Res.Verdict.Kind != pluginhost.Accept {
+		t.Fatalf("verdict = %+v, want accept", o.Res.Verdict)
 	}
-	if got := o.res.Tags["attachment-guard.action"]; got != "strip" {
+	if got := o.Res.Tags["attachment-guard.action"]; got != "strip" {
 		t.Errorf("action tag = %q", got)
 	}
 	var ops []message.Op
-	for _, c := range o.res.Changes.List() {
+	for _, c := range o.Res.Changes.List() {
 		ops = append(ops, c.Op)
 	}
 	if want := []message.Op{message.OpRemovePart, message.OpRemovePart, message.OpSetHeader, message.OpAppendBanner}; !slices.Equal(ops, want) {
 		t.Errorf("changes = %v, want %v", ops, want)
 	}
-	msg, after := parts(t, o.out)
+	msg, after := parts(t, o.Out)
 	_, before := parts(t, in)
 	if _, ok := after["tool.exe"]; ok {
 		t.Error("tool.exe is still there")
@@ -152,14 +153,14 @@ func TestStrip(t *testing.T) {
 		t.Errorf("text part after strip = %q", note)
 	}
 	// The stripped message passes the plugin.
-	if again := run(t, p, o.out); again.res.Verdict.Kind != pluginhost.Accept || len(again.res.Tags) != 0 {
-		t.Errorf("stripped message: verdict %+v, tags %v", again.res.Verdict, again.res.Tags)
+	if again := harness.Run(t, p, o.Out); again.Res.Verdict.Kind != pluginhost.Accept || len(again.Res.Tags) != 0 {
+		t.Errorf("stripped message: verdict %+v, tags %v", again.Res.Verdict, again.Res.Tags)
 	}
 
 	t.Run("no note, no header", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"strip","strip_note":"","strip_header":""}`), in)
+		o := harness.Run(t, harness.Load(t, `{"action":"strip","strip_note":"","strip_header":""}`), in)
 		var ops []message.Op
-		for _, c := range o.res.Changes.List() {
+		for _, c := range o.Res.Changes.List() {
 			ops = append(ops, c.Op)
 		}
 		if want := []message.Op{message.OpRemovePart, message.OpRemovePart}; !slices.Equal(ops, want) {
@@ -167,8 +168,8 @@ func TestStrip(t *testing.T) {
 		}
 	})
 	t.Run("custom note and header", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"strip","strip_note":"Removed by IT: {files} ({count})","strip_header":"X-Removed"}`), in)
-		msg, after := parts(t, o.out)
+		o := harness.Run(t, harness.Load(t, `{"action":"strip","strip_note":"Removed by IT: {files} ({count})","strip_header":"X-Removed"}`), in)
+		msg, after := parts(t, o.Out)
 		if got := msg.HeaderValues(0, "X-Removed", false); !slices.Equal(got, []string{"tool.exe, run.js"}) {
 			t.Errorf("X-Removed = %q", got)
 		}
@@ -177,17 +178,17 @@ func TestStrip(t *testing.T) {
 		}
 	})
 	t.Run("a message that is the attachment is rejected", func(t *testing.T) {
-		o := run(t, p, eml(t, "whole-message-exe.eml"))
-		if o.res.Verdict.Kind != pluginhost.Reject || o.res.Changes.Len() != 0 {
-			t.Errorf("verdict %+v, changes %v", o.res.Verdict, o.res.Changes.List())
+		o := harness.Run(t, p, harness.Eml(t, "whole-message-exe.eml"))
+		if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Changes.Len() != 0 {
+			t.Errorf("verdict %+v, changes %v", o.Res.Verdict, o.Res.Changes.List())
 		}
-		if got := o.res.Tags["attachment-guard.action"]; got != "reject" {
+		if got := o.Res.Tags["attachment-guard.action"]; got != "reject" {
 			t.Errorf("action tag = %q, want reject", got)
 		}
 	})
 	t.Run("an executable disguised as the attachment notes.txt", func(t *testing.T) {
-		o := run(t, p, eml(t, "pe-as-text.eml"))
-		_, after := parts(t, o.out)
+		o := harness.Run(t, p, harness.Eml(t, "pe-as-text.eml"))
+		_, after := parts(t, o.Out)
 		if _, ok := after["notes.txt"]; ok || len(after) != 1 {
 			t.Errorf("parts after strip: %d, notes.txt still there: %v", len(after), ok)
 		}
@@ -195,27 +196,27 @@ func TestStrip(t *testing.T) {
 }
 
 func TestActions(t *testing.T) {
-	in := eml(t, "exe.eml")
+	in := harness.Eml(t, "exe.eml")
 	t.Run("quarantine", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"quarantine","score":4}`), in)
-		if o.res.Verdict.Kind != pluginhost.Quarantine || !strings.Contains(o.res.Verdict.Text, "setup.exe") {
-			t.Errorf("verdict = %+v", o.res.Verdict)
+		o := harness.Run(t, harness.Load(t, `{"action":"quarantine","score":4}`), in)
+		if o.Res.Verdict.Kind != pluginhost.Quarantine || !strings.Contains(o.Res.Verdict.Text, "setup.exe") {
+			t.Errorf("verdict = %+v", o.Res.Verdict)
 		}
-		if o.res.Score != 4 || !bytes.Equal(o.out, in) {
-			t.Errorf("score %v, changes %v", o.res.Score, o.res.Changes.List())
+		if o.Res.Score != 4 || !bytes.Equal(o.Out, in) {
+			t.Errorf("score %v, changes %v", o.Res.Score, o.Res.Changes.List())
 		}
 	})
 	t.Run("tag", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"tag"}`), in)
-		if o.res.Verdict.Kind != pluginhost.Accept || o.res.Tags["attachment-guard.action"] != "tag" ||
-			o.res.Tags["attachment-guard.files"] != "setup.exe" || !bytes.Equal(o.out, in) {
-			t.Errorf("verdict %+v, tags %v, changes %v", o.res.Verdict, o.res.Tags, o.res.Changes.List())
+		o := harness.Run(t, harness.Load(t, `{"action":"tag"}`), in)
+		if o.Res.Verdict.Kind != pluginhost.Accept || o.Res.Tags["attachment-guard.action"] != "tag" ||
+			o.Res.Tags["attachment-guard.files"] != "setup.exe" || !bytes.Equal(o.Out, in) {
+			t.Errorf("verdict %+v, tags %v, changes %v", o.Res.Verdict, o.Res.Tags, o.Res.Changes.List())
 		}
 	})
 	t.Run("code", func(t *testing.T) {
-		o := run(t, load(t, `{"code":550}`), in)
-		if o.res.Verdict.Kind != pluginhost.Reject || o.res.Verdict.Code != 550 {
-			t.Errorf("verdict = %+v", o.res.Verdict)
+		o := harness.Run(t, harness.Load(t, `{"code":550}`), in)
+		if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Verdict.Code != 550 {
+			t.Errorf("verdict = %+v", o.Res.Verdict)
 		}
 	})
 }
@@ -241,16 +242,16 @@ func TestListsAndSwitches(t *testing.T) {
 		{`{"add_extensions":["pdf"]}`, "zip-clean.eml", []string{"archive:extension:pdf"}},
 	} {
 		t.Run(tc.cfg+" "+tc.file, func(t *testing.T) {
-			o := run(t, load(t, tc.cfg), eml(t, tc.file))
-			if got := reasonsOf(o.res); !slices.Equal(got, tc.reasons) {
+			o := harness.Run(t, harness.Load(t, tc.cfg), harness.Eml(t, tc.file))
+			if got := reasonsOf(o.Res); !slices.Equal(got, tc.reasons) {
 				t.Errorf("reasons = %q, want %q", got, tc.reasons)
 			}
 			want := pluginhost.Reject
 			if tc.reasons == nil {
 				want = pluginhost.Accept
 			}
-			if o.res.Verdict.Kind != want {
-				t.Errorf("verdict = %+v, want %v", o.res.Verdict, want)
+			if o.Res.Verdict.Kind != want {
+				t.Errorf("verdict = %+v, want %v", o.Res.Verdict, want)
 			}
 		})
 	}
@@ -262,7 +263,7 @@ func TestBadConfig(t *testing.T) {
 		`{"add_extension":["docm"]}`: "unknown field",
 		`{"sniff":["exe"]}`:          "unknown kind",
 	} {
-		_, err := loadErr(t, cfg)
+		_, err := harness.LoadErr(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load(%s) error = %v, want it to mention %q", cfg, err, want)
 		}
@@ -272,23 +273,23 @@ func TestBadConfig(t *testing.T) {
 // TestCorpus runs the plugin over the shared corpus of real and malformed mail with action strip: no call may
 // fail, a message with nothing to block must pass untouched, and a stripped message must pass a second run.
 func TestCorpus(t *testing.T) {
-	p := load(t, `{"action":"strip"}`)
-	for _, f := range corpus(t) {
+	p := harness.Load(t, `{"action":"strip"}`)
+	for _, f := range pluginharness.Corpus(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := run(t, p, data)
-		if len(o.res.Tags) == 0 {
-			if o.res.Verdict.Kind != pluginhost.Accept || !bytes.Equal(o.out, data) {
-				t.Errorf("%s: nothing found, but verdict %+v and changes %v", f, o.res.Verdict, o.res.Changes.List())
+		o := harness.Run(t, p, data)
+		if len(o.Res.Tags) == 0 {
+			if o.Res.Verdict.Kind != pluginhost.Accept || !bytes.Equal(o.Out, data) {
+				t.Errorf("%s: nothing found, but verdict %+v and changes %v", f, o.Res.Verdict, o.Res.Changes.List())
 			}
 			continue
 		}
-		t.Logf("%s: %s: %s", f, o.res.Tags["attachment-guard.action"], o.res.Tags["attachment-guard.reasons"])
-		if o.res.Verdict.Kind == pluginhost.Accept {
-			if again := run(t, p, o.out); len(again.res.Tags) != 0 {
-				t.Errorf("%s: still blocked after strip: %v", f, again.res.Tags)
+		t.Logf("%s: %s: %s", f, o.Res.Tags["attachment-guard.action"], o.Res.Tags["attachment-guard.reasons"])
+		if o.Res.Verdict.Kind == pluginhost.Accept {
+			if again := harness.Run(t, p, o.Out); len(again.Res.Tags) != 0 {
+				t.Errorf("%s: still blocked after strip: %v", f, again.Res.Tags)
 			}
 		}
 	}
@@ -306,7 +307,7 @@ func corpusFile(t *testing.T, name string) []byte {
 
 // TestHostileCorpus checks the evasions collected in testdata/corpus/postern (see its README) are caught.
 func TestHostileCorpus(t *testing.T) {
-	p := load(t, "{}")
+	p := harness.Load(t, "{}")
 	for file, reason := range map[string]string{
 		"postern/rfc2231-continuation.eml": "extension:exe",
 		"postern/rfc2231-latin1.eml":       "extension:exe",
@@ -321,9 +322,9 @@ func TestHostileCorpus(t *testing.T) {
 		"postern/giant-header.eml":         "incomplete:header-limit",
 	} {
 		t.Run(file, func(t *testing.T) {
-			o := run(t, p, corpusFile(t, file))
-			if o.res.Verdict.Kind != pluginhost.Reject || !slices.Contains(reasonsOf(o.res), reason) {
-				t.Errorf("verdict %+v, reasons %q, want a reject for %s", o.res.Verdict, reasonsOf(o.res), reason)
+			o := harness.Run(t, p, corpusFile(t, file))
+			if o.Res.Verdict.Kind != pluginhost.Reject || !slices.Contains(reasonsOf(o.Res), reason) {
+				t.Errorf("verdict %+v, reasons %q, want a reject for %s", o.Res.Verdict, reasonsOf(o.Res), reason)
 			}
 		})
 	}
@@ -345,27 +346,27 @@ func nestingBomb(depth int) []byte {
 
 func TestIncomplete(t *testing.T) {
 	shallow, deep := nestingBomb(5), nestingBomb(40)
-	if o := run(t, load(t, "{}"), shallow); !slices.Equal(reasonsOf(o.res), []string{"extension:exe"}) {
-		t.Errorf("5 levels: reasons %q", reasonsOf(o.res))
+	if o := harness.Run(t, harness.Load(t, "{}"), shallow); !slices.Equal(reasonsOf(o.Res), []string{"extension:exe"}) {
+		t.Errorf("5 levels: reasons %q", reasonsOf(o.Res))
 	}
-	o := run(t, load(t, "{}"), deep)
-	if o.res.Verdict.Kind != pluginhost.Reject || !slices.Equal(reasonsOf(o.res), []string{"incomplete:depth-limit"}) ||
-		o.res.Tags["attachment-guard.files"] != "the message" {
-		t.Errorf("40 levels: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+	o := harness.Run(t, harness.Load(t, "{}"), deep)
+	if o.Res.Verdict.Kind != pluginhost.Reject || !slices.Equal(reasonsOf(o.Res), []string{"incomplete:depth-limit"}) ||
+		o.Res.Tags["attachment-guard.files"] != "the message" {
+		t.Errorf("40 levels: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 	}
 	// strip cannot make an incompletely inspected message safe: it rejects.
-	o = run(t, load(t, `{"action":"strip"}`), deep)
-	if o.res.Verdict.Kind != pluginhost.Reject || o.res.Changes.Len() != 0 || o.res.Tags["attachment-guard.action"] != "reject" {
-		t.Errorf("strip, 40 levels: verdict %+v, tags %v, changes %v", o.res.Verdict, o.res.Tags, o.res.Changes.List())
+	o = harness.Run(t, harness.Load(t, `{"action":"strip"}`), deep)
+	if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Changes.Len() != 0 || o.Res.Tags["attachment-guard.action"] != "reject" {
+		t.Errorf("strip, 40 levels: verdict %+v, tags %v, changes %v", o.Res.Verdict, o.Res.Tags, o.Res.Changes.List())
 	}
 	// With block_incomplete off, what was indexed is judged (nothing here).
-	o = run(t, load(t, `{"block_incomplete":false}`), deep)
-	if o.res.Verdict.Kind != pluginhost.Accept || len(o.res.Tags) != 0 {
-		t.Errorf("block_incomplete false: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+	o = harness.Run(t, harness.Load(t, `{"block_incomplete":false}`), deep)
+	if o.Res.Verdict.Kind != pluginhost.Accept || len(o.Res.Tags) != 0 {
+		t.Errorf("block_incomplete false: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 	}
-	o = run(t, load(t, `{"block_incomplete":false}`), corpusFile(t, "postern/overlong-line.eml"))
-	if slices.Contains(reasonsOf(o.res), "incomplete:line-limit") {
-		t.Errorf("block_incomplete false: reasons %q", reasonsOf(o.res))
+	o = harness.Run(t, harness.Load(t, `{"block_incomplete":false}`), corpusFile(t, "postern/overlong-line.eml"))
+	if slices.Contains(reasonsOf(o.Res), "incomplete:line-limit") {
+		t.Errorf("block_incomplete false: reasons %q", reasonsOf(o.Res))
 	}
 }
 
@@ -382,13 +383,13 @@ func manyExes(n int) []byte {
 }
 
 func TestStripTooMany(t *testing.T) {
-	p := load(t, `{"action":"strip"}`)
-	o := run(t, p, manyExes(maxStrip))
-	if o.res.Verdict.Kind != pluginhost.Accept || o.res.Tags["attachment-guard.action"] != "strip" {
-		t.Errorf("%d parts: verdict %+v, action %q", maxStrip, o.res.Verdict, o.res.Tags["attachment-guard.action"])
+	p := harness.Load(t, `{"action":"strip"}`)
+	o := harness.Run(t, p, manyExes(maxStrip))
+	if o.Res.Verdict.Kind != pluginhost.Accept || o.Res.Tags["attachment-guard.action"] != "strip" {
+		t.Errorf("%d parts: verdict %+v, action %q", maxStrip, o.Res.Verdict, o.Res.Tags["attachment-guard.action"])
 	}
-	o = run(t, p, manyExes(maxStrip+1))
-	if o.res.Verdict.Kind != pluginhost.Reject || o.res.Tags["attachment-guard.action"] != "reject" || o.res.Changes.Len() != 0 {
-		t.Errorf("%d parts: verdict %+v, action %q", maxStrip+1, o.res.Verdict, o.res.Tags["attachment-guard.action"])
+	o = harness.Run(t, p, manyExes(maxStrip+1))
+	if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Tags["attachment-guard.action"] != "reject" || o.Res.Changes.Len() != 0 {
+		t.Errorf("%d parts: verdict %+v, action %q", maxStrip+1, o.Res.Verdict, o.Res.Tags["attachment-guard.action"])
 	}
 }

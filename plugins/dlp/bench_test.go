@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/pluginharness"
 )
 
 // bigText returns a message with a text body of about n bytes: prose with order numbers, dates and phone
@@ -23,6 +25,8 @@ func bigText(n int) []byte {
 	return []byte(b.String())
 }
 
-func BenchmarkCardText(b *testing.B) { benchCall(b, "{}", eml(b, "card-text.eml"), inbound) }
+func BenchmarkCardText(b *testing.B) {
+	harness.Bench(b, "{}", harness.Eml(b, "card-text.eml"), pluginharness.Inbound)
+}
 
-func BenchmarkText1MiB(b *testing.B) { benchCall(b, "{}", bigText(1<<20), inbound) }
+func BenchmarkText1MiB(b *testing.B) { harness.Bench(b, "{}", bigText(1<<20), pluginharness.Inbound) }

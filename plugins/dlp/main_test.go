@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/internal/pluginharness"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
@@ -44,7 +45,7 @@ func checkRedacted(t *testing.T, res *pluginhost.Result) {
 }
 
 func TestDetection(t *testing.T) {
-	p := load(t, "{}")
+	p := harness.Load(t, "{}")
 	for _, tc := range []struct {
 		file         string
 		cards, ibans int
@@ -60,35 +61,35 @@ func TestDetection(t *testing.T) {
 		{"csv-attachment.eml", 3, 1, "card 3782*******0005 (part 2)"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			in := eml(t, tc.file)
-			o := run(t, p, in)
-			checkRedacted(t, o.res)
-			if o.res.Changes.Len() != 0 || string(o.out) != string(in) {
-				t.Errorf("the plugin changed the message: %v", o.res.Changes.List())
+			in := harness.Eml(t, tc.file)
+			o := harness.Run(t, p, in)
+			checkRedacted(t, o.Res)
+			if o.Res.Changes.Len() != 0 || string(o.Out) != string(in) {
+				t.Errorf("the plugin changed the message: %v", o.Res.Changes.List())
 			}
-			if o.res.Verdict.Kind != pluginhost.Accept {
-				t.Errorf("verdict = %+v, want accept (the default action is tag)", o.res.Verdict)
+			if o.Res.Verdict.Kind != pluginhost.Accept {
+				t.Errorf("verdict = %+v, want accept (the default action is tag)", o.Res.Verdict)
 			}
 			if tc.cards+tc.ibans == 0 {
-				if len(o.res.Tags) != 0 || o.res.Score != 0 {
-					t.Errorf("clean message: tags %v, score %v", o.res.Tags, o.res.Score)
+				if len(o.Res.Tags) != 0 || o.Res.Score != 0 {
+					t.Errorf("clean message: tags %v, score %v", o.Res.Tags, o.Res.Score)
 				}
 				return
 			}
-			if got, want := o.res.Tags["dlp.cards"], itoa(tc.cards); got != want {
+			if got, want := o.Res.Tags["dlp.cards"], itoa(tc.cards); got != want {
 				t.Errorf("dlp.cards = %q, want %q", got, want)
 			}
-			if got, want := o.res.Tags["dlp.ibans"], itoa(tc.ibans); got != want {
+			if got, want := o.Res.Tags["dlp.ibans"], itoa(tc.ibans); got != want {
 				t.Errorf("dlp.ibans = %q, want %q", got, want)
 			}
-			if got := o.res.Tags["dlp.found"]; !strings.Contains(got, tc.found) {
+			if got := o.Res.Tags["dlp.found"]; !strings.Contains(got, tc.found) {
 				t.Errorf("dlp.found = %q, want it to contain %q", got, tc.found)
 			}
-			if want := float64(tc.cards + tc.ibans); o.res.Score != want {
-				t.Errorf("score = %v, want %v", o.res.Score, want)
+			if want := float64(tc.cards + tc.ibans); o.Res.Score != want {
+				t.Errorf("score = %v, want %v", o.Res.Score, want)
 			}
-			if !logged(o.res, "****") {
-				t.Errorf("no log line with the redacted numbers: %v", o.res.Logs)
+			if !logged(o.Res, "****") {
+				t.Errorf("no log line with the redacted numbers: %v", o.Res.Logs)
 			}
 		})
 	}
@@ -106,7 +107,7 @@ func logged(res *pluginhost.Result, s string) bool {
 }
 
 func TestConfig(t *testing.T) {
-	csv := eml(t, "csv-attachment.eml")
+	csv := harness.Eml(t, "csv-attachment.eml")
 	for _, tc := range []struct {
 		name, cfg    string
 		kind         pluginhost.Kind
@@ -125,44 +126,44 @@ func TestConfig(t *testing.T) {
 		{"by content type", `{"extensions":[],"content_types":["application/octet-stream"]}`, pluginhost.Accept, 3, 1, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := run(t, load(t, tc.cfg), csv)
-			checkRedacted(t, o.res)
-			if o.res.Verdict.Kind != tc.kind {
-				t.Errorf("verdict = %+v, want %v", o.res.Verdict, tc.kind)
+			o := harness.Run(t, harness.Load(t, tc.cfg), csv)
+			checkRedacted(t, o.Res)
+			if o.Res.Verdict.Kind != tc.kind {
+				t.Errorf("verdict = %+v, want %v", o.Res.Verdict, tc.kind)
 			}
 			if tc.cards < 0 {
-				if len(o.res.Tags) != 0 {
-					t.Errorf("tags = %v, want none", o.res.Tags)
+				if len(o.Res.Tags) != 0 {
+					t.Errorf("tags = %v, want none", o.Res.Tags)
 				}
-			} else if o.res.Tags["dlp.cards"] != itoa(tc.cards) || o.res.Tags["dlp.ibans"] != itoa(tc.ibans) {
-				t.Errorf("tags = %v, want %d cards and %d IBANs", o.res.Tags, tc.cards, tc.ibans)
+			} else if o.Res.Tags["dlp.cards"] != itoa(tc.cards) || o.Res.Tags["dlp.ibans"] != itoa(tc.ibans) {
+				t.Errorf("tags = %v, want %d cards and %d IBANs", o.Res.Tags, tc.cards, tc.ibans)
 			}
-			if o.res.Score != tc.score {
-				t.Errorf("score = %v, want %v", o.res.Score, tc.score)
+			if o.Res.Score != tc.score {
+				t.Errorf("score = %v, want %v", o.Res.Score, tc.score)
 			}
 		})
 	}
 	t.Run("reject reply", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"reject","code":550,"text":"no card numbers by mail, please"}`), csv)
+		o := harness.Run(t, harness.Load(t, `{"action":"reject","code":550,"text":"no card numbers by mail, please"}`), csv)
 		if want := (pluginhost.Verdict{Kind: pluginhost.Reject, Code: 550, Enhanced: "5.7.1",
-			Text: "no card numbers by mail, please"}); o.res.Verdict != want {
-			t.Errorf("verdict = %+v, want %+v", o.res.Verdict, want)
+			Text: "no card numbers by mail, please"}); o.Res.Verdict != want {
+			t.Errorf("verdict = %+v, want %+v", o.Res.Verdict, want)
 		}
-		o = run(t, load(t, `{"action":"reject"}`), csv)
-		if o.res.Verdict.Code != 554 || o.res.Verdict.Enhanced != "5.7.1" || !strings.Contains(o.res.Verdict.Text, "card") {
-			t.Errorf("default reject = %+v", o.res.Verdict)
+		o = harness.Run(t, harness.Load(t, `{"action":"reject"}`), csv)
+		if o.Res.Verdict.Code != 554 || o.Res.Verdict.Enhanced != "5.7.1" || !strings.Contains(o.Res.Verdict.Text, "card") {
+			t.Errorf("default reject = %+v", o.Res.Verdict)
 		}
 	})
 	t.Run("quarantine reason is redacted", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"quarantine"}`), csv)
-		if !strings.Contains(o.res.Verdict.Text, "6011********1117") {
-			t.Errorf("quarantine reason = %q, want the redacted numbers", o.res.Verdict.Text)
+		o := harness.Run(t, harness.Load(t, `{"action":"quarantine"}`), csv)
+		if !strings.Contains(o.Res.Verdict.Text, "6011********1117") {
+			t.Errorf("quarantine reason = %q, want the redacted numbers", o.Res.Verdict.Text)
 		}
 	})
 	t.Run("below min_matches logs at debug only", func(t *testing.T) {
-		o := run(t, load(t, `{"action":"reject","min_matches":5}`), csv)
-		checkRedacted(t, o.res)
-		for _, l := range o.res.Logs {
+		o := harness.Run(t, harness.Load(t, `{"action":"reject","min_matches":5}`), csv)
+		checkRedacted(t, o.Res)
+		for _, l := range o.Res.Logs {
 			if l.Level > slog.LevelDebug {
 				t.Errorf("log above debug: %+v", l)
 			}
@@ -177,7 +178,7 @@ func TestBadConfig(t *testing.T) {
 		`{"detect":["phone"]}`:   "unknown kind",
 		`{"score_per_match":""}`: "cannot unmarshal",
 	} {
-		_, err := loadErr(t, cfg)
+		_, err := harness.LoadErr(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load(%s) error = %v, want it to mention %q", cfg, err, want)
 		}
@@ -187,19 +188,19 @@ func TestBadConfig(t *testing.T) {
 // TestCorpus runs the plugin over the shared corpus of real and malformed mail: no call may fail, nothing may
 // change, and whatever it finds must be reported redacted.
 func TestCorpus(t *testing.T) {
-	p := load(t, `{"action":"quarantine"}`)
-	for _, f := range corpus(t) {
+	p := harness.Load(t, `{"action":"quarantine"}`)
+	for _, f := range pluginharness.Corpus(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := run(t, p, data)
-		checkRedacted(t, o.res)
-		if o.res.Changes.Len() != 0 {
-			t.Errorf("%s: changes %v", f, o.res.Changes.List())
+		o := harness.Run(t, p, data)
+		checkRedacted(t, o.Res)
+		if o.Res.Changes.Len() != 0 {
+			t.Errorf("%s: changes %v", f, o.Res.Changes.List())
 		}
-		if o.res.Verdict.Kind != pluginhost.Accept {
-			t.Logf("%s: %s", f, o.res.Tags["dlp.found"])
+		if o.Res.Verdict.Kind != pluginhost.Accept {
+			t.Logf("%s: %s", f, o.Res.Tags["dlp.found"])
 		}
 	}
 }
@@ -217,22 +218,22 @@ func padded(n int) []byte {
 
 func TestTruncated(t *testing.T) {
 	// Below the host's limit, the card after the padding is found.
-	o := run(t, load(t, `{"action":"reject"}`), padded(900))
-	if o.res.Verdict.Kind != pluginhost.Reject || o.res.Tags["dlp.cards"] != "1" || o.res.Tags["dlp.truncated"] != "" {
-		t.Errorf("900 near misses: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+	o := harness.Run(t, harness.Load(t, `{"action":"reject"}`), padded(900))
+	if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Tags["dlp.cards"] != "1" || o.Res.Tags["dlp.truncated"] != "" {
+		t.Errorf("900 near misses: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 	}
 	// Past it, the rest of the part is not examined; by default that counts as reaching min_matches.
-	o = run(t, load(t, `{"action":"reject"}`), padded(1200))
-	checkRedacted(t, o.res)
-	if o.res.Verdict.Kind != pluginhost.Reject || o.res.Tags["dlp.truncated"] != "part 0" {
-		t.Errorf("1200 near misses: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+	o = harness.Run(t, harness.Load(t, `{"action":"reject"}`), padded(1200))
+	checkRedacted(t, o.Res)
+	if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Tags["dlp.truncated"] != "part 0" {
+		t.Errorf("1200 near misses: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 	}
-	if !logged(o.res, "not examined completely") {
-		t.Errorf("no warning: %v", o.res.Logs)
+	if !logged(o.Res, "not examined completely") {
+		t.Errorf("no warning: %v", o.Res.Logs)
 	}
-	o = run(t, load(t, `{"action":"reject","act_on_truncated":false}`), padded(1200))
-	if o.res.Verdict.Kind != pluginhost.Accept || o.res.Tags["dlp.truncated"] != "part 0" || o.res.Tags["dlp.cards"] != "" {
-		t.Errorf("act_on_truncated false: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+	o = harness.Run(t, harness.Load(t, `{"action":"reject","act_on_truncated":false}`), padded(1200))
+	if o.Res.Verdict.Kind != pluginhost.Accept || o.Res.Tags["dlp.truncated"] != "part 0" || o.Res.Tags["dlp.cards"] != "" {
+		t.Errorf("act_on_truncated false: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 	}
 }
 
@@ -250,15 +251,15 @@ func manyParts(n int) []byte {
 }
 
 func TestMessageBudget(t *testing.T) {
-	p := load(t, `{"action":"reject"}`)
+	p := harness.Load(t, `{"action":"reject"}`)
 	// Nine parts of 999 candidates stay within the message's budget: the card in the last part is found.
-	o := run(t, p, manyParts(9))
-	if o.res.Tags["dlp.cards"] != "1" || o.res.Tags["dlp.truncated"] != "" {
-		t.Errorf("9 parts: tags %v", o.res.Tags)
+	o := harness.Run(t, p, manyParts(9))
+	if o.Res.Tags["dlp.cards"] != "1" || o.Res.Tags["dlp.truncated"] != "" {
+		t.Errorf("9 parts: tags %v", o.Res.Tags)
 	}
 	// Eleven spend it: the last part is not examined, and that counts as truncated.
-	o = run(t, p, manyParts(11))
-	if o.res.Verdict.Kind != pluginhost.Reject || o.res.Tags["dlp.truncated"] != "part 12 and later" {
-		t.Errorf("11 parts: verdict %+v, tags %v", o.res.Verdict, o.res.Tags)
+	o = harness.Run(t, p, manyParts(11))
+	if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Tags["dlp.truncated"] != "part 12 and later" {
+		t.Errorf("11 parts: verdict %+v, tags %v", o.Res.Verdict, o.Res.Tags)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/pluginharness"
 )
 
 // bigAttachment returns a message with a text part and a base64 attachment of n pseudo-random bytes.
@@ -29,6 +31,10 @@ func bigAttachment(n int) []byte {
 		body.String() + "--b--\r\n")
 }
 
-func BenchmarkClean(b *testing.B) { benchCall(b, "{}", eml(b, "clean.eml"), inbound) }
+func BenchmarkClean(b *testing.B) {
+	harness.Bench(b, "{}", harness.Eml(b, "clean.eml"), pluginharness.Inbound)
+}
 
-func BenchmarkAttachment1MiB(b *testing.B) { benchCall(b, "{}", bigAttachment(1<<20), inbound) }
+func BenchmarkAttachment1MiB(b *testing.B) {
+	harness.Bench(b, "{}", bigAttachment(1<<20), pluginharness.Inbound)
+}

@@ -6,11 +6,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/internal/pluginharness"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
 func TestDetection(t *testing.T) {
-	p := load(t, "{}")
+	p := harness.Load(t, "{}")
 	for _, tc := range []struct {
 		file  string
 		found string // the eicar.found tag, "" for a clean message
@@ -23,26 +24,26 @@ func TestDetection(t *testing.T) {
 		{"eicar-forwarded.eml", "(eicar.com)"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			in := eml(t, tc.file)
-			o := run(t, p, in)
-			if !bytes.Equal(o.out, in) || o.res.Changes.Len() != 0 {
-				t.Errorf("the plugin changed the message: %v", o.res.Changes.List())
+			in := harness.Eml(t, tc.file)
+			o := harness.Run(t, p, in)
+			if !bytes.Equal(o.Out, in) || o.Res.Changes.Len() != 0 {
+				t.Errorf("the plugin changed the message: %v", o.Res.Changes.List())
 			}
 			if tc.found == "" {
-				if o.res.Verdict.Kind != pluginhost.Accept || len(o.res.Tags) != 0 || o.res.Score != 0 {
-					t.Errorf("clean message: verdict %+v, tags %v, score %v", o.res.Verdict, o.res.Tags, o.res.Score)
+				if o.Res.Verdict.Kind != pluginhost.Accept || len(o.Res.Tags) != 0 || o.Res.Score != 0 {
+					t.Errorf("clean message: verdict %+v, tags %v, score %v", o.Res.Verdict, o.Res.Tags, o.Res.Score)
 				}
 				return
 			}
-			v := o.res.Verdict
+			v := o.Res.Verdict
 			if v.Kind != pluginhost.Reject || v.Code != 554 || v.Enhanced != "5.7.1" || !strings.Contains(v.Text, "EICAR") {
 				t.Errorf("verdict = %+v, want reject 554 5.7.1 naming EICAR", v)
 			}
-			if got := o.res.Tags["eicar.found"]; !strings.Contains(got, tc.found) {
+			if got := o.Res.Tags["eicar.found"]; !strings.Contains(got, tc.found) {
 				t.Errorf("eicar.found = %q, want it to contain %q", got, tc.found)
 			}
-			if !logged(o.res, "EICAR test file found") {
-				t.Errorf("no warning logged: %v", o.res.Logs)
+			if !logged(o.Res, "EICAR test file found") {
+				t.Errorf("no warning logged: %v", o.Res.Logs)
 			}
 		})
 	}
@@ -72,19 +73,19 @@ func TestActions(t *testing.T) {
 			Code: 550, Enhanced: "5.7.1", Text: "no test viruses, please"}, 1},
 	} {
 		t.Run(tc.cfg, func(t *testing.T) {
-			o := run(t, load(t, tc.cfg), eml(t, "eicar-base64.eml"))
-			if o.res.Verdict != tc.want {
-				t.Errorf("verdict = %+v, want %+v", o.res.Verdict, tc.want)
+			o := harness.Run(t, harness.Load(t, tc.cfg), harness.Eml(t, "eicar-base64.eml"))
+			if o.Res.Verdict != tc.want {
+				t.Errorf("verdict = %+v, want %+v", o.Res.Verdict, tc.want)
 			}
-			if o.res.Score != tc.score {
-				t.Errorf("score = %v, want %v", o.res.Score, tc.score)
+			if o.Res.Score != tc.score {
+				t.Errorf("score = %v, want %v", o.Res.Score, tc.score)
 			}
-			if o.res.Tags["eicar.found"] == "" {
-				t.Errorf("no eicar.found tag: %v", o.res.Tags)
+			if o.Res.Tags["eicar.found"] == "" {
+				t.Errorf("no eicar.found tag: %v", o.Res.Tags)
 			}
 			// The configuration never makes a clean message fail.
-			if c := run(t, load(t, tc.cfg), eml(t, "clean.eml")); c.res.Verdict.Kind != pluginhost.Accept || c.res.Score != 0 {
-				t.Errorf("clean message: %+v, score %v", c.res.Verdict, c.res.Score)
+			if c := harness.Run(t, harness.Load(t, tc.cfg), harness.Eml(t, "clean.eml")); c.Res.Verdict.Kind != pluginhost.Accept || c.Res.Score != 0 {
+				t.Errorf("clean message: %+v, score %v", c.Res.Verdict, c.Res.Score)
 			}
 		})
 	}
@@ -96,7 +97,7 @@ func TestBadConfig(t *testing.T) {
 		`{"actoin":"tag"}`:                 "unknown field",
 		`{"action":"tempfail","code":554}`: "4xx",
 	} {
-		_, err := loadErr(t, cfg)
+		_, err := harness.LoadErr(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load(%s) error = %v, want it to mention %q", cfg, err, want)
 		}
@@ -106,15 +107,15 @@ func TestBadConfig(t *testing.T) {
 // TestCorpus runs the plugin over the shared corpus of real and malformed mail: none of it holds the test
 // string, so every message must be accepted untouched and no call may fail.
 func TestCorpus(t *testing.T) {
-	p := load(t, "{}")
-	for _, f := range corpus(t) {
+	p := harness.Load(t, "{}")
+	for _, f := range pluginharness.Corpus(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := run(t, p, data)
-		if o.res.Verdict.Kind != pluginhost.Accept || !bytes.Equal(o.out, data) {
-			t.Errorf("%s: verdict %+v, changes %v", f, o.res.Verdict, o.res.Changes.List())
+		o := harness.Run(t, p, data)
+		if o.Res.Verdict.Kind != pluginhost.Accept || !bytes.Equal(o.Out, data) {
+			t.Errorf("%s: verdict %+v, changes %v", f, o.Res.Verdict, o.Res.Changes.List())
 		}
 	}
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"testing"
+
+	"github.com/postern/postern/internal/pluginharness"
 )
 
 func BenchmarkExternal(b *testing.B) {
-	benchCall(b, `{"internal_domains":["example.com"]}`, eml(b, "external.eml"), inbound)
+	harness.Bench(b, `{"internal_domains":["example.com"]}`, harness.Eml(b, "external.eml"), pluginharness.Inbound)
 }
 
 func BenchmarkInternal(b *testing.B) {
-	benchCall(b, `{"internal_domains":["example.com"]}`, eml(b, "internal.eml"), env("bob@example.com", "alice@example.com"))
+	harness.Bench(b, `{"internal_domains":["example.com"]}`, harness.Eml(b, "internal.eml"), env("bob@example.com", "alice@example.com"))
 }

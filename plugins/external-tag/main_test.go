@@ -9,14 +9,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/internal/pluginharness"
 	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
-// env returns the inbound envelope with another sender and recipients.
+// env returns the pluginharness.Inbound envelope with another sender and recipients.
 func env(mailFrom string, rcpts ...string) pluginhost.Envelope {
-	e := inbound
+	e := pluginharness.Inbound
 	e.MailFrom, e.HasMailFrom, e.Rcpts = mailFrom, true, rcpts
 	return e
 }
@@ -67,16 +68,16 @@ func see(t *testing.T, data []byte) view {
 }
 
 func TestExternal(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
-	in := eml(t, "external.eml")
-	o := runEnv(t, p, in, env("sales@other.test", "alice@example.com"))
-	if o.res.Verdict.Kind != pluginhost.Accept {
-		t.Errorf("verdict = %+v, want accept", o.res.Verdict)
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
+	in := harness.Eml(t, "external.eml")
+	o := harness.RunEnv(t, p, in, env("sales@other.test", "alice@example.com"))
+	if o.Res.Verdict.Kind != pluginhost.Accept {
+		t.Errorf("verdict = %+v, want accept", o.Res.Verdict)
 	}
-	if want := map[string]string{"external": "yes", "external.domain": "other.test"}; !mapsEqual(o.res.Tags, want) {
-		t.Errorf("tags = %v, want %v", o.res.Tags, want)
+	if want := map[string]string{"external": "yes", "external.domain": "other.test"}; !mapsEqual(o.Res.Tags, want) {
+		t.Errorf("tags = %v, want %v", o.Res.Tags, want)
 	}
-	before, after := see(t, in), see(t, o.out)
+	before, after := see(t, in), see(t, o.Out)
 	if after.malformed != nil {
 		t.Errorf("the marked message is malformed: %v", after.malformed)
 	}
@@ -94,12 +95,12 @@ func TestExternal(t *testing.T) {
 		t.Errorf("html part = %q", after.html)
 	}
 	// Everything after the header block is the original body plus the banners, nothing else.
-	if o.res.Score != 0 {
-		t.Errorf("score = %v", o.res.Score)
+	if o.Res.Score != 0 {
+		t.Errorf("score = %v", o.Res.Score)
 	}
 	// A second pass does not prefix the subject again.
-	again := runEnv(t, p, o.out, env("sales@other.test", "alice@example.com"))
-	if s := see(t, again.out).subject; s != "[EXTERNAL] Meeting tomorrow" {
+	again := harness.RunEnv(t, p, o.Out, env("sales@other.test", "alice@example.com"))
+	if s := see(t, again.Out).subject; s != "[EXTERNAL] Meeting tomorrow" {
 		t.Errorf("subject after a second pass = %q", s)
 	}
 }
@@ -107,17 +108,17 @@ func TestExternal(t *testing.T) {
 // TestEmptyTextPart appends the banner to a text part with an empty body: the banner must end up inside that
 // part, and the message must keep its structure, with CRLF and with bare LF line endings.
 func TestEmptyTextPart(t *testing.T) {
-	crlf := eml(t, "empty-text-part.eml")
+	crlf := harness.Eml(t, "empty-text-part.eml")
 	for name, in := range map[string][]byte{"CRLF": crlf, "LF": bytes.ReplaceAll(crlf, []byte("\r\n"), []byte("\n"))} {
 		t.Run(name, func(t *testing.T) {
-			o := runEnv(t, load(t, `{"internal_domains":["example.com"]}`), in, env("sales@other.test", "alice@example.com"))
-			before, after := see(t, in), see(t, o.out)
+			o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"]}`), in, env("sales@other.test", "alice@example.com"))
+			before, after := see(t, in), see(t, o.Out)
 			if after.malformed != nil {
 				t.Errorf("the marked message is malformed: %v", after.malformed)
 			}
 			if !strings.Contains(after.text, "CAUTION") || !strings.Contains(after.html, "CAUTION") || before.text != "" ||
 				strings.Contains(after.text, "--alt-e") {
-				t.Errorf("the banner did not land in the (empty) text part:\n%s", o.out)
+				t.Errorf("the banner did not land in the (empty) text part:\n%s", o.Out)
 			}
 		})
 	}
@@ -136,29 +137,29 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestInternal(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
-	in := eml(t, "internal.eml")
-	o := runEnv(t, p, in, env("bob@example.com", "alice@example.com"))
-	if o.res.Verdict.Kind != pluginhost.Accept || o.res.Changes.Len() != 0 || !bytes.Equal(o.out, in) {
-		t.Errorf("verdict %+v, changes %v", o.res.Verdict, o.res.Changes.List())
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
+	in := harness.Eml(t, "internal.eml")
+	o := harness.RunEnv(t, p, in, env("bob@example.com", "alice@example.com"))
+	if o.Res.Verdict.Kind != pluginhost.Accept || o.Res.Changes.Len() != 0 || !bytes.Equal(o.Out, in) {
+		t.Errorf("verdict %+v, changes %v", o.Res.Verdict, o.Res.Changes.List())
 	}
-	if want := map[string]string{"external": "no"}; !mapsEqual(o.res.Tags, want) {
-		t.Errorf("tags = %v, want %v", o.res.Tags, want)
+	if want := map[string]string{"external": "no"}; !mapsEqual(o.Res.Tags, want) {
+		t.Errorf("tags = %v, want %v", o.Res.Tags, want)
 	}
 	// A subdomain is internal too.
-	o = runEnv(t, p, in, env("bob@mail.example.com", "alice@example.com"))
-	if o.res.Tags["external"] != "no" {
-		t.Errorf("subdomain sender: tags %v", o.res.Tags)
+	o = harness.RunEnv(t, p, in, env("bob@mail.example.com", "alice@example.com"))
+	if o.Res.Tags["external"] != "no" {
+		t.Errorf("subdomain sender: tags %v", o.Res.Tags)
 	}
 	// The null sender (a bounce) is judged by its From alone.
-	o = runEnv(t, p, in, env("", "alice@example.com"))
-	if o.res.Tags["external"] != "no" {
-		t.Errorf("null sender: tags %v", o.res.Tags)
+	o = harness.RunEnv(t, p, in, env("", "alice@example.com"))
+	if o.Res.Tags["external"] != "no" {
+		t.Errorf("null sender: tags %v", o.Res.Tags)
 	}
 }
 
 func TestSpoofs(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
 	for _, tc := range []struct {
 		name, file, mailFrom, domain string
 	}{
@@ -170,11 +171,11 @@ func TestSpoofs(t *testing.T) {
 		{"external From, internal envelope", "external.eml", "list@example.com", "other.test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := runEnv(t, p, eml(t, tc.file), env(tc.mailFrom, "alice@example.com"))
-			if o.res.Tags["external"] != "yes" || o.res.Tags["external.domain"] != tc.domain {
-				t.Errorf("tags = %v, want external from %s", o.res.Tags, tc.domain)
+			o := harness.RunEnv(t, p, harness.Eml(t, tc.file), env(tc.mailFrom, "alice@example.com"))
+			if o.Res.Tags["external"] != "yes" || o.Res.Tags["external.domain"] != tc.domain {
+				t.Errorf("tags = %v, want external from %s", o.Res.Tags, tc.domain)
 			}
-			if v := see(t, o.out); !strings.HasPrefix(v.subject, "[EXTERNAL] ") || v.header != "yes" {
+			if v := see(t, o.Out); !strings.HasPrefix(v.subject, "[EXTERNAL] ") || v.header != "yes" {
 				t.Errorf("after: %+v", v)
 			}
 		})
@@ -182,49 +183,49 @@ func TestSpoofs(t *testing.T) {
 }
 
 func TestForgedHeader(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
 	t.Run("external mail that claims to be internal", func(t *testing.T) {
-		o := runEnv(t, p, eml(t, "forged-header.eml"), env("sales@other.test", "alice@example.com"))
-		if v := see(t, o.out); v.header != "yes" || v.headers != 1 {
+		o := harness.RunEnv(t, p, harness.Eml(t, "forged-header.eml"), env("sales@other.test", "alice@example.com"))
+		if v := see(t, o.Out); v.header != "yes" || v.headers != 1 {
 			t.Errorf("X-Postern-External = %q in %d fields, want one, yes", v.header, v.headers)
 		}
 	})
 	t.Run("internal mail with a planted header", func(t *testing.T) {
-		in := eml(t, "internal-forged-header.eml")
-		o := runEnv(t, p, in, env("bob@example.com", "alice@example.com"))
+		in := harness.Eml(t, "internal-forged-header.eml")
+		o := harness.RunEnv(t, p, in, env("bob@example.com", "alice@example.com"))
 		var ops []message.Op
-		for _, c := range o.res.Changes.List() {
+		for _, c := range o.Res.Changes.List() {
 			ops = append(ops, c.Op)
 		}
 		if !slices.Equal(ops, []message.Op{message.OpRemoveHeader}) {
-			t.Errorf("changes = %v, want one remove_header", o.res.Changes.List())
+			t.Errorf("changes = %v, want one remove_header", o.Res.Changes.List())
 		}
-		if v := see(t, o.out); v.headers != 0 {
+		if v := see(t, o.Out); v.headers != 0 {
 			t.Errorf("the planted header survived: %+v", v)
 		}
 		// Only that header is gone: everything else is byte-identical.
 		want := bytes.Replace(in, []byte("X-Postern-External: yes\r\n"), nil, 1)
-		if !bytes.Equal(o.out, want) {
-			t.Errorf("output differs beyond the removed header:\n%s", o.out)
+		if !bytes.Equal(o.Out, want) {
+			t.Errorf("output differs beyond the removed header:\n%s", o.Out)
 		}
 	})
 }
 
 func TestSubjects(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
-	o := runEnv(t, p, eml(t, "encoded-subject.eml"), env("sales@other.test", "alice@example.com"))
-	if s := see(t, o.out).subject; s != "[EXTERNAL] Grüße aus Berlin" {
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
+	o := harness.RunEnv(t, p, harness.Eml(t, "encoded-subject.eml"), env("sales@other.test", "alice@example.com"))
+	if s := see(t, o.Out).subject; s != "[EXTERNAL] Grüße aus Berlin" {
 		t.Errorf("subject = %q", s)
 	}
-	o = runEnv(t, p, eml(t, "already-prefixed.eml"), env("sales@other.test", "alice@example.com"))
-	if s := see(t, o.out).subject; s != "[EXTERNAL] Re: Meeting tomorrow" {
+	o = harness.RunEnv(t, p, harness.Eml(t, "already-prefixed.eml"), env("sales@other.test", "alice@example.com"))
+	if s := see(t, o.Out).subject; s != "[EXTERNAL] Re: Meeting tomorrow" {
 		t.Errorf("subject = %q", s)
 	}
 }
 
 func TestDefaultWithoutInternalDomains(t *testing.T) {
-	p := load(t, `{}`)
-	ext, internal := eml(t, "external.eml"), eml(t, "internal.eml")
+	p := harness.Load(t, `{}`)
+	ext, internal := harness.Eml(t, "external.eml"), harness.Eml(t, "internal.eml")
 	for _, tc := range []struct {
 		name     string
 		data     []byte
@@ -240,63 +241,63 @@ func TestDefaultWithoutInternalDomains(t *testing.T) {
 			MailFrom: "alice@example.com", HasMailFrom: true, Rcpts: []string{"sales@other.test"}}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := runEnv(t, p, tc.data, tc.e)
-			if got := o.res.Tags["external"]; got != tc.external {
-				t.Errorf("external = %q, want %q (tags %v, logs %v)", got, tc.external, o.res.Tags, o.res.Logs)
+			o := harness.RunEnv(t, p, tc.data, tc.e)
+			if got := o.Res.Tags["external"]; got != tc.external {
+				t.Errorf("external = %q, want %q (tags %v, logs %v)", got, tc.external, o.Res.Tags, o.Res.Logs)
 			}
-			if tc.external != "yes" && (o.res.Changes.Len() != 0 || !bytes.Equal(o.out, tc.data)) {
-				t.Errorf("changes = %v", o.res.Changes.List())
+			if tc.external != "yes" && (o.Res.Changes.Len() != 0 || !bytes.Equal(o.Out, tc.data)) {
+				t.Errorf("changes = %v", o.Res.Changes.List())
 			}
 		})
 	}
 	t.Run("retrieval uses Return-Path", func(t *testing.T) {
 		// internal.eml's Return-Path is bob@example.com; the mailbox owner is alice@example.com.
-		o := runEnv(t, p, internal, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
-		if o.res.Tags["external"] != "no" {
-			t.Errorf("tags = %v", o.res.Tags)
+		o := harness.RunEnv(t, p, internal, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
+		if o.Res.Tags["external"] != "no" {
+			t.Errorf("tags = %v", o.Res.Tags)
 		}
 		spoof := bytes.Replace(internal, []byte("Return-Path: <bob@example.com>"), []byte("Return-Path: <x@attacker.test>"), 1)
-		o = runEnv(t, p, spoof, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
-		if o.res.Tags["external"] != "yes" || o.res.Tags["external.domain"] != "attacker.test" {
-			t.Errorf("tags = %v", o.res.Tags)
+		o = harness.RunEnv(t, p, spoof, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
+		if o.Res.Tags["external"] != "yes" || o.Res.Tags["external.domain"] != "attacker.test" {
+			t.Errorf("tags = %v", o.Res.Tags)
 		}
 		// A bounce (Return-Path: <>) is judged by its From.
 		bounce := bytes.Replace(internal, []byte("Return-Path: <bob@example.com>"), []byte("Return-Path: <>"), 1)
-		o = runEnv(t, p, bounce, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
-		if o.res.Tags["external"] != "no" {
-			t.Errorf("bounce: tags = %v", o.res.Tags)
+		o = harness.RunEnv(t, p, bounce, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
+		if o.Res.Tags["external"] != "no" {
+			t.Errorf("bounce: tags = %v", o.Res.Tags)
 		}
 	})
 }
 
 func TestConfigKeys(t *testing.T) {
-	in := eml(t, "external.eml")
+	in := harness.Eml(t, "external.eml")
 	e := env("sales@other.test", "alice@example.com")
 	t.Run("subject_prefix and header", func(t *testing.T) {
-		o := runEnv(t, load(t, `{"internal_domains":["example.com"],"subject_prefix":"[EXT] ","header":"X-Ext"}`), in, e)
-		msg, err := message.Parse(bytes.NewReader(o.out), int64(len(o.out)), message.Limits{})
+		o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"],"subject_prefix":"[EXT] ","header":"X-Ext"}`), in, e)
+		msg, err := message.Parse(bytes.NewReader(o.Out), int64(len(o.Out)), message.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got := msg.HeaderValues(0, "X-Ext", false); !slices.Equal(got, []string{"yes"}) {
 			t.Errorf("X-Ext = %q", got)
 		}
-		if v := see(t, o.out); v.subject != "[EXT] Meeting tomorrow" || v.headers != 0 {
+		if v := see(t, o.Out); v.subject != "[EXT] Meeting tomorrow" || v.headers != 0 {
 			t.Errorf("after: %+v", v)
 		}
 	})
 	t.Run("everything off", func(t *testing.T) {
-		o := runEnv(t, load(t, `{"internal_domains":["example.com"],"subject_prefix":"","banner_text":"","banner_html":"","header":"","score":2}`), in, e)
-		if o.res.Changes.Len() != 0 || !bytes.Equal(o.out, in) {
-			t.Errorf("changes = %v", o.res.Changes.List())
+		o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"],"subject_prefix":"","banner_text":"","banner_html":"","header":"","score":2}`), in, e)
+		if o.Res.Changes.Len() != 0 || !bytes.Equal(o.Out, in) {
+			t.Errorf("changes = %v", o.Res.Changes.List())
 		}
-		if o.res.Tags["external"] != "yes" || o.res.Score != 2 {
-			t.Errorf("tags %v, score %v", o.res.Tags, o.res.Score)
+		if o.Res.Tags["external"] != "yes" || o.Res.Score != 2 {
+			t.Errorf("tags %v, score %v", o.Res.Tags, o.Res.Score)
 		}
 	})
 	t.Run("custom banners", func(t *testing.T) {
-		o := runEnv(t, load(t, `{"internal_domains":["example.com"],"banner_text":"\nFrom {domain}, beware.\n","banner_html":"<p>From <b>{domain}</b>.</p>"}`), in, e)
-		v := see(t, o.out)
+		o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"],"banner_text":"\nFrom {domain}, beware.\n","banner_html":"<p>From <b>{domain}</b>.</p>"}`), in, e)
+		v := see(t, o.Out)
 		if !strings.Contains(v.text, "From other.test, beware.") || !strings.Contains(v.html, "<p>From <b>other.test</b>.</p>") {
 			t.Errorf("after: %+v", v)
 		}
@@ -304,9 +305,9 @@ func TestConfigKeys(t *testing.T) {
 	t.Run("tag_outbound", func(t *testing.T) {
 		out := pluginhost.Envelope{Protocol: "submission", Direction: "outbound", MailFrom: "sales@other.test", HasMailFrom: true,
 			Rcpts: []string{"alice@example.com"}}
-		o := runEnv(t, load(t, `{"internal_domains":["example.com"],"tag_outbound":true}`), in, out)
-		if o.res.Tags["external"] != "yes" {
-			t.Errorf("tags = %v", o.res.Tags)
+		o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"],"tag_outbound":true}`), in, out)
+		if o.Res.Tags["external"] != "yes" {
+			t.Errorf("tags = %v", o.Res.Tags)
 		}
 	})
 }
@@ -317,7 +318,7 @@ func TestBadConfig(t *testing.T) {
 		`{"internal_domain":["example.com"]}`:   "unknown field",
 		`{"header":"X:Bad"}`:                    "not allowed",
 	} {
-		_, err := loadErr(t, cfg)
+		_, err := harness.LoadErr(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load(%s) error = %v, want it to mention %q", cfg, err, want)
 		}
@@ -327,27 +328,27 @@ func TestBadConfig(t *testing.T) {
 // TestCorpus runs the plugin over the shared corpus of real and malformed mail: no call may fail, and what the
 // plugin changes must leave a message that parses as well as the original did.
 func TestCorpus(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
-	for _, f := range corpus(t) {
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
+	for _, f := range pluginharness.Corpus(t) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := run(t, p, data)
-		if o.res.Tags["external"] == "" {
-			t.Errorf("%s: no external tag: %v", f, o.res.Tags)
+		o := harness.Run(t, p, data)
+		if o.Res.Tags["external"] == "" {
+			t.Errorf("%s: no external tag: %v", f, o.Res.Tags)
 		}
 		before, err := message.Parse(bytes.NewReader(data), int64(len(data)), message.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		after, err := message.Parse(bytes.NewReader(o.out), int64(len(o.out)), message.Limits{})
+		after, err := message.Parse(bytes.NewReader(o.Out), int64(len(o.Out)), message.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(after.Parts()) != len(before.Parts()) {
 			var ops []message.Op
-			for _, c := range o.res.Changes.List() {
+			for _, c := range o.Res.Changes.List() {
 				ops = append(ops, c.Op)
 			}
 			t.Errorf("%s: %d parts before, %d after: the changes %v broke the MIME structure", f,
@@ -358,7 +359,7 @@ func TestCorpus(t *testing.T) {
 
 // TestHostileCorpus runs the plugin on messages of the shared corpus that stress the changes it makes.
 func TestHostileCorpus(t *testing.T) {
-	p := load(t, `{"internal_domains":["example.com"]}`)
+	p := harness.Load(t, `{"internal_domains":["example.com"]}`)
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(testplugins.Root(), "testdata", "corpus", name))
 		if err != nil {
@@ -369,36 +370,36 @@ func TestHostileCorpus(t *testing.T) {
 	e := env("mallory@example.net", "alice@example.com")
 	t.Run("header past the limit", func(t *testing.T) {
 		in := read("postern/giant-header.eml")
-		o := runEnv(t, p, in, e)
-		if o.res.Tags["external"] != "yes" || o.res.Tags["external.unmarked"] != "header-limit" {
-			t.Errorf("tags = %v", o.res.Tags)
+		o := harness.RunEnv(t, p, in, e)
+		if o.Res.Tags["external"] != "yes" || o.Res.Tags["external.unmarked"] != "header-limit" {
+			t.Errorf("tags = %v", o.Res.Tags)
 		}
-		if o.res.Changes.Len() != 0 || !bytes.Equal(o.out, in) {
-			t.Errorf("changes = %v", o.res.Changes.List())
+		if o.Res.Changes.Len() != 0 || !bytes.Equal(o.Out, in) {
+			t.Errorf("changes = %v", o.Res.Changes.List())
 		}
 	})
 	t.Run("body in an unknown charset", func(t *testing.T) {
 		in := read("postern/unknown-charset.eml")
-		o := runEnv(t, p, in, e)
-		v := see(t, o.out)
+		o := harness.RunEnv(t, p, in, e)
+		v := see(t, o.Out)
 		if v.subject != "[EXTERNAL] charset" || v.header != "yes" {
 			t.Errorf("after: %+v", v)
 		}
-		for _, c := range o.res.Changes.List() {
+		for _, c := range o.Res.Changes.List() {
 			if c.Op == message.OpAppendBanner && c.Value != "" {
 				t.Errorf("a text banner was added for an undecodable text part: %+v", c)
 			}
 		}
-		if !bytes.HasSuffix(o.out, []byte("Greetings, earthling.\r\n")) {
-			t.Errorf("the body changed:\n%s", o.out)
+		if !bytes.HasSuffix(o.Out, []byte("Greetings, earthling.\r\n")) {
+			t.Errorf("the body changed:\n%s", o.Out)
 		}
 	})
 	t.Run("bare LF line endings", func(t *testing.T) {
-		o := runEnv(t, p, read("postern/bare-lf.eml"), e)
-		if bytes.Contains(o.out, []byte("\r\n")) {
-			t.Errorf("CRLF written into a bare-LF message:\n%s", o.out)
+		o := harness.RunEnv(t, p, read("postern/bare-lf.eml"), e)
+		if bytes.Contains(o.Out, []byte("\r\n")) {
+			t.Errorf("CRLF written into a bare-LF message:\n%s", o.Out)
 		}
-		if v := see(t, o.out); !strings.Contains(v.text, "CAUTION") || !strings.Contains(v.html, "CAUTION") {
+		if v := see(t, o.Out); !strings.Contains(v.text, "CAUTION") || !strings.Contains(v.html, "CAUTION") {
 			t.Errorf("after: %+v", v)
 		}
 	})
@@ -412,9 +413,9 @@ func TestBannerHalfUndecodable(t *testing.T) {
 		"Content-Type: multipart/alternative; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n")
-	o := runEnv(t, load(t, `{"internal_domains":["example.com"]}`), in, env("sales@other.test", "alice@example.com"))
+	o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"]}`), in, env("sales@other.test", "alice@example.com"))
 	var banners []message.Change
-	for _, c := range o.res.Changes.List() {
+	for _, c := range o.Res.Changes.List() {
 		if c.Op == message.OpAppendBanner {
 			banners = append(banners, c)
 		}
@@ -422,8 +423,8 @@ func TestBannerHalfUndecodable(t *testing.T) {
 	if len(banners) != 1 || banners[0].Value != "" || banners[0].HTML == "" {
 		t.Errorf("banner changes %+v, want one HTML-only banner", banners)
 	}
-	if !bytes.Contains(o.out, []byte("!!!not base64!!!\r\n--b")) || !bytes.Contains(o.out, []byte("Subject: [EXTERNAL] offer")) ||
-		!bytes.Contains(o.out, []byte("CAUTION")) {
-		t.Errorf("output:\n%s", o.out)
+	if !bytes.Contains(o.Out, []byte("!!!not base64!!!\r\n--b")) || !bytes.Contains(o.Out, []byte("Subject: [EXTERNAL] offer")) ||
+		!bytes.Contains(o.Out, []byte("CAUTION")) {
+		t.Errorf("output:\n%s", o.Out)
 	}
 }
