@@ -3,7 +3,6 @@ package interop
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,7 +99,7 @@ func TestReadmeDemo(t *testing.T) {
 			t.Logf("postern log:\n%s", log.String())
 		}
 	})
-	if !waitServing(addr, exited) {
+	if !waitListening(addr, exited) {
 		t.Fatalf("postern did not listen on %s:\n%s", addr, log.String())
 	}
 
@@ -167,23 +166,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// waitServing waits until addr accepts connections, for as long as compiling the plugins may take on a machine
-// whose compilation cache is cold, or until the process exits.
-func waitServing(addr string, exited chan struct{}) bool {
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
 }

@@ -96,9 +96,11 @@ func startSink(t testing.TB) *sink {
 	}
 }
 
-// waitListening waits until addr accepts connections, or the process exits.
+// waitListening waits until addr accepts connections, or the process exits. It waits as long as a cold start may
+// take (postern compiling its plugins without a warm cache).
 func waitListening(addr string, exited chan struct{}) bool {
-	for range 100 {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
 			return false
