@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
@@ -61,5 +62,31 @@ func BenchmarkEvaluateNoPolicyForHook(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Evaluate(context.Background(), pluginhost.HookRcptTo, in)
+	}
+}
+
+// BenchmarkReloadPolicyOnly reloads a configuration whose plugins stay as they were (the policies alternate):
+// the plugins are shared, so a reload costs the configuration's loading and checking, not the plugins'.
+func BenchmarkReloadPolicyOnly(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	plugins := map[string]string{"a": "tag=a:1", "b": "tag=b:1", "c": "tag=c:1", "d": "tag=d:1"}
+	policies := []string{
+		"policy \"all\" {\n  plugins = [\"a\", \"b\", \"c\", \"d\"]\n}\n",
+		"policy \"all\" {\n  plugins = [\"d\", \"c\", \"b\", \"a\"]\n}\n",
+	}
+	path := scriptedConfig(b, dir, plugins, policies[0])
+	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close(ctx)
+	i := 0
+	for b.Loop() {
+		i++
+		scriptedConfig(b, dir, plugins, policies[i%2])
+		if res, err := m.Reload(ctx); err != nil || res.Unchanged {
+			b.Fatal(err, res.Unchanged)
+		}
 	}
 }

@@ -44,7 +44,7 @@ type caller interface {
 // so a reload never changes the rules in the middle of a conversation.
 type Snapshot struct {
 	cfg      *config.Config
-	host     *pluginhost.Host // nil when built from callers in tests
+	close    func(context.Context) error // unloads the plugins; nil when built from callers in tests
 	plugins  map[string]caller
 	policies []*compiledPolicy
 	log      *slog.Logger
@@ -69,6 +69,21 @@ type compiledPolicy struct {
 // *config.Error diagnostic on the plugin block's source attribute; every plugin is tried, so all such problems
 // are reported at once. On error nothing stays loaded.
 func Build(ctx context.Context, cfg *config.Config, opts Options) (*Snapshot, error) {
+	host, err := newHost(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := build(ctx, cfg, opts, func(pc pluginhost.Config) (caller, error) { return host.Load(ctx, pc) })
+	if err != nil {
+		_ = host.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	s.close = host.Close
+	return s, nil
+}
+
+// newHost makes the plugin host for cfg's plugins, with the compilation cache in the state directory.
+func newHost(ctx context.Context, cfg *config.Config, opts Options) (*pluginhost.Host, error) {
 	cacheDir := opts.CacheDir
 	if cacheDir == "" && cfg.StateDir != "" {
 		cacheDir = filepath.Join(cfg.StateDir, "cache")
@@ -77,13 +92,19 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Snapshot, er
 	if err != nil {
 		return nil, fmt.Errorf("policy: plugin host: %w", err)
 	}
+	return host, nil
+}
+
+// build loads every plugin of cfg with load and compiles the policies over them. On error the caller unloads
+// what load loaded.
+func build(ctx context.Context, cfg *config.Config, opts Options, load func(pluginhost.Config) (caller, error)) (*Snapshot, error) {
 	callers := make(map[string]caller, len(cfg.Plugins))
 	var diags hcl.Diagnostics
 	for _, p := range cfg.Plugins {
 		pc, err := hostConfig(p)
 		if err == nil {
-			var pl *pluginhost.Plugin
-			if pl, err = host.Load(ctx, pc); err == nil {
+			var pl caller
+			if pl, err = load(pc); err == nil {
 				callers[p.Name] = pl
 				continue
 			}
@@ -96,12 +117,9 @@ func Build(ctx context.Context, cfg *config.Config, opts Options) (*Snapshot, er
 		})
 	}
 	if diags.HasErrors() {
-		_ = host.Close(context.WithoutCancel(ctx))
 		return nil, cfg.NewError(diags)
 	}
-	s := newSnapshot(cfg, callers, opts.Logger)
-	s.host = host
-	return s, nil
+	return newSnapshot(cfg, callers, opts.Logger), nil
 }
 
 func hostConfig(p *config.Plugin) (pluginhost.Config, error) {
@@ -179,8 +197,8 @@ func (s *Snapshot) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	if s.host != nil {
-		return s.host.Close(ctx)
+	if s.close != nil {
+		return s.close(ctx)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
+	"github.com/postern/postern/proxy/pluginhost"
 )
 
 // Manager holds the current snapshot of a configuration file and replaces it on Reload, the way hot reload
@@ -15,9 +16,10 @@ import (
 // the snapshot they acquired, and an old snapshot's plugins are closed once its last session has released it. An
 // invalid configuration is refused with its diagnostics and the current one keeps serving.
 type Manager struct {
-	path string
-	opts Options
-	log  *slog.Logger
+	path    string
+	opts    Options
+	log     *slog.Logger
+	plugins *pluginSet // shared by the snapshots; its host is closed by Close
 
 	reloadMu sync.Mutex // one reload at a time
 
@@ -35,7 +37,9 @@ func NewManager(ctx context.Context, path string, opts Options) (*Manager, error
 	if err != nil {
 		return nil, err
 	}
-	s, err := Build(ctx, cfg, opts)
+	// The compilation cache is where the first configuration says; a reload that moves state_dir takes effect
+	// for the cache at the next start.
+	host, err := newHost(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -43,9 +47,35 @@ func NewManager(ctx context.Context, path string, opts Options) (*Manager, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{path: path, opts: opts, log: log, live: map[*Snapshot]struct{}{}, drained: make(chan struct{})}
+	m := &Manager{path: path, opts: opts, log: log, plugins: newPluginSet(host), live: map[*Snapshot]struct{}{},
+		drained: make(chan struct{})}
+	s, err := m.build(ctx, cfg)
+	if err != nil {
+		_ = host.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	m.install(s)
 	return m, nil
+}
+
+// build builds a snapshot of cfg over the manager's shared plugins: a plugin block unchanged since a snapshot
+// still alive reuses that snapshot's loaded plugin.
+func (m *Manager) build(ctx context.Context, cfg *config.Config) (*Snapshot, error) {
+	var keys []pluginKey
+	s, err := build(ctx, cfg, m.opts, func(pc pluginhost.Config) (caller, error) {
+		p, k, err := m.plugins.acquire(ctx, pc)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+		return p, nil
+	})
+	if err != nil {
+		_ = m.plugins.release(context.WithoutCancel(ctx), keys)
+		return nil, err
+	}
+	s.close = func(ctx context.Context) error { return m.plugins.release(ctx, keys) }
+	return s, nil
 }
 
 // install makes s current, holding the manager's reference on it, and returns the previous snapshot.
@@ -140,7 +170,7 @@ func (m *Manager) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	var s *Snapshot
 	if err == nil {
-		s, err = Build(ctx, cfg, m.opts)
+		s, err = m.build(ctx, cfg)
 	}
 	if err != nil {
 		m.log.Error("policy: reload refused, keeping the current configuration", "path", m.path,
@@ -155,7 +185,8 @@ func (m *Manager) Reload(ctx context.Context) (ReloadResult, error) {
 }
 
 // Close drops the current snapshot and waits, until ctx is done, for every snapshot to be released by its
-// sessions and closed. Reload fails after Close.
+// sessions and closed, then closes the plugin host; past ctx's deadline it closes the host anyway. Reload fails
+// after Close.
 func (m *Manager) Close(ctx context.Context) error {
 	m.reloadMu.Lock()
 	defer m.reloadMu.Unlock()
@@ -172,11 +203,14 @@ func (m *Manager) Close(ctx context.Context) error {
 		n, drained := len(m.live), m.drained
 		m.mu.RUnlock()
 		if n == 0 {
-			return nil
+			return m.plugins.host.Close(ctx)
 		}
 		select {
 		case <-drained:
 		case <-ctx.Done():
+			// Past the deadline the plugins go anyway: calls still in flight fail, and their sessions answer
+			// with the plugins' on_error outcome.
+			_ = m.plugins.host.Close(context.WithoutCancel(ctx))
 			return fmt.Errorf("policy: %d configuration(s) still in use by sessions: %w", n, ctx.Err())
 		}
 	}

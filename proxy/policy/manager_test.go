@@ -300,3 +300,66 @@ func TestControlReload(t *testing.T) {
 	}
 	release()
 }
+
+// TestReloadSharesUnchangedPlugins: a reload that changes only the policies keeps the loaded plugins, warm
+// instances included; a changed plugin block loads a new plugin beside the old one, and the old one is closed
+// when the last session holding the old configuration ends.
+func TestReloadSharesUnchangedPlugins(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	plugins := map[string]string{"a": "tag=a:1", "b": "tag=b:1"}
+	path := scriptedConfig(t, dir, plugins, "policy \"all\" {\n  plugins = [\"a\", \"b\"]\n}\n")
+	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	s1, release1 := m.Acquire()
+	a1, b1 := s1.Plugin("a"), s1.Plugin("b")
+
+	// Only the policy changes: both plugins are the same loaded plugins.
+	scriptedConfig(t, dir, plugins, "policy \"only-a\" {\n  plugins = [\"a\"]\n}\npolicy \"b\" {\n  plugins = [\"b\"]\n}\n")
+	if _, err := m.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2, release2 := m.Acquire()
+	if s2 == s1 || s2.Plugin("a") != a1 || s2.Plugin("b") != b1 || m.plugins.len() != 2 {
+		t.Fatalf("policy-only reload: plugins a %p/%p, b %p/%p, %d loaded", a1, s2.Plugin("a"), b1, s2.Plugin("b"),
+			m.plugins.len())
+	}
+	if st := a1.Stats(); st.Created != 1 {
+		t.Errorf("plugin a created %d instances, want the first one reused", st.Created)
+	}
+
+	// b's configuration changes: a new b beside the old one, which the sessions on the older snapshots keep.
+	plugins["b"] = "tag=b:2"
+	scriptedConfig(t, dir, plugins, "policy \"all\" {\n  plugins = [\"a\", \"b\"]\n}\n")
+	if _, err := m.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s3, release3 := m.Acquire()
+	defer release3()
+	b3 := s3.Plugin("b")
+	if s3.Plugin("a") != a1 || b3 == b1 || m.plugins.len() != 3 {
+		t.Fatalf("plugin reload: a reused %v, b new %v, %d loaded", s3.Plugin("a") == a1, b3 != b1, m.plugins.len())
+	}
+	d1 := s1.Evaluate(ctx, pluginhost.HookMessage, testInput(t, testMessage))
+	d3 := s3.Evaluate(ctx, pluginhost.HookMessage, testInput(t, testMessage))
+	if d1.Tags["b"] != "1" || d3.Tags["b"] != "2" {
+		t.Errorf("old session sees b=%s (want 1), new one b=%s (want 2)", d1.Tags["b"], d3.Tags["b"])
+	}
+
+	// The old b goes when the last snapshot using it does; a stays, in use by the current one.
+	release1()
+	release2()
+	waitLive(t, m, 1)
+	if n := m.plugins.len(); n != 2 {
+		t.Errorf("%d plugins loaded after the old sessions ended, want 2", n)
+	}
+	if res := b1.Call(ctx, pluginhost.HookMessage, testInput(t, testMessage)); !errors.Is(res.Err, pluginhost.ErrClosed) {
+		t.Errorf("old plugin b still serves: %v", res.Err)
+	}
+	if d := s3.Evaluate(ctx, pluginhost.HookMessage, testInput(t, testMessage)); d.Tags["a"] != "1" || d.Tags["b"] != "2" {
+		t.Errorf("current configuration: tags %v", d.Tags)
+	}
+}
