@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
@@ -76,10 +75,7 @@ func BenchmarkReloadPolicyOnly(b *testing.B) {
 		"policy \"all\" {\n  plugins = [\"d\", \"c\", \"b\", \"a\"]\n}\n",
 	}
 	path := scriptedConfig(b, dir, plugins, policies[0])
-	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := newManager(b, path)
 	defer m.Close(ctx)
 	i := 0
 	for b.Loop() {

@@ -37,6 +37,17 @@ func evalTag(t testing.TB, s *Snapshot) string {
 	return d.Tags["v"]
 }
 
+// newManager starts a Manager on the configuration at path with the shared compilation cache. The caller
+// closes it.
+func newManager(t testing.TB, path string) *Manager {
+	t.Helper()
+	m, err := NewManager(context.Background(), path, Options{CacheDir: testplugins.CacheDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // waitLive waits until the manager has n snapshots alive (current or held), or fails the test after a generous
 // time. Closing runs in the background, so tests wait for it rather than sleep.
 func waitLive(t testing.TB, m *Manager, n int) {
@@ -61,10 +72,7 @@ func TestReload(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := versionedConfig(t, dir, 1)
-	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newManager(t, path)
 	s1, release1 := m.Acquire()
 	if evalTag(t, s1) != "1" {
 		t.Fatal("first configuration not serving")
@@ -147,10 +155,7 @@ func TestReloadLeak(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := versionedConfig(t, dir, 0)
-	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newManager(t, path)
 	defer m.Close(ctx)
 	// Warm up: one reload and evaluation, so lazily created runtime state is not counted as a leak.
 	versionedConfig(t, dir, 1)
@@ -215,10 +220,7 @@ func TestReloadConcurrent(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := versionedConfig(t, dir, 0)
-	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newManager(t, path)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -267,10 +269,7 @@ func TestControlReload(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := versionedConfig(t, dir, 1)
-	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newManager(t, path)
 	defer m.Close(ctx)
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	srv, err := control.Listen(sock, m.ControlHandlers(), nil)
@@ -309,10 +308,7 @@ func TestReloadSharesUnchangedPlugins(t *testing.T) {
 	dir := t.TempDir()
 	plugins := map[string]string{"a": "tag=a:1", "b": "tag=b:1"}
 	path := scriptedConfig(t, dir, plugins, "policy \"all\" {\n  plugins = [\"a\", \"b\"]\n}\n")
-	m, err := NewManager(ctx, path, Options{CacheDir: testplugins.CacheDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newManager(t, path)
 	defer m.Close(ctx)
 	s1, release1 := m.Acquire()
 	a1, b1 := s1.Plugin("a"), s1.Plugin("b")
