@@ -146,6 +146,20 @@ func (f frame) message() *message.Message {
 }
 
 // part returns the part with the guest's id, or nil when there is none.
+// messagePart returns the message of a message-hook call and its part id: ERR_UNAVAILABLE at any other hook,
+// ERR_INVALID for a part that does not exist.
+func (f frame) messagePart(id uint32) (*message.Message, *message.Part, int32) {
+	m := f.message()
+	if m == nil {
+		return nil, nil, errUnavailable
+	}
+	p := part(m, id)
+	if p == nil {
+		return nil, nil, errInvalid
+	}
+	return m, p, 0
+}
+
 func part(m *message.Message, id uint32) *message.Part {
 	parts := m.Parts()
 	if uint64(id) >= uint64(len(parts)) {
@@ -295,13 +309,9 @@ func headerGet(f frame, s []uint64) int32 {
 
 func headerAll(f frame, s []uint64) int32 {
 	dst := f.out(uint32(s[1]), uint32(s[2]))
-	m := f.message()
-	if m == nil {
-		return errUnavailable
-	}
-	p := part(m, uint32(s[0]))
-	if p == nil {
-		return errInvalid
+	m, p, code := f.messagePart(uint32(s[0]))
+	if code != 0 {
+		return code
 	}
 	return readRange(m.Raw(), p.Header.Start, p.Header.End-p.Header.Start, 0, dst)
 }
@@ -330,13 +340,9 @@ func partCount(f frame, _ []uint64) int32 {
 func partField(f frame, s []uint64) int32 {
 	name := f.in(uint32(s[1]), uint32(s[2]))
 	dst := f.out(uint32(s[3]), uint32(s[4]))
-	m := f.message()
-	if m == nil {
-		return errUnavailable
-	}
-	p := part(m, uint32(s[0]))
-	if p == nil {
-		return errInvalid
+	_, p, code := f.messagePart(uint32(s[0]))
+	if code != 0 {
+		return code
 	}
 	var num [20]byte
 	itoa := func(n int64) int32 { return put(dst, strconv.AppendInt(num[:0], n, 10)) }
