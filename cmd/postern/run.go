@@ -129,6 +129,8 @@ type daemon struct {
 	failed    chan error
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	// cut records that sessions were closed before they finished (the shutdown deadline, or a second signal).
+	cut atomic.Bool
 
 	reloadMu sync.Mutex
 }
@@ -303,14 +305,13 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 	if d.control != nil {
 		d.control.Close()
 	}
-	var cut atomic.Bool
 	var wg sync.WaitGroup
 	for _, srv := range d.servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := srv.Shutdown(ctx); err != nil {
-				cut.Store(true)
+				d.cut.Store(true)
 				d.log.Warn("sessions cut off at the shutdown deadline", "listener", srv.Options().Name, "error", err)
 			}
 		}()
@@ -318,12 +319,13 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 	wg.Wait()
 	d.wg.Wait()
 	d.closeRest(ctx)
-	d.log.Info("postern stopped", "clean", !cut.Load())
-	return !cut.Load()
+	d.log.Info("postern stopped", "clean", !d.cut.Load())
+	return !d.cut.Load()
 }
 
 // closeNow closes every session and resource without waiting.
 func (d *daemon) closeNow() {
+	d.cut.Store(true)
 	if d.control != nil {
 		d.control.Close()
 	}

@@ -370,3 +370,65 @@ func TestRunRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestRunShutdownCutsOff: a message that does not finish within -shutdown-timeout is cut off and the exit status
+// says so (1); a second signal cuts at once, without waiting for the deadline.
+func TestRunShutdownCutsOff(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		timeout string
+		signals int
+	}{
+		{"deadline", "1s", 1},
+		{"second signal", "10m", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := exampleTree(t)
+			cfgPath := filepath.Join(dir, "run.hcl")
+			addr := freePort(t)
+			runConfig(t, cfgPath, addr, "[EXT] ")
+			p := startPostern(t, "-config", cfgPath, "-shutdown-timeout", tc.timeout)
+			p.waitLog(t, "postern running")
+
+			c, err := smtp.Dial(addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Mail("bob@other.test"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Rcpt("alice@example.com"); err != nil {
+				t.Fatal(err)
+			}
+			w, err := c.Data()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(w, "Subject: never finished\r\n\r\nhalf\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.signals {
+				if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					p.waitLog(t, "shutting down")
+				}
+			}
+			if code := p.wait(t); code != 1 {
+				t.Errorf("exit status %d, want 1 (a session was cut off)", code)
+			}
+			if tc.signals == 2 && !strings.Contains(p.log.String(), "second signal") {
+				t.Errorf("no second-signal log line:\n%s", p.log.String())
+			}
+			// The client never got a final reply, so it will retry: nothing was accepted.
+			if err := w.Close(); err == nil {
+				t.Error("the cut-off message was acknowledged")
+			}
+			if got := delivered(t, filepath.Join(dir, "state", "mail", "in")); len(got) != 0 {
+				t.Errorf("delivered %q", got)
+			}
+		})
+	}
+}
