@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/testplugins"
+	"github.com/postern/postern/proxy/config"
 )
 
 // binary builds the postern command once per test run: `postern run` is tested as a process, because signals and
@@ -430,5 +431,50 @@ func TestRunShutdownCutsOff(t *testing.T) {
 				t.Errorf("delivered %q", got)
 			}
 		})
+	}
+}
+
+// TestReloadListenerChangeWaitsForRestart: a reload that changes a listener block applies the new policies and
+// plugins and says the listener change waits for a restart; moving the block around in the file is no change.
+func TestReloadListenerChangeWaitsForRestart(t *testing.T) {
+	load := func(src string) []*config.Listener {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "p.hcl")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Listeners
+	}
+	base := load("listener \"smtp\" \"in\" {\n  address = \"127.0.0.1:2525\"\n  upstream = \"embedded\"\n}\n")
+	moved := load("\n\n# moved down\nlistener \"smtp\" \"in\" {\n  address  = \"127.0.0.1:2525\"\n  upstream = \"embedded\"\n}\n")
+	readdressed := load("listener \"smtp\" \"in\" {\n  address = \"127.0.0.1:2526\"\n  upstream = \"embedded\"\n}\n")
+	if !sameListeners(base, moved) {
+		t.Error("a listener moved in the file counts as changed")
+	}
+	if sameListeners(base, readdressed) || sameListeners(base, nil) {
+		t.Error("a changed listener counts as unchanged")
+	}
+
+	// Through the binary: the reload's answer says so.
+	dir := exampleTree(t)
+	cfgPath := filepath.Join(dir, "run.hcl")
+	addr := freePort(t)
+	runConfig(t, cfgPath, addr, "[ONE] ")
+	p := startPostern(t, "-config", cfgPath)
+	p.waitLog(t, "postern running")
+	runConfig(t, cfgPath, freePort(t), "[TWO] ")
+	code, out, errs := run("reload", "-config", cfgPath)
+	if code != 0 || !strings.Contains(out, "listener changes take effect at the next restart") {
+		t.Errorf("reload: exit %d\n%s%s", code, out, errs)
+	}
+	if err := send(addr, "still here", "hello"); err != nil {
+		t.Fatalf("the old address no longer serves: %v", err)
+	}
+	if got := delivered(t, filepath.Join(dir, "state", "mail", "in")); !contains(got, "[TWO] still here") {
+		t.Errorf("delivered %q: the new policy should serve on the old listener", got)
 	}
 }
