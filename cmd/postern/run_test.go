@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/smtpproxy/smtptest"
 )
 
 // binary builds the postern command once per test run: `postern run` is tested as a process, because signals and
@@ -476,5 +478,57 @@ func TestReloadListenerChangeWaitsForRestart(t *testing.T) {
 	}
 	if got := delivered(t, filepath.Join(dir, "state", "mail", "in")); !contains(got, "[TWO] still here") {
 		t.Errorf("delivered %q: the new policy should serve on the old listener", got)
+	}
+}
+
+// TestRunReloadsCertificate: SIGHUP makes new handshakes use the certificate and key now in the files, as after
+// a renewal, without a restart.
+func TestRunReloadsCertificate(t *testing.T) {
+	dir := exampleTree(t)
+	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(c *smtptest.Cert) {
+		t.Helper()
+		for src, dst := range map[string]string{c.CertFile: certPath, c.KeyFile: keyPath} {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first, second := smtptest.NewCert(t), smtptest.NewCert(t)
+	install(first)
+	addr := freePort(t)
+	cfgPath := filepath.Join(dir, "run.hcl")
+	cfg := fmt.Sprintf("state_dir = \"state\"\nlistener \"smtp\" \"in\" {\n  address  = %q\n  upstream = \"embedded\"\n"+
+		"  tls {\n    mode = \"implicit\"\n    cert = \"cert.pem\"\n    key  = \"key.pem\"\n  }\n}\n", addr)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPostern(t, "-config", cfgPath)
+	p.waitLog(t, "postern running")
+
+	// served returns the serial number of the certificate a new connection is given.
+	served := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	if got, want := served(), first.Pair.Leaf.SerialNumber.String(); got != want {
+		t.Fatalf("serial %s, want the first certificate's %s", got, want)
+	}
+	install(second)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "certificate reloaded")
+	if got, want := served(), second.Pair.Leaf.SerialNumber.String(); got != want {
+		t.Errorf("after SIGHUP: serial %s, want the renewed certificate's %s", got, want)
 	}
 }
