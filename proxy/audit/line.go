@@ -48,6 +48,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func body(r *Record) ([]byte, error) {
 	rc := *r
 	rc.V, rc.Seq, rc.Prev, rc.Hash = Version, 0, "", ""
+	rc.Raw = rawFields(&rc)
 	b, err := encode(&rc)
 	if err != nil {
 		return nil, err
@@ -71,6 +72,7 @@ func body(r *Record) ([]byte, error) {
 			}
 			rc.Policies[i] = p
 		}
+		rc.Raw = rawFields(&rc)
 		if b, err = encode(&rc); err != nil {
 			return nil, err
 		}
