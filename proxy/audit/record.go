@@ -45,11 +45,7 @@ type Record struct {
 	Rcpts      []string `json:"rcpts,omitempty"`
 	RcptsAdded []string `json:"rcpts_added,omitempty"` // recipients the policy added
 	MessageID  string   `json:"message_id,omitempty"`
-	// Raw holds the exact bytes, base64, of every client-supplied text field above that is not valid UTF-8:
-	// JSON can only show such a field with U+FFFD in place of each bad byte, so two different addresses could
-	// look alike. Keys are the field names, with [i] for the i-th entry of a list ("mail_from", "rcpts[2]").
-	Raw  map[string]string `json:"raw,omitempty"`
-	Size int64             `json:"size,omitempty"` // bytes as received
+	Size       int64    `json:"size,omitempty"` // bytes as received
 	// SHA256In is the hex SHA-256 of the message as received; SHA256Out that of the message as sent on, present
 	// only when the policy changed it.
 	SHA256In      string `json:"sha256_in,omitempty"`
@@ -61,6 +57,10 @@ type Record struct {
 	Reply *Reply            `json:"reply,omitempty"`
 	Score float64           `json:"score,omitempty"`
 	Tags  map[string]string `json:"tags,omitempty"`
+	// Raw holds the exact bytes, base64, of every client-supplied text field that is not valid UTF-8:
+	// JSON can only show such a field with U+FFFD in place of each bad byte, so two different addresses could
+	// look alike. Keys are the field names, with [i] for the i-th entry of a list ("mail_from", "rcpts[2]").
+	Raw   map[string]string `json:"raw,omitempty"`
 	// Changes are the changes made to the message (what and where, never the new content).
 	Changes []Change `json:"changes,omitempty"`
 	// Policies trace every policy considered, in evaluation order.
