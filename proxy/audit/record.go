@@ -60,7 +60,7 @@ type Record struct {
 	// Raw holds the exact bytes, base64, of every client-supplied text field that is not valid UTF-8:
 	// JSON can only show such a field with U+FFFD in place of each bad byte, so two different addresses could
 	// look alike. Keys are the field names, with [i] for the i-th entry of a list ("mail_from", "rcpts[2]").
-	Raw   map[string]string `json:"raw,omitempty"`
+	Raw map[string]string `json:"raw,omitempty"`
 	// Changes are the changes made to the message (what and where, never the new content).
 	Changes []Change `json:"changes,omitempty"`
 	// Policies trace every policy considered, in evaluation order.
