@@ -126,7 +126,23 @@ func Open(opts Options) (*Log, error) {
 //
 // After a failed write or fsync the error is returned and the next Append first reopens the file the way Open
 // does; until that succeeds every Append fails. A record whose Append failed may still be in the log.
+//
+// Every error wraps ErrNotRecorded. AppendDurable fsyncs whatever SyncInterval is.
 func (l *Log) Append(r *Record) error {
+	seq, err := l.append(r)
+	if err != nil {
+		return err
+	}
+	if l.sync == 0 {
+		if err := l.syncUpTo(seq); err != nil {
+			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+	}
+	return nil
+}
+
+// append writes r without waiting for an fsync and returns its seq.
+func (l *Log) append(r *Record) (uint64, error) {
 	if r.Time.IsZero() {
 		r.Time = l.now()
 	}
@@ -136,19 +152,16 @@ func (l *Log) Append(r *Record) error {
 	}
 	b, err := body(r)
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return 0, fmt.Errorf("%w: audit: %w", ErrNotRecorded, err)
 	}
 	l.mu.Lock()
 	seq, prev, hash, err := l.appendLocked(b)
 	l.mu.Unlock()
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	r.V, r.Seq, r.Prev, r.Hash = Version, seq, prev, hash
-	if l.sync == 0 {
-		return l.syncUpTo(seq)
-	}
-	return nil
+	return seq, nil
 }
 
 // Head returns the seq and hash of the last record written (0 and 64 zeros for an empty chain).

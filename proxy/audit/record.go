@@ -17,6 +17,11 @@ const (
 	// EventRecovery records that the writer, on opening the log, found the last line cut short by an interrupted
 	// write (a crash or a full disk) and removed those bytes before continuing the chain. See Recovery.
 	EventRecovery Event = "recovery"
+	// EventPending is a decision written durably before it is acted on (before the message is sent on), when
+	// the outcome (the reply the client gets) is not known yet. See Log.AppendPending.
+	EventPending Event = "pending"
+	// EventOutcome completes a pending record: Pending names it, Reply says what the client was told.
+	EventOutcome Event = "outcome"
 )
 
 // Record is one line of the audit log. The JSON names are a stable interface: tools outside Postern parse them.
@@ -67,6 +72,7 @@ type Record struct {
 	Policies   []Policy  `json:"policies,omitempty"`
 	DurationNS int64     `json:"duration_ns,omitempty"` // policy evaluation time
 	Recovery   *Recovery `json:"recovery,omitempty"`    // EventRecovery only
+	Pending    uint64    `json:"pending,omitempty"`     // EventOutcome only: the seq of its pending record
 	// Truncated is set when the record was too large for one line (1 MiB): its tags and change lists were then
 	// dropped and its recipient lists cut to their first 100 entries.
 	Truncated bool   `json:"truncated,omitempty"`
