@@ -64,3 +64,7 @@ func (p *Pending) Outcome(reply Reply) error {
 	p.done = true
 	return nil
 }
+
+// UnavailableReply is what a client is told when its decision cannot be recorded: a temporary failure, so that
+// a sending server keeps the message and retries. docs/AUDIT.md documents it.
+var UnavailableReply = Reply{Code: 451, Enhanced: "4.3.0", Text: "Audit log unavailable, try again later"}

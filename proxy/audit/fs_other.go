@@ -11,3 +11,5 @@ func lockFile(path string) (*os.File, error) {
 
 // syncDir is a no-op where directories cannot be fsynced.
 func syncDir(string) error { return nil }
+
+const nonBlock = 0

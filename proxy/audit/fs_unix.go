@@ -35,3 +35,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// nonBlock keeps opening a FIFO from waiting for a writer.
+const nonBlock = syscall.O_NONBLOCK

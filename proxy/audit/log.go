@@ -43,6 +43,14 @@ type Options struct {
 	// lose at most that much. Records are written to the file at once either way, so a crash of Postern alone
 	// loses nothing.
 	SyncInterval time.Duration
+	// HeadPath is where the chain head (seq and hash of the last record known to be on disk) is kept, fsynced
+	// with the records: best on other storage than the log (Postern uses state_dir/audit.head). Open refuses,
+	// with an error wrapping ErrTruncated, a log that ends before it. "" keeps no head.
+	HeadPath string
+	// AcceptTruncation makes Open continue a log that ends before its kept head, recording the loss as an
+	// EventTruncation record first (see Log.Accepted). It is for the deliberate `postern audit
+	// accept-truncation`, never for normal operation.
+	AcceptTruncation bool
 	// Logger receives opening, rotation (with the chain head, an anchor worth keeping elsewhere), recovery and
 	// failures. nil means slog.Default().
 	Logger *slog.Logger
@@ -56,6 +64,11 @@ type Log struct {
 	log  *slog.Logger
 	lock io.Closer
 	now  func() time.Time // tests set it to control rotation names
+
+	head     *headFile   // nil without Options.HeadPath
+	kept     *Head       // the head found at Open, nil when none was kept
+	accept   bool        // Options.AcceptTruncation
+	accepted *Truncation // the loss accepted at Open
 
 	mu     sync.Mutex
 	f      syncFile // nil after a failure, until the next Append reopens
@@ -106,10 +119,32 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	l.lock = lock
+	l.accept = opts.AcceptTruncation
+	if opts.HeadPath != "" {
+		hf, kept, ok, err := openHead(opts.HeadPath)
+		if err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		l.head = hf
+		if ok {
+			l.kept = &kept
+		}
+	}
 	l.mu.Lock()
 	err = l.openActive(true)
 	l.mu.Unlock()
+	if err == nil && l.head != nil {
+		if l.kept == nil && l.seq > 0 {
+			l.log.Warn("audit log: no chain head was kept; starting one from the log's last record (records cut "+
+				"off before now cannot be detected)", "head_file", opts.HeadPath, "seq", l.seq)
+		}
+		err = l.head.save(Head{l.seq, l.hash})
+	}
 	if err != nil {
+		if l.head != nil {
+			l.head.close()
+		}
 		lock.Close()
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -164,6 +199,10 @@ func (l *Log) append(r *Record) (uint64, error) {
 	return seq, nil
 }
 
+// Accepted is the loss Open accepted with Options.AcceptTruncation (and recorded as an EventTruncation record),
+// nil when the log held its chain head.
+func (l *Log) Accepted() *Truncation { return l.accepted }
+
 // Head returns the seq and hash of the last record written (0 and 64 zeros for an empty chain).
 func (l *Log) Head() (seq uint64, hash string) {
 	l.mu.Lock()
@@ -194,9 +233,15 @@ func (l *Log) Close() error {
 			errs = append(errs, err)
 		} else {
 			l.synced.Store(l.seq)
+			if l.head != nil {
+				errs = append(errs, l.head.save(Head{l.seq, l.hash}))
+			}
 		}
 		errs = append(errs, l.f.Close())
 		l.f = nil
+	}
+	if l.head != nil {
+		errs = append(errs, l.head.close())
 	}
 	errs = append(errs, l.lock.Close())
 	if err := errors.Join(errs...); err != nil {
@@ -265,7 +310,7 @@ func (l *Log) syncUpTo(seq uint64) error {
 		return nil
 	}
 	l.mu.Lock()
-	f, head, broken := l.f, l.seq, l.broken
+	f, head, hash, broken := l.f, l.seq, l.hash, l.broken
 	l.mu.Unlock()
 	if f == nil {
 		if l.synced.Load() >= seq {
@@ -288,6 +333,13 @@ func (l *Log) syncUpTo(seq uint64) error {
 		return fmt.Errorf("audit: %s: fsync: %w", l.path, err)
 	}
 	storeMax(&l.synced, head)
+	if l.head != nil {
+		if err := l.head.save(Head{head, hash}); err != nil {
+			// The records are on disk; only the head lags, which weakens the check at the next start. Appends go
+			// on: refusing mail because state_dir is full would not make the audit log any safer.
+			l.log.Error("audit log: the chain head could not be saved", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -377,6 +429,20 @@ func (l *Log) openActive(first bool) error {
 	if err == nil && seq == 0 {
 		seq, hash, err = l.rotatedHead()
 	}
+	var lost *Truncation
+	if err == nil && first && l.kept != nil {
+		if herr := checkHead(l.path, l.head.path, *l.kept, seq, hash); herr != nil {
+			if !l.accept {
+				f.Close()
+				if created {
+					os.Remove(l.path) // leave the directory as it was found: it is evidence
+				}
+				return herr
+			}
+			lost = &Truncation{HeadFile: filepath.Base(l.head.path), KeptSeq: l.kept.Seq, KeptHash: l.kept.Hash,
+				FoundSeq: seq, FoundHash: hash}
+		}
+	}
 	if err == nil && !first && (seq != l.seq || hash != l.hash) {
 		err = fmt.Errorf("%s changed while open: it ends at seq %d (hash %s), the log wrote up to seq %d (hash %s)",
 			l.path, seq, short(hash), l.seq, short(l.hash))
@@ -416,6 +482,22 @@ func (l *Log) openActive(first bool) error {
 			return fmt.Errorf("recording the recovery: %w", err)
 		}
 		l.synced.Store(l.seq)
+	}
+	if lost != nil {
+		l.log.Warn("audit log: accepting a log shorter than its chain head", "kept_seq", lost.KeptSeq,
+			"kept_hash", lost.KeptHash, "found_seq", lost.FoundSeq, "found_hash", lost.FoundHash)
+		b, err := body(&Record{Event: EventTruncation, Time: l.now().UTC(), Truncation: lost})
+		if err == nil {
+			_, _, _, err = l.write(b, false)
+		}
+		if err == nil {
+			err = l.f.Sync()
+		}
+		if err != nil {
+			return fmt.Errorf("recording the accepted truncation: %w", err)
+		}
+		l.synced.Store(l.seq)
+		l.accepted = lost
 	}
 	return nil
 }
@@ -582,7 +664,7 @@ func findBase(dir string) (string, error) {
 	bases := map[string]bool{}
 	for _, e := range entries {
 		n := e.Name()
-		if !e.Type().IsRegular() || strings.HasSuffix(n, ".lock") {
+		if !e.Type().IsRegular() || strings.HasSuffix(n, ".lock") || strings.HasSuffix(n, ".head") {
 			continue
 		}
 		if b, ok := splitRotated(n); ok {

@@ -22,6 +22,9 @@ const (
 	EventPending Event = "pending"
 	// EventOutcome completes a pending record: Pending names it, Reply says what the client was told.
 	EventOutcome Event = "outcome"
+	// EventTruncation records that the log was found to end before the chain head kept beside it (records cut
+	// off, or the file replaced) and that an operator accepted it. See Truncation.
+	EventTruncation Event = "truncation"
 )
 
 // Record is one line of the audit log. The JSON names are a stable interface: tools outside Postern parse them.
@@ -68,11 +71,14 @@ type Record struct {
 	Raw map[string]string `json:"raw,omitempty"`
 	// Changes are the changes made to the message (what and where, never the new content).
 	Changes []Change `json:"changes,omitempty"`
+	// Pending, in an EventOutcome record, is the seq of the pending record it completes.
+	Pending uint64 `json:"pending,omitempty"`
+	// Truncation, in an EventTruncation record, describes the loss an operator accepted.
+	Truncation *Truncation `json:"truncation,omitempty"`
 	// Policies trace every policy considered, in evaluation order.
 	Policies   []Policy  `json:"policies,omitempty"`
 	DurationNS int64     `json:"duration_ns,omitempty"` // policy evaluation time
 	Recovery   *Recovery `json:"recovery,omitempty"`    // EventRecovery only
-	Pending    uint64    `json:"pending,omitempty"`     // EventOutcome only: the seq of its pending record
 	// Truncated is set when the record was too large for one line (1 MiB): its tags and change lists were then
 	// dropped and its recipient lists cut to their first 100 entries.
 	Truncated bool   `json:"truncated,omitempty"`

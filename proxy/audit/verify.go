@@ -36,6 +36,9 @@ const (
 	// ProblemAnchor: a hash kept outside the log (an anchor) is not in the chain: records were cut off its end,
 	// or the anchor belongs to another log.
 	ProblemAnchor Problem = "anchor missing"
+	// ProblemTruncated: the chain ends before the chain head kept outside the log (Options.HeadPath): records
+	// were cut off its end, or a file was truncated, replaced or deleted.
+	ProblemTruncated Problem = "truncated"
 	// ProblemStart: the first record is not the start of a chain (seq 1 after 64 zeros); older records are not
 	// in the files checked.
 	ProblemStart Problem = "not the chain's start"
