@@ -156,8 +156,8 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	}
 
 	if cfg.Audit != nil {
-		d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.Path, MaxBytes: cfg.Audit.MaxBytes,
-			SyncInterval: cfg.Audit.SyncInterval, Logger: logger})
+		d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.Path, HeadPath: auditHeadPath(cfg),
+			MaxBytes: cfg.Audit.MaxBytes, SyncInterval: cfg.Audit.SyncInterval, Logger: logger})
 		if err != nil {
 			return nil, err
 		}

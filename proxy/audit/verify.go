@@ -80,6 +80,16 @@ type Summary struct {
 	LastHash string
 	// Recoveries lists the recovery records met: the writer's notes of interrupted writes it cleaned up.
 	Recoveries []Recovered
+	// Truncations lists the truncation records met: losses an operator accepted (postern audit accept-truncation).
+	Truncations []Accepted
+}
+
+// Accepted locates a truncation record.
+type Accepted struct {
+	File       string // as given to VerifyFiles; "" for Verify
+	Line       int
+	Seq        uint64
+	Truncation Truncation
 }
 
 // Recovered locates a recovery record.
@@ -227,6 +237,13 @@ func (c *checker) check(file string, r io.Reader) error {
 				return fail(h.seq, ProblemMalformed, "a recovery record without its recovery member")
 			}
 			c.sum.Recoveries = append(c.sum.Recoveries, Recovered{File: file, Line: lineNo, Seq: h.seq, Recovery: *rec.Recovery})
+		}
+		if h.event == EventTruncation {
+			var rec Record
+			if err := json.Unmarshal(line, &rec); err != nil || rec.Truncation == nil {
+				return fail(h.seq, ProblemMalformed, "a truncation record without its truncation member")
+			}
+			c.sum.Truncations = append(c.sum.Truncations, Accepted{File: file, Line: lineNo, Seq: h.seq, Truncation: *rec.Truncation})
 		}
 		if c.sum.Records == 0 {
 			c.sum.FirstSeq, c.sum.FirstPrev = h.seq, h.prev
