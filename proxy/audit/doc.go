@@ -51,6 +51,16 @@
 // SHA-256: the chain stays whole lines and the event stays on record. After a failed write or fsync the next
 // Append reopens the same way, after checking that the file still ends where the log left off.
 //
+// # Durability before action, and the chain head
+//
+// AppendDurable (and AppendPending, whose Outcome completes it) returns only once the record is fsynced, whatever
+// SyncInterval says: a caller about to act on a decision (send a message on) uses it, and on an error, which
+// wraps ErrNotRecorded, answers with a temporary failure instead. With Options.HeadPath the seq and hash of the
+// last fsynced record are kept in a separate file, rewritten in place after each fsync; Open refuses a log that
+// ends before that head or holds another record at its place (ErrTruncated), before touching the file, so a cut
+// record is not mistaken for an interrupted write. AcceptTruncation continues such a log with an EventTruncation
+// record.
+//
 // # Verifying, and what a chain cannot show
 //
 // Verify and VerifyFiles name the first broken record and why: not a record, changed (hash mismatch), records
