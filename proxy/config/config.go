@@ -49,6 +49,9 @@ type Config struct {
 	StateDir string
 	// ControlSocket is the unix socket `postern reload` talks to; "" disables it.
 	ControlSocket string
+	// ReloadTimeout bounds a reload of this configuration's successor: reading the files, loading and
+	// initialising the plugins (DefaultReloadTimeout unless reload_timeout says otherwise).
+	ReloadTimeout time.Duration
 	// Audit configures the audit log; nil when there is no audit block.
 	Audit *Audit
 	// Listeners, Plugins and Policies are in file order, includes inlined where they appear.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -32,6 +33,7 @@ const (
 	maxIncludeDepth    = 8        // include nesting
 	maxModuleBytes     = 64 << 20 // one .wasm module
 	maxPluginConfig    = 1 << 20  // one plugin's JSON configuration
+	maxPEMBytes        = 1 << 20  // a certificate chain or key file
 	maxReplyText       = 512      // as the ABI's set_verdict text
 	maxUnixSocketPath  = 107      // sun_path minus the terminating NUL on Linux
 	defaultTagHeader   = "X-Postern-Tag"
@@ -39,6 +41,9 @@ const (
 	defaultAuditMax    = 100 << 20
 	defaultAuditSync   = time.Second
 	defaultMessageSize = 50 << 20
+	// DefaultReloadTimeout bounds a reload when reload_timeout is not set: ample for loading and compiling a
+	// few changed plugins, short enough that a stuck file system is reported while the admin still waits.
+	DefaultReloadTimeout = 30 * time.Second
 )
 
 // Defaults per protocol for the listener limits: RFC 5321 asks SMTP servers to wait 5 minutes for a command,
@@ -53,7 +58,8 @@ var defaultDirection = map[string]string{
 }
 
 var fileSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "include"}, {Name: "state_dir"}, {Name: "control_socket"}},
+	Attributes: []hcl.AttributeSchema{{Name: "include"}, {Name: "state_dir"}, {Name: "control_socket"},
+		{Name: "reload_timeout"}},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "listener", LabelNames: []string{"protocol", "name"}},
 		{Type: "plugin", LabelNames: []string{"name"}},
@@ -215,6 +221,9 @@ func (l *loader) file(path string, from *hcl.Range, depth int) {
 	if a := content.Attributes["state_dir"]; a != nil && l.single("state_dir", a.Range) {
 		l.cfg.StateDir = l.path(a)
 	}
+	if a := content.Attributes["reload_timeout"]; a != nil && l.single("reload_timeout", a.Range) {
+		l.cfg.ReloadTimeout = l.duration(a, time.Second, time.Hour)
+	}
 	if a := content.Attributes["control_socket"]; a != nil && l.single("control_socket", a.Range) {
 		l.cfg.ControlSocket = l.path(a)
 		if len(l.cfg.ControlSocket) > maxUnixSocketPath {
@@ -260,6 +269,9 @@ func (l *loader) include(a *hcl.Attribute, dir string, depth int) {
 // finish runs the checks that need the whole configuration.
 func (l *loader) finish() {
 	cfg := l.cfg
+	if cfg.ReloadTimeout == 0 {
+		cfg.ReloadTimeout = DefaultReloadTimeout
+	}
 	if cfg.ControlSocket == "" && cfg.StateDir != "" {
 		cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	}
@@ -460,7 +472,17 @@ func (l *loader) tls(b *hcl.Block, ln *Listener) {
 	if ln.TLS.Cert == "" || ln.TLS.Key == "" {
 		return // already reported
 	}
-	if _, err := tls.LoadX509KeyPair(ln.TLS.Cert, ln.TLS.Key); err != nil {
+	certPEM, err := readBounded(ln.TLS.Cert, maxPEMBytes)
+	if err != nil {
+		l.add(errorf(cert.Expr.Range(), "Cannot read certificate", "%v.", err))
+		return
+	}
+	keyPEM, err := readBounded(ln.TLS.Key, maxPEMBytes)
+	if err != nil {
+		l.add(errorf(key.Expr.Range(), "Cannot read key", "%v.", err))
+		return
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		l.add(errorf(cert.Expr.Range(), "Unusable certificate", "Cannot load the key pair %s / %s: %v.",
 			ln.TLS.Cert, ln.TLS.Key, err))
 	}
@@ -958,8 +980,11 @@ func (l *loader) json(a *hcl.Attribute) []byte {
 	return b
 }
 
+// readBounded reads a regular file of at most limit bytes. Anything else is refused before a byte is read: a FIFO
+// or a device would block the load (and a reload, and everything waiting for it) until a writer comes, or return
+// endless data. The open itself does not block (O_NONBLOCK), so a FIFO is refused as promptly as a directory.
 func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|nonBlock, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -971,6 +996,10 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	if fi.IsDir() {
 		return nil, fmt.Errorf("%s is a directory", path)
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file but a %s; configuration files, plugin modules and "+
+			"certificates must be regular files", path, fileKind(fi.Mode()))
+	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
@@ -979,6 +1008,21 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %s", path, FormatSize(limit))
 	}
 	return b, nil
+}
+
+// fileKind names a file type for a diagnostic.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO (named pipe)"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "special file"
 }
 
 // checkReplyText applies the ABI's rules for reply text: at most 512 bytes of printable UTF-8, no CR or LF.
