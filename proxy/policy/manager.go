@@ -2,9 +2,11 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
@@ -21,7 +23,9 @@ type Manager struct {
 	log     *slog.Logger
 	plugins *pluginSet // shared by the snapshots; its host is closed by Close
 
-	reloadMu sync.Mutex // one reload at a time
+	reloadMu   sync.Mutex         // guards reloading and stopReload
+	reloading  time.Time          // when the reload still running started; zero when none runs
+	stopReload context.CancelFunc // cancels the running reload's context (Close calls it)
 
 	mu      sync.RWMutex
 	cur     *Snapshot
@@ -83,6 +87,20 @@ func (m *Manager) install(s *Snapshot) *Snapshot {
 	s.refs.add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	old := m.cur
+	m.cur = s
+	m.live[s] = struct{}{}
+	return old
+}
+
+// installOpen is install unless the manager is closed; then it returns nil and s is not installed.
+func (m *Manager) installOpen(s *Snapshot) *Snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	s.refs.add(1)
 	old := m.cur
 	m.cur = s
 	m.live[s] = struct{}{}
@@ -151,19 +169,105 @@ func (r ReloadResult) String() string {
 	return fmt.Sprintf("reloaded: %s (config sha256 %s, was %s)", r.Config.Summary(), r.Config.Version, r.Previous)
 }
 
+// ErrReloadRunning is wrapped by Reload's error when another reload is still running: reloads run one at a time,
+// and one that is stuck (a hung file system) keeps later ones out rather than piling them up behind it.
+var ErrReloadRunning = errors.New("policy: a reload is already running")
+
+// ErrReloadTimeout is wrapped by Reload's error when the reload did not finish within the running configuration's
+// reload_timeout (or before the caller's context ended). Nothing changed; the reload, if it is stuck reading a
+// file, finishes in the background and its result is discarded.
+var ErrReloadTimeout = errors.New("policy: reload timed out")
+
 // Reload loads the configuration file again. A valid configuration that differs from the current one is built
 // (its plugins loaded) and made current; the error of an invalid one is a *config.Error, logged with every
 // diagnostic, and the current configuration keeps serving. Listener changes are visible in the new Config but
 // are the caller's to apply.
+//
+// A reload is bounded by the current configuration's ReloadTimeout and by ctx: past either it returns an error
+// wrapping ErrReloadTimeout and changes nothing. Plugin initialisation stops at that deadline; a read blocked in
+// the file system cannot be stopped, so that reload goes on in the background, and until it ends every Reload
+// returns ErrReloadRunning (so does a Reload while another is running). Close does not wait for it.
 func (m *Manager) Reload(ctx context.Context) (ReloadResult, error) {
-	m.reloadMu.Lock()
-	defer m.reloadMu.Unlock()
 	m.mu.RLock()
 	closed, cur := m.closed, m.cur
 	m.mu.RUnlock()
 	if closed {
 		return ReloadResult{}, errClosed
 	}
+	m.reloadMu.Lock()
+	if started := m.reloading; !started.IsZero() {
+		m.reloadMu.Unlock()
+		return ReloadResult{}, fmt.Errorf("%w (for %v): try again when it has finished or timed out",
+			ErrReloadRunning, time.Since(started).Round(time.Millisecond))
+	}
+	timeout := cur.Config().ReloadTimeout
+	if timeout <= 0 {
+		timeout = config.DefaultReloadTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	start := time.Now()
+	m.reloading, m.stopReload = start, cancel
+	m.reloadMu.Unlock()
+	r := &reloadRun{done: make(chan struct{})}
+	go func() {
+		defer func() {
+			m.reloadMu.Lock()
+			m.reloading, m.stopReload = time.Time{}, nil
+			m.reloadMu.Unlock()
+		}()
+		defer close(r.done)
+		r.res, r.err = m.reload(ctx, cur, r)
+	}()
+	select {
+	case <-r.done:
+		cancel()
+		return r.res, r.err
+	case <-ctx.Done():
+	}
+	cause := ctx.Err()
+	cancel()
+	if !r.abandon() {
+		<-r.done // it was installing its result just then: that is quick, and the reload took effect
+		return r.res, r.err
+	}
+	err := fmt.Errorf("%w after %v (reload_timeout %v): %w; the current configuration keeps serving",
+		ErrReloadTimeout, time.Since(start).Round(time.Millisecond), timeout, cause)
+	m.log.Error("policy: reload refused, keeping the current configuration", "path", m.path,
+		"version", cur.Version(), "error", err)
+	return ReloadResult{}, err
+}
+
+// reloadRun is one reload: the waiting Reload and the goroutine doing the work agree through it on whether the
+// result is installed (commit) or thrown away (abandon), whichever comes first.
+type reloadRun struct {
+	mu        sync.Mutex
+	abandoned bool
+	committed bool
+	done      chan struct{}
+	res       ReloadResult
+	err       error
+}
+
+func (r *reloadRun) abandon() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.committed {
+		r.abandoned = true
+	}
+	return r.abandoned
+}
+
+func (r *reloadRun) commit() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.abandoned {
+		r.committed = true
+	}
+	return r.committed
+}
+
+// reload does Reload's work; r says whether the waiting caller still wants the result.
+func (m *Manager) reload(ctx context.Context, cur *Snapshot, r *reloadRun) (ReloadResult, error) {
 	cfg, err := config.Load(m.path)
 	if err == nil && cfg.Version == cur.Version() {
 		return ReloadResult{Config: cur.Config(), Previous: cur.Version(), Unchanged: true}, nil
@@ -173,11 +277,24 @@ func (m *Manager) Reload(ctx context.Context) (ReloadResult, error) {
 		s, err = m.build(ctx, cfg)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return ReloadResult{}, err // the caller reports the timeout
+		}
 		m.log.Error("policy: reload refused, keeping the current configuration", "path", m.path,
 			"version", cur.Version(), "error", err)
 		return ReloadResult{}, err
 	}
-	old := m.install(s)
+	var old *Snapshot
+	if r.commit() {
+		old = m.installOpen(s)
+	}
+	if old == nil {
+		// Too late: the caller was told the reload failed, or the manager closed meanwhile.
+		_ = s.Close(context.WithoutCancel(ctx))
+		m.log.Warn("policy: a reload finished after it had timed out (or the manager closed); its result is "+
+			"discarded", "path", m.path, "version", cfg.Version)
+		return ReloadResult{}, ErrReloadTimeout
+	}
 	m.release(old)
 	res := ReloadResult{Config: cfg, Previous: old.Version()}
 	m.log.Info("policy: configuration reloaded", "path", m.path, "version", cfg.Version, "previous", old.Version())
@@ -188,8 +305,13 @@ func (m *Manager) Reload(ctx context.Context) (ReloadResult, error) {
 // sessions and closed, then closes the plugin host; past ctx's deadline it closes the host anyway. Reload fails
 // after Close.
 func (m *Manager) Close(ctx context.Context) error {
+	// A reload still running is cancelled (its plugins stop initialising) but not waited for: it may be stuck in
+	// the file system, and stopping must work anyway. It finds the manager closed and installs nothing.
 	m.reloadMu.Lock()
-	defer m.reloadMu.Unlock()
+	if m.stopReload != nil {
+		m.stopReload()
+	}
+	m.reloadMu.Unlock()
 	m.mu.Lock()
 	cur := m.cur
 	m.cur = nil

@@ -8,6 +8,7 @@
  *   header=NAME:VALUE     header_add (message hook only; elsewhere the host refuses it, which is ignored)
  *   fail                  the hook returns 1: a plugin failure, answered with on_error
  *   initfail              postern_init refuses the configuration
+ *   initloop              postern_init never returns (a plugin stuck in its initialisation)
  *
  * It uses the raw imports rather than the C SDK so that it tests the engine, not the SDK. Variants: ONLY_MESSAGE
  * exports only the message hook; ABI_VERSION changes the version it claims.
@@ -52,6 +53,9 @@ EXPORT(postern_init) int32_t postern_init(void) {
 		uint32_t j = i;
 		while (j < spec_len && spec[j] != ' ') j++;
 		if (word_is(spec + i, j - i, "initfail")) return 1;
+		if (word_is(spec + i, j - i, "initloop"))
+			for (volatile uint32_t k = 0;; k++) {
+			}
 		i = j + 1;
 	}
 	return 0;
