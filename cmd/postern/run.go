@@ -93,11 +93,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			return 1
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if msg, err := d.reload(ctx); err != nil {
-					logger.Error("reload refused", "error", err)
-				} else {
-					logger.Info("reload: " + msg)
-				}
+				// Off this loop: a reload reads files and loads plugins, and nothing it does may delay SIGTERM.
+				d.hup(ctx)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String(), "deadline", grace.String())
@@ -133,6 +130,10 @@ type daemon struct {
 	cut atomic.Bool
 
 	reloadMu sync.Mutex
+	// reloading is when the reload still running started; zero when none runs.
+	reloading time.Time
+	// hupRunning is set while SIGHUP reloads run; hupPending when another SIGHUP came meanwhile.
+	hupRunning, hupPending bool
 }
 
 // startDaemon loads the configuration, opens the audit log, binds every listener and starts serving. Nothing
@@ -255,11 +256,83 @@ func embeddedDir(stateDir, listener string) (string, error) {
 	return os.MkdirTemp("", "postern-mail-"+listener+"-")
 }
 
+// reloadGrace is how long past reload_timeout a reload's caller waits: the policy manager reports its own
+// timeout first; this bounds what it does not cover (re-reading the certificates).
+const reloadGrace = 5 * time.Second
+
+// hup runs a reload for SIGHUP in the background. SIGHUPs that arrive while it runs are coalesced into one more
+// reload after it, so an edit saved during a reload is not missed and a burst of signals does not queue up.
+func (d *daemon) hup(ctx context.Context) {
+	d.reloadMu.Lock()
+	if d.hupRunning {
+		d.hupPending = true
+		d.reloadMu.Unlock()
+		d.log.Info("SIGHUP while a reload runs: reloading once more when it ends")
+		return
+	}
+	d.hupRunning = true
+	d.reloadMu.Unlock()
+	go func() {
+		for {
+			if msg, err := d.reload(ctx); err != nil {
+				d.log.Error("reload refused", "error", err)
+			} else {
+				d.log.Info("reload: " + msg)
+			}
+			d.reloadMu.Lock()
+			again := d.hupPending
+			d.hupPending, d.hupRunning = false, again
+			d.reloadMu.Unlock()
+			if !again {
+				return
+			}
+		}
+	}()
+}
+
 // reload loads the configuration again (policies and plugins) and re-reads every listener's certificate. It is
-// what SIGHUP and `postern reload` do.
+// what SIGHUP and `postern reload` do. One runs at a time: a reload asked for while another runs is refused with
+// the reason, and a reload that does not finish within reload_timeout is reported as such while it ends in the
+// background (a file system can hang a read beyond any cancellation).
 func (d *daemon) reload(ctx context.Context) (string, error) {
 	d.reloadMu.Lock()
-	defer d.reloadMu.Unlock()
+	if started := d.reloading; !started.IsZero() {
+		d.reloadMu.Unlock()
+		return "", fmt.Errorf("a reload is already running (for %v); try again when it has finished",
+			time.Since(started).Round(time.Millisecond))
+	}
+	d.reloading = time.Now()
+	d.reloadMu.Unlock()
+	d.log.Info("reload started", "timeout", d.manager.ReloadTimeout().String())
+	type reply struct {
+		msg string
+		err error
+	}
+	done := make(chan reply, 1)
+	go func() {
+		defer func() {
+			d.reloadMu.Lock()
+			d.reloading = time.Time{}
+			d.reloadMu.Unlock()
+		}()
+		msg, err := d.reloadNow(ctx)
+		done <- reply{msg, err}
+	}()
+	limit := d.manager.ReloadTimeout() + reloadGrace
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.msg, r.err
+	case <-t.C:
+		return "", fmt.Errorf("the reload is still running after %v; it ends in the background and later "+
+			"reloads are refused until it has", limit)
+	case <-ctx.Done():
+		return "", fmt.Errorf("reload abandoned: %w", ctx.Err()) // shutting down: the control socket is closing
+	}
+}
+
+func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 	res, err := d.manager.Reload(ctx)
 	if err != nil {
 		return "", err

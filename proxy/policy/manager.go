@@ -124,6 +124,16 @@ func (m *Manager) Acquire() (*Snapshot, func()) {
 	return s, func() { once.Do(func() { m.release(s) }) }
 }
 
+// ReloadTimeout is how long the next Reload may take: the current configuration's reload_timeout.
+func (m *Manager) ReloadTimeout() time.Duration {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.cur == nil || m.cur.Config().ReloadTimeout <= 0 {
+		return config.DefaultReloadTimeout
+	}
+	return m.cur.Config().ReloadTimeout
+}
+
 // Version is the version of the current configuration ("" after Close).
 func (m *Manager) Version() string {
 	m.mu.RLock()
