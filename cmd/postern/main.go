@@ -8,6 +8,7 @@
 //	postern explain -config FILE MSG.eml   show what the policy does with one message
 //	postern plugin test -plugin F.wasm MSG run one plugin on one message
 //	postern audit verify PATH              check an audit log's hash chain
+//	postern audit accept-truncation        continue an audit log that lost records, on record
 //	postern reload                         ask a running proxy to reload its configuration
 //
 // Each subcommand prints its own flags with -h.

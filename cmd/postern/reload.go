@@ -32,7 +32,7 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	var (
 		configPath = fs.String("config", "", "the running proxy's configuration `FILE`, to find its control socket")
 		socket     = fs.String("socket", "", "the control socket `PATH`")
-		timeout    = fs.Duration("timeout", time.Minute, "how long to wait for the reload (plugins are compiled)")
+		timeout    = fs.Duration("timeout", time.Minute, "how long to wait for the reload (default: the file's reload_timeout and 10s more with -config, else 1m)")
 		status     = fs.Bool("status", false, "print what the proxy is serving instead of reloading")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -50,6 +50,10 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintln(stderr, "postern reload: not sent: the configuration does not load; the proxy keeps serving its current one")
 			return reportConfigError(stderr, err)
+		}
+		if !flagSet(fs, "timeout") {
+			// The proxy answers within its reload_timeout: wait a little longer, so its answer is what is shown.
+			*timeout = cfg.ReloadTimeout + 10*time.Second
 		}
 		if path = cfg.ControlSocket; path == "" {
 			fmt.Fprintf(stderr, "postern reload: %s has neither control_socket nor state_dir: the proxy has no control socket (send it SIGHUP)\n", *configPath)
@@ -69,4 +73,11 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, reply)
 	return 0
+}
+
+// flagSet reports whether the flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
