@@ -310,12 +310,11 @@ func (d *daemon) reload(ctx context.Context) (string, error) {
 	}
 	done := make(chan reply, 1)
 	go func() {
-		defer func() {
-			d.reloadMu.Lock()
-			d.reloading = time.Time{}
-			d.reloadMu.Unlock()
-		}()
 		msg, err := d.reloadNow(ctx)
+		// Free the slot before the caller hears the result, so that its next reload is not refused as running.
+		d.reloadMu.Lock()
+		d.reloading = time.Time{}
+		d.reloadMu.Unlock()
 		done <- reply{msg, err}
 	}()
 	limit := d.manager.ReloadTimeout() + reloadGrace

@@ -220,13 +220,12 @@ func (m *Manager) Reload(ctx context.Context) (ReloadResult, error) {
 	m.reloadMu.Unlock()
 	r := &reloadRun{done: make(chan struct{})}
 	go func() {
-		defer func() {
-			m.reloadMu.Lock()
-			m.reloading, m.stopReload = time.Time{}, nil
-			m.reloadMu.Unlock()
-		}()
-		defer close(r.done)
 		r.res, r.err = m.reload(ctx, cur, r)
+		// Free the slot before the caller hears the result, so that its next Reload is not refused as running.
+		m.reloadMu.Lock()
+		m.reloading, m.stopReload = time.Time{}, nil
+		m.reloadMu.Unlock()
+		close(r.done)
 	}()
 	select {
 	case <-r.done:

@@ -136,3 +136,15 @@ func TestReloadOneAtATimeAndCloseDoesNotWait(t *testing.T) {
 		t.Fatal("a snapshot was installed after Close")
 	}
 }
+
+// A reload that has returned no longer counts as running: back-to-back reloads are never refused.
+func TestReloadBackToBack(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, stuckConfig(t, dir, "30s", false, 1))
+	defer m.Close(context.Background())
+	for i := range 50 {
+		if _, err := m.Reload(context.Background()); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+}
