@@ -21,7 +21,8 @@ type Manager struct {
 	path    string
 	opts    Options
 	log     *slog.Logger
-	plugins *pluginSet // shared by the snapshots; its host is closed by Close
+	plugins *pluginSet                                // shared by the snapshots; its host is closed by Close
+	load    func(path string) (*config.Config, error) // config.Load; tests make it hang as a dead NFS mount would
 
 	reloadMu   sync.Mutex         // guards reloading and stopReload
 	reloading  time.Time          // when the reload still running started; zero when none runs
@@ -51,8 +52,8 @@ func NewManager(ctx context.Context, path string, opts Options) (*Manager, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{path: path, opts: opts, log: log, plugins: newPluginSet(host), live: map[*Snapshot]struct{}{},
-		drained: make(chan struct{})}
+	m := &Manager{path: path, opts: opts, log: log, plugins: newPluginSet(host), load: config.Load,
+		live: map[*Snapshot]struct{}{}, drained: make(chan struct{})}
 	s, err := m.build(ctx, cfg)
 	if err != nil {
 		_ = host.Close(context.WithoutCancel(ctx))
@@ -277,7 +278,7 @@ func (r *reloadRun) commit() bool {
 
 // reload does Reload's work; r says whether the waiting caller still wants the result.
 func (m *Manager) reload(ctx context.Context, cur *Snapshot, r *reloadRun) (ReloadResult, error) {
-	cfg, err := config.Load(m.path)
+	cfg, err := m.load(m.path)
 	if err == nil && cfg.Version == cur.Version() {
 		return ReloadResult{Config: cur.Config(), Previous: cur.Version(), Unchanged: true}, nil
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/testplugins"
+	"github.com/postern/postern/proxy/config"
 )
 
 // stuckConfig writes a configuration with reload_timeout and one scripted plugin; loop makes its postern_init
@@ -97,19 +98,7 @@ func TestReloadOneAtATimeAndCloseDoesNotWait(t *testing.T) {
 		_, err := m.Reload(ctx)
 		first <- err
 	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		m.reloadMu.Lock()
-		running := !m.reloading.IsZero()
-		m.reloadMu.Unlock()
-		if running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first reload never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	reloadRunning(t, m)
 	if _, err := m.Reload(context.Background()); !errors.Is(err, ErrReloadRunning) {
 		t.Fatalf("a reload during a running one: %v, want ErrReloadRunning", err)
 	}
@@ -146,5 +135,94 @@ func TestReloadBackToBack(t *testing.T) {
 		if _, err := m.Reload(context.Background()); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
+	}
+}
+
+// A read that hangs in the file system cannot be cancelled: the reload is reported timed out at reload_timeout,
+// later reloads are refused while it lingers, Close does not wait for it, and when it finally returns its
+// configuration is thrown away.
+func TestReloadStuckInLoadIsAbandoned(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, stuckConfig(t, dir, "1s", false, 1))
+	version := m.Version()
+	stuckConfig(t, dir, "1s", false, 2)
+	unblock := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	m.load = func(path string) (*config.Config, error) {
+		entered <- struct{}{}
+		<-unblock
+		return config.Load(path)
+	}
+	if _, err := m.Reload(context.Background()); !errors.Is(err, ErrReloadTimeout) {
+		t.Fatalf("reload stuck in Load: %v, want ErrReloadTimeout", err)
+	}
+	<-entered
+	if _, err := m.Reload(context.Background()); !errors.Is(err, ErrReloadRunning) {
+		t.Fatalf("reload while a stuck one lingers: %v, want ErrReloadRunning", err)
+	}
+	if m.Version() != version {
+		t.Fatal("the configuration changed")
+	}
+	// The stuck load returns at last (the mount came back): its result is not installed.
+	close(unblock)
+	reloadIdle(t, m)
+	if m.Version() != version {
+		t.Fatal("an abandoned reload was installed")
+	}
+	s, release := m.Acquire()
+	if got := evalTag(t, s); got != "1" {
+		t.Fatalf("serving tag %q", got)
+	}
+	release()
+	waitLive(t, m, 1) // the abandoned snapshot's plugins were released
+	m.load = config.Load
+	if _, err := m.Reload(context.Background()); err != nil {
+		t.Fatalf("reload after the stuck one ended: %v", err)
+	}
+	if m.Version() == version {
+		t.Fatal("the good reload did not take")
+	}
+	m.Close(context.Background())
+}
+
+func TestCloseDuringStuckLoad(t *testing.T) {
+	dir := t.TempDir()
+	m := newManager(t, stuckConfig(t, dir, "1h", false, 1))
+	stuckConfig(t, dir, "1h", false, 2)
+	unblock := make(chan struct{})
+	defer close(unblock)
+	m.load = func(path string) (*config.Config, error) {
+		<-unblock
+		return config.Load(path)
+	}
+	go m.Reload(context.Background())
+	reloadRunning(t, m)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for a reload stuck in the file system")
+	}
+}
+
+// reloadRunning waits until a reload has started.
+func reloadRunning(t *testing.T, m *Manager) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m.reloadMu.Lock()
+		running := !m.reloading.IsZero()
+		m.reloadMu.Unlock()
+		if running {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reload never started")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
