@@ -15,7 +15,8 @@
 // left out on purpose: it is personal data about the content of a communication, and the Message-ID already finds
 // the message in the mail server's logs and mailboxes. Tags are recorded as the plugins set them: the ABI tells
 // plugins that tags reach this log and must not carry message content, and the first-party DLP plugin redacts
-// its matches. Fields a client controls are cut at 998 bytes.
+// its matches. Fields a client controls are cut at 998 bytes; one that is not valid UTF-8, which JSON would show with
+// U+FFFD, also has its exact bytes in Raw (base64), so that two addresses differing only in invalid bytes stay apart.
 //
 // # The line and the chain
 //
