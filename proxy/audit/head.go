@@ -139,7 +139,11 @@ func (hf *headFile) save(h Head) error {
 	if _, err := hf.f.WriteAt(formatHead(h), 0); err != nil {
 		return fmt.Errorf("writing the chain head %s: %w", hf.path, err)
 	}
-	if err := hf.f.Sync(); err != nil {
+	sync := datasync
+	if hf.last == (Head{}) {
+		sync = (*os.File).Sync // the first write sets the file's size: that is metadata
+	}
+	if err := sync(hf.f); err != nil {
 		return fmt.Errorf("fsync of the chain head %s: %w", hf.path, err)
 	}
 	hf.last = h
