@@ -159,6 +159,10 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	if cfg.Audit != nil {
 		d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.Path, HeadPath: auditHeadPath(cfg),
 			MaxBytes: cfg.Audit.MaxBytes, SyncInterval: cfg.Audit.SyncInterval, Logger: logger})
+		if errors.Is(err, audit.ErrTruncated) {
+			return nil, fmt.Errorf("%w\nto check: postern audit verify -config %s\nto accept: postern audit "+
+				"accept-truncation -config %s", err, path, path)
+		}
 		if err != nil {
 			return nil, err
 		}
