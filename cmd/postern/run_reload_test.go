@@ -83,20 +83,20 @@ func TestRunReloadTimeout(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "run.hcl")
 	addr := freePort(t)
-	scriptedRunConfig(t, cfgPath, addr, "1s", "tag=v:1", "")
+	scriptedRunConfig(t, cfgPath, addr, "3s", "tag=v:1", "")
 	p := startPostern(t, "-config", cfgPath)
 	p.waitLog(t, "postern running")
 	sock := filepath.Join(dir, "state", "control.sock")
 
-	scriptedRunConfig(t, cfgPath, addr, "1s", "initloop", "")
+	scriptedRunConfig(t, cfgPath, addr, "3s", "initloop", "")
 	code, _, errs := runBinary(t, "reload", "-socket", sock)
-	if code != 1 || !strings.Contains(errs, "reload timed out") || !strings.Contains(errs, "reload_timeout 1s") {
+	if code != 1 || !strings.Contains(errs, "reload timed out") || !strings.Contains(errs, "reload_timeout 3s") {
 		t.Fatalf("stuck reload: exit %d\n%s", code, errs)
 	}
 	if err := send(addr, "still serving", "hello"); err != nil {
 		t.Fatalf("after the timed-out reload: %v", err)
 	}
-	scriptedRunConfig(t, cfgPath, addr, "1s", "tag=v:2", "")
+	scriptedRunConfig(t, cfgPath, addr, "3s", "tag=v:2", "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, out, errs := runBinary(t, "reload", "-socket", sock)

@@ -53,12 +53,12 @@ func reloadIdle(t *testing.T, m *Manager) {
 // reload is refused and the current configuration keeps serving; the next reload works.
 func TestReloadBoundedByReloadTimeout(t *testing.T) {
 	dir := t.TempDir()
-	path := stuckConfig(t, dir, "1s", false, 1)
+	path := stuckConfig(t, dir, "3s", false, 1)
 	m := newManager(t, path)
 	defer m.Close(context.Background())
 	version := m.Version()
 
-	stuckConfig(t, dir, "1s", true, 0)
+	stuckConfig(t, dir, "3s", true, 0)
 	_, err := m.Reload(context.Background())
 	if !errors.Is(err, ErrReloadTimeout) {
 		t.Fatalf("reload of a plugin stuck in init: %v, want ErrReloadTimeout", err)
@@ -73,7 +73,7 @@ func TestReloadBoundedByReloadTimeout(t *testing.T) {
 	release()
 
 	reloadIdle(t, m) // plugin initialisation stops at the deadline: the reload ends soon after
-	stuckConfig(t, dir, "1s", false, 2)
+	stuckConfig(t, dir, "3s", false, 2)
 	if _, err := m.Reload(context.Background()); err != nil {
 		t.Fatalf("reload after a timed-out one: %v", err)
 	}
@@ -143,9 +143,9 @@ func TestReloadBackToBack(t *testing.T) {
 // configuration is thrown away.
 func TestReloadStuckInLoadIsAbandoned(t *testing.T) {
 	dir := t.TempDir()
-	m := newManager(t, stuckConfig(t, dir, "1s", false, 1))
+	m := newManager(t, stuckConfig(t, dir, "3s", false, 1))
 	version := m.Version()
-	stuckConfig(t, dir, "1s", false, 2)
+	stuckConfig(t, dir, "3s", false, 2)
 	unblock := make(chan struct{})
 	entered := make(chan struct{}, 1)
 	m.load = func(path string) (*config.Config, error) {
