@@ -164,6 +164,14 @@ flags:
 		fmt.Fprintf(stderr, "postern audit verify: %v\n", err)
 		return verifyFailed
 	}
+	for i, seq := range sum.Unfinished {
+		if i == 20 {
+			fmt.Fprintf(stdout, "note: and %d more pending records without an outcome\n", len(sum.Unfinished)-i)
+			break
+		}
+		fmt.Fprintf(stdout, "note: seq %d is a pending decision without an outcome: Postern stopped before the "+
+			"message's reply was known; it may or may not have been delivered (see the upstream's log)\n", seq)
+	}
 	for _, a := range sum.Truncations {
 		tr := a.Truncation
 		fmt.Fprintf(stdout, "note: %s:%d (seq %d) records an accepted truncation: the log ended at seq %d, its chain head (%s) said seq %d\n",

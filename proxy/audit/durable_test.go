@@ -176,3 +176,33 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("outcome %s does not name its pending record (%s)", outcome, want)
 	}
 }
+
+// Verify lists the pending records that no outcome completes, and refuses an outcome that names no earlier record.
+func TestVerifyUnfinishedPending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l := openLog(t, Options{Path: path})
+	done, err := l.AppendPending(sampleRecord(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := l.AppendPending(sampleRecord(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := done.Outcome(Reply{Code: 250}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	s := mustIntact(t, path, 3)
+	if len(s.Unfinished) != 1 || s.Unfinished[0] != open.Seq() {
+		t.Fatalf("unfinished %v, want [%d]", s.Unfinished, open.Seq())
+	}
+
+	l = openLog(t, Options{Path: path})
+	if err := l.Append(&Record{Event: EventOutcome, Pending: 99, Reply: &Reply{Code: 250}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	_, err = verifyPath(t, path, "")
+	chainErr(t, err, ProblemMalformed, 4, 4)
+}

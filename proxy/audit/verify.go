@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -82,7 +84,14 @@ type Summary struct {
 	Recoveries []Recovered
 	// Truncations lists the truncation records met: losses an operator accepted (postern audit accept-truncation).
 	Truncations []Accepted
+	// Unfinished lists pending records that no outcome record completes: Postern stopped between writing the
+	// decision and learning the reply, so the message may or may not have been delivered. At most maxUnfinished
+	// pending records are tracked at once; pending records beyond that are not checked.
+	Unfinished []uint64
 }
+
+// maxUnfinished bounds Summary.Unfinished (and the pending records Verify keeps in mind).
+const maxUnfinished = 10000
 
 // Accepted locates a truncation record.
 type Accepted struct {
@@ -164,11 +173,12 @@ type checker struct {
 	seq     uint64 // its seq; 0 before the first record
 	anyPrev bool
 	anchors map[string]bool // wanted hash → found
+	pending map[uint64]bool // pending records not completed yet
 	sum     Summary
 }
 
 func newChecker(prevHash string) (*checker, error) {
-	c := &checker{prev: prevHash, anchors: map[string]bool{}}
+	c := &checker{prev: prevHash, anchors: map[string]bool{}, pending: map[uint64]bool{}}
 	switch {
 	case prevHash == "":
 		c.prev = genesis
@@ -182,6 +192,7 @@ func newChecker(prevHash string) (*checker, error) {
 
 func (c *checker) summary() Summary {
 	s := c.sum
+	s.Unfinished = slices.Sorted(maps.Keys(c.pending))
 	s.LastSeq, s.LastHash = c.seq, c.prev
 	if s.Records == 0 {
 		s.LastHash = ""
@@ -237,6 +248,18 @@ func (c *checker) check(file string, r io.Reader) error {
 				return fail(h.seq, ProblemMalformed, "a recovery record without its recovery member")
 			}
 			c.sum.Recoveries = append(c.sum.Recoveries, Recovered{File: file, Line: lineNo, Seq: h.seq, Recovery: *rec.Recovery})
+		}
+		switch h.event {
+		case EventPending:
+			if len(c.pending) < maxUnfinished {
+				c.pending[h.seq] = true
+			}
+		case EventOutcome:
+			var rec Record
+			if err := json.Unmarshal(line, &rec); err != nil || rec.Pending == 0 || rec.Pending >= h.seq {
+				return fail(h.seq, ProblemMalformed, "an outcome record without the seq of an earlier pending record")
+			}
+			delete(c.pending, rec.Pending)
 		}
 		if h.event == EventTruncation {
 			var rec Record
