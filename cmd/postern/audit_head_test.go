@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -138,5 +139,23 @@ func TestAuditVerifyFindsHeadBesideLog(t *testing.T) {
 	}
 	if code, out, errs := run("audit", "verify", path); code != 0 || !strings.Contains(out, "accepted truncation") {
 		t.Fatalf("verify after accepting: exit %d %s%s", code, out, errs)
+	}
+}
+
+func TestAuditVerifyNotesUnfinishedPending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	l, err := audit.Open(audit.Options{Path: path, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.AppendPending(&audit.Record{Listener: "mx", Action: "accept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	code, out, errs := run("audit", "verify", path)
+	want := fmt.Sprintf("note: seq %d is a pending decision without an outcome", p.Seq())
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
 	}
 }
