@@ -24,8 +24,15 @@ all: build plugins
 
 build: $(BUILD)/postern
 
+# VERSION and COMMIT are what `postern version` prints: the checkout's tag (git describe; "(devel)" without one)
+# and its commit, "+dirty" with uncommitted changes. They are linked in because the Go build information has no
+# VCS stamp when -buildvcs is off (the postern binary falls back to it when these are empty).
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +dirty)
+LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION)) $(if $(COMMIT),-X main.commit=$(COMMIT))
+
 $(BUILD)/postern: FORCE
-	$(GO) build -trimpath -o $@ ./cmd/postern
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/postern
 
 plugins: $(GO_PLUGINS) $(C_PLUGINS)
 
