@@ -122,6 +122,9 @@ func build(ctx context.Context, cfg *config.Config, opts Options, load func(plug
 	return newSnapshot(cfg, callers, opts.Logger), nil
 }
 
+// PluginConfig is the plugin host configuration of a plugin block, as the policy engine loads it.
+func PluginConfig(p *config.Plugin) (pluginhost.Config, error) { return hostConfig(p) }
+
 func hostConfig(p *config.Plugin) (pluginhost.Config, error) {
 	onErr, err := pluginhost.ParseOnError(p.OnError)
 	if err != nil {
