@@ -1,6 +1,6 @@
 //go:build !wasip1
 
-package postern_test
+package hosttest_test
 
 import (
 	"bytes"
@@ -138,8 +138,8 @@ func TestPanicFailsTheCall(t *testing.T) {
 func TestInitErrorsFailTheLoad(t *testing.T) {
 	for _, c := range []struct{ config, want string }{
 		{`{"init_fail": true}`, "init_fail is set"},
-		{`{"fial": "error"}`, `unknown field "fial"`},
-		{`{"fail": 1}`, "cannot unmarshal number"},
+		{`{"fial": "error"}`, `unknown key "fial" (known keys: fail, init_fail, parts)`},
+		{`{"fail": 1}`, "fail: want a string, got number"},
 		{`{} {}`, "data after the JSON document"},
 	} {
 		_, err := loadProbe(t, c.config)
