@@ -192,3 +192,55 @@ func TestReloadStatusInvalidConfig(t *testing.T) {
 		t.Errorf("unreadable state_dir: exit %d\n%s", code, errs)
 	}
 }
+
+// TestCheckPluginConfigErrors checks that a configuration a plugin refuses is reported at the config attribute
+// (at the key's own line when the plugin names an unknown key), with the plugin's reason on its own line and in
+// the configuration's words, not the JSON decoder's.
+func TestCheckPluginConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "postern.hcl")
+	src := `plugin "dlp" {
+  source = "` + testplugins.Path(t, "plugins/dlp") + `"
+  config = {
+    action = "tag"
+    bogus  = 1
+  }
+}
+plugin "eicar" {
+  source = "` + testplugins.Path(t, "plugins/eicar") + `"
+  config = { "acton" = "tag" }
+}
+plugin "external-tag" {
+  source = "` + testplugins.Path(t, "plugins/external-tag") + `"
+  config = {
+    internal_domains = "example.com"
+  }
+}
+policy "p" {
+  plugins = ["dlp", "eicar", "external-tag"]
+}
+`
+	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := postern(t, "", "check", "-cache", testplugins.CacheDir(), "-config", cfg)
+	if code != 1 || out != "" {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{
+		cfg + ":5:5: error: Plugin configuration refused\n    5 |     bogus  = 1\n      |     ^^^^^^^^^^\n",
+		"plugin log:\n  [error] postern_init: dlp configuration: unknown key \"bogus\" (known keys: act_on_truncated, action,",
+		cfg + ":10:14: error: Plugin configuration refused\n   10 |   config = { \"acton\" = \"tag\" }\n",
+		"eicar configuration: unknown key \"acton\" (known keys: action, code, score, text)\n",
+		cfg + ":14:3: error: Plugin configuration refused\n   14 |   config = {\n",
+		"external-tag configuration: internal_domains: want a list, got a string\n",
+		"configuration refused: 3 error(s)",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("no %q in:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "json:") || strings.Contains(errs, "Plugin failed to load") {
+		t.Errorf("a decoder's error, or the source attribute blamed:\n%s", errs)
+	}
+}

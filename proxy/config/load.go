@@ -590,6 +590,7 @@ func (l *loader) plugin(b *hcl.Block) {
 	defer func() { l.cfg.Plugins = append(l.cfg.Plugins, p) }()
 	if a := content.Attributes["config"]; a != nil {
 		p.Config = l.json(a)
+		p.ConfigRange, p.configExpr = a.Range, a.Expr
 	}
 	if a := content.Attributes["memory"]; a != nil {
 		p.Memory = l.size(a, 1<<20, 4<<30)
