@@ -21,11 +21,17 @@ func postern(t *testing.T, dir string, args ...string) (code int, stdout, stderr
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runBinary(t, bin, dir, args...)
+}
+
+// runBinary runs bin with args (in dir when not "") and returns its exit status and output.
+func runBinary(t *testing.T, bin, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
+	err := cmd.Run()
 	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 		return ee.ExitCode(), out.String(), errb.String()
 	}
