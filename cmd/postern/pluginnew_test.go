@@ -171,7 +171,7 @@ func TestPluginNewSources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		block := regexp.MustCompile("(?s)```"+tc.lang+"\n(.*?)```").FindSubmatch(readme)
+		block := regexp.MustCompile("(?s)```" + tc.lang + "\n(.*?)```").FindSubmatch(readme)
 		tmpl, err := newPluginFiles.ReadFile(tc.template)
 		if err != nil {
 			t.Fatal(err)
