@@ -250,3 +250,53 @@ policy "p" {
 		t.Errorf("a decoder's error, or the source attribute blamed:\n%s", errs)
 	}
 }
+
+// TestCheckRefusesUnservedProtocols checks that check says what run will do with a pop3 or imap listener: refuse
+// it.
+func TestCheckRefusesUnservedProtocols(t *testing.T) {
+	cfg := writeTemp(t, "p.hcl", `listener "pop3" "pop" {
+  address  = "127.0.0.1:1110"
+  upstream = "127.0.0.1:110"
+}
+listener "imap" "imap" {
+  address  = "127.0.0.1:1143"
+  upstream = "127.0.0.1:143"
+}
+listener "smtp" "mx" {
+  address  = "127.0.0.1:2525"
+  upstream = "127.0.0.1:25"
+}
+`)
+	code, out, errs := postern(t, "", "check", "-config", cfg)
+	for _, want := range []string{
+		cfg + ":1:1: error: Protocol not available", `Listener "pop": the pop3 proxy is not part of this version`,
+		cfg + ":5:1: error: Protocol not available", "configuration refused: 2 error(s)",
+	} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("exit %d, no %q in:\n%s%s", code, want, out, errs)
+		}
+	}
+}
+
+// TestCheckNamesTheMakeTarget checks that a first-party module missing from a checkout's build/plugins (the C
+// plugins after `make run`) is reported with the make target that builds it.
+func TestCheckNamesTheMakeTarget(t *testing.T) {
+	dir := exampleTree(t)
+	root := filepath.Dir(dir)
+	if err := os.Remove(filepath.Join(root, "build", "plugins", "header-sanity.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"Makefile", "plugins/header-sanity/header_sanity.c"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := postern(t, "", "check", "-cache", testplugins.CacheDir(), filepath.Join(dir, "inbound-mx.hcl"))
+	want := "It is built from plugins/header-sanity by `make plugins` (run in " + root + ")."
+	if code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("exit %d, no %q in:\n%s%s", code, want, out, errs)
+	}
+}

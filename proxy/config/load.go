@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -630,7 +632,7 @@ func (l *loader) plugin(b *hcl.Block) {
 	}
 	wasm, err := readBounded(p.Source, maxModuleBytes)
 	if err != nil {
-		l.add(errorf(p.SourceRange, "Cannot read plugin module", "Plugin %q: %v.", name, err))
+		l.add(errorf(p.SourceRange, "Cannot read plugin module", "Plugin %q: %v.%s", name, err, buildHint(p.Source, err)))
 		return
 	}
 	p.Wasm = wasm
@@ -650,6 +652,30 @@ func (l *loader) plugin(b *hcl.Block) {
 				name, p.Source, p.SHA256, pin))
 		}
 	}
+}
+
+// buildHint tells how to build a missing module that a Postern checkout builds: ROOT/build/plugins/NAME.wasm
+// comes from ROOT/plugins/NAME (or one of the SDK's kits) by `make plugins`, which `make run` does not run for the
+// C plugins.
+func buildHint(source string, err error) string {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	dir, file := filepath.Split(source)
+	name, ok := strings.CutSuffix(file, ".wasm")
+	if !ok || filepath.Base(filepath.Clean(dir)) != "plugins" || filepath.Base(filepath.Dir(filepath.Clean(dir))) != "build" {
+		return ""
+	}
+	root := filepath.Dir(filepath.Dir(filepath.Clean(dir)))
+	if _, err := os.Stat(filepath.Join(root, "Makefile")); err != nil {
+		return ""
+	}
+	for _, src := range []string{filepath.Join("plugins", name), filepath.Join("sdk", "conformance", name)} {
+		if fi, err := os.Stat(filepath.Join(root, src)); err == nil && fi.IsDir() {
+			return fmt.Sprintf(" It is built from %s by `make plugins` (run in %s).", src, root)
+		}
+	}
+	return ""
 }
 
 func (l *loader) policy(b *hcl.Block, src []byte) {
