@@ -16,7 +16,8 @@ import (
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
-// These tests run a plugin built with the SDK (testdata/sdkprobe) in the real host.
+// These tests run a plugin built with the SDK (sdk/postern/testdata/sdkprobe, built in the SDK's module) in the
+// real host.
 
 func loadProbe(t testing.TB, config string) (*pluginhost.Plugin, error) {
 	t.Helper()
