@@ -17,7 +17,7 @@ func TestDecodeConfigErrors(t *testing.T) {
 		List    []string `json:"list"`
 		Inner   nested   `json:"inner"`
 		Ignored string   `json:"-"`
-		private int
+		private int      //lint:ignore U1000 an unexported field is not a configuration key, which the test checks
 	}
 	for in, want := range map[string]string{
 		`{"acton":"tag"}`:         `unknown key "acton" (known keys: action, enabled, inner, list, min_matches, score)`,
