@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/template"
 )
@@ -155,7 +156,7 @@ func renderPlugin(data newPluginData, lang string) ([]renderedFile, error) {
 			case "plugin.c":
 				name = data.Name + ".c"
 			}
-			t, err := template.New(name).Option("missingkey=error").Parse(string(src))
+			t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{"modpath": modPath}).Parse(string(src))
 			if err != nil {
 				return nil, fmt.Errorf("template %s: %w", e.Name(), err)
 			}
@@ -167,6 +168,14 @@ func renderPlugin(data newPluginData, lang string) ([]renderedFile, error) {
 		}
 	}
 	return files, nil
+}
+
+// modPath writes a path for go.mod, quoted when it holds spaces or quotes.
+func modPath(p string) string {
+	if strings.ContainsAny(p, " \t\"'`") {
+		return strconv.Quote(p)
+	}
+	return p
 }
 
 // sdkModule is the first line of the Go SDK's go.mod that identifies a Postern checkout's sdk folder.
