@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -144,5 +145,49 @@ func TestDocWhenExamples(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no `when = ...` examples found")
+	}
+}
+
+// TestReadmeExplain runs README.md's explain example as written, from a checkout's root, on the message its swaks
+// command makes.
+func TestReadmeExplain(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testplugins.Root(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	explain := regexp.MustCompile("`(build/postern explain -config policies/demo.hcl [^`]*message.eml)`").FindStringSubmatch(text)
+	dump := regexp.MustCompile("`(swaks [^`]*--dump-mail > message.eml)`").FindStringSubmatch(text)
+	if explain == nil || dump == nil {
+		t.Fatal("README.md: no explain example with the swaks command that makes its message.eml")
+	}
+	if _, err := exec.LookPath("swaks"); err != nil {
+		t.Fatal("swaks is needed (apt-get install swaks; .ci/deps installs it)")
+	}
+	root := filepath.Dir(exampleTree(t))
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// build/postern as make builds it; the state directory's compilation cache is the tests' shared one.
+	if err := os.Symlink(bin, filepath.Join(root, "build", "postern")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "build", "state"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(testplugins.CacheDir(), filepath.Join(root, "build", "state", "cache")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", dump[1]+"\n"+explain[1])
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"external-tag", "accept"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("no %q in explain's output:\n%s", want, out)
+		}
 	}
 }
