@@ -24,8 +24,15 @@ all: build plugins
 
 build: $(BUILD)/postern
 
+# VERSION and COMMIT are what `postern version` prints: the checkout's tag (git describe; "(devel)" without one)
+# and its commit, "+dirty" with uncommitted changes. They are linked in because the Go build information has no
+# VCS stamp when -buildvcs is off (the postern binary falls back to it when these are empty).
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo +dirty)
+LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION)) $(if $(COMMIT),-X main.commit=$(COMMIT))
+
 $(BUILD)/postern: FORCE
-	$(GO) build -trimpath -o $@ ./cmd/postern
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/postern
 
 plugins: $(GO_PLUGINS) $(C_PLUGINS)
 
@@ -53,13 +60,19 @@ run: build $(GO_PLUGINS)
 deps:
 	@.ci/deps
 
+# The Go SDK is a module of its own (sdk/postern/go.mod), which `go test ./...` at the root does not enter.
+SDK_MODULE := sdk/postern
+
 test: deps build plugins
 	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(GO) test -count=1 ./...
+	cd $(SDK_MODULE) && $(GO) test -count=1 ./...
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	cd $(SDK_MODULE) && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
+	cd $(SDK_MODULE) && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench: build plugins
 	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(GO) test -run '^$$' -bench . -benchmem ./...

@@ -9,6 +9,7 @@ require (
 	github.com/hashicorp/hcl/v2 v2.25.0
 	github.com/pires/go-proxyproto v0.15.0
 	github.com/pmezard/go-difflib v1.0.0
+	github.com/postern/postern/sdk/postern v0.0.0-00010101000000-000000000000
 	github.com/tetratelabs/wazero v1.12.0
 	github.com/zclconf/go-cty v1.19.0
 	golang.org/x/text v0.44.0
@@ -24,3 +25,6 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/tools v0.52.0 // indirect
 )
+
+// The Go SDK is its own module (sdk/postern/go.mod); the proxy, its plugins and its tests use this checkout's copy.
+replace github.com/postern/postern/sdk/postern => ./sdk/postern

@@ -13,6 +13,6 @@ run message -run '^$' -bench . -benchmem -count 3 ./proxy/message/
 run policy -run '^$' -bench . -benchmem -count 5 ./proxy/policy/
 run when -run '^$' -bench BenchmarkWhen -benchmem -count 3 ./proxy/config/
 run audit -run '^$' -bench . -benchmem -count 3 ./proxy/audit/
-run sdk -run '^$' -bench BenchmarkSDK -benchtime 2s -count 3 ./sdk/postern/
+run sdk -run '^$' -bench BenchmarkSDK -benchtime 2s -count 3 ./sdk/hosttest/
 run plugins -run '^$' -bench . -benchmem -count 3 ./plugins/...
 run relay -run '^$' -bench BenchmarkRelaySession -benchtime 3000x -benchmem -count 3 ./proxy/smtpproxy/

@@ -4,9 +4,12 @@
 # checks, delivery); Postern adds content filtering. Mail for example.com and example.org arrives here from the
 # internet, and from two internal relays that are trusted.
 #
-# Check it with:   postern check policies/inbound-mx.hcl
-# Test a change:   postern explain -config policies/inbound-mx.hcl -listener mx -from x@other.test \
-#                      -rcpt alice@example.com -client-ip 203.0.113.9 message.eml
+# It loads the C plugin header-sanity, which `make run` does not build. From the checkout:
+#
+# Build its plugins:  make plugins
+# Check it with:      build/postern check -config policies/inbound-mx.hcl
+# Test a change:      build/postern explain -config policies/inbound-mx.hcl -listener mx -from x@other.test \
+#                         -rcpt alice@example.com -client-ip 203.0.113.9 message.eml
 
 state_dir = "/var/lib/postern"
 

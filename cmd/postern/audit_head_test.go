@@ -15,8 +15,8 @@ import (
 	"github.com/postern/postern/proxy/audit"
 )
 
-// runBinary runs the built postern command to its end.
-func runBinary(t *testing.T, args ...string) (code int, stdout, stderr string) {
+// runPostern runs the built postern command to its end, in the current directory.
+func runPostern(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	bin, err := binary()
 	if err != nil {
@@ -61,7 +61,7 @@ func TestRunRefusesTruncatedAuditLog(t *testing.T) {
 		}
 	}
 	serve(3)
-	if code, out, errs := runBinary(t, "audit", "verify", "-config", cfgPath); code != 0 {
+	if code, out, errs := runPostern(t, "audit", "verify", "-config", cfgPath); code != 0 {
 		t.Fatalf("verify before the cut: exit %d\n%s%s", code, out, errs)
 	}
 
@@ -92,20 +92,20 @@ func TestRunRefusesTruncatedAuditLog(t *testing.T) {
 			!strings.Contains(log, "postern audit accept-truncation") {
 			t.Fatalf("%s: postern run said:\n%s", c.name, log)
 		}
-		code, out, errs := runBinary(t, "audit", "verify", "-config", cfgPath)
+		code, out, errs := runPostern(t, "audit", "verify", "-config", cfgPath)
 		if code != 1 || !strings.Contains(errs, "truncated") {
 			t.Fatalf("%s: verify exit %d\n%s%s", c.name, code, out, errs)
 		}
-		code, out, errs = runBinary(t, "audit", "accept-truncation", "-config", cfgPath)
+		code, out, errs = runPostern(t, "audit", "accept-truncation", "-config", cfgPath)
 		if code != 0 || !strings.Contains(out, "accepted:") {
 			t.Fatalf("%s: accept-truncation exit %d\n%s%s", c.name, code, out, errs)
 		}
-		code, out, errs = runBinary(t, "audit", "accept-truncation", "-config", cfgPath)
+		code, out, errs = runPostern(t, "audit", "accept-truncation", "-config", cfgPath)
 		if code != 0 || !strings.Contains(out, "nothing to accept") {
 			t.Fatalf("%s: second accept-truncation exit %d\n%s%s", c.name, code, out, errs)
 		}
 		serve(1)
-		code, out, errs = runBinary(t, "audit", "verify", "-config", cfgPath)
+		code, out, errs = runPostern(t, "audit", "verify", "-config", cfgPath)
 		if code != 0 || !strings.Contains(out, "records an accepted truncation") {
 			t.Fatalf("%s: verify after accepting: exit %d\n%s%s", c.name, code, out, errs)
 		}

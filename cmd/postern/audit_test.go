@@ -138,8 +138,8 @@ func TestAuditVerifyUsage(t *testing.T) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, errs)
 		}
 	}
-	if code, _, errs := runVerify("-h"); code != 0 || !strings.Contains(errs, "usage: postern audit verify") {
-		t.Errorf("-h: exit %d: %s", code, errs)
+	if code, out, errs := runVerify("-h"); code != 0 || !strings.Contains(out, "usage: postern audit verify") || errs != "" {
+		t.Errorf("-h: exit %d: stdout %q, stderr %q", code, out, errs)
 	}
 	empty := filepath.Join(t.TempDir(), "audit.log")
 	os.WriteFile(empty, nil, 0o600)

@@ -59,7 +59,7 @@ func TestCheckExamples(t *testing.T) {
 		"demo.hcl":               "1 listener, 4 plugins, 2 policies",
 		"inbound-mx.hcl":         "1 listener, 4 plugins, 3 policies",
 		"security-chain.hcl":     "2 listeners, 3 plugins, 2 policies",
-		"compliance-monitor.hcl": "2 listeners, 2 plugins, 2 policies",
+		"compliance-monitor.hcl": "1 listener, 2 plugins, 2 policies",
 	}
 	for name, summary := range want {
 		code, out, errs := run("check", "-cache", testplugins.CacheDir(), filepath.Join(dir, name))

@@ -151,7 +151,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 
 	ctx := context.Background()
-	snap, err := policy.Build(ctx, cfg, policy.Options{CacheDir: *cacheDir})
+	snap, err := policy.Build(ctx, cfg, policy.Options{CacheDir: cacheDirFor(fs, *cacheDir, cfg)})
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}

@@ -16,8 +16,10 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
 )
 
 func init() {
@@ -56,22 +58,28 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("postern plugin test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern plugin test -plugin FILE.wasm [-config FILE.json] [flags] MESSAGE.eml|-")
+		fmt.Fprintln(fs.Output(), "usage: postern plugin test -plugin FILE.wasm [-config FILE.json] [flags] MESSAGE.eml|-")
+		fmt.Fprintln(fs.Output(), "       postern plugin test -config POSTERN.hcl -plugin NAME [flags] MESSAGE.eml|-")
+		fmt.Fprintln(fs.Output(), "\nRuns one plugin's message hook on one message and prints its verdict, tags, score, changes and")
+		fmt.Fprintln(fs.Output(), "log as JSON. With a Postern configuration, NAME is one of its plugin blocks, run with that block's")
+		fmt.Fprintln(fs.Output(), "module, configuration, grants and timeout, and the configuration's state_dir compilation cache.")
+		fmt.Fprintln(fs.Output(), "Exit status: 0 the plugin ran, 1 it failed (or could not be loaded), 2 usage error.")
+		fmt.Fprintln(fs.Output())
 		fs.PrintDefaults()
 	}
 	var (
-		pluginPath = fs.String("plugin", "", "the plugin `FILE.wasm` to run (required)")
-		configPath = fs.String("config", "", "plugin configuration as a JSON `FILE` (default {})")
+		pluginPath = fs.String("plugin", "", "the plugin `FILE.wasm` to run, or a plugin block's name with a .hcl -config (required)")
+		configPath = fs.String("config", "", "the plugin's configuration as a JSON `FILE` (default {}), or a Postern configuration (.hcl)")
 		showDiff   = fs.Bool("diff", false, "also print a unified diff of the message before and after the changes")
-		cacheDir   = fs.String("cache", defaultCacheDir(), "compilation cache `DIR` (\"\" disables it)")
-		timeout    = fs.Duration("timeout", 2*time.Second, "time limit of the plugin call")
+		timeout    = fs.Duration("timeout", 2*time.Second, "time limit of the plugin call (default with a .hcl -config: the block's)")
 		protocol   = fs.String("protocol", "test", "value of the protocol field")
 		from       = fs.String("from", "", "envelope sender (MAIL FROM)")
 		clientIP   = fs.String("client-ip", "", "client IP address")
 		helo       = fs.String("helo", "", "client HELO name")
 		user       = fs.String("user", "", "authenticated user")
-		grants     = fs.String("grant", "", "comma-separated grants: clock, random")
+		grants     = fs.String("grant", "", "comma-separated grants: clock, random (default with a .hcl -config: the block's)")
 	)
+	cache := cacheFlag(fs)
 	var rcpts stringList
 	fs.Var(&rcpts, "rcpt", "envelope recipient (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -85,25 +93,58 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "postern plugin test: "+format+"\n", a...)
 		return 1
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 
 	raw, err := readMessage(fs.Arg(0))
 	if err != nil {
 		return fail("%v", err)
 	}
-	wasm, err := os.ReadFile(*pluginPath)
-	if err != nil {
-		return fail("reading plugin: %v", err)
-	}
-	var cfgJSON []byte
-	if *configPath != "" {
-		if cfgJSON, err = os.ReadFile(*configPath); err != nil {
-			return fail("reading plugin configuration: %v", err)
+	name := strings.TrimSuffix(filepath.Base(*pluginPath), ".wasm")
+	var (
+		wasm     []byte
+		cfgJSON  []byte
+		g        pluginhost.Grants
+		memory   uint32 // 0: the host's default
+		cacheDir = cache.dirFor(nil)
+	)
+	if strings.HasSuffix(*configPath, ".hcl") {
+		cfg, err := config.Load(*configPath)
+		if err != nil {
+			return reportConfigError(stderr, err)
 		}
-		if !json.Valid(cfgJSON) {
-			return fail("%s: not valid JSON", *configPath)
+		p := cfg.Plugin(*pluginPath)
+		if p == nil {
+			names := make([]string, len(cfg.Plugins))
+			for i, p := range cfg.Plugins {
+				names[i] = p.Name
+			}
+			return fail("%s has no plugin %q (it has: %s)", *configPath, *pluginPath, strings.Join(names, ", "))
+		}
+		pc, err := policy.PluginConfig(p)
+		if err != nil {
+			return fail("%v", err)
+		}
+		name, wasm, cfgJSON, g, memory, cacheDir = p.Name, p.Wasm, p.Config, pc.Grants, pc.Memory, cache.dirFor(cfg)
+		if !given["timeout"] && pc.Timeout > 0 {
+			*timeout = pc.Timeout
+		}
+	} else {
+		if wasm, err = os.ReadFile(*pluginPath); err != nil {
+			return fail("reading plugin: %v", err)
+		}
+		if *configPath != "" {
+			if cfgJSON, err = os.ReadFile(*configPath); err != nil {
+				return fail("reading plugin configuration: %v", err)
+			}
+			if !json.Valid(cfgJSON) {
+				return fail("%s: not valid JSON", *configPath)
+			}
 		}
 	}
-	var g pluginhost.Grants
+	if given["grant"] {
+		g = pluginhost.Grants{}
+	}
 	for _, name := range strings.Split(*grants, ",") {
 		switch strings.TrimSpace(name) {
 		case "":
@@ -123,16 +164,16 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: *cacheDir, Logger: logger})
+	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: cacheDir, Logger: logger})
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer host.Close(ctx)
-	name := strings.TrimSuffix(filepath.Base(*pluginPath), ".wasm")
 	plugin, err := host.Load(ctx, pluginhost.Config{
 		Name:     name,
 		Wasm:     wasm,
 		Config:   cfgJSON,
+		Memory:   memory,
 		Timeout:  *timeout,
 		PoolSize: 1,
 		Grants:   g,
@@ -208,6 +249,9 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 		})
 		if err != nil {
 			return fail("diff: %v", err)
+		}
+		if diff == "" {
+			diff = "(no changes)\n"
 		}
 		fmt.Fprint(stdout, diff)
 	}

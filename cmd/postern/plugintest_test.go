@@ -143,3 +143,56 @@ func TestPluginTestErrors(t *testing.T) {
 		t.Errorf("trap: %+v", res)
 	}
 }
+
+// TestPluginTestDiffNoChanges checks that -diff says so when the plugin changed nothing, rather than printing
+// nothing at all.
+func TestPluginTestDiffNoChanges(t *testing.T) {
+	code, _, out, errs := pluginTest(t, "-plugin", testplugins.Path(t, "plugins/eicar"), "-diff",
+		writeTemp(t, "m.eml", cleanMessage))
+	if code != 0 || !strings.HasSuffix(out, "}\n(no changes)\n") {
+		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestPluginTestFromConfig runs a plugin block of a Postern configuration: its module and configuration come
+// from the block (dlp with score_per_match 2 in the demo), and an unknown name lists the blocks there are.
+func TestPluginTestFromConfig(t *testing.T) {
+	demo := filepath.Join(exampleTree(t), "demo.hcl")
+	msg := writeTemp(t, "card.eml", "From: a@other.test\r\nTo: alice@example.com\r\nSubject: order\r\n\r\n"+
+		"My card is 4111 1111 1111 1111, thanks.\r\n")
+	code, res, out, errs := pluginTest(t, "-config", demo, "-plugin", "dlp", msg)
+	if code != 0 || res.Plugin != "dlp" || res.Score != 2 || res.Tags["dlp.cards"] == "" {
+		t.Errorf("exit %d %+v\n%s%s", code, res, out, errs)
+	}
+	code, _, _, errs = pluginTest(t, "-config", demo, "-plugin", "nosuch", msg)
+	if code != 1 || !strings.Contains(errs, `has no plugin "nosuch" (it has: eicar, attachment-guard, external-tag, dlp)`) {
+		t.Errorf("unknown plugin: exit %d\n%s", code, errs)
+	}
+}
+
+// TestStateDirCache checks that check, explain and plugin test compile into the configuration's state_dir/cache
+// (the cache `postern run` fills) when no -cache is given. The cache path is made a file, so a command that uses
+// it fails naming it, and one that uses another cache succeeds.
+func TestStateDirCache(t *testing.T) {
+	dir := exampleTree(t)
+	demo := filepath.Join(dir, "demo.hcl")
+	state := filepath.Join(filepath.Dir(dir), "build", "state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(state, "cache")
+	if err := os.WriteFile(cache, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg := writeTemp(t, "m.eml", cleanMessage)
+	for _, args := range [][]string{
+		{"check", demo},
+		{"explain", "-config", demo, msg},
+		{"plugin", "test", "-config", demo, "-plugin", "dlp", msg},
+	} {
+		code, out, errs := run(args...)
+		if code != 1 || !strings.Contains(errs, "compilation cache in "+cache) {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+}

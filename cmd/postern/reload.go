@@ -26,7 +26,7 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("postern reload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern reload (-config FILE.hcl | -socket PATH)")
+		fmt.Fprintln(fs.Output(), "usage: postern reload [-status] (-config FILE.hcl | -socket PATH)")
 		fs.PrintDefaults()
 	}
 	var (
@@ -43,7 +43,17 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	path := *socket
-	if path == "" {
+	switch {
+	case path != "":
+	case *status:
+		// The status is asked for exactly when the file may not load (an edit in progress, a refused reload):
+		// only the control socket's location is needed from it.
+		var err error
+		if path, err = config.ControlSocket(*configPath); err != nil {
+			fmt.Fprintf(stderr, "postern reload: cannot find the control socket in %s:\n", *configPath)
+			return reportConfigError(stderr, err)
+		}
+	default:
 		// A file that does not load would be refused by the proxy too: say so here, with the same diagnostics,
 		// and leave the proxy alone.
 		cfg, err := config.Load(*configPath)
@@ -55,10 +65,11 @@ func runReload(args []string, stdout, stderr io.Writer) int {
 			// The proxy answers within its reload_timeout: wait a little longer, so its answer is what is shown.
 			*timeout = cfg.ReloadTimeout + 10*time.Second
 		}
-		if path = cfg.ControlSocket; path == "" {
-			fmt.Fprintf(stderr, "postern reload: %s has neither control_socket nor state_dir: the proxy has no control socket (send it SIGHUP)\n", *configPath)
-			return 1
-		}
+		path = cfg.ControlSocket
+	}
+	if path == "" {
+		fmt.Fprintf(stderr, "postern reload: %s has neither control_socket nor state_dir: the proxy has no control socket (send it SIGHUP)\n", *configPath)
+		return 1
 	}
 	cmd := "reload"
 	if *status {

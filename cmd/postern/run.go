@@ -246,7 +246,9 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			}
 		}()
 	}
-	logger.Info("postern running", "config", path, "version", cfg.Version, "summary", cfg.Summary(),
+	bi := readBuildInfo()
+	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
+		"config_sha256", cfg.Version, "summary", cfg.Summary(),
 		"control_socket", cfg.ControlSocket)
 	return d, nil
 }

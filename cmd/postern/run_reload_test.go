@@ -58,11 +58,11 @@ func TestRunReloadRefusesFIFO(t *testing.T) {
 	}
 	scriptedRunConfig(t, cfgPath, addr, "30s", "tag=v:2", fifo)
 	const where = "run.hcl:11:"
-	code, _, errs := runBinary(t, "check", cfgPath)
+	code, _, errs := runPostern(t, "check", cfgPath)
 	if code != 1 || !strings.Contains(errs, where) || !strings.Contains(errs, "FIFO") {
 		t.Fatalf("check: exit %d\n%s", code, errs)
 	}
-	code, _, errs = runBinary(t, "reload", "-timeout", "30s", "-socket", filepath.Join(dir, "state", "control.sock"))
+	code, _, errs = runPostern(t, "reload", "-timeout", "30s", "-socket", filepath.Join(dir, "state", "control.sock"))
 	if code != 1 || !strings.Contains(errs, where) || !strings.Contains(errs, "FIFO") {
 		t.Fatalf("reload: exit %d\n%s", code, errs)
 	}
@@ -89,7 +89,7 @@ func TestRunReloadTimeout(t *testing.T) {
 	sock := filepath.Join(dir, "state", "control.sock")
 
 	scriptedRunConfig(t, cfgPath, addr, "3s", "initloop", "")
-	code, _, errs := runBinary(t, "reload", "-socket", sock)
+	code, _, errs := runPostern(t, "reload", "-socket", sock)
 	if code != 1 || !strings.Contains(errs, "reload timed out") || !strings.Contains(errs, "reload_timeout 3s") {
 		t.Fatalf("stuck reload: exit %d\n%s", code, errs)
 	}
@@ -99,7 +99,7 @@ func TestRunReloadTimeout(t *testing.T) {
 	scriptedRunConfig(t, cfgPath, addr, "3s", "tag=v:2", "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, out, errs := runBinary(t, "reload", "-socket", sock)
+		code, out, errs := runPostern(t, "reload", "-socket", sock)
 		if code == 0 && strings.Contains(out, "reloaded") {
 			break
 		}
@@ -128,7 +128,7 @@ func TestRunSIGTERMDuringStuckReload(t *testing.T) {
 	scriptedRunConfig(t, cfgPath, addr, "1h", "initloop", "")
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "reload started")
-	code, _, errs := runBinary(t, "reload", "-timeout", "30s", "-socket", filepath.Join(dir, "state", "control.sock"))
+	code, _, errs := runPostern(t, "reload", "-timeout", "30s", "-socket", filepath.Join(dir, "state", "control.sock"))
 	if code != 1 || !strings.Contains(errs, "already running") {
 		t.Fatalf("reload during a stuck one: exit %d\n%s", code, errs)
 	}

@@ -1,41 +1,25 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/postern/postern/sdk/postern"
 )
 
-// action is what the plugin does with a message that has a blocked attachment.
-type action string
-
+// The actions the plugin can take with a message that has a blocked attachment: strip removes the attachments.
 const (
-	actionReject     action = "reject"
-	actionStrip      action = "strip"
-	actionQuarantine action = "quarantine"
-	actionTag        action = "tag"
+	actionReject     = postern.ActionReject
+	actionStrip      = postern.Action("strip")
+	actionQuarantine = postern.ActionQuarantine
+	actionTag        = postern.ActionTag
 )
-
-// UnmarshalJSON accepts the action names in any case and refuses anything else.
-func (a *action) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("action: want a string, got %s", b)
-	}
-	switch v := action(strings.ToLower(strings.TrimSpace(s))); v {
-	case actionReject, actionStrip, actionQuarantine, actionTag:
-		*a = v
-		return nil
-	}
-	return fmt.Errorf("action: unknown value %q (want reject, strip, quarantine or tag)", s)
-}
 
 // config is the plugin's JSON configuration; README.md documents every key.
 type config struct {
-	Action action `json:"action"`
+	Action postern.Action `json:"action"`
 
 	Extensions       []string `json:"extensions"` // replaces the default list when given
 	AddExtensions    []string `json:"add_extensions"`
@@ -59,7 +43,7 @@ type config struct {
 
 // settings is a parsed, validated configuration.
 type settings struct {
-	action       action
+	action       postern.Action
 	extensions   set
 	contentTypes set
 	sniff        set
@@ -79,13 +63,12 @@ const (
 // parseConfig reads the JSON configuration over the defaults. Unknown keys and bad values are errors, so the
 // plugin fails to load instead of quietly protecting less than its administrator believes.
 func parseConfig(data []byte) (settings, error) {
-	var c config
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return settings{}, fmt.Errorf("attachment-guard configuration: %w", err)
-		}
+	c := config{Action: actionReject}
+	if err := postern.DecodeConfig(data, &c); err != nil {
+		return settings{}, fmt.Errorf("attachment-guard configuration: %w", err)
+	}
+	if err := c.Action.Check(actionReject, actionStrip, actionQuarantine, actionTag); err != nil {
+		return settings{}, fmt.Errorf("attachment-guard configuration: %w", err)
 	}
 	s := settings{
 		action:       c.Action,
@@ -99,13 +82,10 @@ func parseConfig(data []byte) (settings, error) {
 		stripHeader:  defaultStripHeader,
 		score:        c.Score,
 	}
-	if s.action == "" {
-		s.action = actionReject
-	}
 	if s.code == 0 {
 		s.code = 554
-	} else if s.code < 500 || s.code > 599 {
-		return settings{}, fmt.Errorf("attachment-guard configuration: code %d: a rejection needs a 5xx code", c.Code)
+	} else if err := postern.CheckReplyCode(actionReject, s.code); err != nil {
+		return settings{}, fmt.Errorf("attachment-guard configuration: %w", err)
 	}
 	for k := range s.sniff {
 		if !slices.Contains(allKinds, k) {

@@ -28,13 +28,13 @@ func TestParseConfig(t *testing.T) {
 	}
 	for in, want := range map[string]string{
 		`{"action":"delete"}`:          "unknown value",
-		`{"extension":["exe"]}`:        "unknown field",
+		`{"extension":["exe"]}`:        `unknown key "extension" (known keys: action, add_content_types,`,
 		`{"sniff":["pdf"]}`:            "unknown kind",
 		`{"content_types":["exe"]}`:    "type/subtype",
 		`{"code":250}`:                 "5xx",
 		`{"strip_header":"X Removed"}`: "not allowed",
 		`{"strip_note":"` + strings.Repeat("x", 500) + ` {files}"}`: "break it into lines",
-		`{"archives":"yes"}`: "cannot unmarshal",
+		`{"archives":"yes"}`: "archives: want true or false, got a string",
 	} {
 		_, err := parseConfig([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -260,7 +260,7 @@ func TestListsAndSwitches(t *testing.T) {
 func TestBadConfig(t *testing.T) {
 	for cfg, want := range map[string]string{
 		`{"action":"delete"}`:        "unknown value",
-		`{"add_extension":["docm"]}`: "unknown field",
+		`{"add_extension":["docm"]}`: `unknown key "add_extension"`,
 		`{"sniff":["exe"]}`:          "unknown kind",
 	} {
 		_, err := harness.LoadErr(t, cfg)

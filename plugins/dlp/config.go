@@ -1,48 +1,31 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path"
 	"slices"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/postern/postern/sdk/postern"
 )
 
-// action is what the plugin does once a message holds at least min_matches numbers.
-type action string
-
+// The actions of the plugin once a message holds at least min_matches numbers.
 const (
-	actionTag        action = "tag"
-	actionQuarantine action = "quarantine"
-	actionReject     action = "reject"
+	actionTag        = postern.ActionTag
+	actionQuarantine = postern.ActionQuarantine
+	actionReject     = postern.ActionReject
 )
-
-// UnmarshalJSON accepts the action names in any case and refuses anything else.
-func (a *action) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("action: want a string, got %s", b)
-	}
-	switch v := action(strings.ToLower(strings.TrimSpace(s))); v {
-	case actionTag, actionQuarantine, actionReject:
-		*a = v
-		return nil
-	}
-	return fmt.Errorf("action: unknown value %q (want tag, quarantine or reject)", s)
-}
 
 // config is the plugin's JSON configuration; README.md documents every key.
 type config struct {
-	Action        action   `json:"action"`
-	MinMatches    int      `json:"min_matches"`
-	ScorePerMatch float64  `json:"score_per_match"`
-	Detect        []string `json:"detect"`
-	ContentTypes  []string `json:"content_types"`
-	Extensions    []string `json:"extensions"`
-	Code          int      `json:"code"`
-	Text          string   `json:"text"`
+	Action        postern.Action `json:"action"`
+	MinMatches    int            `json:"min_matches"`
+	ScorePerMatch float64        `json:"score_per_match"`
+	Detect        []string       `json:"detect"`
+	ContentTypes  []string       `json:"content_types"`
+	Extensions    []string       `json:"extensions"`
+	Code          int            `json:"code"`
+	Text          string         `json:"text"`
 	// ActOnTruncated makes a part with more candidate numbers than the host reports count as reaching
 	// min_matches: the plugin cannot vouch for what it did not see.
 	ActOnTruncated *bool `json:"act_on_truncated"`
@@ -81,12 +64,11 @@ func defaultConfig() config {
 // the plugin fails to load instead of quietly protecting less than its administrator believes.
 func parseConfig(data []byte) (config, error) {
 	cfg := defaultConfig()
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("dlp configuration: %w", err)
-		}
+	if err := postern.DecodeConfig(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("dlp configuration: %w", err)
+	}
+	if err := cfg.Action.Check(actionTag, actionQuarantine, actionReject); err != nil {
+		return cfg, fmt.Errorf("dlp configuration: %w", err)
 	}
 	if cfg.MinMatches < 1 {
 		return cfg, fmt.Errorf("dlp configuration: min_matches %d: must be at least 1", cfg.MinMatches)
@@ -117,10 +99,10 @@ func parseConfig(data []byte) (config, error) {
 	for i, e := range cfg.Extensions {
 		cfg.Extensions[i] = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(e)), ".")
 	}
-	if cfg.Code < 500 || cfg.Code > 599 {
-		return cfg, fmt.Errorf("dlp configuration: code %d: a rejection needs a 5xx code", cfg.Code)
+	if err := postern.CheckReplyCode(actionReject, cfg.Code); err != nil {
+		return cfg, fmt.Errorf("dlp configuration: %w", err)
 	}
-	if err := checkReplyText(cfg.Text); err != nil {
+	if err := postern.CheckReplyText(cfg.Text); err != nil {
 		return cfg, fmt.Errorf("dlp configuration: text: %w", err)
 	}
 	return cfg, nil
@@ -146,21 +128,4 @@ func (c *config) scans(contentType, filename string) bool {
 		}
 	}
 	return false
-}
-
-// checkReplyText applies the ABI's rules for reply text (printable UTF-8, no CR/LF, at most 512 bytes) at
-// configuration time, so a bad text fails the load instead of every message.
-func checkReplyText(s string) error {
-	if len(s) > 512 {
-		return fmt.Errorf("%d bytes, at most 512", len(s))
-	}
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("not valid UTF-8")
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("contains control character %U", r)
-		}
-	}
-	return nil
 }

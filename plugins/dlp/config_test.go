@@ -37,8 +37,8 @@ func TestParseConfig(t *testing.T) {
 		`{"content_types":["text"]}`: "type/subtype",
 		`{"code":451}`:               "5xx",
 		`{"text":"a\nb"}`:            "control character",
-		`{"min_match":2}`:            "unknown field",
-		`{"min_matches":"2"}`:        "cannot unmarshal",
+		`{"min_match":2}`:            `unknown key "min_match" (known keys: act_on_truncated, action,`,
+		`{"min_matches":"2"}`:        "min_matches: want a whole number, got a string",
 	} {
 		_, err := parseConfig([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -176,7 +176,7 @@ func TestBadConfig(t *testing.T) {
 		`{"action":"block"}`:     "unknown value",
 		`{"min_matches":0}`:      "at least 1",
 		`{"detect":["phone"]}`:   "unknown kind",
-		`{"score_per_match":""}`: "cannot unmarshal",
+		`{"score_per_match":""}`: "score_per_match: want a number, got a string",
 	} {
 		_, err := harness.LoadErr(t, cfg)
 		if err == nil || !strings.Contains(err.Error(), want) {

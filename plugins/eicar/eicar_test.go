@@ -41,13 +41,13 @@ func TestParseConfig(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"action":"drop"}`:                           "unknown value",
 		`{"action":5}`:                                "want a string",
-		`{"acton":"tag"}`:                             "unknown field",
+		`{"acton":"tag"}`:                             `unknown key "acton" (known keys: action, code, score, text)`,
 		`{"code":250}`:                                "5xx",
 		`{"action":"tempfail","code":550}`:            "4xx",
 		`{"action":"tag","code":550}`:                 "only used",
 		`{"text":"two\r\nlines"}`:                     "control character",
 		`{"text":"` + strings.Repeat("x", 513) + `"}`: "at most 512",
-		`[`: "unexpected EOF",
+		`[`: "the document is cut short",
 	} {
 		_, err := parseConfig([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -94,7 +94,7 @@ func TestActions(t *testing.T) {
 func TestBadConfig(t *testing.T) {
 	for cfg, want := range map[string]string{
 		`{"action":"delete"}`:              "unknown value",
-		`{"actoin":"tag"}`:                 "unknown field",
+		`{"actoin":"tag"}`:                 `unknown key "actoin"`,
 		`{"action":"tempfail","code":554}`: "4xx",
 	} {
 		_, err := harness.LoadErr(t, cfg)

@@ -315,7 +315,7 @@ func TestConfigKeys(t *testing.T) {
 func TestBadConfig(t *testing.T) {
 	for cfg, want := range map[string]string{
 		`{"internal_domains":["@example.com"]}`: "not a domain",
-		`{"internal_domain":["example.com"]}`:   "unknown field",
+		`{"internal_domain":["example.com"]}`:   `unknown key "internal_domain" (known keys: banner_html, banner_text, header, internal_domains,`,
 		`{"header":"X:Bad"}`:                    "not allowed",
 	} {
 		_, err := harness.LoadErr(t, cfg)

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"html"
 	"net/mail"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/postern/postern/sdk/postern"
 )
 
 // config is the plugin's JSON configuration; README.md documents every key.
@@ -48,12 +48,8 @@ type settings struct {
 // fails to load instead of quietly doing something its administrator did not ask for.
 func parseConfig(data []byte) (settings, error) {
 	var cfg config
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return settings{}, fmt.Errorf("external-tag configuration: %w", err)
-		}
+	if err := postern.DecodeConfig(data, &cfg); err != nil {
+		return settings{}, fmt.Errorf("external-tag configuration: %w", err)
 	}
 	s := settings{
 		subjectPrefix: orDefault(cfg.SubjectPrefix, defaultSubjectPrefix),

@@ -104,14 +104,14 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("parsed = %+v", s)
 	}
 	for cfg, want := range map[string]string{
-		`{"internal_domain":["example.com"]}`:   "unknown field",
+		`{"internal_domain":["example.com"]}`:   `unknown key "internal_domain" (known keys: banner_html, banner_text, header, internal_domains,`,
 		`{"internal_domains":["@example.com"]}`: "not a domain",
 		`{"internal_domains":["exa mple.com"]}`: "not a domain",
 		`{"internal_domains":[".example.com"]}`: "not a domain",
 		`{"subject_prefix":"a\nb"}`:             "one line",
 		`{"header":"X-Bad:"}`:                   "not allowed",
 		`{"header":"X Bad"}`:                    "not allowed",
-		`{"internal_domains":"example.com"}`:    "cannot unmarshal",
+		`{"internal_domains":"example.com"}`:    "internal_domains: want a list, got a string",
 	} {
 		_, err := parseConfig([]byte(cfg))
 		if err == nil || !strings.Contains(err.Error(), want) {

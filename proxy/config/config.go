@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // Protocols a listener block may name.
@@ -135,9 +137,34 @@ type Plugin struct {
 	MaxCalls int
 	OnError  string   // "tempfail" (default), "accept" or "reject"
 	Grants   []string // "clock", "random"
-	// DeclRange is the block's header; SourceRange the source attribute. Load errors point at them.
+	// DeclRange is the block's header; SourceRange the source attribute; ConfigRange the config attribute (zero
+	// when there is none). Load errors point at them: a configuration the plugin refuses at ConfigRange.
 	DeclRange   hcl.Range
 	SourceRange hcl.Range
+	ConfigRange hcl.Range
+	configExpr  hcl.Expression
+}
+
+// ConfigKeyRange returns where the config attribute sets key, one of the top-level keys of its object, so that
+// an error a plugin reports about that key points at its line; it is ConfigRange when the key is not written
+// there (or the configuration is not an object literal).
+func (p *Plugin) ConfigKeyRange(key string) hcl.Range {
+	obj, ok := p.configExpr.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		return p.ConfigRange
+	}
+	for _, item := range obj.Items {
+		name := hcl.ExprAsKeyword(item.KeyExpr)
+		if name == "" {
+			if v, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && v.IsKnown() && !v.IsNull() && v.Type() == cty.String {
+				name = v.AsString()
+			}
+		}
+		if name == key {
+			return hcl.RangeBetween(item.KeyExpr.Range(), item.ValueExpr.Range())
+		}
+	}
+	return p.ConfigRange
 }
 
 // Policy is one `policy "<name>"` block.

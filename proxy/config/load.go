@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -116,13 +117,7 @@ var auditSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 // On failure the error is an *Error listing every problem found with its file:line:column. Plugin modules are
 // read and hashed here but not compiled; the policy engine does that.
 func Load(path string) (*Config, error) {
-	l := &loader{
-		cfg:       &Config{Path: path, sources: map[string][]byte{}, lang: newLanguage()},
-		seen:      map[string]bool{},
-		names:     map[string]map[string]hcl.Range{"listener": {}, "plugin": {}, "policy": {}},
-		addresses: map[string]hcl.Range{},
-		singles:   map[string]hcl.Range{},
-	}
+	l := newLoader(path)
 	l.file(path, nil, 0)
 	l.finish()
 	cfg := l.cfg
@@ -134,10 +129,42 @@ func Load(path string) (*Config, error) {
 		}
 	}
 	if l.diags.HasErrors() {
-		return nil, &Error{Diagnostics: sortDiagnostics(l.diags, cfg.Files), sources: cfg.sources}
+		return nil, l.error()
 	}
 	cfg.Warnings = warnings
 	return cfg, nil
+}
+
+// ControlSocket returns the control socket of the configuration at path (control_socket, or
+// state_dir/control.sock) without requiring the rest of it to be valid: a running proxy is asked what it serves
+// exactly when the file on disk does not load. It is "" with a nil error when the configuration sets neither;
+// when it cannot be found and the configuration has errors, the error is the *Error that Load returns.
+func ControlSocket(path string) (string, error) {
+	l := newLoader(path)
+	l.lenient = true
+	l.file(path, nil, 0)
+	l.finish()
+	if l.cfg.ControlSocket != "" {
+		return l.cfg.ControlSocket, nil
+	}
+	if l.diags.HasErrors() {
+		return "", l.error()
+	}
+	return "", nil
+}
+
+func (l *loader) error() *Error {
+	return &Error{Diagnostics: sortDiagnostics(l.diags, l.cfg.Files), sources: l.cfg.sources}
+}
+
+func newLoader(path string) *loader {
+	return &loader{
+		cfg:       &Config{Path: path, sources: map[string][]byte{}, lang: newLanguage()},
+		seen:      map[string]bool{},
+		names:     map[string]map[string]hcl.Range{"listener": {}, "plugin": {}, "policy": {}},
+		addresses: map[string]hcl.Range{},
+		singles:   map[string]hcl.Range{},
+	}
 }
 
 type loader struct {
@@ -148,6 +175,8 @@ type loader struct {
 	addresses         map[string]hcl.Range            // listener address → where
 	singles           map[string]hcl.Range            // top-level settings that may be given once → where
 	quarantineDefault []*Listener                     // listeners whose quarantine_dir defaults from state_dir
+	// lenient goes on past syntax errors with what the parser recovered (ControlSocket).
+	lenient bool
 }
 
 func (l *loader) add(d ...*hcl.Diagnostic) { l.diags = append(l.diags, d...) }
@@ -187,6 +216,9 @@ func (l *loader) file(path string, from *hcl.Range, depth int) {
 	f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
 	l.add(diags...)
 	if diags.HasErrors() {
+		if l.lenient {
+			l.recoverSettings(f)
+		}
 		return
 	}
 	content, diags := f.Body.Content(fileSchema)
@@ -229,6 +261,36 @@ func (l *loader) file(path string, from *hcl.Range, depth int) {
 		if len(l.cfg.ControlSocket) > maxUnixSocketPath {
 			l.add(errorf(a.Expr.Range(), "Control socket path too long", "%s is %d bytes; a unix socket path "+
 				"may have at most %d.", l.cfg.ControlSocket, len(l.cfg.ControlSocket), maxUnixSocketPath))
+		}
+	}
+}
+
+// recoverSettings reads state_dir and control_socket from what the parser recovered of a file with syntax
+// errors, where they are plain strings; nothing else of such a file is trusted.
+func (l *loader) recoverSettings(f *hcl.File) {
+	if f == nil {
+		return
+	}
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return
+	}
+	for _, name := range []string{"state_dir", "control_socket"} {
+		a := body.Attributes[name]
+		if a == nil {
+			continue
+		}
+		if v, diags := a.Expr.Value(nil); diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() || v.Type() != cty.String {
+			continue
+		}
+		ha := a.AsHCLAttribute()
+		if !l.single(name, ha.Range) {
+			continue
+		}
+		if name == "state_dir" {
+			l.cfg.StateDir = l.path(ha)
+		} else {
+			l.cfg.ControlSocket = l.path(ha)
 		}
 	}
 }
@@ -551,6 +613,7 @@ func (l *loader) plugin(b *hcl.Block) {
 	defer func() { l.cfg.Plugins = append(l.cfg.Plugins, p) }()
 	if a := content.Attributes["config"]; a != nil {
 		p.Config = l.json(a)
+		p.ConfigRange, p.configExpr = a.Range, a.Expr
 	}
 	if a := content.Attributes["memory"]; a != nil {
 		p.Memory = l.size(a, 1<<20, 4<<30)
@@ -590,7 +653,7 @@ func (l *loader) plugin(b *hcl.Block) {
 	}
 	wasm, err := readBounded(p.Source, maxModuleBytes)
 	if err != nil {
-		l.add(errorf(p.SourceRange, "Cannot read plugin module", "Plugin %q: %v.", name, err))
+		l.add(errorf(p.SourceRange, "Cannot read plugin module", "Plugin %q: %v.%s", name, err, buildHint(p.Source, err)))
 		return
 	}
 	p.Wasm = wasm
@@ -610,6 +673,30 @@ func (l *loader) plugin(b *hcl.Block) {
 				name, p.Source, p.SHA256, pin))
 		}
 	}
+}
+
+// buildHint tells how to build a missing module that a Postern checkout builds: ROOT/build/plugins/NAME.wasm
+// comes from ROOT/plugins/NAME (or one of the SDK's kits) by `make plugins`, which `make run` does not run for the
+// C plugins.
+func buildHint(source string, err error) string {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	dir, file := filepath.Split(source)
+	name, ok := strings.CutSuffix(file, ".wasm")
+	if !ok || filepath.Base(filepath.Clean(dir)) != "plugins" || filepath.Base(filepath.Dir(filepath.Clean(dir))) != "build" {
+		return ""
+	}
+	root := filepath.Dir(filepath.Dir(filepath.Clean(dir)))
+	if _, err := os.Stat(filepath.Join(root, "Makefile")); err != nil {
+		return ""
+	}
+	for _, src := range []string{filepath.Join("plugins", name), filepath.Join("sdk", "conformance", name)} {
+		if fi, err := os.Stat(filepath.Join(root, src)); err == nil && fi.IsDir() {
+			return fmt.Sprintf(" It is built from %s by `make plugins` (run in %s).", src, root)
+		}
+	}
+	return ""
 }
 
 func (l *loader) policy(b *hcl.Block, src []byte) {

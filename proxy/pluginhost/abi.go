@@ -17,8 +17,10 @@ import (
 	"github.com/postern/postern/proxy/message"
 )
 
-// abiVersion is the ABI version this host implements (ABI §5).
-const abiVersion = 1
+// ABIVersion is the ABI version this host implements (ABI §5): a plugin's postern_abi_version must return it.
+const ABIVersion = 1
+
+const abiVersion = ABIVersion
 
 // hostModule is the import module of ABI version 1.
 const hostModule = "postern"

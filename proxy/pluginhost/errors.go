@@ -25,6 +25,10 @@ var (
 	ErrInstance   = errors.New("instance failed")      // a new instance could not be created
 )
 
+// ErrConfigRefused is the reason of a Load error when the plugin's postern_init refused its configuration (the
+// error also carries the plugin's log lines, which say why).
+var ErrConfigRefused = errors.New("configuration refused")
+
 // CallError is the error of a failed call. Its message names the plugin and the reason, for example
 // `plugin "dlp": timeout after 50ms` or `plugin "x": wasm trap: unreachable`.
 type CallError struct {

@@ -209,7 +209,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	var check loadCheck
 	in, logs, err := p.newInstance(ctx, &check)
 	if err != nil {
-		return fail("%v%s", err, formatLogs(logs))
+		return nil, fmt.Errorf("plugin %q: %w%s", cfg.Name, err, formatLogs(logs))
 	}
 	p.hooks = exported
 	if check.hasMask {
@@ -235,7 +235,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	return p, nil
 }
 
-// formatLogs renders init log lines for an error message.
+// formatLogs renders init log lines for an error message, one line each, as the plugin logged them.
 func formatLogs(logs []LogLine) string {
 	if len(logs) == 0 {
 		return ""
@@ -243,9 +243,9 @@ func formatLogs(logs []LogLine) string {
 	var b strings.Builder
 	b.WriteString("; plugin log:")
 	for _, l := range logs {
-		fmt.Fprintf(&b, " [%s] %s;", strings.ToLower(l.Level.String()), l.Text)
+		fmt.Fprintf(&b, "\n[%s] %s", strings.ToLower(l.Level.String()), l.Text)
 	}
-	return strings.TrimSuffix(b.String(), ";")
+	return b.String()
 }
 
 // checkImports checks that every import is a function the host provides with the right signature (ABI §3, §5).

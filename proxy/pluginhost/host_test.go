@@ -30,7 +30,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"nohooks", nil, []string{"exports no hook"}},
 		{"nomemory", nil, []string{`does not export its memory as "memory"`}},
 		{"badsig", nil, []string{"export postern_on_message is (i32) -> (i32), want () -> (i32)"}},
-		{"initfail", nil, []string{`postern_init returned 1 (configuration refused); plugin log: [error] missing key "words"`}},
+		{"initfail", nil, []string{"postern_init returned 1 (configuration refused); plugin log:\n[error] missing key \"words\""}},
 		{"initexit", nil, []string{"module exited during _initialize"}},
 		{"initloop", func(c *Config) { c.InitTimeout = 50 * time.Millisecond }, []string{"postern_init: timeout after 50ms"}},
 		{"bigmem", nil, []string{`plugin "bigmem": compiling:`, "2000 pages"}},

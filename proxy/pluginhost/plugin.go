@@ -401,7 +401,8 @@ func (p *Plugin) newInstance(ctx context.Context, check *loadCheck) (*instance, 
 			return closeWith("postern_init", err)
 		}
 		if rc != 0 {
-			return closeWith(fmt.Sprintf("postern_init returned %d (configuration refused)", int32(rc)), nil)
+			_ = mod.Close(context.Background())
+			return nil, st.logs, fmt.Errorf("postern_init returned %d (%w)", int32(rc), ErrConfigRefused)
 		}
 	}
 	for h := range numHooks {

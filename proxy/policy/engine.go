@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,18 +110,33 @@ func build(ctx context.Context, cfg *config.Config, opts Options, load func(plug
 				continue
 			}
 		}
-		diags = append(diags, &hcl.Diagnostic{
+		diag := &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Plugin failed to load",
 			Detail:   fmt.Sprintf("%s: %v", p.Source, err),
 			Subject:  p.SourceRange.Ptr(),
-		})
+		}
+		if errors.Is(err, pluginhost.ErrConfigRefused) && p.ConfigRange.Filename != "" {
+			// The module is fine; what it refused is its configuration, so that is where the admin looks.
+			diag.Summary, diag.Subject = "Plugin configuration refused", p.ConfigRange.Ptr()
+			if m := unknownKey.FindStringSubmatch(err.Error()); m != nil {
+				diag.Subject = p.ConfigKeyRange(m[1]).Ptr()
+			}
+		}
+		diags = append(diags, diag)
 	}
 	if diags.HasErrors() {
 		return nil, cfg.NewError(diags)
 	}
 	return newSnapshot(cfg, callers, opts.Logger), nil
 }
+
+// unknownKey finds the key a plugin built with the Go SDK names when it refuses an unknown one (DecodeConfig's
+// wording), so that the diagnostic points at the line that sets it.
+var unknownKey = regexp.MustCompile(`unknown key "([^"\\]+)"`)
+
+// PluginConfig is the plugin host configuration of a plugin block, as the policy engine loads it.
+func PluginConfig(p *config.Plugin) (pluginhost.Config, error) { return hostConfig(p) }
 
 func hostConfig(p *config.Plugin) (pluginhost.Config, error) {
 	onErr, err := pluginhost.ParseOnError(p.OnError)

@@ -196,7 +196,7 @@ policy "p" {
 	want := []string{
 		"postern.hcl:5:12: Plugin failed to load: .*version 2.*",
 		"postern.hcl:8:12: Plugin failed to load: .*garbage.wasm.*",
-		"postern.hcl:11:12: Plugin failed to load: .*postern_init.*",
+		"postern.hcl:12:3: Plugin configuration refused: .*postern_init.*",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("diagnostics:\n  %s", strings.Join(got, "\n  "))

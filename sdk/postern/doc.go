@@ -65,5 +65,18 @@
 // tests. Outside WebAssembly every host call panics; to run a whole plugin, load it with Postern
 // (`postern plugin test`).
 //
+// # Configuration
+//
+// Config (or DecodeConfig on ConfigJSON's bytes, which keeps parsing testable outside WebAssembly) decodes the
+// plugin's JSON configuration strictly and reports mistakes in the configuration's words: `unknown key "acton"
+// (known keys: action, code, score, text)`, `min_matches: want a whole number, got a string`. Action,
+// CheckReplyCode and CheckReplyText are the shared handling of the usual action, code and text keys.
+//
+// # Module
+//
+// The SDK is a module of its own, github.com/postern/postern/sdk/postern, with no dependencies beyond the
+// standard library, so that a plugin inherits neither the proxy's Go version nor its dependency graph.
+// `postern plugin new NAME` writes a plugin folder whose go.mod points at a checkout's copy with a replace line.
+//
 // The ABI this package speaks is described in sdk/ABI.md.
 package postern

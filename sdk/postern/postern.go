@@ -2,7 +2,6 @@ package postern
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"runtime/debug"
 	"unicode/utf8"
@@ -225,25 +224,17 @@ func ConfigJSON() ([]byte, error) {
 	return b, nil
 }
 
-// Config decodes the plugin's configuration into v (a pointer, as for json.Unmarshal). Decoding is strict: a key
-// v has no field for, or data after the document, is an error, so that a misspelt setting fails the load
-// instead of being silently ignored. An empty configuration leaves v unchanged, like "{}". Call it from OnInit
-// and return its error.
+// Config decodes the plugin's configuration into v (a pointer to a struct holding the defaults) with
+// DecodeConfig: strictly, so that a misspelt setting fails the load instead of being silently ignored, and with
+// errors that name the key. An empty configuration leaves v unchanged, like "{}". Call it from OnInit and return
+// its error.
 func Config(v any) error {
 	b, _, err := fetch(hostConfigGet)
 	if err != nil {
 		return fmt.Errorf("postern: reading the configuration: %w", err)
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := DecodeConfig(b, v); err != nil {
 		return fmt.Errorf("postern: configuration: %w", err)
-	}
-	if dec.More() {
-		return fmt.Errorf("postern: configuration: data after the JSON document at offset %d", dec.InputOffset())
 	}
 	return nil
 }

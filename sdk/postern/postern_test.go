@@ -475,9 +475,9 @@ func TestConfig(t *testing.T) {
 	f := (&fakeHost{}).install(t)
 	for _, c := range []struct{ json, err string }{
 		{`{"words": ["a", "b"]}`, ""},
-		{`{"wrods": ["a"]}`, `unknown field "wrods"`},
+		{`{"wrods": ["a"]}`, `unknown key "wrods" (known keys: words)`},
 		{`{"words": ["a"]} {}`, "data after the JSON document at offset 17"},
-		{`{"words": "a"}`, "cannot unmarshal string"},
+		{`{"words": "a"}`, "words: want a list, got a string"},
 		{`{}`, ""},
 		{"", ""},
 		{" \n", ""},

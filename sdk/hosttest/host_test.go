@@ -1,6 +1,6 @@
 //go:build !wasip1
 
-package postern_test
+package hosttest_test
 
 import (
 	"bytes"
@@ -16,7 +16,8 @@ import (
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
-// These tests run a plugin built with the SDK (testdata/sdkprobe) in the real host.
+// These tests run a plugin built with the SDK (sdk/postern/testdata/sdkprobe, built in the SDK's module) in the
+// real host.
 
 func loadProbe(t testing.TB, config string) (*pluginhost.Plugin, error) {
 	t.Helper()
@@ -138,8 +139,8 @@ func TestPanicFailsTheCall(t *testing.T) {
 func TestInitErrorsFailTheLoad(t *testing.T) {
 	for _, c := range []struct{ config, want string }{
 		{`{"init_fail": true}`, "init_fail is set"},
-		{`{"fial": "error"}`, `unknown field "fial"`},
-		{`{"fail": 1}`, "cannot unmarshal number"},
+		{`{"fial": "error"}`, `unknown key "fial" (known keys: fail, init_fail, parts)`},
+		{`{"fail": 1}`, "fail: want a string, got number"},
 		{`{} {}`, "data after the JSON document"},
 	} {
 		_, err := loadProbe(t, c.config)
