@@ -7,6 +7,7 @@
 //	postern check FILE                     validate a configuration
 //	postern explain -config FILE MSG.eml   show what the policy does with one message
 //	postern plugin test -plugin F.wasm MSG run one plugin on one message
+//	postern plugin conformance KIT.wasm   check an SDK with its conformance kit plugin
 //	postern audit verify PATH              check an audit log's hash chain
 //	postern reload                         ask a running proxy to reload its configuration
 //
