@@ -546,7 +546,9 @@ func TestRefusedFeatures(t *testing.T) {
 		}
 	}
 	// 2.0 features are allowed: a hook using a SIMD instruction (v128.const, drop) loads and runs.
-	exp := func(name string, kind, index byte) []byte { return append(append([]byte{byte(len(name))}, name...), kind, index) }
+	exp := func(name string, kind, index byte) []byte {
+		return append(append([]byte{byte(len(name))}, name...), kind, index)
+	}
 	exports := []byte{3}
 	exports = append(exports, exp("memory", 2, 0)...)
 	exports = append(exports, exp("postern_abi_version", 0, 0)...)
