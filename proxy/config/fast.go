@@ -473,6 +473,16 @@ func (l *language) fastBinary(e *hclsyntax.BinaryOpExpr) (fexpr, bool) {
 	return fexpr{}, false
 }
 
+// nullMatchesNothing makes a pattern test false when the tested attribute is null, as the matching functions
+// are (funcs.go): the value is read only when it is not null.
+func nullMatchesNothing(x fexpr, f boolFn) boolFn {
+	if x.null == nil {
+		return f
+	}
+	isNull := x.null
+	return func(s *Scope) bool { return !isNull(s) && f(s) }
+}
+
 // fastEqual compiles a == b for same-typed scalars, without the null handling.
 func (l *language) fastEqual(a, b fexpr) (boolFn, bool) {
 	switch a.kind {
@@ -526,7 +536,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 			return fexpr{}, false
 		}
 		x, y := args[0].s, args[1].s
-		return boolExpr(func(s *Scope) bool { return f(x(s), y(s)) }), true
+		return boolExpr(nullMatchesNothing(args[0], func(s *Scope) bool { return f(x(s), y(s)) })), true
 	}
 	switch e.Name {
 	case "lower", "upper":
@@ -589,7 +599,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 		if !ok {
 			return fexpr{}, false
 		}
-		return boolExpr(func(s *Scope) bool { return re.MatchString(x.s(s)) }), true
+		return boolExpr(nullMatchesNothing(x, func(s *Scope) bool { return re.MatchString(x.s(s)) })), true
 	case "cidrmatch":
 		if len(e.Args) < 2 {
 			return fexpr{}, false
@@ -607,7 +617,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 			}
 			prefixes[i] = p
 		}
-		return boolExpr(func(s *Scope) bool {
+		return boolExpr(nullMatchesNothing(x, func(s *Scope) bool {
 			addr, err := netip.ParseAddr(x.s(s))
 			if err != nil {
 				return false
@@ -619,7 +629,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 				}
 			}
 			return false
-		}), true
+		})), true
 	case "domain_match":
 		if len(e.Args) < 2 {
 			return fexpr{}, false
@@ -634,7 +644,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 				return fexpr{}, false
 			}
 		}
-		return boolExpr(func(s *Scope) bool { return domainMatch(x.s(s), pats) }), true
+		return boolExpr(nullMatchesNothing(x, func(s *Scope) bool { return domainMatch(x.s(s), pats) })), true
 	}
 	return fexpr{}, false
 }

@@ -44,6 +44,9 @@ var fastExprs = []string{
 	`contains(msg.flags, "\\Seen") && msg.mailbox_user == "alice"`,
 	`null == msg.subject`,
 	`msg.user == msg.mailbox_user`,
+	`!domain_match(msg.mail_from_domain, "*.payments.example.com") && glob(msg.helo, "*")`,
+	`startswith(msg.uidl, "a") || endswith(msg.rcpt_current, "x") || strcontains(msg.subject, "x")`,
+	`regex_match(msg.mailbox, "^IN") || cidrmatch(msg.helo, "0.0.0.0/0")`,
 }
 
 // slowExprs are conditions the fast path leaves to hcl.

@@ -125,8 +125,8 @@ func TestWhenEnvelopeStage(t *testing.T) {
 }
 
 // TestWhenRetrieval: at retrieval there is no envelope. A bounce rule does not match every retrieved message, the
-// mailbox facts are there, and a function given an unknown fact fails as a run-time error (which tempfails the
-// policy) rather than matching.
+// mailbox facts are there, a null matches no pattern, and another function given an unknown fact fails as a
+// run-time error (which tempfails the policy) rather than matching.
 func TestWhenRetrieval(t *testing.T) {
 	_, conds := conditions(t,
 		`msg.mail_from == ""`,
@@ -134,15 +134,17 @@ func TestWhenRetrieval(t *testing.T) {
 		`msg.protocol == "imap" && msg.mailbox == "Archive" && msg.uid == 17 && msg.uidvalidity == 3 && msg.uidl == null`,
 		`contains(msg.flags, "$Junk") && msg.command == "fetch" && msg.mailbox_user == "alice" && msg.user == "alice"`,
 		`msg.internal_date == "2026-01-02T14:04:05Z" && msg.subject == "hello"`,
-		`endswith(msg.mail_from, "@example.org")`,
+		`lower(msg.mail_from) == "x"`,
 		`msg.mail_from != null && endswith(msg.mail_from, "@example.org")`,
+		`endswith(msg.mail_from, "") || glob(msg.helo, "*") || domain_match(msg.mail_from_domain, "example.org") || regex_match(msg.rcpt_current, "") || cidrmatch(msg.helo, "0.0.0.0/0")`,
+		`!domain_match(msg.mail_from_domain, "*.payments.example.com")`,
 	)
 	f := Facts{Hook: "message", Protocol: "imap", Direction: "retrieval", User: "alice", MailboxUser: "alice",
 		Mailbox: "Archive", UID: 17, UIDValidity: 3, InternalDate: "2026-01-02T14:04:05Z",
 		Flags: []string{`\Seen`, "$Junk"}, Command: "fetch", Subject: "hello", Size: 5,
 		MailFrom: "", HELO: "stale"}
 	s := NewScope(&f)
-	for i, want := range []bool{false, true, true, true, true, false, false} {
+	for i, want := range []bool{false, true, true, true, true, false, false, false, true} {
 		ok, err := conds[i].Eval(s)
 		if i == 5 {
 			if err == nil || !strings.Contains(err.Error(), "null") {

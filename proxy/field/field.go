@@ -192,7 +192,7 @@ var Table = []Field{
 	{Name: "smtputf8", Type: Bool, Optional: true, At: [NumFamilies]Hooks{FromMailFrom, None, None},
 		Doc: "`1` when the SMTP client gave the `SMTPUTF8` parameter (RFC 6531) on `MAIL FROM`, else `0`"},
 	{Name: "rcpt", Type: List, Fact: "rcpt", Audit: "rcpts", At: [NumFamilies]Hooks{FromMailFrom, None, None},
-		Doc: "the SMTP envelope recipients accepted so far; there are none at retrieval (see `mailbox.user`)"},
+		Doc: "the SMTP envelope recipients accepted so far; there are none at retrieval (see the mailbox user)"},
 	{Name: "", Type: List, Fact: "rcpt_domains", At: [NumFamilies]Hooks{FromMailFrom, None, None},
 		Doc: "the recipients' domains, lower-case, sorted, each once"},
 	{Name: "rcpt.current", Type: String, Fact: "rcpt_current", At: [NumFamilies]Hooks{AtRcptTo, None, None},
