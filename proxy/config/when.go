@@ -98,8 +98,8 @@ func (f *Facts) hook() field.Hook {
 }
 
 // known reports whether the fact is known for these facts (else it is null).
-func (f *Facts) known(fd *field.Field, h field.Hook) bool {
-	if !fd.Available(f.Protocol, h) {
+func (f *Facts) known(fd *field.Field, fam field.Family, h field.Hook) bool {
+	if !fd.AvailableIn(fam, h) {
 		return false
 	}
 	if !fd.Optional {
@@ -155,9 +155,9 @@ func (f *Facts) value() cty.Value {
 		"malformed":            stringList(f.Malformed),
 		"limit_exceeded":       cty.StringVal(f.LimitExceeded),
 	}
-	h := f.hook()
+	h, fam := f.hook(), field.FamilyOf(f.Protocol)
 	for name, v := range vals {
-		if fd, ok := field.Fact(name); ok && !f.known(fd, h) {
+		if fd, ok := field.Fact(name); ok && !f.known(fd, fam, h) {
 			vals[name] = cty.NullVal(v.Type())
 		}
 	}

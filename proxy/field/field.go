@@ -151,6 +151,11 @@ func (f *Field) Available(protocol string, h Hook) bool {
 	return f.At[FamilyOf(protocol)].Has(h)
 }
 
+// AvailableIn is Available for a family already known, for callers that test many fields of one session.
+func (f *Field) AvailableIn(fam Family, h Hook) bool {
+	return fam >= 0 && fam < NumFamilies && f.At[fam].Has(h)
+}
+
 // everywhere is At for a field every family has at every hook.
 var everywhere = [NumFamilies]Hooks{Always, Always, Always}
 
