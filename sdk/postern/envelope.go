@@ -96,7 +96,8 @@ func (*Envelope) LookupMailFrom() (string, bool) { return lookup("mail_from") }
 // UTF-8 in addresses and header fields; available from OnMailFrom on, always false for POP3 and IMAP.
 func (*Envelope) SMTPUTF8() bool { return field("smtputf8") == "1" }
 
-// Rcpts returns the envelope recipients accepted so far (SMTP), or the mailbox owner (POP3, IMAP).
+// Rcpts returns the envelope recipients accepted so far (SMTP); nil where unavailable (OnConnect, POP3, IMAP:
+// use MailboxUser there).
 func (*Envelope) Rcpts() []string {
 	v, _ := Fields("rcpt")
 	return v
