@@ -171,3 +171,37 @@ func TestSDKsKnowEveryField(t *testing.T) {
 		t.Errorf("the C SDK defines field %q, which the table lacks", name)
 	}
 }
+
+// TestConformanceKitReadsEveryField: the conformance kit checks every field of the table in every fixture and
+// hook, so an SDK cannot pass it without reading a new field.
+func TestConformanceKitReadsEveryField(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(root, "sdk/conformance/expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp struct {
+		Fixtures map[string]struct {
+			Hooks map[string]struct {
+				Tags map[string]string `json:"tags"`
+			} `json:"hooks"`
+		} `json:"fixtures"`
+	}
+	if err := json.Unmarshal(b, &exp); err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Fixtures) < 2 {
+		t.Fatalf("expected.json has %d fixtures", len(exp.Fixtures))
+	}
+	for fx, f := range exp.Fixtures {
+		for hook, h := range f.Hooks {
+			for _, fd := range field.Table {
+				if fd.Name == "" {
+					continue
+				}
+				if _, ok := h.Tags["field."+fd.Name]; !ok {
+					t.Errorf("%s/%s: the kit does not check field %q", fx, hook, fd.Name)
+				}
+			}
+		}
+	}
+}
