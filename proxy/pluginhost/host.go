@@ -94,8 +94,11 @@ const guestFeatures = api.CoreFeaturesV2
 // refusedFeature reports whether a compilation error is a feature outside guestFeatures, to say so in the error.
 func refusedFeature(err error) bool {
 	msg := err.Error()
+	// wazero names the feature for threads, tail calls and exception tags; for the rest it names the
+	// construct it cannot read (an instruction, a memory's limits, a GC type).
 	return strings.Contains(msg, "feature") || strings.Contains(msg, "at most one memory") ||
-		strings.Contains(msg, "invalid byte for limits")
+		strings.Contains(msg, "invalid byte for limits") || strings.Contains(msg, "invalid instruction") ||
+		(strings.Contains(msg, "section type") && strings.Contains(msg, "invalid byte"))
 }
 
 // Load compiles a plugin (through the host's compilation cache), checks it against the ABI, and creates its first
@@ -175,8 +178,8 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	compiled, err := rt.CompileModule(ctx, cfg.Wasm)
 	if err != nil {
 		if refusedFeature(err) {
-			return fail("compiling: %v (a guest may use WebAssembly 2.0: no threads or atomics, tail calls, "+
-				"exception handling, 64-bit or multiple memories; ABI §1.1)", err)
+			return fail("compiling: %v (a guest may use WebAssembly 2.0 only: no threads or atomics, tail calls, "+
+				"exception handling, 64-bit or multiple memories, GC types; ABI §1.1)", err)
 		}
 		return fail("compiling: %v", err)
 	}

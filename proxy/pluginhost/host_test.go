@@ -538,6 +538,12 @@ func TestRefusedFeatures(t *testing.T) {
 		{"memory64", "invalid byte for limits", module(5, 3, 1, 4, 1)},
 		// (memory 0) (memory 0)
 		{"multiple memories", "at most one memory", module(5, 5, 2, 0, 1, 0, 1)},
+		// (func try end)
+		{"exception handling", "invalid instruction 0x6", module(1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 0x0a, 7, 1, 5, 0, 0x06, 0x40, 0x0b, 0x0b)},
+		// (tag)
+		{"exception tags", `"exception-handling" is disabled`, module(1, 4, 1, 0x60, 0, 0, 13, 3, 1, 0, 0)},
+		// (type (struct))
+		{"GC types", "invalid byte: 0x5f", module(1, 3, 1, 0x5f, 0)},
 	} {
 		_, err := h.Load(context.Background(), Config{Name: "feature", Wasm: tc.wasm})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "WebAssembly 2.0") ||
