@@ -132,27 +132,28 @@ func (s *Scope) normalized() *norm {
 	}
 	f := s.facts
 	n := &norm{
-		hook: cty.NormalizeString(f.Hook), protocol: cty.NormalizeString(f.Protocol),
-		listener: cty.NormalizeString(f.Listener), direction: cty.NormalizeString(f.Direction),
-		clientIP: cty.NormalizeString(f.ClientIP), helo: cty.NormalizeString(f.HELO),
-		tlsVersion: cty.NormalizeString(f.TLSVersion), user: cty.NormalizeString(f.User),
-		mailFrom: cty.NormalizeString(f.MailFrom), mailFromDomain: cty.NormalizeString(addrDomain(f.MailFrom)),
-		rcptCurrent: cty.NormalizeString(f.RcptCurrent), subject: cty.NormalizeString(f.Subject),
-		from: cty.NormalizeString(f.From), fromDomain: cty.NormalizeString(addrDomain(f.From)),
-		limitExceeded: cty.NormalizeString(f.LimitExceeded),
-		tlsCipher:     cty.NormalizeString(f.TLSCipher), upstreamTLSVersion: cty.NormalizeString(f.UpstreamTLSVersion),
-		upstreamTLSCipher: cty.NormalizeString(f.UpstreamTLSCipher),
+		hook: nfc(f.Hook), protocol: nfc(f.Protocol),
+		listener: nfc(f.Listener), direction: nfc(f.Direction),
+		clientIP: nfc(f.ClientIP), helo: nfc(f.HELO),
+		tlsVersion: nfc(f.TLSVersion), user: nfc(f.User),
+		mailFrom: nfc(f.MailFrom), mailFromDomain: nfc(addrDomain(f.MailFrom)),
+		rcptCurrent: nfc(f.RcptCurrent), subject: nfc(f.Subject),
+		from: nfc(f.From), fromDomain: nfc(addrDomain(f.From)),
+		limitExceeded: nfc(f.LimitExceeded),
+		tlsCipher:     nfc(f.TLSCipher), upstreamTLSVersion: nfc(f.UpstreamTLSVersion),
+		upstreamTLSCipher: nfc(f.UpstreamTLSCipher),
 		size:              float64(f.Size), tls: f.TLSVersion != "",
 		rcpt: normalizeAll(f.Rcpt), rcptDomains: normalizeAll(rcptDomains(f.Rcpt)),
 		malformed:   normalizeAll(f.Malformed),
-		mailboxUser: cty.NormalizeString(f.MailboxUser), mailbox: cty.NormalizeString(f.Mailbox),
-		uidl: cty.NormalizeString(f.UIDL), internalDate: cty.NormalizeString(f.InternalDate),
-		command: cty.NormalizeString(f.Command), flags: normalizeAll(f.Flags),
+		mailboxUser: nfc(f.MailboxUser), mailbox: nfc(f.Mailbox),
+		uidl: nfc(f.UIDL), internalDate: nfc(f.InternalDate),
+		command: nfc(f.Command), flags: normalizeAll(f.Flags),
 		uid: float64(f.UID), uidValidity: float64(f.UIDValidity),
 	}
 	h, fam := f.hook(), field.FamilyOf(f.Protocol)
-	for i := range field.Table {
-		if fd := &field.Table[i]; fd.Fact != "" && !f.known(fd, fam, h) {
+	n.nulls = staticNulls[fam][h]
+	for _, i := range optionalFacts {
+		if fd := &field.Table[i]; fd.AvailableIn(fam, h) && !f.known(fd, fam, h) {
 			n.nulls |= 1 << i
 		}
 	}
@@ -166,9 +167,19 @@ func normalizeAll(ss []string) []string {
 	}
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = cty.NormalizeString(s)
+		out[i] = nfc(s)
 	}
 	return out
+}
+
+// nfc is cty.NormalizeString, without its cost for ASCII (most facts), which NFC leaves as it is.
+func nfc(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return cty.NormalizeString(s)
+		}
+	}
+	return s
 }
 
 // fastAttrs reads msg attributes from the normalised facts.
@@ -206,11 +217,36 @@ var fastAttrs = map[string]fexpr{
 	"uidvalidity":          numAttr(func(n *norm) float64 { return n.uidValidity }),
 }
 
+// staticNulls are the facts null by protocol family and hook alone, as bits of field.Table rows; optionalFacts are
+// the rows whose value can be unknown where they exist, which each message checks.
+var staticNulls, optionalFacts = func() (m [field.NumFamilies][field.NumHooks]uint64, opt []int) {
+	if len(field.Table) > 64 {
+		panic("config: the field table has more than 64 rows; widen norm.nulls")
+	}
+	for i := range field.Table {
+		fd := &field.Table[i]
+		if fd.Fact == "" {
+			continue
+		}
+		if fd.Optional {
+			opt = append(opt, i)
+		}
+		for fam := range field.NumFamilies {
+			for h := range field.NumHooks {
+				if !fd.AvailableIn(fam, h) {
+					m[fam][h] |= 1 << i
+				}
+			}
+		}
+	}
+	return m, opt
+}()
+
 // attrNull reads whether a fact is null: one bit of the normalised facts, by the fact's row in the field table.
 func attrNull(name string) boolFn {
 	i := slices.IndexFunc(field.Table, func(f field.Field) bool { return f.Fact == name })
 	if i < 0 || i >= 64 {
-		panic("config: fact " + name + " has no null bit") // the field table has fewer than 64 rows
+		panic("config: fact " + name + " has no null bit")
 	}
 	bit := uint64(1) << i
 	return func(s *Scope) bool { return s.normalized().nulls&bit != 0 }
