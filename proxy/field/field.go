@@ -266,6 +266,12 @@ func Lookup(name string) (*Field, bool) {
 	return f, ok
 }
 
+// LookupBytes is Lookup for a name in a guest's memory, without copying it.
+func LookupBytes(name []byte) (*Field, bool) {
+	f, ok := byName[string(name)]
+	return f, ok
+}
+
 // Fact returns the field behind a policy fact, msg.<name>.
 func Fact(name string) (*Field, bool) {
 	f, ok := byFact[name]

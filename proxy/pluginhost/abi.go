@@ -184,7 +184,7 @@ func fieldGet(f frame, s []uint64) int32 {
 	if st.init {
 		return errUnavailable // fields describe a call; postern_init has none
 	}
-	fd, ok := field.Lookup(string(name))
+	fd, ok := field.LookupBytes(name)
 	if !ok {
 		return errNotFound
 	}

@@ -56,3 +56,14 @@ func TestInternalDateText(t *testing.T) {
 		t.Errorf("InternalDateText = %q, want %q", got, want)
 	}
 }
+
+// TestFieldGetAllocs: reading a field allocates nothing in the host (plugins read fields on every call).
+func TestFieldGetAllocs(t *testing.T) {
+	h := newHarness(t, HookMessage, messageInput(t))
+	np, nl := h.str("client.ip")
+	args := []uint64{np, nl, 0, uint64(h.top), 64}
+	f := frame{st: h.st, mem: h.mem, fn: "field_get"}
+	if n := testing.AllocsPerRun(100, func() { fieldGet(f, args) }); n != 0 {
+		t.Errorf("field_get allocates %v times per call", n)
+	}
+}
