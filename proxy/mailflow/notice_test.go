@@ -212,3 +212,19 @@ func TestNoticeWithoutHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestNoticeOfANotice: withholding a notice again (a client that re-uploads it, a second policy) does not stack
+// prefixes, and its Message-ID differs from the first notice's.
+func TestNoticeOfANotice(t *testing.T) {
+	first := Notice(parseMsg(t, original), decision)
+	second := Notice(parseMsg(t, string(first)), decision)
+	nm1, _ := readBoth(t, first)
+	nm2, _ := readBoth(t, second)
+	subject, err := (&gomailHeader{nm2.Header}).text("Subject")
+	if err != nil || subject != "[withheld] Grüße and an invoice" {
+		t.Errorf("Subject = %q, %v", subject, err)
+	}
+	if nm1.Header.Get("Message-ID") == nm2.Header.Get("Message-ID") {
+		t.Error("a notice of a notice has the same Message-ID")
+	}
+}
