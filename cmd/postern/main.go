@@ -8,6 +8,7 @@
 //	postern explain -config FILE MSG.eml      show what the policy does with one message
 //	postern plugin new NAME                   write a ready-to-build plugin folder
 //	postern plugin test -plugin F.wasm MSG    run one plugin on one message
+//	postern plugin conformance KIT.wasm       check an SDK with its conformance kit plugin
 //	postern audit verify PATH                 check an audit log's hash chain
 //	postern audit accept-truncation           continue an audit log that lost records, on record
 //	postern reload -config FILE               ask a running proxy to reload its configuration

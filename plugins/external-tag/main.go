@@ -56,7 +56,12 @@ func tag(m *postern.Message) error {
 	for _, v := range m.Headers("From") {
 		from = append(from, fromDomains(v)...)
 	}
-	v := decide(cfg.internal, mailFrom, hasMailFrom, from, m.Rcpts())
+	rcpts := m.Rcpts()
+	if owner, ok := m.MailboxUser(); ok && len(rcpts) == 0 {
+		// Retrieval has no recipients: the mailbox's owner is the one reading.
+		rcpts = []string{owner}
+	}
+	v := decide(cfg.internal, mailFrom, hasMailFrom, from, rcpts)
 	// Past one of its limits the host has not indexed the whole message and refuses changes to it.
 	limit := limitExceeded()
 

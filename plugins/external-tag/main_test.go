@@ -236,7 +236,7 @@ func TestDefaultWithoutInternalDomains(t *testing.T) {
 		{"recipient domain matches", internal, env("bob@example.com", "alice@example.com"), "no"},
 		{"recipient subdomain", internal, env("bob@example.com", "alice@eu.example.com", "carol@example.com"), "no"},
 		// A mailbox owner given as a bare login: nothing to compare with, so everything is external.
-		{"bare mailbox owner", internal, pluginhost.Envelope{Protocol: "imap", Direction: "retrieval", Rcpts: []string{"alice"}}, "yes"},
+		{"bare mailbox owner", internal, pluginhost.Envelope{Protocol: "imap", Direction: "retrieval", MailboxUser: "alice"}, "yes"},
 		{"outbound", ext, pluginhost.Envelope{Protocol: "submission", Direction: "outbound", AuthUser: "alice",
 			MailFrom: "alice@example.com", HasMailFrom: true, Rcpts: []string{"sales@other.test"}}, ""},
 	} {
@@ -252,18 +252,18 @@ func TestDefaultWithoutInternalDomains(t *testing.T) {
 	}
 	t.Run("retrieval uses Return-Path", func(t *testing.T) {
 		// internal.eml's Return-Path is bob@example.com; the mailbox owner is alice@example.com.
-		o := harness.RunEnv(t, p, internal, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
+		o := harness.RunEnv(t, p, internal, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", MailboxUser: "alice@example.com"})
 		if o.Res.Tags["external"] != "no" {
 			t.Errorf("tags = %v", o.Res.Tags)
 		}
 		spoof := bytes.Replace(internal, []byte("Return-Path: <bob@example.com>"), []byte("Return-Path: <x@attacker.test>"), 1)
-		o = harness.RunEnv(t, p, spoof, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
+		o = harness.RunEnv(t, p, spoof, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", MailboxUser: "alice@example.com"})
 		if o.Res.Tags["external"] != "yes" || o.Res.Tags["external.domain"] != "attacker.test" {
 			t.Errorf("tags = %v", o.Res.Tags)
 		}
 		// A bounce (Return-Path: <>) is judged by its From.
 		bounce := bytes.Replace(internal, []byte("Return-Path: <bob@example.com>"), []byte("Return-Path: <>"), 1)
-		o = harness.RunEnv(t, p, bounce, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", Rcpts: []string{"alice@example.com"}})
+		o = harness.RunEnv(t, p, bounce, pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", MailboxUser: "alice@example.com"})
 		if o.Res.Tags["external"] != "no" {
 			t.Errorf("bounce: tags = %v", o.Res.Tags)
 		}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/postern/postern/proxy/field"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
@@ -21,6 +22,9 @@ type Facts struct {
 	SHA256In, SHA256Out string
 	// Reply is the reply the client was given (for SMTP the upstream's, when the message went on).
 	Reply Reply
+	// SHA256Served is, at retrieval, the hex SHA-256 of the bytes the client was served (the message, its changed
+	// version, or the notice in its place); Withheld is the reference the notice gives, when it was withheld.
+	SHA256Served, Withheld string
 }
 
 // NewRecord builds the record of one decision: the envelope and Message-ID from in (either may be nil, as may
@@ -35,6 +39,9 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 		Session:   f.Session,
 		SHA256In:  f.SHA256In,
 		SHA256Out: f.SHA256Out,
+		// What was served is recorded even when it is the message as received: it says what the client got.
+		SHA256Served: f.SHA256Served,
+		Withheld:     clip(f.Withheld),
 	}
 	if r.SHA256Out == r.SHA256In {
 		r.SHA256Out = ""
@@ -47,11 +54,17 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 		env := &in.Env
 		r.Listener, r.Protocol, r.Direction = env.Listener, env.Protocol, env.Direction
 		r.ClientIP, r.TLS, r.AuthUser = env.ClientIP, env.TLSVersion, clip(env.AuthUser)
-		if env.HasMailFrom {
-			from := clip(env.MailFrom)
-			r.MailFrom = &from
+		// A relay has an envelope; a mailbox protocol has a mailbox instead (the field table's families).
+		if field.FamilyOf(env.Protocol) == field.Relay {
+			if env.HasMailFrom {
+				from := clip(env.MailFrom)
+				r.MailFrom = &from
+			}
+			r.Rcpts = clipAll(env.Rcpts)
+		} else {
+			r.MailboxUser, r.Mailbox, r.UIDL = clip(env.MailboxUser), clip(env.Mailbox), clip(env.UIDL)
+			r.UID, r.UIDValidity, r.Command = env.UID, env.UIDValidity, env.Command
 		}
-		r.Rcpts = clipAll(env.Rcpts)
 		if in.Msg != nil {
 			r.Size = in.Msg.Size()
 			if ids := in.Msg.HeaderValues(0, "Message-ID", false); len(ids) > 0 {

@@ -204,3 +204,50 @@ func TestNewRecordEdges(t *testing.T) {
 		t.Fatalf("a record with extreme scores must still be written: %v", err)
 	}
 }
+
+// TestNewRecordRetrieval: a message read over IMAP is recorded with its mailbox, UID, UIDVALIDITY and command,
+// what was served and the notice's reference, and the IMAP reply; an SMTP envelope a session left in the input
+// is not (retrieval has none).
+func TestNewRecordRetrieval(t *testing.T) {
+	raw := "Message-ID: <r@example.org>\r\nSubject: x\r\n\r\nbody\r\n"
+	m, err := message.Parse(strings.NewReader(raw), int64(len(raw)), message.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &pluginhost.Input{Env: pluginhost.Envelope{Protocol: "imap", Direction: "retrieval", Listener: "imap",
+		AuthUser: "alice", MailboxUser: "alice", Mailbox: "INBOX", UID: 42, UIDValidity: 1700000000,
+		Command: "fetch", MailFrom: "stale@example.org", HasMailFrom: true, Rcpts: []string{"stale@example.com"}}, Msg: m}
+	d := &policy.Decision{Hook: pluginhost.HookMessage, Action: pluginhost.Quarantine}
+	r := NewRecord(in, d, Facts{SHA256In: "aa", SHA256Served: "cc", Withheld: "q-1",
+		Reply: Reply{Status: StatusIMAPOK, Text: "FETCH completed"}})
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := string(b)
+	for _, want := range []string{`"mailbox_user":"alice"`, `"mailbox":"INBOX"`, `"uid":42`, `"uidvalidity":1700000000`,
+		`"command":"fetch"`, `"sha256_served":"cc"`, `"withheld":"q-1"`, `"reply":{"status":"OK","text":"FETCH completed"}`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("record lacks %s: %s", want, line)
+		}
+	}
+	for _, bad := range []string{`"mail_from"`, `"rcpts"`, `"uidl"`, `"code"`} {
+		if strings.Contains(line, bad) {
+			t.Errorf("record has %s: %s", bad, line)
+		}
+	}
+	// POP3: the UIDL, no UID; the reply's status and response code.
+	in.Env = pluginhost.Envelope{Protocol: "pop3", MailboxUser: "bob", UIDL: "u-7", Command: "retr"}
+	r = NewRecord(in, d, Facts{Reply: Reply{Status: StatusPOP3Err, Text: "[SYS/TEMP] message filter temporarily unavailable"}})
+	b, _ = json.Marshal(r)
+	for _, want := range []string{`"uidl":"u-7"`, `"command":"retr"`, `"reply":{"status":"-ERR","text":"[SYS/TEMP] message filter temporarily unavailable"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("pop3 record lacks %s: %s", want, b)
+		}
+	}
+	// SMTP replies are written as before: no status.
+	b, _ = json.Marshal(Reply{Code: 250, Enhanced: "2.0.0", Text: "OK"})
+	if string(b) != `{"code":250,"enhanced":"2.0.0","text":"OK"}` {
+		t.Errorf("SMTP reply = %s", b)
+	}
+}

@@ -52,12 +52,26 @@ type Record struct {
 	MailFrom   *string  `json:"mail_from,omitempty"`
 	Rcpts      []string `json:"rcpts,omitempty"`
 	RcptsAdded []string `json:"rcpts_added,omitempty"` // recipients the policy added
-	MessageID  string   `json:"message_id,omitempty"`
-	Size       int64    `json:"size,omitempty"` // bytes as received
+	// The mailbox of a message read (POP3 RETR/TOP, IMAP FETCH) or stored (IMAP APPEND): whose it is, the IMAP
+	// mailbox name, the message's UID and the mailbox's UIDVALIDITY (IMAP) or its UIDL (POP3), and the command
+	// that made it pass the policies (retr, top, fetch, append).
+	MailboxUser string `json:"mailbox_user,omitempty"`
+	Mailbox     string `json:"mailbox,omitempty"`
+	UID         uint32 `json:"uid,omitempty"`
+	UIDValidity uint32 `json:"uidvalidity,omitempty"`
+	UIDL        string `json:"uidl,omitempty"`
+	Command     string `json:"command,omitempty"`
+	MessageID   string `json:"message_id,omitempty"`
+	Size        int64  `json:"size,omitempty"` // bytes as received
 	// SHA256In is the hex SHA-256 of the message as received; SHA256Out that of the message as sent on, present
 	// only when the policy changed it.
-	SHA256In      string `json:"sha256_in,omitempty"`
-	SHA256Out     string `json:"sha256_out,omitempty"`
+	SHA256In  string `json:"sha256_in,omitempty"`
+	SHA256Out string `json:"sha256_out,omitempty"`
+	// SHA256Served is, at retrieval, the hex SHA-256 of what the client was served: the message, its changed
+	// version, or the notice that took a withheld message's place. Withheld is then that notice's reference, the
+	// key of the original in the quarantine store.
+	SHA256Served  string `json:"sha256_served,omitempty"`
+	Withheld      string `json:"withheld,omitempty"`
 	ConfigVersion string `json:"config_version,omitempty"`
 	// Action is the final action: accept, reject, tempfail, discard or quarantine.
 	Action string `json:"action,omitempty"`
@@ -86,12 +100,25 @@ type Record struct {
 	Hash      string `json:"hash,omitempty"` // hex SHA-256 of this record's line without the hash member
 }
 
-// Reply is the SMTP-style reply given to the client.
+// Reply is the reply the client was given, in any protocol: an SMTP reply has its Code (and Enhanced code); a
+// POP3 or IMAP reply has its Status instead ("+OK" or "-ERR"; "OK", "NO", "BAD" or "BYE"), and Text holds the
+// rest of the line as the client got it, a response code such as "[SYS/TEMP]" or "[UNAVAILABLE]" included.
 type Reply struct {
-	Code     int    `json:"code"`
+	Status   string `json:"status,omitempty"`
+	Code     int    `json:"code,omitempty"`
 	Enhanced string `json:"enhanced,omitempty"`
 	Text     string `json:"text,omitempty"`
 }
+
+// Reply statuses of POP3 (RFC 1939) and IMAP (RFC 3501). An SMTP reply has none: its code says it.
+const (
+	StatusPOP3OK  = "+OK"
+	StatusPOP3Err = "-ERR"
+	StatusIMAPOK  = "OK"
+	StatusIMAPNo  = "NO"
+	StatusIMAPBad = "BAD"
+	StatusIMAPBye = "BYE"
+)
 
 // Policy is what one policy did with the message.
 type Policy struct {

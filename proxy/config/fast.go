@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/postern/postern/proxy/field"
 )
 
 // A fast path for `when`.
@@ -34,13 +36,79 @@ type (
 	listFn func(*Scope) []string
 )
 
-// fexpr is a compiled sub-expression: exactly one of the functions is set, matching kind.
+// fexpr is a compiled sub-expression: exactly one of the functions is set, matching kind. null is set for an
+// attribute that can be null (a fact not known at a hook): its value function must then be called only after
+// null said false, or it bails out (see nullBail).
 type fexpr struct {
 	kind cty.Type
 	b    boolFn
 	s    strFn
 	n    numFn
 	l    listFn
+	null boolFn
+	// nullLit is the literal null, which only == and != take.
+	nullLit bool
+}
+
+// effect evaluates the expression for its bail-out only.
+func (fe fexpr) effect() func(*Scope) {
+	switch {
+	case fe.b != nil:
+		return func(s *Scope) { fe.b(s) }
+	case fe.s != nil:
+		return func(s *Scope) { fe.s(s) }
+	case fe.n != nil:
+		return func(s *Scope) { fe.n(s) }
+	case fe.l != nil:
+		return func(s *Scope) { fe.l(s) }
+	}
+	return func(*Scope) {}
+}
+
+// tryBool evaluates a boolean operand; ok is false when it bailed out on a null.
+func tryBool(f boolFn, s *Scope) (v, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, bail := r.(nullBail); !bail {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	return f(s), true
+}
+
+// mayBeNull reports whether an expression reads a fact that can be null.
+func mayBeNull(e hclsyntax.Expression) bool {
+	for _, tr := range e.Variables() {
+		if len(tr) < 2 || tr.RootName() != "msg" {
+			continue
+		}
+		if attr, ok := tr[1].(hcl.TraverseAttr); ok && fastAttrs[attr.Name].null != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// nullBail is the panic value of an attribute read that met a null where the fast path cannot follow hcl:
+// anything but a comparison with == or != (where hcl's result is plain: null equals only null), for example a
+// function argument, which is an error in hcl. Eval recovers it and evaluates the condition with hcl, which
+// gives exactly hcl's answer, error included. Nulls are rare (a condition reading a fact at a hook where it
+// is not known), so the fast path stays fast where it matters.
+type nullBail struct{}
+
+// tryFast runs the fast closure; ok is false when it bailed out on a null.
+func (c *Condition) tryFast(s *Scope) (v, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, bail := r.(nullBail); !bail {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	return c.fast(s), true
 }
 
 // norm is the facts as the msg object would present them: strings NFC-normalised, derived fields computed.
@@ -50,8 +118,12 @@ type norm struct {
 	limitExceeded                                                         string
 	tlsCipher, upstreamTLSVersion, upstreamTLSCipher                      string
 	rcpt, rcptDomains, malformed                                          []string
+	mailboxUser, mailbox, uidl, internalDate, command                     string
+	flags                                                                 []string
+	uid, uidValidity                                                      float64
 	size                                                                  float64
 	tls                                                                   bool
+	nulls                                                                 uint64 // bit i: field.Table[i] is null
 }
 
 func (s *Scope) normalized() *norm {
@@ -60,19 +132,30 @@ func (s *Scope) normalized() *norm {
 	}
 	f := s.facts
 	n := &norm{
-		hook: cty.NormalizeString(f.Hook), protocol: cty.NormalizeString(f.Protocol),
-		listener: cty.NormalizeString(f.Listener), direction: cty.NormalizeString(f.Direction),
-		clientIP: cty.NormalizeString(f.ClientIP), helo: cty.NormalizeString(f.HELO),
-		tlsVersion: cty.NormalizeString(f.TLSVersion), user: cty.NormalizeString(f.User),
-		mailFrom: cty.NormalizeString(f.MailFrom), mailFromDomain: cty.NormalizeString(addrDomain(f.MailFrom)),
-		rcptCurrent: cty.NormalizeString(f.RcptCurrent), subject: cty.NormalizeString(f.Subject),
-		from: cty.NormalizeString(f.From), fromDomain: cty.NormalizeString(addrDomain(f.From)),
-		limitExceeded: cty.NormalizeString(f.LimitExceeded),
-		tlsCipher:     cty.NormalizeString(f.TLSCipher), upstreamTLSVersion: cty.NormalizeString(f.UpstreamTLSVersion),
-		upstreamTLSCipher: cty.NormalizeString(f.UpstreamTLSCipher),
+		hook: nfc(f.Hook), protocol: nfc(f.Protocol),
+		listener: nfc(f.Listener), direction: nfc(f.Direction),
+		clientIP: nfc(f.ClientIP), helo: nfc(f.HELO),
+		tlsVersion: nfc(f.TLSVersion), user: nfc(f.User),
+		mailFrom: nfc(f.MailFrom), mailFromDomain: nfc(addrDomain(f.MailFrom)),
+		rcptCurrent: nfc(f.RcptCurrent), subject: nfc(f.Subject),
+		from: nfc(f.From), fromDomain: nfc(addrDomain(f.From)),
+		limitExceeded: nfc(f.LimitExceeded),
+		tlsCipher:     nfc(f.TLSCipher), upstreamTLSVersion: nfc(f.UpstreamTLSVersion),
+		upstreamTLSCipher: nfc(f.UpstreamTLSCipher),
 		size:              float64(f.Size), tls: f.TLSVersion != "",
 		rcpt: normalizeAll(f.Rcpt), rcptDomains: normalizeAll(rcptDomains(f.Rcpt)),
-		malformed: normalizeAll(f.Malformed),
+		malformed:   normalizeAll(f.Malformed),
+		mailboxUser: nfc(f.MailboxUser), mailbox: nfc(f.Mailbox),
+		uidl: nfc(f.UIDL), internalDate: nfc(f.InternalDate),
+		command: nfc(f.Command), flags: normalizeAll(f.Flags),
+		uid: float64(f.UID), uidValidity: float64(f.UIDValidity),
+	}
+	h, fam := f.hook(), field.FamilyOf(f.Protocol)
+	n.nulls = staticNulls[fam][h]
+	for _, i := range optionalFacts {
+		if fd := &field.Table[i]; fd.AvailableIn(fam, h) && !f.known(fd, fam, h) {
+			n.nulls |= 1 << i
+		}
 	}
 	s.norm = n
 	return n
@@ -84,9 +167,19 @@ func normalizeAll(ss []string) []string {
 	}
 	out := make([]string, len(ss))
 	for i, s := range ss {
-		out[i] = cty.NormalizeString(s)
+		out[i] = nfc(s)
 	}
 	return out
+}
+
+// nfc is cty.NormalizeString, without its cost for ASCII (most facts), which NFC leaves as it is.
+func nfc(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return cty.NormalizeString(s)
+		}
+	}
+	return s
 }
 
 // fastAttrs reads msg attributes from the normalised facts.
@@ -109,15 +202,103 @@ var fastAttrs = map[string]fexpr{
 	"from":                 strAttr(func(n *norm) string { return n.from }),
 	"from_domain":          strAttr(func(n *norm) string { return n.fromDomain }),
 	"limit_exceeded":       strAttr(func(n *norm) string { return n.limitExceeded }),
-	"malformed":            {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().malformed }},
+	"mailbox_user":         strAttr(func(n *norm) string { return n.mailboxUser }),
+	"mailbox":              strAttr(func(n *norm) string { return n.mailbox }),
+	"uidl":                 strAttr(func(n *norm) string { return n.uidl }),
+	"internal_date":        strAttr(func(n *norm) string { return n.internalDate }),
+	"command":              strAttr(func(n *norm) string { return n.command }),
+	"malformed":            listAttr(func(n *norm) []string { return n.malformed }),
+	"rcpt":                 listAttr(func(n *norm) []string { return n.rcpt }),
+	"rcpt_domains":         listAttr(func(n *norm) []string { return n.rcptDomains }),
+	"flags":                listAttr(func(n *norm) []string { return n.flags }),
 	"tls":                  {kind: cty.Bool, b: func(s *Scope) bool { return s.normalized().tls }},
-	"size":                 {kind: cty.Number, n: func(s *Scope) float64 { return s.normalized().size }},
-	"rcpt":                 {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcpt }},
-	"rcpt_domains":         {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcptDomains }},
+	"size":                 numAttr(func(n *norm) float64 { return n.size }),
+	"uid":                  numAttr(func(n *norm) float64 { return n.uid }),
+	"uidvalidity":          numAttr(func(n *norm) float64 { return n.uidValidity }),
+}
+
+// staticNulls are the facts null by protocol family and hook alone, as bits of field.Table rows; optionalFacts are
+// the rows whose value can be unknown where they exist, which each message checks.
+var staticNulls, optionalFacts = func() (m [field.NumFamilies][field.NumHooks]uint64, opt []int) {
+	if len(field.Table) > 64 {
+		panic("config: the field table has more than 64 rows; widen norm.nulls")
+	}
+	for i := range field.Table {
+		fd := &field.Table[i]
+		if fd.Fact == "" {
+			continue
+		}
+		if fd.Optional {
+			opt = append(opt, i)
+		}
+		for fam := range field.NumFamilies {
+			for h := range field.NumHooks {
+				if !fd.AvailableIn(fam, h) {
+					m[fam][h] |= 1 << i
+				}
+			}
+		}
+	}
+	return m, opt
+}()
+
+// attrNull reads whether a fact is null: one bit of the normalised facts, by the fact's row in the field table.
+func attrNull(name string) boolFn {
+	i := slices.IndexFunc(field.Table, func(f field.Field) bool { return f.Fact == name })
+	if i < 0 || i >= 64 {
+		panic("config: fact " + name + " has no null bit")
+	}
+	bit := uint64(1) << i
+	return func(s *Scope) bool { return s.normalized().nulls&bit != 0 }
 }
 
 func strAttr(get func(*norm) string) fexpr {
 	return fexpr{kind: cty.String, s: func(s *Scope) string { return get(s.normalized()) }}
+}
+
+func listAttr(get func(*norm) []string) fexpr {
+	return fexpr{kind: cty.List(cty.String), l: func(s *Scope) []string { return get(s.normalized()) }}
+}
+
+func numAttr(get func(*norm) float64) fexpr {
+	return fexpr{kind: cty.Number, n: func(s *Scope) float64 { return get(s.normalized()) }}
+}
+
+// nullable makes the reader of a fact that may be null bail out when it is, and tells fastBinary how to test
+// it. Facts that are known everywhere (the field table says so) keep their plain reader.
+func nullable(name string, fe fexpr) fexpr {
+	fd, ok := field.Fact(name)
+	if !ok || (fd.At == [field.NumFamilies]field.Hooks{field.Always, field.Always, field.Always} && !fd.Optional) {
+		return fe
+	}
+	isNull := attrNull(name)
+	fe.null = isNull
+	bail := func(s *Scope) {
+		if isNull(s) {
+			panic(nullBail{})
+		}
+	}
+	switch {
+	case fe.s != nil:
+		get := fe.s
+		fe.s = func(s *Scope) string { bail(s); return get(s) }
+	case fe.l != nil:
+		get := fe.l
+		fe.l = func(s *Scope) []string { bail(s); return get(s) }
+	case fe.n != nil:
+		get := fe.n
+		fe.n = func(s *Scope) float64 { bail(s); return get(s) }
+	case fe.b != nil:
+		get := fe.b
+		fe.b = func(s *Scope) bool { bail(s); return get(s) }
+	}
+	return fe
+}
+
+func init() {
+	for name, fe := range fastAttrs {
+		fastAttrs[name] = nullable(name, fe)
+	}
 }
 
 // compileFast compiles a checked `when` into a closure, or returns nil when it uses something the fast path does
@@ -139,6 +320,9 @@ func (l *language) fast(e hclsyntax.Expression) (fexpr, bool) {
 	case *hclsyntax.ParenthesesExpr:
 		return l.fast(e.Expression)
 	case *hclsyntax.LiteralValueExpr:
+		if e.Val.IsNull() {
+			return fexpr{kind: cty.DynamicPseudoType, nullLit: true}, true
+		}
 		return constant(e.Val)
 	case *hclsyntax.TemplateExpr:
 		if !e.IsStringLiteral() {
@@ -240,16 +424,66 @@ func (l *language) fastBinary(e *hclsyntax.BinaryOpExpr) (fexpr, bool) {
 		if a.kind != cty.Bool || b.kind != cty.Bool {
 			return fexpr{}, false
 		}
-		if e.Op == hclsyntax.OpLogicalAnd {
+		and := e.Op == hclsyntax.OpLogicalAnd
+		if mayBeNull(e.LHS) || mayBeNull(e.RHS) {
+			// hcl evaluates both sides, and a side that decides (false for &&, true for ||) wins over an
+			// error on the other side; an error with a side that does not decide is the result.
+			return boolExpr(func(s *Scope) bool {
+				av, aok := tryBool(a.b, s)
+				if aok && av != and {
+					return av
+				}
+				bv, bok := tryBool(b.b, s)
+				if bok && bv != and {
+					return bv
+				}
+				if !aok || !bok {
+					panic(nullBail{})
+				}
+				return and
+			}), true
+		}
+		if and {
 			return boolExpr(func(s *Scope) bool { return a.b(s) && b.b(s) }), true
 		}
 		return boolExpr(func(s *Scope) bool { return a.b(s) || b.b(s) }), true
 	case hclsyntax.OpEqual, hclsyntax.OpNotEqual:
+		neg := e.Op == hclsyntax.OpNotEqual
+		if a.nullLit || b.nullLit {
+			if b.nullLit {
+				a, b = b, a
+			}
+			// x == null: an attribute says whether it is null; anything else is never null in the fast
+			// path (a null inside it bails out, as hcl fails there), but must be evaluated to know that.
+			if b.nullLit {
+				return boolExpr(func(*Scope) bool { return !neg }), true
+			}
+			if b.null != nil {
+				isNull := b.null
+				return boolExpr(func(s *Scope) bool { return isNull(s) != neg }), true
+			}
+			run := b.effect()
+			return boolExpr(func(s *Scope) bool { run(s); return neg }), true
+		}
 		// cty's == is false for values of different types; only same-typed scalars are compiled.
 		if a.kind != b.kind {
 			return fexpr{}, false
 		}
-		neg := e.Op == hclsyntax.OpNotEqual
+		if a.null != nil || b.null != nil {
+			// hcl: null equals null and nothing else.
+			eq, ok := l.fastEqual(a, b)
+			if !ok {
+				return fexpr{}, false
+			}
+			an, bn := a.null, b.null
+			return boolExpr(func(s *Scope) bool {
+				na, nb := an != nil && an(s), bn != nil && bn(s)
+				if na || nb {
+					return (na == nb) != neg
+				}
+				return eq(s) != neg
+			}), true
+		}
 		switch a.kind {
 		case cty.String:
 			return boolExpr(func(s *Scope) bool { return (a.s(s) == b.s(s)) != neg }), true
@@ -274,6 +508,29 @@ func (l *language) fastBinary(e *hclsyntax.BinaryOpExpr) (fexpr, bool) {
 		return boolExpr(func(s *Scope) bool { return a.n(s) <= b.n(s) }), true
 	}
 	return fexpr{}, false
+}
+
+// nullMatchesNothing makes a pattern test false when the tested attribute is null, as the matching functions
+// are (funcs.go): the value is read only when it is not null.
+func nullMatchesNothing(x fexpr, f boolFn) boolFn {
+	if x.null == nil {
+		return f
+	}
+	isNull := x.null
+	return func(s *Scope) bool { return !isNull(s) && f(s) }
+}
+
+// fastEqual compiles a == b for same-typed scalars, without the null handling.
+func (l *language) fastEqual(a, b fexpr) (boolFn, bool) {
+	switch a.kind {
+	case cty.String:
+		return func(s *Scope) bool { return a.s(s) == b.s(s) }, true
+	case cty.Bool:
+		return func(s *Scope) bool { return a.b(s) == b.b(s) }, true
+	case cty.Number:
+		return func(s *Scope) bool { return a.n(s) == b.n(s) }, true
+	}
+	return nil, false
 }
 
 // constStrings evaluates arguments that must be constant strings or lists of strings.
@@ -316,7 +573,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 			return fexpr{}, false
 		}
 		x, y := args[0].s, args[1].s
-		return boolExpr(func(s *Scope) bool { return f(x(s), y(s)) }), true
+		return boolExpr(nullMatchesNothing(args[0], func(s *Scope) bool { return f(x(s), y(s)) })), true
 	}
 	switch e.Name {
 	case "lower", "upper":
@@ -379,7 +636,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 		if !ok {
 			return fexpr{}, false
 		}
-		return boolExpr(func(s *Scope) bool { return re.MatchString(x.s(s)) }), true
+		return boolExpr(nullMatchesNothing(x, func(s *Scope) bool { return re.MatchString(x.s(s)) })), true
 	case "cidrmatch":
 		if len(e.Args) < 2 {
 			return fexpr{}, false
@@ -397,7 +654,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 			}
 			prefixes[i] = p
 		}
-		return boolExpr(func(s *Scope) bool {
+		return boolExpr(nullMatchesNothing(x, func(s *Scope) bool {
 			addr, err := netip.ParseAddr(x.s(s))
 			if err != nil {
 				return false
@@ -409,7 +666,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 				}
 			}
 			return false
-		}), true
+		})), true
 	case "domain_match":
 		if len(e.Args) < 2 {
 			return fexpr{}, false
@@ -424,7 +681,7 @@ func (l *language) fastCall(e *hclsyntax.FunctionCallExpr) (fexpr, bool) {
 				return fexpr{}, false
 			}
 		}
-		return boolExpr(func(s *Scope) bool { return domainMatch(x.s(s), pats) }), true
+		return boolExpr(nullMatchesNothing(x, func(s *Scope) bool { return domainMatch(x.s(s), pats) })), true
 	}
 	return fexpr{}, false
 }

@@ -157,29 +157,36 @@ func asSyntaxError(err error, target **resyntax.Error) bool {
 	return ok
 }
 
-func stringFunc2(desc, p0, p1 string, ret cty.Type, impl func(a, b string) (cty.Value, error)) function.Function {
+// matchFunc2 is a function testing a string against a pattern: a null string (a fact not known at this
+// hook or in this protocol, such as msg.mail_from at retrieval) matches nothing, rather than failing the
+// condition.
+func matchFunc2(desc, p0, p1 string, impl func(a, b string) (cty.Value, error)) function.Function {
 	return function.New(&function.Spec{
 		Description: desc,
-		Params:      []function.Parameter{{Name: p0, Type: cty.String}, {Name: p1, Type: cty.String}},
-		Type:        function.StaticReturnType(ret),
+		Params: []function.Parameter{{Name: p0, Type: cty.String, AllowNull: true},
+			{Name: p1, Type: cty.String}},
+		Type: function.StaticReturnType(cty.Bool),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			if args[0].IsNull() {
+				return cty.False, nil
+			}
 			return impl(args[0].AsString(), args[1].AsString())
 		},
 		RefineResult: func(b *cty.RefinementBuilder) *cty.RefinementBuilder { return b.NotNull() },
 	})
 }
 
-var startsWithFunc = stringFunc2("Whether the string starts with the prefix.", "string", "prefix", cty.Bool,
+var startsWithFunc = matchFunc2("Whether the string starts with the prefix.", "string", "prefix",
 	func(s, p string) (cty.Value, error) { return cty.BoolVal(strings.HasPrefix(s, p)), nil })
 
-var endsWithFunc = stringFunc2("Whether the string ends with the suffix.", "string", "suffix", cty.Bool,
+var endsWithFunc = matchFunc2("Whether the string ends with the suffix.", "string", "suffix",
 	func(s, p string) (cty.Value, error) { return cty.BoolVal(strings.HasSuffix(s, p)), nil })
 
-var strContainsFunc = stringFunc2("Whether the string contains the substring.", "string", "substr", cty.Bool,
+var strContainsFunc = matchFunc2("Whether the string contains the substring.", "string", "substr",
 	func(s, p string) (cty.Value, error) { return cty.BoolVal(strings.Contains(s, p)), nil })
 
-var globFunc = stringFunc2("Whether the string matches the glob pattern: * is any run of characters, ? one "+
-	"character, \\ escapes the next one. Case-sensitive.", "string", "pattern", cty.Bool,
+var globFunc = matchFunc2("Whether the string matches the glob pattern: * is any run of characters, ? one "+
+	"character, \\ escapes the next one. Case-sensitive.", "string", "pattern",
 	func(s, p string) (cty.Value, error) { return cty.BoolVal(globMatch(s, p)), nil })
 
 // globMatch matches with the classic single-backtrack algorithm: linear in practice and O(len(s)*len(p)) at
@@ -270,7 +277,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 var cidrMatchFunc = function.New(&function.Spec{
 	Description: "Whether the IP address is inside any of the CIDR prefixes (strings or lists of strings). " +
 		"An empty or unparsable address matches nothing.",
-	Params:   []function.Parameter{{Name: "ip", Type: cty.String}},
+	Params:   []function.Parameter{{Name: "ip", Type: cty.String, AllowNull: true}},
 	VarParam: &function.Parameter{Name: "cidrs", Type: cty.DynamicPseudoType},
 	Type:     function.StaticReturnType(cty.Bool),
 	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
@@ -278,7 +285,11 @@ var cidrMatchFunc = function.New(&function.Spec{
 		if err != nil {
 			return cty.NilVal, err
 		}
-		addr, aerr := netip.ParseAddr(args[0].AsString())
+		ip := ""
+		if !args[0].IsNull() {
+			ip = args[0].AsString() // null, like "", matches nothing
+		}
+		addr, aerr := netip.ParseAddr(ip)
 		addr = addr.Unmap() // an IPv4 client seen through an IPv6 socket
 		for _, c := range cidrs {
 			p, err := parsePrefix(c)
@@ -305,7 +316,7 @@ func checkDomainPattern(p string) error {
 var domainMatchFunc = function.New(&function.Spec{
 	Description: "Whether the domain equals a pattern (\"example.com\") or is below one (\"*.example.com\"). " +
 		"Case-insensitive; a trailing dot is ignored; an address (a@b) is reduced to its domain.",
-	Params:   []function.Parameter{{Name: "domain", Type: cty.String}},
+	Params:   []function.Parameter{{Name: "domain", Type: cty.String, AllowNull: true}},
 	VarParam: &function.Parameter{Name: "patterns", Type: cty.DynamicPseudoType},
 	Type:     function.StaticReturnType(cty.Bool),
 	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
@@ -317,6 +328,9 @@ var domainMatchFunc = function.New(&function.Spec{
 			if err := checkDomainPattern(p); err != nil {
 				return cty.NilVal, err
 			}
+		}
+		if args[0].IsNull() {
+			return cty.False, nil // a domain not known here matches no pattern
 		}
 		return cty.BoolVal(domainMatch(args[0].AsString(), pats)), nil
 	},
@@ -447,7 +461,7 @@ func regexResult(re *regexp.Regexp, s string, idx []int, ty cty.Type) cty.Value 
 }
 
 func (l *language) regexMatchFunc() function.Function {
-	return stringFunc2("Whether the regular expression matches anywhere in the string.", "string", "pattern", cty.Bool,
+	return matchFunc2("Whether the regular expression matches anywhere in the string.", "string", "pattern",
 		func(s, p string) (cty.Value, error) {
 			re, err := l.compile(p)
 			if err != nil {

@@ -11,41 +11,41 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
+
+	"github.com/postern/postern/proxy/field"
 )
 
-// msgAttrs is the schema of the `msg` variable a `when` expression sees. Every attribute is always present (an
-// empty string, false, 0 or an empty list when it does not apply), so conditions never meet null.
-var msgAttrs = map[string]cty.Type{
-	"hook":                 cty.String,
-	"protocol":             cty.String,
-	"listener":             cty.String,
-	"direction":            cty.String,
-	"client_ip":            cty.String,
-	"helo":                 cty.String,
-	"tls":                  cty.Bool,
-	"tls_version":          cty.String,
-	"tls_cipher":           cty.String,
-	"upstream_tls_version": cty.String,
-	"upstream_tls_cipher":  cty.String,
-	"user":                 cty.String,
-	"mail_from":            cty.String,
-	"mail_from_domain":     cty.String,
-	"rcpt":                 cty.List(cty.String),
-	"rcpt_domains":         cty.List(cty.String),
-	"rcpt_current":         cty.String,
-	"size":                 cty.Number,
-	"subject":              cty.String,
-	"from":                 cty.String,
-	"from_domain":          cty.String,
-	"malformed":            cty.List(cty.String),
-	"limit_exceeded":       cty.String,
+// msgAttrs is the schema of the `msg` variable a `when` expression sees: every policy fact of the field table
+// (proxy/field). Every attribute is always present; one that is not known at the hook or in the protocol (HELO at
+// connect, the envelope sender at retrieval) is null, never an empty value that a condition would match.
+var msgAttrs = func() map[string]cty.Type {
+	m := map[string]cty.Type{}
+	for _, fd := range field.Table {
+		if fd.Fact != "" {
+			m[fd.Fact] = factType(fd.Type)
+		}
+	}
+	return m
+}()
+
+func factType(t field.Type) cty.Type {
+	switch t {
+	case field.Number:
+		return cty.Number
+	case field.Bool:
+		return cty.Bool
+	case field.List:
+		return cty.List(cty.String)
+	}
+	return cty.String
 }
 
 // MsgType is the cty type of the `msg` variable.
 var MsgType = cty.Object(msgAttrs)
 
 // Facts are what a `when` expression can see of one message or envelope stage. The policy engine fills them from
-// the session; `postern explain` from its flags.
+// the session; `postern explain` from its flags. Which facts are known is decided by Hook and Protocol with the
+// field table, not by which fields are set: the others are null.
 type Facts struct {
 	Hook       string // "connect", "mail_from", "rcpt_to" or "message"
 	Protocol   string // "smtp", "submission", "pop3" or "imap"
@@ -60,11 +60,21 @@ type Facts struct {
 	UpstreamTLSVersion, UpstreamTLSCipher string
 	User                                  string // authenticated user, "" if none
 	MailFrom                              string
-	Rcpt                                  []string
+	// NoMailFrom says that no MAIL FROM was given (yet) where one could have been, so msg.mail_from is null;
+	// MailFrom "" is then not the null reverse path.
+	NoMailFrom bool
+	Rcpt       []string
 	// RcptCurrent is the recipient being decided at the rcpt_to hook.
 	RcptCurrent string
-	Size        int64  // message hook only
-	Subject     string // decoded; message hook only
+	// The mailbox (POP3 and IMAP). A zero UID or UIDValidity, an empty UIDL or InternalDate mean "not known".
+	MailboxUser, Mailbox string
+	UID, UIDValidity     uint32
+	UIDL                 string
+	InternalDate         string // RFC 3339, UTC
+	Flags                []string
+	Command              string // "retr", "top", "fetch" or "append"
+	Size                 int64  // message hook only
+	Subject              string // decoded; message hook only
 	// From is the address in the From header (not the display name); message hook only.
 	From string
 	// Malformed lists the distinct kinds of the message's defects ("unclosed-boundary", "depth-limit", ...), in
@@ -76,11 +86,43 @@ type Facts struct {
 	Header func(name string) []string
 }
 
+// hook is the facts' hook for the field table; an unknown name counts as the message hook, where the most is
+// known.
+func (f *Facts) hook() field.Hook {
+	for h := range field.NumHooks {
+		if h.String() == f.Hook {
+			return h
+		}
+	}
+	return field.Message
+}
+
+// known reports whether the fact is known for these facts (else it is null).
+func (f *Facts) known(fd *field.Field, fam field.Family, h field.Hook) bool {
+	if !fd.AvailableIn(fam, h) {
+		return false
+	}
+	if !fd.Optional {
+		return true
+	}
+	switch fd.Fact {
+	case "mail_from", "mail_from_domain":
+		return !f.NoMailFrom
+	case "uid":
+		return f.UID != 0
+	case "uidvalidity":
+		return f.UIDValidity != 0
+	case "uidl":
+		return f.UIDL != ""
+	case "internal_date":
+		return f.InternalDate != ""
+	}
+	return true
+}
+
 // value builds the `msg` object.
 func (f *Facts) value() cty.Value {
-	rcpt := stringList(f.Rcpt)
-	domains := stringList(rcptDomains(f.Rcpt))
-	return cty.ObjectVal(map[string]cty.Value{
+	vals := map[string]cty.Value{
 		"hook":                 cty.StringVal(f.Hook),
 		"protocol":             cty.StringVal(f.Protocol),
 		"listener":             cty.StringVal(f.Listener),
@@ -95,16 +137,31 @@ func (f *Facts) value() cty.Value {
 		"user":                 cty.StringVal(f.User),
 		"mail_from":            cty.StringVal(f.MailFrom),
 		"mail_from_domain":     cty.StringVal(addrDomain(f.MailFrom)),
-		"rcpt":                 rcpt,
-		"rcpt_domains":         domains,
+		"rcpt":                 stringList(f.Rcpt),
+		"rcpt_domains":         stringList(rcptDomains(f.Rcpt)),
 		"rcpt_current":         cty.StringVal(f.RcptCurrent),
+		"mailbox_user":         cty.StringVal(f.MailboxUser),
+		"mailbox":              cty.StringVal(f.Mailbox),
+		"uid":                  cty.NumberUIntVal(uint64(f.UID)),
+		"uidvalidity":          cty.NumberUIntVal(uint64(f.UIDValidity)),
+		"uidl":                 cty.StringVal(f.UIDL),
+		"internal_date":        cty.StringVal(f.InternalDate),
+		"flags":                stringList(f.Flags),
+		"command":              cty.StringVal(f.Command),
 		"size":                 cty.NumberIntVal(f.Size),
 		"subject":              cty.StringVal(f.Subject),
 		"from":                 cty.StringVal(f.From),
 		"from_domain":          cty.StringVal(addrDomain(f.From)),
 		"malformed":            stringList(f.Malformed),
 		"limit_exceeded":       cty.StringVal(f.LimitExceeded),
-	})
+	}
+	h, fam := f.hook(), field.FamilyOf(f.Protocol)
+	for name, v := range vals {
+		if fd, ok := field.Fact(name); ok && !f.known(fd, fam, h) {
+			vals[name] = cty.NullVal(v.Type())
+		}
+	}
+	return cty.ObjectVal(vals)
 }
 
 func stringList(ss []string) cty.Value {
@@ -188,7 +245,9 @@ func NewScope(f *Facts) *Scope { return &Scope{facts: f} }
 // non-boolean result) names the expression's file:line:col.
 func (c *Condition) Eval(s *Scope) (bool, error) {
 	if c.fast != nil {
-		return c.fast(s), nil
+		if v, ok := c.tryFast(s); ok {
+			return v, nil
+		}
 	}
 	return c.evalHCL(s)
 }

@@ -111,11 +111,72 @@ func TestWhenRuntimeError(t *testing.T) {
 }
 
 func TestWhenEnvelopeStage(t *testing.T) {
-	// Before the message exists the message attributes are empty and header() is "".
-	_, conds := conditions(t, `msg.subject == "" && msg.size == 0 && header("Subject") == "" && length(msg.rcpt) == 0`)
-	s := NewScope(&Facts{Hook: "connect", Protocol: "smtp"})
-	if ok, err := conds[0].Eval(s); !ok || err != nil {
-		t.Errorf("envelope stage: %v, %v", ok, err)
+	// Before the message exists the message facts are null (not "" or 0) and header() is "".
+	_, conds := conditions(t,
+		`msg.subject == null && msg.size == null && header("Subject") == "" && msg.rcpt == null && msg.helo == null && msg.user == null`,
+		`msg.subject == ""`,
+		`msg.client_ip == "192.0.2.1" && msg.tls == false`)
+	s := NewScope(&Facts{Hook: "connect", Protocol: "smtp", ClientIP: "192.0.2.1", HELO: "early", User: "early"})
+	for i, want := range []bool{true, false, true} {
+		if ok, err := conds[i].Eval(s); ok != want || err != nil {
+			t.Errorf("connect: %s = %v, %v; want %v", conds[i], ok, err, want)
+		}
+	}
+}
+
+// TestWhenRetrieval: at retrieval there is no envelope. A bounce rule does not match every retrieved message, the
+// mailbox facts are there, a null matches no pattern, and another function given an unknown fact fails as a
+// run-time error (which tempfails the policy) rather than matching.
+func TestWhenRetrieval(t *testing.T) {
+	_, conds := conditions(t,
+		`msg.mail_from == ""`,
+		`msg.mail_from == null && msg.rcpt == null && msg.helo == null && msg.rcpt_current == null`,
+		`msg.protocol == "imap" && msg.mailbox == "Archive" && msg.uid == 17 && msg.uidvalidity == 3 && msg.uidl == null`,
+		`contains(msg.flags, "$Junk") && msg.command == "fetch" && msg.mailbox_user == "alice" && msg.user == "alice"`,
+		`msg.internal_date == "2026-01-02T14:04:05Z" && msg.subject == "hello"`,
+		`lower(msg.mail_from) == "x"`,
+		`msg.mail_from != null && endswith(msg.mail_from, "@example.org")`,
+		`endswith(msg.mail_from, "") || glob(msg.helo, "*") || domain_match(msg.mail_from_domain, "example.org") || regex_match(msg.rcpt_current, "") || cidrmatch(msg.helo, "0.0.0.0/0")`,
+		`!domain_match(msg.mail_from_domain, "*.payments.example.com")`,
+	)
+	f := Facts{Hook: "message", Protocol: "imap", Direction: "retrieval", User: "alice", MailboxUser: "alice",
+		Mailbox: "Archive", UID: 17, UIDValidity: 3, InternalDate: "2026-01-02T14:04:05Z",
+		Flags: []string{`\Seen`, "$Junk"}, Command: "fetch", Subject: "hello", Size: 5,
+		MailFrom: "", HELO: "stale"}
+	s := NewScope(&f)
+	for i, want := range []bool{false, true, true, true, true, false, false, false, true} {
+		ok, err := conds[i].Eval(s)
+		if i == 5 {
+			if err == nil || !strings.Contains(err.Error(), "null") {
+				t.Errorf("%s: %v, %v; want an error about the null", conds[i], ok, err)
+			}
+			continue
+		}
+		if ok != want || err != nil {
+			t.Errorf("%s = %v, %v; want %v", conds[i], ok, err, want)
+		}
+	}
+	// POP3: a UIDL, no IMAP facts; APPEND: no UID yet.
+	_, conds = conditions(t, `msg.uidl == "u1" && msg.mailbox == null && msg.uid == null && msg.command == "retr"`,
+		`msg.uid == null && msg.mailbox == "Sent" && msg.command == "append" && length(msg.flags) == 0`)
+	if ok, err := conds[0].Eval(NewScope(&Facts{Hook: "message", Protocol: "pop3", UIDL: "u1", Command: "retr", Mailbox: "x", UID: 4})); !ok || err != nil {
+		t.Errorf("pop3: %v, %v", ok, err)
+	}
+	if ok, err := conds[1].Eval(NewScope(&Facts{Hook: "message", Protocol: "imap", Command: "append", Mailbox: "Sent"})); !ok || err != nil {
+		t.Errorf("append: %v, %v", ok, err)
+	}
+}
+
+// TestMsgSchemaMatchesValue: the object built for a scope has exactly the schema's attributes and types, at
+// every hook and in every protocol.
+func TestMsgSchemaMatchesValue(t *testing.T) {
+	for _, p := range []string{"smtp", "pop3", "imap"} {
+		for _, h := range []string{"connect", "mail_from", "rcpt_to", "message"} {
+			f := Facts{Hook: h, Protocol: p}
+			if got := f.value().Type(); !got.Equals(MsgType) {
+				t.Errorf("%s %s: msg is %s, schema %s", p, h, got.GoString(), MsgType.GoString())
+			}
+		}
 	}
 }
 

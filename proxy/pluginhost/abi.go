@@ -10,10 +10,12 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/postern/postern/proxy/field"
 	"github.com/postern/postern/proxy/message"
 )
 
@@ -184,15 +186,36 @@ func fieldGet(f frame, s []uint64) int32 {
 	if st.init {
 		return errUnavailable // fields describe a call; postern_init has none
 	}
+	fd, ok := field.LookupBytes(name)
+	if !ok {
+		return errNotFound
+	}
 	env := &st.in.Env
+	// Where a field is known is data (the field table), the same for the policy facts: a field not known at
+	// this hook or in this protocol is unavailable, never an empty value a plugin could mistake for one.
+	if !fd.Available(env.Protocol, field.Hook(st.hook)) {
+		return errUnavailable
+	}
 	one := func(v string) int32 {
 		if index != 0 {
 			return errNotFound
 		}
 		return put(dst, v)
 	}
-	var num [20]byte
-	switch string(name) {
+	many := func(vals []string) int32 {
+		if uint64(index) >= uint64(len(vals)) {
+			return errNotFound
+		}
+		return put(dst, vals[index])
+	}
+	num := func(n int64) int32 {
+		if index != 0 {
+			return errNotFound
+		}
+		var b [20]byte
+		return put(dst, strconv.AppendInt(b[:0], n, 10))
+	}
+	switch fd.Name {
 	case "hook":
 		return one(st.hook.String())
 	case "protocol":
@@ -204,10 +227,7 @@ func fieldGet(f frame, s []uint64) int32 {
 	case "client.ip":
 		return one(env.ClientIP)
 	case "client.port":
-		if index != 0 {
-			return errNotFound
-		}
-		return put(dst, strconv.AppendInt(num[:0], int64(env.ClientPort), 10))
+		return num(int64(env.ClientPort))
 	case "client.helo":
 		return one(env.HELO)
 	case "tls.version":
@@ -221,18 +241,11 @@ func fieldGet(f frame, s []uint64) int32 {
 	case "auth.user":
 		return one(env.AuthUser)
 	case "mail_from":
-		if st.hook == HookConnect || !env.HasMailFrom {
+		if !env.HasMailFrom {
 			return errUnavailable
 		}
 		return one(env.MailFrom)
 	case "smtputf8":
-		// Like mail_from, from mail_from on; retrieval has no MAIL FROM and so never SMTPUTF8 (ABI §3.2).
-		if st.hook == HookConnect {
-			return errUnavailable
-		}
-		if retrieval(env.Protocol) {
-			return one("0")
-		}
 		if !env.HasMailFrom {
 			return errUnavailable
 		}
@@ -241,36 +254,56 @@ func fieldGet(f frame, s []uint64) int32 {
 		}
 		return one("0")
 	case "rcpt":
-		if uint64(index) >= uint64(len(env.Rcpts)) {
-			return errNotFound
-		}
-		return put(dst, env.Rcpts[index])
+		return many(env.Rcpts)
 	case "rcpt.current":
-		if st.hook != HookRcptTo {
+		return one(st.in.RcptCurrent)
+	case "mailbox.user":
+		return one(env.MailboxUser)
+	case "mailbox.name":
+		return one(env.Mailbox)
+	case "message.uid":
+		if env.UID == 0 {
 			return errUnavailable
 		}
-		return one(st.in.RcptCurrent)
+		return num(int64(env.UID))
+	case "message.uidvalidity":
+		if env.UIDValidity == 0 {
+			return errUnavailable
+		}
+		return num(int64(env.UIDValidity))
+	case "message.uidl":
+		if env.UIDL == "" {
+			return errUnavailable
+		}
+		return one(env.UIDL)
+	case "message.internal_date":
+		if env.InternalDate.IsZero() {
+			return errUnavailable
+		}
+		return one(InternalDateText(env.InternalDate))
+	case "message.flags":
+		return many(env.Flags)
+	case "command":
+		return one(env.Command)
 	case "message.size":
 		m := f.message()
 		if m == nil {
 			return errUnavailable
 		}
-		if index != 0 {
-			return errNotFound
-		}
-		return put(dst, strconv.AppendInt(num[:0], m.Size(), 10))
+		return num(m.Size())
 	case "message.malformed":
 		if f.message() == nil {
 			return errUnavailable
 		}
-		vals := st.in.malformedValues()
-		if uint64(index) >= uint64(len(vals)) {
-			return errNotFound
-		}
-		return put(dst, vals[index])
+		return many(st.in.malformedValues())
 	}
+	// A row of the table this host does not serve: a test makes sure there is none.
 	return errNotFound
 }
+
+// InternalDateText is how the field message.internal_date and the policy fact msg.internal_date write a date:
+// RFC 3339 in UTC, to the second.
+func InternalDateText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // --- reading the message (ABI §3.3) ---
 
@@ -629,15 +662,6 @@ func logLine(f frame, s []uint64) int32 {
 	return 0
 }
 
-// retrieval reports whether protocol reads mail from a mailbox (POP3, IMAP): there is no SMTP envelope.
-func retrieval(protocol string) bool {
-	switch strings.ToLower(protocol) {
-	case "pop3", "imap":
-		return true
-	}
-	return false
-}
-
 // --- changing the message (ABI §3.6) ---
 
 // changes returns the call's change list, or nil when changes are unavailable at this hook.
@@ -779,8 +803,8 @@ func rcptAdd(f frame, s []uint64) int32 {
 	if st.init || st.hook == HookConnect {
 		return errUnavailable
 	}
-	if retrieval(st.in.Env.Protocol) {
-		return errUnavailable // retrieval has no envelope to add to
+	if field.FamilyOf(st.in.Env.Protocol) != field.Relay {
+		return errUnavailable // a mailbox protocol has no envelope to add to
 	}
 	st.checkChange(len(addr))
 	return f.record(st.changeList().AddRecipient(string(addr)), len(addr))

@@ -173,10 +173,12 @@ func TestFieldGet(t *testing.T) {
 		{HookConnect, &Input{Env: env}, "client.ip", 0, "192.0.2.7"},
 		{HookConnect, &Input{Env: env}, "client.port", 0, "40001"},
 		{HookConnect, &Input{Env: env}, "client.port", 1, "-1"},
-		{HookConnect, &Input{Env: env}, "client.helo", 0, "client.example"},
+		{HookConnect, &Input{Env: env}, "client.helo", 0, "-3"}, // not given yet
+		{HookMailFrom, &Input{Env: env}, "client.helo", 0, "client.example"},
 		{HookConnect, &Input{Env: env}, "tls.version", 0, "TLS1.3"},
 		{HookConnect, &Input{Env: env}, "tls.cipher", 0, "TLS_AES_128_GCM_SHA256"},
-		{HookConnect, &Input{Env: env}, "auth.user", 0, ""},
+		{HookConnect, &Input{Env: env}, "auth.user", 0, "-3"}, // not authenticated yet
+		{HookMailFrom, &Input{Env: env}, "auth.user", 0, ""},  // known not to be authenticated
 		{HookConnect, &Input{Env: env}, "mail_from", 0, "-3"},
 		{HookConnect, &Input{Env: env}, "rcpt.current", 0, "-3"},
 		{HookConnect, &Input{Env: env}, "message.size", 0, "-3"},
@@ -184,7 +186,8 @@ func TestFieldGet(t *testing.T) {
 		{HookConnect, &Input{Env: env}, "protocol", 1, "-1"},
 		{HookConnect, &Input{Env: env}, "no.such.field", 0, "-1"},
 		{HookConnect, &Input{Env: env}, "Protocol", 0, "-1"},
-		{HookConnect, &Input{Env: Envelope{}}, "rcpt", 0, "-1"},
+		{HookConnect, &Input{Env: Envelope{}}, "rcpt", 0, "-3"},
+		{HookMailFrom, &Input{Env: Envelope{}}, "rcpt", 0, "-1"},
 		{HookMailFrom, &Input{Env: env}, "hook", 0, "mail_from"},
 		{HookMailFrom, &Input{Env: env}, "mail_from", 0, "sender@example.org"},
 		{HookMailFrom, &Input{Env: Envelope{HasMailFrom: true}}, "mail_from", 0, ""},
@@ -201,8 +204,35 @@ func TestFieldGet(t *testing.T) {
 		{HookMailFrom, &Input{Env: Envelope{}}, "smtputf8", 0, "-3"},
 		{HookRcptTo, &Input{Env: env}, "smtputf8", 0, "0"},
 		{HookMessage, &Input{Env: env, Msg: msg}, "smtputf8", 0, "0"},
-		{HookMessage, &Input{Env: Envelope{Protocol: "pop3"}, Msg: msg}, "smtputf8", 0, "0"},
-		{HookMessage, &Input{Env: Envelope{Protocol: "IMAP", SMTPUTF8: true}, Msg: msg}, "smtputf8", 0, "0"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "pop3"}, Msg: msg}, "smtputf8", 0, "-3"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "IMAP", SMTPUTF8: true, HasMailFrom: true}, Msg: msg}, "smtputf8", 0, "-3"},
+		// Retrieval: no envelope, even if a session filled one in; the mailbox instead.
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "mail_from", 0, "-3"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "rcpt", 0, "-3"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "client.helo", 0, "-3"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "auth.user", 0, "alice"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "mailbox.user", 0, "alice"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "mailbox.name", 0, "Archive/2026"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.uid", 0, "4242"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.uidvalidity", 0, "1700000000"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.uidl", 0, "-3"}, // IMAP has none
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.internal_date", 0, "2026-01-02T14:04:05Z"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.flags", 0, `\Seen`},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.flags", 1, "$Junk"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "message.flags", 2, "-1"},
+		{HookMessage, &Input{Env: retrievalEnvelope(), Msg: msg}, "command", 0, "fetch"},
+		{HookConnect, &Input{Env: retrievalEnvelope()}, "command", 0, "-3"},
+		{HookConnect, &Input{Env: retrievalEnvelope()}, "auth.user", 0, "-3"}, // before LOGIN
+		{HookConnect, &Input{Env: retrievalEnvelope()}, "mailbox.user", 0, "-3"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "imap", Command: "append", Mailbox: "Sent"}, Msg: msg}, "message.uid", 0, "-3"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "imap", Command: "append"}, Msg: msg}, "message.internal_date", 0, "-3"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "imap", Command: "append"}, Msg: msg}, "message.flags", 0, "-1"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "pop3", UIDL: "abc.1", Mailbox: "INBOX", UID: 3}, Msg: msg}, "message.uidl", 0, "abc.1"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "pop3", UIDL: "abc.1", Mailbox: "INBOX", UID: 3}, Msg: msg}, "mailbox.name", 0, "-3"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "pop3", UIDL: "abc.1", Mailbox: "INBOX", UID: 3}, Msg: msg}, "message.uid", 0, "-3"},
+		{HookMessage, &Input{Env: Envelope{Protocol: "pop3"}, Msg: msg}, "message.uidl", 0, "-3"},
+		{HookMessage, &Input{Env: env, Msg: msg}, "mailbox.user", 0, "-3"}, // SMTP has recipients, not a mailbox
+		{HookMessage, &Input{Env: env, Msg: msg}, "command", 0, "-3"},
 	} {
 		h := newHarness(t, tc.hook, tc.in)
 		if got := field(h, tc.field, tc.index); got != tc.want {

@@ -71,6 +71,19 @@ func testEnvelope() Envelope {
 	}
 }
 
+// retrievalEnvelope is an IMAP FETCH whose session (wrongly) also carries SMTP envelope values: availability comes
+// from the protocol and hook, not from what is set.
+func retrievalEnvelope() Envelope {
+	return Envelope{
+		Protocol: "imap", Direction: "retrieval", Listener: "imap",
+		ClientIP: "192.0.2.8", ClientPort: 40002, HELO: "stale.example", AuthUser: "alice",
+		MailFrom: "stale@example.org", HasMailFrom: true, Rcpts: []string{"stale@example.com"},
+		MailboxUser: "alice", Mailbox: "Archive/2026", UID: 4242, UIDValidity: 1700000000,
+		InternalDate: time.Date(2026, 1, 2, 15, 4, 5, 0, time.FixedZone("CET", 3600)),
+		Flags:        []string{`\Seen`, "$Junk"}, Command: "fetch",
+	}
+}
+
 func messageInput(t testing.TB) *Input {
 	return &Input{Env: testEnvelope(), Msg: parse(t, testMessage)}
 }

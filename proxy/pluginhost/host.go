@@ -86,6 +86,21 @@ func (h *Host) forget(p *Plugin) {
 	h.mu.Unlock()
 }
 
+// guestFeatures are the WebAssembly features a guest may use (ABI §1.1): the 2.0 core specification (mutable
+// globals, multi-value, sign extension, non-trapping float-to-int, bulk memory, reference types, 128-bit SIMD),
+// set here rather than taken from wazero's default so that a new wazero cannot change the ABI.
+const guestFeatures = api.CoreFeaturesV2
+
+// refusedFeature reports whether a compilation error is a feature outside guestFeatures, to say so in the error.
+func refusedFeature(err error) bool {
+	msg := err.Error()
+	// wazero names the feature for threads, tail calls and exception tags; for the rest it names the
+	// construct it cannot read (an instruction, a memory's limits, a GC type).
+	return strings.Contains(msg, "feature") || strings.Contains(msg, "at most one memory") ||
+		strings.Contains(msg, "invalid byte for limits") || strings.Contains(msg, "invalid instruction") ||
+		(strings.Contains(msg, "section type") && strings.Contains(msg, "invalid byte"))
+}
+
 // Load compiles a plugin (through the host's compilation cache), checks it against the ABI, and creates its first
 // instance, running postern_init, so that a bad module or a refused configuration fails here, with the plugin's
 // log lines in the error, rather than on the first message.
@@ -139,6 +154,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	// One runtime per plugin: the memory limit is a runtime setting, and closing a runtime releases everything
 	// of the plugin at once. The compilation cache is shared, so identical modules compile once.
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
+		WithCoreFeatures(guestFeatures).
 		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(uint32(pages)).
 		WithCompilationCache(h.cache))
@@ -161,6 +177,10 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	}
 	compiled, err := rt.CompileModule(ctx, cfg.Wasm)
 	if err != nil {
+		if refusedFeature(err) {
+			return fail("compiling: %v (a guest may use WebAssembly 2.0 only: no threads or atomics, tail calls, "+
+				"exception handling, 64-bit or multiple memories, GC types; ABI §1.1)", err)
+		}
 		return fail("compiling: %v", err)
 	}
 	if err := checkImports(rt, compiled); err != nil {

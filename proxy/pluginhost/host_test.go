@@ -519,3 +519,60 @@ func TestEmptyConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedFeatures: a module using a WebAssembly feature outside ABI §1.1 is refused at load, with an error
+// that names the feature and the rule.
+func TestRefusedFeatures(t *testing.T) {
+	h := newHost(t)
+	hdr := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	module := func(sections ...byte) []byte { return append(append([]byte{}, hdr...), sections...) }
+	for _, tc := range []struct {
+		name, want string
+		wasm       []byte
+	}{
+		// (memory 1 1 shared)
+		{"threads", "threads feature not enabled", module(5, 4, 1, 3, 1, 1)},
+		// (func return_call 0)
+		{"tail calls", `"tail-call" is disabled`, module(1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 0x0a, 6, 1, 4, 0, 0x12, 0, 0x0b)},
+		// (memory i64 1)
+		{"memory64", "invalid byte for limits", module(5, 3, 1, 4, 1)},
+		// (memory 0) (memory 0)
+		{"multiple memories", "at most one memory", module(5, 5, 2, 0, 1, 0, 1)},
+		// (func try end)
+		{"exception handling", "invalid instruction 0x6", module(1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 0x0a, 7, 1, 5, 0, 0x06, 0x40, 0x0b, 0x0b)},
+		// (tag)
+		{"exception tags", `"exception-handling" is disabled`, module(1, 4, 1, 0x60, 0, 0, 13, 3, 1, 0, 0)},
+		// (type (struct))
+		{"GC types", "invalid byte: 0x5f", module(1, 3, 1, 0x5f, 0)},
+	} {
+		_, err := h.Load(context.Background(), Config{Name: "feature", Wasm: tc.wasm})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "WebAssembly 2.0") ||
+			!strings.Contains(err.Error(), "ABI §1.1") {
+			t.Errorf("%s: Load error = %v; want it to name %q and the ABI's rule", tc.name, err, tc.want)
+		}
+	}
+	// 2.0 features are allowed: a hook using a SIMD instruction (v128.const, drop) loads and runs.
+	exp := func(name string, kind, index byte) []byte {
+		return append(append([]byte{byte(len(name))}, name...), kind, index)
+	}
+	exports := []byte{3}
+	exports = append(exports, exp("memory", 2, 0)...)
+	exports = append(exports, exp("postern_abi_version", 0, 0)...)
+	exports = append(exports, exp("postern_on_message", 0, 1)...)
+	simdBody := append(append([]byte{0, 0xfd, 0x0c}, make([]byte, 16)...), 0x1a, 0x41, 0, 0x0b)
+	code := append([]byte{2, 4, 0, 0x41, 1, 0x0b, byte(len(simdBody))}, simdBody...)
+	simd := module(1, 5, 1, 0x60, 0, 1, 0x7f, 3, 3, 2, 0, 0, 5, 3, 1, 0, 1)
+	simd = append(append(simd, 7, byte(len(exports))), exports...)
+	simd = append(append(simd, 0x0a, byte(len(code))), code...)
+	p, err := h.Load(context.Background(), Config{Name: "simd", Wasm: simd})
+	if err != nil {
+		t.Fatalf("a module with a SIMD instruction: %v", err)
+	}
+	defer p.Close(context.Background())
+	wantOK(t, call(t, p, HookMessage, messageInput(t)))
+	// Something that is simply not WebAssembly gets no such hint.
+	if _, err := h.Load(context.Background(), Config{Name: "garbage", Wasm: []byte("garbage")}); err == nil ||
+		strings.Contains(err.Error(), "ABI §1.1") {
+		t.Errorf("garbage: %v", err)
+	}
+}

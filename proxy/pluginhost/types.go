@@ -204,6 +204,18 @@ type Envelope struct {
 	HasMailFrom                           bool // MailFrom was given (it may be "", the null reverse path)
 	SMTPUTF8                              bool // MAIL FROM had the SMTPUTF8 parameter (RFC 6531)
 	Rcpts                                 []string
+
+	// The mailbox a message is read from (POP3 RETR/TOP, IMAP FETCH) or stored in (IMAP APPEND). Which of these a
+	// plugin sees depends on the protocol and the hook (the table in proxy/field), not on whether they are set;
+	// a zero UID, UIDValidity or InternalDate and an empty UIDL mean "not known" and are unavailable too.
+	MailboxUser  string    // whose mailbox: the user the upstream server logged in
+	Mailbox      string    // IMAP mailbox name, UTF-8
+	UID          uint32    // IMAP UID; 0 before the server assigned one (APPEND)
+	UIDValidity  uint32    // IMAP UIDVALIDITY of Mailbox
+	UIDL         string    // POP3 unique-id listing
+	InternalDate time.Time // IMAP INTERNALDATE, or APPEND's date-time
+	Flags        []string  // IMAP flags and keywords
+	Command      string    // what caused the filtering: "retr", "top", "fetch" or "append"
 }
 
 // LogLine is one line a plugin logged during a call (or the host logged on its behalf). Text is valid UTF-8 with

@@ -410,8 +410,19 @@ func facts(hook pluginhost.Hook, in *pluginhost.Input) *config.Facts {
 		UpstreamTLSCipher:  in.Env.UpstreamTLSCipher,
 		User:               in.Env.AuthUser,
 		MailFrom:           in.Env.MailFrom,
+		NoMailFrom:         !in.Env.HasMailFrom,
 		Rcpt:               in.Env.Rcpts,
 		RcptCurrent:        in.RcptCurrent,
+		MailboxUser:        in.Env.MailboxUser,
+		Mailbox:            in.Env.Mailbox,
+		UID:                in.Env.UID,
+		UIDValidity:        in.Env.UIDValidity,
+		UIDL:               in.Env.UIDL,
+		Flags:              in.Env.Flags,
+		Command:            in.Env.Command,
+	}
+	if !in.Env.InternalDate.IsZero() {
+		f.InternalDate = pluginhost.InternalDateText(in.Env.InternalDate)
 	}
 	if m := in.Msg; m != nil {
 		f.Size = m.Size()

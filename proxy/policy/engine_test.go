@@ -530,3 +530,40 @@ func TestPluginLogs(t *testing.T) {
 		t.Errorf("a debug line passed an info-level log:\n%s", out)
 	}
 }
+
+// TestFactsAtRetrieval: the engine gives `when` the session's mailbox and no envelope at retrieval, so a bounce
+// rule does not match a message read over POP3, and the retrieval facts reach the condition.
+func TestFactsAtRetrieval(t *testing.T) {
+	s := engine(t, `policy "bounces" {
+  when    = msg.mail_from == ""
+  plugins = ["b"]
+}
+policy "mailbox" {
+  when    = msg.protocol == "imap" && msg.mailbox == "Archive" && msg.uid == 7 && msg.uidvalidity == 3 && contains(msg.flags, "$Junk") && msg.command == "fetch" && msg.mailbox_user == "alice" && msg.internal_date == "2026-01-02T14:04:05Z"
+  plugins = ["m"]
+}
+policy "pop3" {
+  when    = msg.uidl == "u-1" && msg.command == "retr" && msg.mailbox == null
+  plugins = ["p"]
+}`, &fakePlugin{name: "b", hooks: allHooks, verdict: pluginhost.Reject}, &fakePlugin{name: "m", hooks: allHooks, score: 1},
+		&fakePlugin{name: "p", hooks: allHooks, score: 2})
+	raw := "Subject: x\r\n\r\nbody\r\n"
+	// The relay: a bounce (null reverse path) matches.
+	in := testInput(t, raw)
+	in.Env.MailFrom, in.Env.HasMailFrom = "", true
+	if got := summary(s.Evaluate(context.Background(), pluginhost.HookMessage, in)); !strings.HasPrefix(got, "reject by bounces") {
+		t.Errorf("SMTP bounce: %s", got)
+	}
+	// IMAP FETCH: no sender at all, whatever the session left in MailFrom.
+	in = testInput(t, raw)
+	in.Env = pluginhost.Envelope{Protocol: "imap", Direction: "retrieval", MailFrom: "", HasMailFrom: true,
+		MailboxUser: "alice", Mailbox: "Archive", UID: 7, UIDValidity: 3, Flags: []string{`\Seen`, "$Junk"},
+		Command: "fetch", InternalDate: time.Date(2026, 1, 2, 15, 4, 5, 0, time.FixedZone("CET", 3600))}
+	if got := summary(s.Evaluate(context.Background(), pluginhost.HookMessage, in)); got != "accept score=1 | mailbox(m)->accept" {
+		t.Errorf("IMAP FETCH: %s", got)
+	}
+	in.Env = pluginhost.Envelope{Protocol: "pop3", Direction: "retrieval", UIDL: "u-1", Command: "retr", Mailbox: "stale"}
+	if got := summary(s.Evaluate(context.Background(), pluginhost.HookMessage, in)); got != "accept score=2 | pop3(p)->accept" {
+		t.Errorf("POP3 RETR: %s", got)
+	}
+}

@@ -53,6 +53,36 @@ extern "C" {
 #define POSTERN_ERR_UNAVAILABLE (-3) /* not available at this hook */
 #define POSTERN_ERR_DECODE (-4)      /* the part could not be decoded; raw bytes are still readable */
 
+/* Field names for postern_field (ABI.md section 3.2). Where a field is not known (a protocol without it, such as
+ * POSTERN_FIELD_MAIL_FROM in POP3 and IMAP, or a hook before it is given, such as POSTERN_FIELD_CLIENT_HELO at
+ * connect) postern_field returns POSTERN_ERR_UNAVAILABLE, never an empty string. */
+#define POSTERN_FIELD_HOOK "hook"
+#define POSTERN_FIELD_PROTOCOL "protocol"
+#define POSTERN_FIELD_DIRECTION "direction"
+#define POSTERN_FIELD_LISTENER "listener"
+#define POSTERN_FIELD_CLIENT_IP "client.ip"
+#define POSTERN_FIELD_CLIENT_PORT "client.port"
+#define POSTERN_FIELD_CLIENT_HELO "client.helo"
+#define POSTERN_FIELD_TLS_VERSION "tls.version"
+#define POSTERN_FIELD_TLS_CIPHER "tls.cipher"
+#define POSTERN_FIELD_UPSTREAM_TLS_VERSION "upstream.tls.version"
+#define POSTERN_FIELD_UPSTREAM_TLS_CIPHER "upstream.tls.cipher"
+#define POSTERN_FIELD_AUTH_USER "auth.user"
+#define POSTERN_FIELD_MAIL_FROM "mail_from"
+#define POSTERN_FIELD_SMTPUTF8 "smtputf8"
+#define POSTERN_FIELD_RCPT "rcpt" /* several values: index 0, 1, ... until POSTERN_ERR_NOT_FOUND */
+#define POSTERN_FIELD_RCPT_CURRENT "rcpt.current"
+#define POSTERN_FIELD_MAILBOX_USER "mailbox.user"
+#define POSTERN_FIELD_MAILBOX_NAME "mailbox.name"
+#define POSTERN_FIELD_MESSAGE_UID "message.uid"
+#define POSTERN_FIELD_MESSAGE_UIDVALIDITY "message.uidvalidity"
+#define POSTERN_FIELD_MESSAGE_UIDL "message.uidl"
+#define POSTERN_FIELD_MESSAGE_INTERNAL_DATE "message.internal_date"
+#define POSTERN_FIELD_MESSAGE_FLAGS "message.flags" /* several values */
+#define POSTERN_FIELD_COMMAND "command"
+#define POSTERN_FIELD_MESSAGE_SIZE "message.size"
+#define POSTERN_FIELD_MESSAGE_MALFORMED "message.malformed" /* several values */
+
 /* Hook bits (ABI.md section 2.1), for a postern_hooks export. */
 #define POSTERN_HOOK_CONNECT 0x1u
 #define POSTERN_HOOK_MAIL_FROM 0x2u
@@ -192,7 +222,7 @@ static inline int32_t postern_config(char *buf, size_t cap) {
 
 /* postern_field copies value number index of a context field (ABI.md 3.2: "client.ip", "rcpt", ...) into buf and
  * returns its full length, POSTERN_ERR_NOT_FOUND past the last value or for an unknown name, or
- * POSTERN_ERR_UNAVAILABLE when the field does not apply to this hook. */
+ * POSTERN_ERR_UNAVAILABLE when the field is not known at this hook or in this protocol (see POSTERN_FIELD_*). */
 static inline int32_t postern_field(const char *name, uint32_t index, char *buf, size_t cap) {
 	return postern__nul(postern_field_get(postern__str(name), postern__len(name), index, buf, postern__lim(cap)),
 			    buf, cap);

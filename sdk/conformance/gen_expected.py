@@ -70,18 +70,31 @@ sha = lambda b: hashlib.sha256(b).hexdigest()
 env = dict(protocol="submission", direction="outbound", listener="submission", ip="192.0.2.10", port="49152",
            helo="client.example.net", tlsv="TLS1.3", tlsc="TLS_AES_128_GCM_SHA256", auth="alice",
            utlsv="TLS1.2", utlsc="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+# The retrieval fixture: an IMAP FETCH. No envelope (mail_from, rcpt, client.helo unavailable), a mailbox instead.
+renv = dict(protocol="imap", direction="retrieval", listener="imap", ip="192.0.2.20", port="49153",
+            tlsv="TLS1.3", tlsc="TLS_AES_128_GCM_SHA256", auth="alice", utlsv="TLS1.2",
+            utlsc="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", user="alice", mailbox="INBOX/Ärchiv", uid="4242",
+            uidvalidity="1700000000", date="2025-11-24T10:00:05Z", flags=["\\Seen", "$Label1"], command="fetch")
 UN="-3"; NF="-1"; INV="-2"; DEC="-4"
-def common(hook, mail_from, smtputf8, rcpts, current, size, malformed):
+def common(hook, mail_from, smtputf8, rcpts, current, size, malformed, e=env, helo=None, auth=None, mailbox=None):
+    """The checks of every hook. helo and auth are the values of client.helo and auth.user at this hook (UN when
+    not known yet); mailbox holds the retrieval fields, None for SMTP (all unavailable)."""
+    mb = mailbox or {}
     return {
       "init.config": "ok", "init.patterns": "ok", "init.pattern_invalid": INV,
       "config.greeting": "Grüezi, kit", "config.len": str(len(cfg)),
-      "field.hook": hook, "field.protocol": env['protocol'], "field.direction": env['direction'],
-      "field.listener": env['listener'], "field.client.ip": env['ip'], "field.client.port": env['port'],
-      "field.client.helo": env['helo'], "field.tls.version": env['tlsv'], "field.tls.cipher": env['tlsc'],
-      "field.upstream.tls.version": env['utlsv'], "field.upstream.tls.cipher": env['utlsc'],
-      "field.auth.user": env['auth'], "field.mail_from": mail_from, "field.smtputf8": smtputf8,
-      "field.rcpt": ",".join(rcpts), "field.rcpt.count": str(len(rcpts)),
+      "field.hook": hook, "field.protocol": e['protocol'], "field.direction": e['direction'],
+      "field.listener": e['listener'], "field.client.ip": e['ip'], "field.client.port": e['port'],
+      "field.client.helo": helo or UN, "field.tls.version": e['tlsv'], "field.tls.cipher": e['tlsc'],
+      "field.upstream.tls.version": e['utlsv'], "field.upstream.tls.cipher": e['utlsc'],
+      "field.auth.user": auth or UN, "field.mail_from": mail_from, "field.smtputf8": smtputf8,
+      "field.rcpt": ",".join(rcpts) if isinstance(rcpts, list) else rcpts,
+      "field.rcpt.count": str(len(rcpts)) if isinstance(rcpts, list) else rcpts,
       "field.rcpt.current": current, "field.message.size": size, "field.message.malformed": malformed,
+      "field.mailbox.user": mb.get("user", UN), "field.mailbox.name": mb.get("mailbox", UN),
+      "field.message.uid": mb.get("uid", UN), "field.message.uidvalidity": mb.get("uidvalidity", UN),
+      "field.message.uidl": mb.get("uidl", UN), "field.message.internal_date": mb.get("date", UN),
+      "field.message.flags": ",".join(mb["flags"]) if "flags" in mb else UN, "field.command": mb.get("command", UN),
       "field.unknown": NF, "field.past_end": NF,
     }
 unavail = {k: UN for k in ["unavail.header_get","unavail.header_all","unavail.part_count","unavail.part_field",
@@ -89,31 +102,38 @@ unavail = {k: UN for k in ["unavail.header_get","unavail.header_all","unavail.pa
   "unavail.header_set","unavail.header_remove","unavail.subject_prefix","unavail.banner_add","unavail.part_remove",
   "unavail.part_replace"]}
 hooks = {}
-c = common("connect", UN, UN, [], UN, UN, UN); c.update(unavail); c["change.rcpt_add"] = UN
+# At connect nothing of the session is known yet: no HELO, no authenticated user, no envelope (rcpt is
+# unavailable, not an empty list).
+c = common("connect", UN, UN, UN, UN, UN, UN); c.update(unavail); c["change.rcpt_add"] = UN
 hooks["connect"] = dict(tags=c, verdict=dict(kind="accept",code=0,enhanced="",text=""), score=0, changes=[], logs=[])
-m = common("mail_from", "sender@example.org", "1", [], UN, UN, UN); m.update(unavail); m["change.rcpt_add"]="0"; m["verdict.tempfail"]="0"
+S = dict(helo=env['helo'], auth=env['auth'])
+m = common("mail_from", "sender@example.org", "1", [], UN, UN, UN, **S); m.update(unavail); m["change.rcpt_add"]="0"; m["verdict.tempfail"]="0"
 hooks["mail_from"] = dict(tags=m, verdict=dict(kind="tempfail",code=451,enhanced="4.7.1",text="greylisted"), score=0,
   changes=[{"op":"add_recipient","value":"dave@example.net"}], logs=[])
-r = common("rcpt_to", "sender@example.org", "1", ["alice@example.com"], "bob@example.com", UN, UN); r.update(unavail)
+r = common("rcpt_to", "sender@example.org", "1", ["alice@example.com"], "bob@example.com", UN, UN, **S); r.update(unavail)
 r["change.rcpt_add"]="0"; r["verdict.reject"]="0"; r["score.add"]="0"
 hooks["rcpt_to"] = dict(tags=r, verdict=dict(kind="reject",code=550,enhanced="5.1.1",text="no such user"), score=0.5,
   changes=[{"op":"add_recipient","value":"erin@example.net"}], logs=[])
 D4 = 'bad-header: part 4 names its file both "résumé.pdf" and "ignored.pdf"; "résumé.pdf" is used'
 D5 = 'unknown-charset: part 5: unknown charset "x-unknown-charset"'
-MALFORMED = D4 + "," + D5
-t = common("message", "sender@example.org", "1", ["alice@example.com","bob@example.com"], UN, str(len(raw)), MALFORMED)
-t.update({
+# The 8-bit header carries a Latin-1 byte, which is not UTF-8: header_get returns the bytes as they are, and the
+# host flags the field (the offset is the field's, in the message).
+D0 = 'bad-header: field X-Eight-Bit (offset %d) contains 8-bit bytes that are not UTF-8' % raw.find(b"X-Eight-Bit:")
+MALFORMED = D0 + "," + D4 + "," + D5
+t = common("message", "sender@example.org", "1", ["alice@example.com","bob@example.com"], UN, str(len(raw)), MALFORMED, **S)
+msgchecks = {
  "header.subject": "=?iso-8859-1?q?Gr=FC=DFe?= aus =?utf-8?b?S8O2bG4=?=",
  "header.subject.decoded": "Grüße aus Köln",
  "header.subject.case": "Grüße aus Köln",
  "header.from.decoded": "Jörg <joerg@example.org>",
  "header.x-multi.0": "first", "header.x-multi.1": "second", "header.x-multi.2": NF, "header.x-multi.count": "2",
  "header.x-folded": "one two",
+ "header.x-eight-bit.hex": hx(re.search(rb"\r\nX-Eight-Bit: ([^\r]*)\r\n", raw).group(1)),
  "header.missing": NF, "header.bad_name": INV, "header.bad_part": INV,
  "header.2.content-type": "text/plain; charset=iso-8859-1",
  "header_all.0.len": str(len(H(p0))), "header_all.2.hex": hx(H(p2)), "header_all.bad_part": INV,
  "part.count": "6",
-})
+}
 fn = {0:"",1:"",2:"",3:"",4:"résumé.pdf",5:"notizé.txt"}
 ct = {0:"multipart/mixed",1:"multipart/alternative",2:"text/plain",3:"text/html",4:"application/pdf",5:"text/plain"}
 cs = {0:"",1:"",2:"iso-8859-1",3:"utf-8",4:"",5:"x-unknown-charset"}
@@ -121,11 +141,11 @@ enc = {0:"7bit",1:"7bit",2:"quoted-printable",3:"7bit",4:"base64",5:"7bit"}
 disp = {4:"attachment"}
 for p in parts:
     i=p['id']
-    t["part.%d.parent"%i]=str(p['parent']); t["part.%d.depth"%i]=str(p['depth'])
-    t["part.%d.content_type"%i]=ct[i]; t["part.%d.charset"%i]=cs[i]; t["part.%d.encoding"%i]=enc[i]
-    t["part.%d.disposition"%i]=disp.get(i,""); t["part.%d.filename"%i]=fn[i]; t["part.%d.size"%i]=str(len(R(p)))
-    t["part.%d.multipart"%i]="1" if i in (0,1) else "0"; t["part.%d.defects"%i]= {4: D4, 5: D5}.get(i, "")
-t.update({
+    msgchecks["part.%d.parent"%i]=str(p['parent']); msgchecks["part.%d.depth"%i]=str(p['depth'])
+    msgchecks["part.%d.content_type"%i]=ct[i]; msgchecks["part.%d.charset"%i]=cs[i]; msgchecks["part.%d.encoding"%i]=enc[i]
+    msgchecks["part.%d.disposition"%i]=disp.get(i,""); msgchecks["part.%d.filename"%i]=fn[i]; msgchecks["part.%d.size"%i]=str(len(R(p)))
+    msgchecks["part.%d.multipart"%i]="1" if i in (0,1) else "0"; msgchecks["part.%d.defects"%i]= {0: D0, 4: D4, 5: D5}.get(i, "")
+msgchecks.update({
  "part_field.unknown": NF, "part_field.bad_part": INV, "part_field.negative": INV,
  "part_read.2.raw.len": str(len(R(p2))), "part_read.2.decoded.len": str(len(dec2)), "part_read.2.text.len": str(len(text2)),
  "part_read.2.decoded.hex": hx(dec2), "part_read.2.text.hex": hx(text2),
@@ -154,6 +174,7 @@ t.update({
  "change.part_remove.root": INV, "change.part_remove.bad_part": INV, "change.part_replace.multipart": INV,
  "change.rcpt_add.bad": INV,
 })
+t.update(msgchecks)
 REPL = b"replaced by the conformance kit"
 hooks["message"] = dict(tags=t, verdict=dict(kind="quarantine",code=0,enhanced="",text="conformance kit"), score=1.25,
   changes=[{"op":"add_header","name":"X-Conformance","value":"kit"},
@@ -165,13 +186,25 @@ hooks["message"] = dict(tags=t, verdict=dict(kind="quarantine",code=0,enhanced="
            {"op":"remove_part","part":5},
            {"op":"add_recipient","value":"carol@example.net"}],
   logs=[["debug","kit debug"],["info","kit info"],["warn","kit warn"],["error","kit error"],["error","kit clamped"]],
-  output_sha256="8a2d2d6e7d98978a260d33d0b32f120bfb306673a8d0dbb3ea56ccf6c921a30f")
-for h in hooks.values():
+  output_sha256="1faa00999ab8829f1fb85d9505c84f5a13d7ebd57d5aac27c8fe76b9fae47221")
+OUTPUT_SHA256 = hooks["message"]["output_sha256"]
+
+# The retrieval fixture: connect, then the message read with IMAP FETCH. rcpt_add has no envelope to add to.
+rhooks = {}
+rc = common("connect", UN, UN, UN, UN, UN, UN, e=renv); rc.update(unavail); rc["change.rcpt_add"] = UN
+rhooks["connect"] = dict(tags=rc, verdict=dict(kind="accept",code=0,enhanced="",text=""), score=0, changes=[], logs=[])
+rt = common("message", UN, UN, UN, UN, str(len(raw)), MALFORMED, e=renv, auth=renv['auth'], mailbox=renv)
+rt.update(msgchecks); rt["change.rcpt_add"] = UN; rt["change.rcpt_add.bad"] = UN
+rhooks["message"] = dict(tags=rt, verdict=hooks["message"]["verdict"], score=1.25,
+  changes=[c for c in hooks["message"]["changes"] if c["op"] != "add_recipient"],
+  logs=hooks["message"]["logs"], output_sha256=OUTPUT_SHA256)
+
+for h in list(hooks.values()) + list(rhooks.values()):
     assert len(h['tags']) <= 256, len(h['tags'])
     for k,v in h['tags'].items():
         assert re.fullmatch(r'[A-Za-z0-9_.-]{1,64}', k), k
         assert len(v.encode()) <= 1024, k
 doc = {"abi_version": 1, "message": "testdata/conformance.eml", "config": "testdata/config.json",
-       "patterns": pats, "hooks": hooks}
+       "patterns": pats, "fixtures": {"submission": {"hooks": hooks}, "retrieval": {"hooks": rhooks}}}
 json.dump(doc, open('expected.json','w'), ensure_ascii=False, indent=1, sort_keys=False)
 open('expected.json','a').write('\n')

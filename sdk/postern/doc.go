@@ -58,6 +58,9 @@
 //
 // Host functions fail with the Errno values ErrNotFound, ErrInvalid, ErrUnavailable and ErrDecode; compare with
 // errors.Is. Out-of-range memory and exceeded budgets are not errors the plugin sees: the host aborts the call.
+// A field the host does not know at this hook or in this protocol (the envelope sender when a POP3 or IMAP client
+// reads a message, the HELO name at connect) is ErrUnavailable from Field, ok = false from the Lookup and mailbox
+// accessors, never an empty value.
 //
 // # Testing
 //

@@ -32,6 +32,19 @@ const (
 
 const headerDecoded = 0x1
 
+// Size is the size in bytes of the message as received.
+func (*Message) Size() int {
+	n, _ := strconv.Atoi(field("message.size"))
+	return n
+}
+
+// Malformed returns the message's defects, one "kind: detail" per value (for example "depth-limit: MIME nesting
+// deeper than 32"); none when it is well formed.
+func (*Message) Malformed() []string {
+	v, _ := Fields("message.malformed")
+	return v
+}
+
 // Header returns the first field called name (case-insensitive) of the message header, unfolded and trimmed,
 // with RFC 2047 encoded words left as they are; "" when there is none.
 func (*Message) Header(name string) string {

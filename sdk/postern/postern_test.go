@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -571,5 +572,77 @@ func TestPanicText(t *testing.T) {
 		if got := panicText(c.v); got != c.want {
 			t.Errorf("panicText(%#v) = %q, want %q", c.v, got, c.want)
 		}
+	}
+}
+
+// TestUnavailableFields: an unavailable field is ok = false (or ErrUnavailable), never mistaken for an empty
+// value; a known empty value is ("", true).
+func TestUnavailableFields(t *testing.T) {
+	// Retrieval over IMAP: no envelope, a mailbox.
+	(&fakeHost{fields: map[string][]string{
+		"mailbox.user": {"alice"}, "mailbox.name": {"INBOX"}, "message.uid": {"42"},
+		"message.uidvalidity": {"1700000000"}, "message.internal_date": {"2026-01-02T14:04:05Z"},
+		"message.flags": {`\Seen`, "$Junk"}, "command": {"fetch"}, "auth.user": {"alice"},
+		"message.size": {"1243"}, "message.malformed": {"bad-header: x"},
+	}, unavail: map[string]bool{"mail_from": true, "client.helo": true, "rcpt": true, "message.uidl": true}}).install(t)
+	var e Envelope
+	if v, ok := e.LookupMailFrom(); ok || v != "" {
+		t.Errorf("LookupMailFrom at retrieval = %q, %v", v, ok)
+	}
+	if v, ok := e.LookupHELO(); ok || v != "" || e.HELO() != "" {
+		t.Errorf("LookupHELO at retrieval = %q, %v", v, ok)
+	}
+	if _, err := Fields("rcpt"); err != ErrUnavailable {
+		t.Errorf("Fields(rcpt) at retrieval: %v", err)
+	}
+	if v, ok := e.MailboxUser(); v != "alice" || !ok {
+		t.Errorf("MailboxUser = %q, %v", v, ok)
+	}
+	if v, ok := e.Mailbox(); v != "INBOX" || !ok {
+		t.Errorf("Mailbox = %q, %v", v, ok)
+	}
+	if v, ok := e.UID(); v != 42 || !ok {
+		t.Errorf("UID = %d, %v", v, ok)
+	}
+	if v, ok := e.UIDValidity(); v != 1700000000 || !ok {
+		t.Errorf("UIDValidity = %d, %v", v, ok)
+	}
+	if v, ok := e.UIDL(); ok {
+		t.Errorf("UIDL over IMAP = %q, %v", v, ok)
+	}
+	if v, ok := e.InternalDate(); !ok || !v.Equal(time.Date(2026, 1, 2, 14, 4, 5, 0, time.UTC)) {
+		t.Errorf("InternalDate = %v, %v", v, ok)
+	}
+	if v, ok := e.Flags(); !ok || !reflect.DeepEqual(v, []string{`\Seen`, "$Junk"}) {
+		t.Errorf("Flags = %q, %v", v, ok)
+	}
+	if v, ok := e.Command(); v != "fetch" || !ok {
+		t.Errorf("Command = %q, %v", v, ok)
+	}
+	var m Message
+	if m.Size() != 1243 || !reflect.DeepEqual(m.Malformed(), []string{"bad-header: x"}) {
+		t.Errorf("Size %d, Malformed %q", m.Size(), m.Malformed())
+	}
+
+	// SMTP at connect: no HELO or user yet; a bounce's null sender later is ("", true).
+	testHost = nil
+	resetCall()
+	(&fakeHost{fields: map[string][]string{"mail_from": {""}},
+		unavail: map[string]bool{"client.helo": true, "auth.user": true, "mailbox.user": true, "message.uid": true,
+			"message.flags": true}}).install(t)
+	if _, ok := e.LookupAuthUser(); ok {
+		t.Error("LookupAuthUser ok where unavailable")
+	}
+	if v, ok := e.LookupMailFrom(); !ok || v != "" {
+		t.Errorf("null reverse path: LookupMailFrom = %q, %v", v, ok)
+	}
+	if _, ok := e.MailboxUser(); ok {
+		t.Error("MailboxUser ok in SMTP")
+	}
+	if _, ok := e.UID(); ok {
+		t.Error("UID ok in SMTP")
+	}
+	if v, ok := e.Flags(); ok || v != nil {
+		t.Errorf("Flags in SMTP = %q, %v", v, ok)
 	}
 }

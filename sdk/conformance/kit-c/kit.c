@@ -141,10 +141,14 @@ static void tag_multi(const char *key, const char *field, const char *count_key)
 		memcpy(value + w, scratch, (size_t)n);
 		w += (size_t)n;
 	}
-	if (i == 0 && n != POSTERN_ERR_NOT_FOUND)
+	if (i == 0 && n != POSTERN_ERR_NOT_FOUND) {
+		/* unavailable (or another error): both checks report the code */
 		tag_i(key, n);
-	else
-		tag(key, value, w);
+		if (count_key)
+			tag_i(count_key, n);
+		return;
+	}
+	tag(key, value, w);
 	if (count_key)
 		tag_i(count_key, i);
 }
@@ -153,7 +157,8 @@ static void common(void) {
 	static const char *const fields[] = {
 		"hook",	      "protocol",    "direction", "listener",  "client.ip",    "client.port",  "client.helo",
 		"tls.version", "tls.cipher", "upstream.tls.version", "upstream.tls.cipher", "auth.user", "mail_from", "smtputf8",
-		"rcpt.current", "message.size",
+		"rcpt.current", "message.size", "mailbox.user", "mailbox.name", "message.uid", "message.uidvalidity",
+		"message.uidl", "message.internal_date", "command",
 	};
 	static char doc[4096];
 	char key[64];
@@ -182,6 +187,7 @@ static void common(void) {
 	}
 	tag_multi("field.rcpt", "rcpt", "field.rcpt.count");
 	tag_multi("field.message.malformed", "message.malformed", NULL);
+	tag_multi("field.message.flags", "message.flags", NULL);
 	tag_i("field.unknown", postern_field("no.such.field", 0, scratch, sizeof scratch));
 	tag_i("field.past_end", postern_field("protocol", 1, scratch, sizeof scratch));
 }
@@ -349,6 +355,8 @@ static void message_reads(void) {
 	tag_i("header.x-multi.count", postern_header_count(0, "X-Multi", 100));
 	n = postern_header(0, "X-Folded", 0, 0, scratch, sizeof scratch);
 	tag_str("header.x-folded", n, scratch, sizeof scratch);
+	n = postern_header(0, "X-Eight-Bit", 0, 0, scratch, sizeof scratch);
+	tag_hex("header.x-eight-bit.hex", n, (unsigned char *)scratch);
 	tag_i("header.missing", postern_header(0, "X-Nope", 0, 0, scratch, sizeof scratch));
 	tag_i("header.bad_name", postern_header(0, "X:Bad", 0, 0, scratch, sizeof scratch));
 	tag_i("header.bad_part", postern_header(99, "Subject", 0, 0, scratch, sizeof scratch));

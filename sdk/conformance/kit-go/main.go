@@ -107,13 +107,15 @@ func commonChecks(e *postern.Envelope) {
 
 	for _, f := range []string{"hook", "protocol", "direction", "listener", "client.ip", "client.port",
 		"client.helo", "tls.version", "tls.cipher", "upstream.tls.version", "upstream.tls.cipher", "auth.user", "mail_from", "smtputf8", "rcpt.current",
-		"message.size"} {
+		"message.size", "mailbox.user", "mailbox.name", "message.uid", "message.uidvalidity", "message.uidl",
+		"message.internal_date", "command"} {
 		report(e, "field."+f, value(postern.Field(f)))
 	}
 	rcpts, err := postern.Fields("rcpt")
 	report(e, "field.rcpt", list(rcpts, err))
 	report(e, "field.rcpt.count", total(len(rcpts), err))
 	report(e, "field.message.malformed", list(postern.Fields("message.malformed")))
+	report(e, "field.message.flags", list(postern.Fields("message.flags")))
 	report(e, "field.unknown", value(postern.Field("no.such.field")))
 	// Field reads index 0 only; index 1 of a single-valued field is the second value of Fields.
 	proto, err := postern.Fields("protocol")
@@ -202,6 +204,8 @@ func readChecks(m *postern.Message) {
 	}
 	report(e, "header.x-multi.count", strconv.Itoa(len(m.Headers("X-Multi"))))
 	report(e, "header.x-folded", m.Header("X-Folded"))
+	eight, err := m.PartHeader(0, "X-Eight-Bit", 0, false)
+	report(e, "header.x-eight-bit.hex", hexOf([]byte(eight), err))
 	report(e, "header.missing", value(m.PartHeader(0, "X-Nope", 0, false)))
 	report(e, "header.bad_name", value(m.PartHeader(0, "X:Bad", 0, false)))
 	report(e, "header.bad_part", value(m.PartHeader(99, "Subject", 0, false)))
