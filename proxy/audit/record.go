@@ -41,8 +41,10 @@ type Record struct {
 	// Hook is the stage decided: connect, mail_from, rcpt_to or message.
 	Hook string `json:"hook,omitempty"`
 	// MailFrom is the envelope sender; "" is the null reverse path, absent means none was given yet.
-	MailFrom   *string  `json:"mail_from,omitempty"`
-	Rcpts      []string `json:"rcpts,omitempty"`
+	MailFrom *string  `json:"mail_from,omitempty"`
+	Rcpts    []string `json:"rcpts,omitempty"`
+	// Rcpt is the recipient decided at the rcpt_to stage (Rcpts are those accepted before it).
+	Rcpt       string   `json:"rcpt,omitempty"`
 	RcptsAdded []string `json:"rcpts_added,omitempty"` // recipients the policy added
 	MessageID  string   `json:"message_id,omitempty"`
 	Size       int64    `json:"size,omitempty"` // bytes as received
@@ -70,10 +72,12 @@ type Record struct {
 	Hash      string `json:"hash,omitempty"` // hex SHA-256 of this record's line without the hash member
 }
 
-// Reply is the SMTP-style reply given to the client.
+// Reply is the reply given to the client, in its protocol's terms: SMTP's code, enhanced code and text; for POP3
+// and IMAP, Status ("+OK" or "-ERR"; "OK", "NO" or "BAD") and Text, with Code 0.
 type Reply struct {
 	Code     int    `json:"code"`
 	Enhanced string `json:"enhanced,omitempty"`
+	Status   string `json:"status,omitempty"`
 	Text     string `json:"text,omitempty"`
 }
 

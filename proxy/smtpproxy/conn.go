@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
-	"github.com/postern/postern/proxy/policy"
 )
 
 // connState is everything one client session shares across go-smtp's Session objects (go-smtp makes a new one
@@ -29,9 +29,11 @@ type connState struct {
 	remote  netip.AddrPort
 	started time.Time
 
-	filter  Filter
-	hooks   pluginhost.HookSet
-	release func()
+	// mf is the session's use of the filtering pipeline; ctx is the session's context, which its plugin calls
+	// run under, cancelled when the session ends or is cut off.
+	mf     *mailflow.Session
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.
@@ -99,6 +101,8 @@ func (s *Server) serveConn(raw net.Conn) {
 		client:  newClientConn(conn, s.opts.Limits.IdleTimeout, s.opts.Limits.CommandTimeout),
 		started: time.Now(),
 	}
+	cs.ctx, cs.cancel = context.WithCancel(context.Background())
+	defer cs.cancel()
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
@@ -131,22 +135,15 @@ func (s *Server) serveConn(raw net.Conn) {
 		top = tc
 	}
 
-	if s.opts.Filters != nil {
-		cs.filter, cs.release = s.opts.Filters.Acquire()
-		if cs.release != nil {
-			defer cs.release()
-		}
-		if cs.filter == nil {
-			// No policy to apply (the policy manager is closing): mail must not pass unchecked.
-			cs.log().Warn("no policy available; refusing session")
-			writeRaw(top, 421, "4.3.0", s.opts.Hostname+" Service not available, try again later")
-			return
-		}
-		cs.hooks = ^pluginhost.HookSet(0)
-		if hr, ok := cs.filter.(HookReporter); ok {
-			cs.hooks = hr.Hooks()
-		}
+	mf, err := s.flow.Open(cs.ctx, cs.id)
+	if err != nil {
+		// No policy to apply (the policy manager is closing): mail must not pass unchecked.
+		cs.log().Warn("no policy available; refusing session")
+		writeRaw(top, 421, "4.3.0", s.opts.Hostname+" Service not available, try again later")
+		return
 	}
+	cs.mf = mf
+	defer mf.Close()
 	if e := cs.connectHook(); e != nil {
 		writeRaw(top, e.Code, enhanced(e), e.Message)
 		return
@@ -384,27 +381,13 @@ func (cs *connState) envelope() pluginhost.Envelope {
 	return env
 }
 
-func (cs *connState) wants(h pluginhost.Hook) bool {
-	return cs.filter != nil && cs.hooks.Has(h)
-}
-
-// evaluate runs the policy for one hook. A nil decision from the filter is taken as accept.
-func (cs *connState) evaluate(h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
-	ctx := context.Background()
-	d := cs.filter.Evaluate(ctx, h, in)
-	if d == nil {
-		d = &policy.Decision{Hook: h, Action: pluginhost.Accept}
-	}
-	return d
-}
-
 // connectHook runs the connect hook; a non-nil result is the reply that ends the session.
 func (cs *connState) connectHook() *smtp.SMTPError {
-	if !cs.wants(pluginhost.HookConnect) {
+	if !cs.mf.Wants(pluginhost.HookConnect) {
 		return nil
 	}
 	in := &pluginhost.Input{Env: cs.envelope()}
-	d := cs.evaluate(pluginhost.HookConnect, in)
+	d := cs.mf.Stage(pluginhost.HookConnect, in)
 	e := refusal(d)
 	if e == nil {
 		if d.Action != pluginhost.Accept {
@@ -420,7 +403,7 @@ func (cs *connState) connectHook() *smtp.SMTPError {
 	}
 	cs.log().Info("connection refused by policy", "client", cs.remote.String(), "action", d.Action.String(),
 		"code", e.Code)
-	cs.audit(nil, d, e)
+	cs.mf.Record(in, d, auditReply(e))
 	return e
 }
 

@@ -11,55 +11,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
-	"github.com/postern/postern/proxy/pluginhost"
-	"github.com/postern/postern/proxy/policy"
 )
 
-// Filter decides what happens at one hook of one session. *policy.Snapshot implements it; the relay calls it from
-// the session's goroutine only.
-type Filter interface {
-	Evaluate(ctx context.Context, hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision
-}
-
-// FilterSource hands out the filter that is current when a session starts. The session keeps it for its whole life
-// (a configuration reload affects new sessions only) and calls release when it ends.
-type FilterSource interface {
-	Acquire() (f Filter, release func())
-}
-
-// SnapshotSource is the hot-reload handle of the policy package: *policy.Manager implements it.
-type SnapshotSource interface {
-	Acquire() (*policy.Snapshot, func())
-}
+// The policy interfaces are the pipeline's; they are named here too so that a relay's Options read on their own.
+type (
+	Filter         = mailflow.Filter
+	FilterSource   = mailflow.FilterSource
+	SnapshotSource = mailflow.SnapshotSource
+	HookReporter   = mailflow.HookReporter
+	Auditor        = mailflow.Auditor
+)
 
 // Policies adapts a *policy.Manager to a FilterSource.
-func Policies(src SnapshotSource) FilterSource { return snapshotSource{src} }
-
-type snapshotSource struct{ src SnapshotSource }
-
-func (s snapshotSource) Acquire() (Filter, func()) {
-	snap, release := s.src.Acquire()
-	if snap == nil {
-		// A nil *Snapshot in a Filter would not compare equal to nil.
-		return nil, release
-	}
-	return snap, release
-}
-
-// HookReporter is implemented by filters that know which hooks anything runs at. The relay skips the hooks a
-// filter reports as empty, which saves building the plugin input for every RCPT of a message nobody inspects.
-type HookReporter interface {
-	Hooks() pluginhost.HookSet
-}
-
-// Auditor receives one record per decision. *audit.Log implements it. Append is called from session goroutines,
-// concurrently; an error is logged and does not change the reply (the decision was already carried out).
-type Auditor interface {
-	Append(rec *audit.Record) error
-}
+func Policies(src SnapshotSource) FilterSource { return mailflow.Policies(src) }
 
 // Protocol names, as plugins see them in the field "protocol".
 const (

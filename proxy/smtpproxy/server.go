@@ -8,19 +8,20 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/postern/postern/proxy/mailflow"
 )
 
 // Server is one SMTP or submission listener relaying to one upstream.
 type Server struct {
 	opts     Options
 	log      *slog.Logger
+	flow     *mailflow.Flow
 	certs    *certStore // nil without client TLS
 	tlsConf  *tls.Config
 	upTLS    *tls.Config // nil without upstream TLS
@@ -70,11 +71,17 @@ func New(opts Options) (*Server, error) {
 		p, _ := parsePrefix(t) // checked by withDefaults
 		s.trusted = append(s.trusted, p)
 	}
+	fo := mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir,
+		MemoryThreshold: o.MemoryThreshold, MessageSize: o.Limits.MessageSize,
+		NormalizeNewlines: o.BareNewline == BareNewlineNormalize, MessageLimits: o.MessageLimits,
+		ResultHeaders: o.ResultHeaders, Logger: s.log}
 	if o.QuarantineDir != "" {
-		// Quarantined mail is as sensitive as any: the directory is private to the relay.
-		if err := os.MkdirAll(o.QuarantineDir, 0o700); err != nil {
+		if fo.Quarantine, err = mailflow.OpenQuarantine(o.QuarantineDir); err != nil {
 			return nil, fmt.Errorf("smtpproxy: listener %q: quarantine_dir: %w", o.Name, err)
 		}
+	}
+	if s.flow, err = mailflow.New(fo); err != nil {
+		return nil, fmt.Errorf("smtpproxy: listener %q: %w", o.Name, err)
 	}
 	return s, nil
 }
@@ -200,6 +207,7 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for cs := range s.conns {
+		cs.cancel()
 		cs.client.Close()
 		cs.interruptUpstream()
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/mailflow"
 )
 
 var errTooManyFiles = syscall.EMFILE
@@ -352,12 +353,11 @@ func tlsInfo(st *tls.ConnectionState) (version, cipher string) {
 // dotStuffer; the last CRLF goes through go-smtp's DotWriter so that it knows the content ended at the start of a
 // line and closes with just ".\r\n" (fed the whole message, it would do the same work a byte at a time). The
 // connection holds the writes until the reply is awaited, so a small message and its final dot go out together.
-func (up *upstream) sendContent(w io.Writer, sp *spool) error {
-	size := sp.Size()
+func (up *upstream) sendContent(w io.Writer, content io.ReaderAt, size int64) error {
 	direct := size
 	if size >= 2 {
 		var tail [2]byte
-		if _, err := sp.ReaderAt().ReadAt(tail[:], size-2); err != nil {
+		if _, err := content.ReadAt(tail[:], size-2); err != nil {
 			return err
 		}
 		if tail == [2]byte{'\r', '\n'} {
@@ -366,9 +366,10 @@ func (up *upstream) sendContent(w io.Writer, sp *spool) error {
 	}
 	if direct > 0 {
 		up.conn.SetWriteDeadline(time.Now().Add(up.timeout))
-		bufp := copyBufs.Get().(*[]byte)
-		_, err := io.CopyBuffer(&dotStuffer{w: up.conn}, io.NewSectionReader(sp.ReaderAt(), 0, direct), *bufp)
-		copyBufs.Put(bufp)
+		err := mailflow.CopyBuffer(func(buf []byte) error {
+			_, err := io.CopyBuffer(&mailflow.DotStuffer{W: up.conn}, io.NewSectionReader(content, 0, direct), buf)
+			return err
+		})
 		up.conn.SetWriteDeadline(time.Time{})
 		if err != nil {
 			return err

@@ -1,4 +1,4 @@
-package smtpproxy
+package mailflow
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 	"sync"
 )
 
-// spool holds one message while it is filtered: in memory up to a threshold, then in a temporary file that is
+// Spool holds one message while it is filtered: in memory up to a threshold, then in a temporary file that is
 // unlinked at once (so a crash leaves nothing behind). It is an io.Writer while the message arrives and an
 // io.ReaderAt afterwards.
-type spool struct {
+type Spool struct {
 	dir       string
 	threshold int64
 	buf       *[]byte
@@ -25,15 +25,17 @@ type spool struct {
 
 var spoolBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-func newSpool(dir string, threshold int64, digest bool) *spool {
-	sp := &spool{dir: dir, threshold: threshold, buf: spoolBufs.Get().(*[]byte)}
+// NewSpool returns an empty spool that spills to a file in dir above threshold bytes; with digest it keeps the
+// SHA-256 of what is written (Sum).
+func NewSpool(dir string, threshold int64, digest bool) *Spool {
+	sp := &Spool{dir: dir, threshold: threshold, buf: spoolBufs.Get().(*[]byte)}
 	if digest {
 		sp.hash = sha256.New()
 	}
 	return sp
 }
 
-func (sp *spool) Write(p []byte) (int, error) {
+func (sp *Spool) Write(p []byte) (int, error) {
 	if sp.hash != nil {
 		sp.hash.Write(p)
 	}
@@ -65,10 +67,10 @@ func (sp *spool) Write(p []byte) (int, error) {
 }
 
 // Size is the number of bytes written.
-func (sp *spool) Size() int64 { return sp.size }
+func (sp *Spool) Size() int64 { return sp.size }
 
 // Sum returns the hex SHA-256 of what was written, or "" if no digest was asked for.
-func (sp *spool) Sum() string {
+func (sp *Spool) Sum() string {
 	if sp.hash == nil {
 		return ""
 	}
@@ -76,7 +78,7 @@ func (sp *spool) Sum() string {
 }
 
 // ReaderAt returns the content. It stays valid until Close.
-func (sp *spool) ReaderAt() io.ReaderAt {
+func (sp *Spool) ReaderAt() io.ReaderAt {
 	if sp.f != nil {
 		return sp.f
 	}
@@ -84,12 +86,12 @@ func (sp *spool) ReaderAt() io.ReaderAt {
 }
 
 // Reader returns the whole content from the start.
-func (sp *spool) Reader() io.Reader { return io.NewSectionReader(sp.ReaderAt(), 0, sp.size) }
+func (sp *Spool) Reader() io.Reader { return io.NewSectionReader(sp.ReaderAt(), 0, sp.size) }
 
 // InMemory reports whether the content is still in memory.
-func (sp *spool) InMemory() bool { return sp.f == nil }
+func (sp *Spool) InMemory() bool { return sp.f == nil }
 
-func (sp *spool) release() {
+func (sp *Spool) release() {
 	if sp.buf != nil {
 		if cap(*sp.buf) <= 1<<20 {
 			*sp.buf = (*sp.buf)[:0]
@@ -100,7 +102,7 @@ func (sp *spool) release() {
 }
 
 // Close frees the memory or the file.
-func (sp *spool) Close() error {
+func (sp *Spool) Close() error {
 	sp.release()
 	if sp.f != nil {
 		err := sp.f.Close()
@@ -110,31 +112,32 @@ func (sp *spool) Close() error {
 	return nil
 }
 
-// bareNewlineError reports the first bare CR, bare LF or NUL found in a message.
-type bareNewlineError struct {
-	what   string
-	offset int64
+// BareNewlineError reports the first bare CR, bare LF or NUL found in a message.
+type BareNewlineError struct {
+	What   string // "bare CR", "bare LF" or "NUL byte"
+	Offset int64  // from the start of the content
 }
 
-func (e *bareNewlineError) Error() string {
-	return fmt.Sprintf("message contains a %s at byte %d", e.what, e.offset)
+func (e *BareNewlineError) Error() string {
+	return fmt.Sprintf("message contains a %s at byte %d", e.What, e.Offset)
 }
 
-// lineGuard checks (reject mode) or repairs (normalize mode) the line endings of message content as it streams
+// LineGuard checks (reject mode) or repairs (normalize mode) the line endings of message content as it streams
 // through. The only legal line ending in SMTP is CRLF; a lone CR or LF, or a NUL, is what the end-of-data
 // lookalikes of SMTP smuggling are made of, and some upstreams treat them as line ends. After the guard no such
 // byte is left, and the go-smtp client's dot-stuffing is then exact.
-type lineGuard struct {
-	normalize bool
+type LineGuard struct {
+	// Normalize repairs instead of refusing: every bare CR and bare LF becomes CRLF and NULs are dropped.
+	Normalize bool
 	pendingCR bool  // the previous byte was a CR whose LF has not been seen yet
 	off       int64 // bytes of input consumed
 	scratch   []byte
 }
 
-// write passes p to w, checking or repairing it. In reject mode the first offence is returned as a
-// *bareNewlineError.
-func (g *lineGuard) write(w io.Writer, p []byte) error {
-	if g.normalize {
+// Write passes p to w, checking or repairing it. In reject mode the first offence is returned as a
+// *BareNewlineError.
+func (g *LineGuard) Write(w io.Writer, p []byte) error {
+	if g.Normalize {
 		return g.repair(w, p)
 	}
 	if g.clean(p) {
@@ -148,7 +151,7 @@ func (g *lineGuard) write(w io.Writer, p []byte) error {
 	for i < len(p) {
 		if g.pendingCR {
 			if p[i] != '\n' {
-				return &bareNewlineError{"bare CR", start + int64(i) - 1}
+				return &BareNewlineError{"bare CR", start + int64(i) - 1}
 			}
 			g.pendingCR = false
 			i++
@@ -161,9 +164,9 @@ func (g *lineGuard) write(w io.Writer, p []byte) error {
 		i += j
 		switch p[i] {
 		case '\n':
-			return &bareNewlineError{"bare LF", start + int64(i)}
+			return &BareNewlineError{"bare LF", start + int64(i)}
 		case 0:
-			return &bareNewlineError{"NUL byte", start + int64(i)}
+			return &BareNewlineError{"NUL byte", start + int64(i)}
 		}
 		g.pendingCR = true
 		i++
@@ -176,7 +179,7 @@ func (g *lineGuard) write(w io.Writer, p []byte) error {
 // clean reports whether p, after what came before it, has CRLF line endings only and no NUL, and updates
 // pendingCR if so. It checks with a few whole-buffer scans (each vectorised by package bytes) rather than byte by
 // byte: no NUL, every LF preceded by a CR, and as many CRs as that accounts for (plus one at the very end).
-func (g *lineGuard) clean(p []byte) bool {
+func (g *LineGuard) clean(p []byte) bool {
 	if len(p) == 0 {
 		return true
 	}
@@ -214,7 +217,7 @@ func (g *lineGuard) clean(p []byte) bool {
 }
 
 // repair writes p with every bare CR and bare LF turned into CRLF and every NUL dropped.
-func (g *lineGuard) repair(w io.Writer, p []byte) error {
+func (g *LineGuard) repair(w io.Writer, p []byte) error {
 	out := g.scratch[:0]
 	for _, c := range p {
 		if g.pendingCR {
@@ -240,63 +243,28 @@ func (g *lineGuard) repair(w io.Writer, p []byte) error {
 	return err
 }
 
-// finish handles a CR at the very end of the content.
-func (g *lineGuard) finish(w io.Writer) error {
+// Finish handles a CR at the very end of the content.
+func (g *LineGuard) Finish(w io.Writer) error {
 	if !g.pendingCR {
 		return nil
 	}
 	g.pendingCR = false
-	if !g.normalize {
-		return &bareNewlineError{"bare CR", g.off - 1}
+	if !g.Normalize {
+		return &BareNewlineError{"bare CR", g.off - 1}
 	}
 	_, err := w.Write([]byte("\r\n"))
 	return err
 }
 
-// guardWriter passes writes through a lineGuard.
-type guardWriter struct {
-	g *lineGuard
-	w io.Writer
+// GuardWriter passes writes through a LineGuard.
+type GuardWriter struct {
+	G *LineGuard
+	W io.Writer
 }
 
-func (gw guardWriter) Write(p []byte) (int, error) {
-	if err := gw.g.write(gw.w, p); err != nil {
+func (gw GuardWriter) Write(p []byte) (int, error) {
+	if err := gw.G.Write(gw.W, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
-}
-
-// dotStuffer writes message content in SMTP's DATA form: a line that starts with "." gets a second one (RFC 5321
-// §4.5.2). The content must have CRLF line endings only, which the lineGuard guarantees, so every LF starts a
-// line. It does with a few bulk copies what net/textproto's DotWriter does byte by byte.
-type dotStuffer struct {
-	w       io.Writer
-	midLine bool // not at the start of a line
-}
-
-var lfDot = []byte("\n.")
-
-func (d *dotStuffer) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if !d.midLine && p[0] == '.' {
-			if _, err := d.w.Write(lfDot[1:]); err != nil {
-				return 0, err
-			}
-		}
-		i := bytes.Index(p, lfDot)
-		if i < 0 {
-			if _, err := d.w.Write(p); err != nil {
-				return 0, err
-			}
-			d.midLine = p[len(p)-1] != '\n'
-			break
-		}
-		if _, err := d.w.Write(p[:i+1]); err != nil {
-			return 0, err
-		}
-		d.midLine = false
-		p = p[i+1:]
-	}
-	return n, nil
 }
