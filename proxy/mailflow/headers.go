@@ -122,4 +122,3 @@ func BoundScores(d *policy.Decision) {
 		}
 	}
 }
-
