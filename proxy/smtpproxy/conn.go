@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
 )
@@ -75,26 +76,9 @@ func (cs *connState) log() *slog.Logger {
 	return cs.lg
 }
 
-// serveConn runs one client session from accept to close.
-func (s *Server) serveConn(raw net.Conn) {
-	n := s.sessions.Add(1)
-	defer s.sessions.Add(-1)
-	if n > int64(s.opts.Limits.Sessions) {
-		s.log.Warn("session limit reached; refusing connection", "client", raw.RemoteAddr().String(),
-			"limit", s.opts.Limits.Sessions)
-		writeRaw(raw, 421, "4.3.2", s.opts.Hostname+" Too many sessions, try again later")
-		raw.Close()
-		return
-	}
-	conn := raw
-	if len(s.trusted) > 0 {
-		var err error
-		if conn, err = s.acceptProxy(raw); err != nil {
-			s.log.Warn("connection refused", "err", err)
-			raw.Close()
-			return
-		}
-	}
+// ServeConn runs one client session from accept (after the session limit and the PROXY header) to close
+// (listener.Handler).
+func (s *Server) ServeConn(conn net.Conn) {
 	cs := &connState{
 		srv:     s,
 		id:      newID(),
@@ -106,12 +90,11 @@ func (s *Server) serveConn(raw net.Conn) {
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	if !s.track(cs) {
-		writeRaw(conn, 421, "4.3.2", s.opts.Hostname+" Service shutting down")
-		conn.Close()
+	if !s.ln.Track(cs) {
+		s.Refuse(conn, listener.ErrShuttingDown)
 		return
 	}
-	defer s.untrack(cs)
+	defer s.ln.Untrack(cs)
 	defer cs.client.Close()
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	if debug {
@@ -121,11 +104,11 @@ func (s *Server) serveConn(raw net.Conn) {
 	var top net.Conn = cs.client
 	if s.opts.TLS.Mode == TLSImplicit {
 		tc := tls.Server(cs.client, s.tlsConf)
-		cs.client.inCommand.Store(true)
+		cs.client.reads.SetPhase(listener.PhaseCommand)
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Limits.CommandTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
-		cs.client.inCommand.Store(false)
+		cs.client.reads.SetPhase(listener.PhaseIdle)
 		if err != nil {
 			cs.log().Info("TLS handshake failed", "client", cs.remote.String(), "err", err)
 			return
@@ -279,9 +262,9 @@ func (cs *connState) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return &session{cs: cs}, nil
 }
 
-// shutdown is called by Server.Shutdown: a session between messages is closed now with 421, one inside a
-// message finishes it and is closed after the reply.
-func (cs *connState) shutdown() {
+// Drain is called when shutdown begins (listener.Session): a session between messages is closed now with 421, one
+// inside a message finishes it and is closed after the reply.
+func (cs *connState) Drain() {
 	cs.mu.Lock()
 	cs.shuttingDown = true
 	idle := !cs.inTxn
@@ -289,6 +272,17 @@ func (cs *connState) shutdown() {
 	if idle {
 		cs.sayAndClose(421, "4.3.2", cs.srv.opts.Hostname+" Service shutting down, try again later")
 	}
+}
+
+// Cut closes the session now (listener.Session): its plugin calls are cancelled, the client connection is closed
+// and a command waiting for the upstream returns at once.
+func (cs *connState) Cut() {
+	cs.cancel()
+	// The socket first: a write blocked on a client that does not read holds the reply buffer, which
+	// clientConn.Close would wait for to send what is pending.
+	cs.client.Conn.Close()
+	cs.client.Close()
+	cs.interruptUpstream()
 }
 
 // interruptUpstream closes the upstream socket, so a command waiting for the upstream returns at once. It does not

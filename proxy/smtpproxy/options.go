@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
 )
@@ -291,7 +291,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.ProxyProtocol.HeaderTimeout = 5 * time.Second
 	}
 	for _, t := range o.ProxyProtocol.Trusted {
-		if _, err := parsePrefix(t); err != nil {
+		if _, err := listener.ParsePrefix(t); err != nil {
 			return o, fmt.Errorf("proxy_protocol trusted %q: %w", t, err)
 		}
 	}
@@ -311,17 +311,4 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	return o, nil
-}
-
-// parsePrefix accepts an address ("10.0.0.1") or a CIDR range ("10.0.0.0/8").
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }

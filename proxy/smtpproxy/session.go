@@ -9,6 +9,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
@@ -176,8 +177,8 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 // the client's 250 carries the upstream's own text; it is never a success before the upstream's 250.
 func (s *session) Data(r io.Reader) error {
 	cs := s.cs
-	cs.client.inCommand.Store(true)
-	defer cs.client.inCommand.Store(false)
+	cs.client.reads.SetPhase(listener.PhaseCommand)
+	defer cs.client.reads.SetPhase(listener.PhaseIdle)
 	var fast *dataStream
 	if _, bdat := r.(*io.PipeReader); !bdat && cs.plainText() && cs.client.fastDataReady() {
 		// The relay reads the content itself (datareader.go); go-smtp's reader r is left to go-smtp.

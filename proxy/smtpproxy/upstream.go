@@ -13,14 +13,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/mailflow"
 )
-
-var errTooManyFiles = syscall.EMFILE
 
 // upstream is the relay's connection to the upstream server for one client session. It is used by one goroutine
 // at a time (the session's, under connState.upMu).
