@@ -39,7 +39,7 @@ type connState struct {
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.
 	upMu      sync.Mutex
-	up        *upstream       // nil until the first EHLO
+	up        *upstreamConn   // nil until the first EHLO
 	dialed    chan dialResult // the upstream connection being opened
 	dialTaken bool            // its result was received
 	smtpSrv   *smtp.Server    // this connection's go-smtp server
@@ -170,7 +170,7 @@ func (s *Server) ServeConn(conn net.Conn) {
 }
 
 type dialResult struct {
-	up  *upstream
+	up  *upstreamConn
 	err error
 }
 
@@ -223,7 +223,7 @@ func (s *Server) newSMTPServer(cs *connState) *smtp.Server {
 // advertise sets what depends on the upstream: SIZE is the smaller of both limits, and DSN, SMTPUTF8, REQUIRETLS
 // and the other pass-through extensions are offered only when the upstream offers them. It runs inside go-smtp's
 // EHLO handling, before the reply is built from these fields.
-func (s *Server) advertise(srv *smtp.Server, up *upstream) {
+func (s *Server) advertise(srv *smtp.Server, up *upstreamConn) {
 	if n, ok := up.c.MaxMessageSize(); ok && n > 0 && int64(n) < srv.MaxMessageBytes {
 		srv.MaxMessageBytes = int64(n)
 	}

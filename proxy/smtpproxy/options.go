@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/upstream"
 )
 
 // The policy interfaces are the pipeline's; they are named here too so that a relay's Options read on their own.
@@ -53,29 +54,18 @@ type TLS struct {
 	CertFile, KeyFile string
 }
 
-// UpstreamTLSMode says how the relay protects its connection to the upstream server.
-type UpstreamTLSMode string
+// UpstreamTLSMode says how the relay protects its connection to the upstream server (upstream.TLSMode).
+type UpstreamTLSMode = upstream.TLSMode
 
 // The upstream TLS modes.
 const (
-	UpstreamTLSNone     UpstreamTLSMode = "none"
-	UpstreamTLSStartTLS UpstreamTLSMode = "starttls"
-	UpstreamTLSImplicit UpstreamTLSMode = "tls"
+	UpstreamTLSNone     = upstream.TLSNone
+	UpstreamTLSStartTLS = upstream.TLSStartTLS
+	UpstreamTLSImplicit = upstream.TLSImplicit
 )
 
-// UpstreamTLS is the TLS configuration towards the upstream server.
-type UpstreamTLS struct {
-	// Mode is none (the default), starttls or tls. With starttls an upstream that does not offer STARTTLS is an
-	// error: the relay never falls back to plain text silently.
-	Mode UpstreamTLSMode
-	// CAFile is a PEM bundle of the certificate authorities trusted for the upstream; "" uses the system pool.
-	CAFile string
-	// ServerName is the name checked against the upstream's certificate; "" uses the host of Upstream.
-	ServerName string
-	// SkipVerify turns certificate verification off. It exists for test rigs with throw-away certificates; a
-	// production relay should set CAFile instead. (The configuration's `verify = false`.)
-	SkipVerify bool
-}
+// UpstreamTLS is the TLS configuration towards the upstream server (upstream.TLSOptions).
+type UpstreamTLS = upstream.TLSOptions
 
 // BareNewline is what the relay does with a bare CR, a bare LF or a NUL byte in message content.
 type BareNewline string
