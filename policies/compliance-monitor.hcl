@@ -20,9 +20,9 @@ listener "smtp" "mx" {
   upstream = "10.0.0.25:25"
 }
 
-listener "imap" "mailstore" {
-  address  = "0.0.0.0:143"
-  upstream = "10.0.0.30:143"
+listener "submission" "msa" {
+  address  = "0.0.0.0:587"
+  upstream = "10.0.0.25:587"
 }
 
 plugin "dlp" {
@@ -46,10 +46,10 @@ policy "dlp-preview" {
   }
 }
 
-# Macro documents in mail read over IMAP: how many users would lose an attachment if we enforced?
+# Macro documents in mail our users submit: how many would lose an attachment if we enforced?
 policy "macro-preview" {
   mode    = "monitor"
-  when    = msg.protocol == "imap"
+  when    = msg.protocol == "submission"
   plugins = ["attachment-guard"]
   thresholds {
     reject = 1

@@ -46,6 +46,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if len(cfg.Warnings) > 0 {
 		_ = cfg.WriteDiagnostics(stderr, cfg.Warnings)
 	}
+	if err := cfg.CheckServable(); err != nil {
+		return reportConfigError(stderr, err)
+	}
 	snap, err := policy.Build(context.Background(), cfg, policy.Options{CacheDir: *cacheDir})
 	if err != nil {
 		return reportConfigError(stderr, err)

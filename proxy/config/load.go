@@ -38,7 +38,32 @@ const (
 	defaultRejectText  = "Message rejected by policy"
 	defaultAuditMax    = 100 << 20
 	defaultAuditSync   = time.Second
-	defaultMessageSize = 50 << 20
+)
+
+// DefaultLimits returns the limits of a listener of protocol that sets none. They are the one place the
+// listener defaults live: the proxy libraries take explicit values, and a library user that leaves a limit zero
+// gets these.
+func DefaultLimits(protocol string) Limits {
+	idle, ok := defaultIdle[protocol]
+	if !ok {
+		idle = defaultIdle[ProtocolSMTP]
+	}
+	return Limits{MessageSize: DefaultMessageSize, Sessions: 1000, Recipients: 100, Errors: 10,
+		CommandTimeout: 5 * time.Minute, IdleTimeout: idle}
+}
+
+// Listener settings the configuration does not expose, with the defaults every front end uses.
+const (
+	// DefaultMessageSize is the largest message a listener accepts unless limits.message_size says otherwise.
+	DefaultMessageSize = 50 << 20
+	// DefaultLineLength is the longest command or message line, CRLF included: RFC 5321's 1000 is broken by
+	// real mail.
+	DefaultLineLength = 64 << 10
+	// DefaultMemoryThreshold is the message size kept in memory while a message is filtered; larger ones are
+	// spooled to an unlinked temporary file.
+	DefaultMemoryThreshold = 1 << 20
+	// DefaultProxyHeaderTimeout bounds reading a PROXY protocol header.
+	DefaultProxyHeaderTimeout = 5 * time.Second
 )
 
 // Defaults per protocol for the listener limits: RFC 5321 asks SMTP servers to wait 5 minutes for a command,
@@ -366,10 +391,7 @@ func (l *loader) listener(b *hcl.Block) {
 		BareNewline: "reject",
 		TLS:         TLS{Mode: "none"},
 		UpstreamTLS: UpstreamTLS{Mode: "none", Verify: true},
-		Limits: Limits{
-			MessageSize: defaultMessageSize, Sessions: 1000, Recipients: 100, Errors: 10,
-			CommandTimeout: 5 * time.Minute, IdleTimeout: defaultIdle[proto],
-		},
+		Limits:      DefaultLimits(proto),
 	}
 	if a := content.Attributes["address"]; a != nil {
 		ln.Address = l.hostPort(a)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
@@ -78,14 +79,15 @@ const (
 	BareNewlineNormalize BareNewline = "normalize"
 )
 
-// Limits bound what a client can make the relay do. Zero fields take the defaults in the comments.
+// Limits bound what a client can make the relay do. Zero fields take the configuration's defaults
+// (config.DefaultLimits and config.DefaultLineLength), given in the comments.
 type Limits struct {
-	// MessageSize is the largest message accepted, in bytes (default 32 MiB). The relay advertises the smaller of
+	// MessageSize is the largest message accepted, in bytes (default 50 MiB). The relay advertises the smaller of
 	// this and the upstream's SIZE.
 	MessageSize int64
 	// Sessions is the number of concurrent client sessions; one more is answered 421 and closed (default 1000).
 	Sessions int
-	// Recipients is the number of RCPT TO accepted per message; more get 452 4.5.3 (default 1000).
+	// Recipients is the number of RCPT TO accepted per message; more get 452 4.5.3 (default 100).
 	Recipients int
 	// LineLength is the longest command or message line in bytes, CRLF included (default 65536; RFC 5321's 1000 is
 	// broken by real mail). A longer line ends the session with 500 5.4.0.
@@ -96,7 +98,7 @@ type Limits struct {
 	// IdleTimeout is how long a client may stay silent between commands (default 5 minutes).
 	IdleTimeout time.Duration
 	// Errors is the number of error replies (4xx/5xx, including the upstream's) a session may cause; the reply
-	// that reaches it becomes 421 4.7.0 and the connection is closed (default 20). go-smtp additionally closes a
+	// that reaches it becomes 421 4.7.0 and the connection is closed (default 10). go-smtp additionally closes a
 	// session after its fourth syntax error, whatever this says.
 	Errors int
 }
@@ -249,26 +251,27 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("bare_newline %q: want reject or normalize", o.BareNewline)
 	}
 	l := &o.Limits
+	def := config.DefaultLimits(o.Protocol)
 	if l.MessageSize == 0 {
-		l.MessageSize = 32 << 20
+		l.MessageSize = def.MessageSize
 	}
 	if l.Sessions == 0 {
-		l.Sessions = 1000
+		l.Sessions = def.Sessions
 	}
 	if l.Recipients == 0 {
-		l.Recipients = 1000
+		l.Recipients = def.Recipients
 	}
 	if l.LineLength == 0 {
-		l.LineLength = 64 << 10
+		l.LineLength = config.DefaultLineLength
 	}
 	if l.CommandTimeout == 0 {
-		l.CommandTimeout = 5 * time.Minute
+		l.CommandTimeout = def.CommandTimeout
 	}
 	if l.IdleTimeout == 0 {
-		l.IdleTimeout = 5 * time.Minute
+		l.IdleTimeout = def.IdleTimeout
 	}
 	if l.Errors == 0 {
-		l.Errors = 20
+		l.Errors = def.Errors
 	}
 	if l.MessageSize < 0 || l.Sessions < 0 || l.Recipients < 0 || l.LineLength < 0 || l.CommandTimeout < 0 ||
 		l.IdleTimeout < 0 || l.Errors < 0 {
@@ -278,7 +281,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("limits line_length %d: RFC 5321 needs at least 512", l.LineLength)
 	}
 	if o.ProxyProtocol.HeaderTimeout == 0 {
-		o.ProxyProtocol.HeaderTimeout = 5 * time.Second
+		o.ProxyProtocol.HeaderTimeout = config.DefaultProxyHeaderTimeout
 	}
 	for _, t := range o.ProxyProtocol.Trusted {
 		if _, err := listener.ParsePrefix(t); err != nil {
@@ -289,7 +292,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.SpoolDir = os.TempDir()
 	}
 	if o.MemoryThreshold == 0 {
-		o.MemoryThreshold = 1 << 20
+		o.MemoryThreshold = config.DefaultMemoryThreshold
 	}
 	if o.MessageLimits == (message.Limits{}) {
 		o.MessageLimits = message.DefaultLimits()
