@@ -27,17 +27,17 @@ import (
 // Bounds on what Load reads. A configuration is written by an admin, but an include glob or a wrong path must
 // still end in an error rather than in reading a disk image.
 const (
-	maxFileBytes       = 8 << 20  // one .hcl file
-	maxFiles           = 256      // files in one configuration
-	maxIncludeDepth    = 8        // include nesting
-	maxModuleBytes     = 64 << 20 // one .wasm module
-	maxPluginConfig    = 1 << 20  // one plugin's JSON configuration
-	maxReplyText       = 512      // as the ABI's set_verdict text
-	maxUnixSocketPath  = 107      // sun_path minus the terminating NUL on Linux
-	defaultTagHeader   = "X-Postern-Tag"
-	defaultRejectText  = "Message rejected by policy"
-	defaultAuditMax    = 100 << 20
-	defaultAuditSync   = time.Second
+	maxFileBytes      = 8 << 20  // one .hcl file
+	maxFiles          = 256      // files in one configuration
+	maxIncludeDepth   = 8        // include nesting
+	maxModuleBytes    = 64 << 20 // one .wasm module
+	maxPluginConfig   = 1 << 20  // one plugin's JSON configuration
+	maxReplyText      = 512      // as the ABI's set_verdict text
+	maxUnixSocketPath = 107      // sun_path minus the terminating NUL on Linux
+	defaultTagHeader  = "X-Postern-Tag"
+	defaultRejectText = "Message rejected by policy"
+	defaultAuditMax   = 100 << 20
+	defaultAuditSync  = time.Second
 )
 
 // DefaultLimits returns the limits of a listener of protocol that sets none. They are the one place the
