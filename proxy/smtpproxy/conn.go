@@ -380,7 +380,7 @@ func (cs *connState) connectHook() *smtp.SMTPError {
 	if !cs.mf.Wants(pluginhost.HookConnect) {
 		return nil
 	}
-	in := &pluginhost.Input{Env: cs.envelope()}
+	in := ConnectInput(cs.envelope())
 	d := cs.mf.Stage(pluginhost.HookConnect, in)
 	e := refusal(d)
 	if e == nil {

@@ -87,14 +87,10 @@ func (cs *connState) upstreamError(cmd string, err error) *smtp.SMTPError {
 
 // input builds the plugins' view of the transaction so far.
 func (s *session) input() *pluginhost.Input {
-	in := &pluginhost.Input{Env: s.cs.envelope()}
-	if s.txn != nil {
-		in.Env.MailFrom = s.txn.from
-		in.Env.HasMailFrom = true
-		in.Env.SMTPUTF8 = s.txn.utf8
-		in.Env.Rcpts = s.txn.rcpts
+	if s.txn == nil {
+		return &pluginhost.Input{Env: s.cs.envelope()}
 	}
-	return in
+	return TransactionInput(s.cs.envelope(), s.txn.from, s.txn.utf8, s.txn.rcpts)
 }
 
 // envelopeDecision acts on the decision of an envelope hook. A refusal is returned as the reply; a discard or
