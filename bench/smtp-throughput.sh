@@ -94,14 +94,22 @@ printf '%-6s %12s %18s %6s %18s %6s %18s %6s' round direct no-plugins ratio four
 echo
 for r in $(seq "$ROUNDS"); do
 	d=$(run "$sink_port")
-	if [ -n "${BASELINE:-}" ]; then
+	if [ -n "${BASELINE:-}" ] && [ $((r % 2)) -eq 1 ]; then
+		# The baseline runs just before the relay in odd rounds and just after it in even ones, so that a
+		# change of load on a shared machine does not always favour the same one.
 		bp=$(run "$base_plain_port")
-	fi
-	p=$(run "$plain_port")
-	if [ -n "${BASELINE:-}" ]; then
+		p=$(run "$plain_port")
 		bf=$(run "$base_plugins_port")
+		f=$(run "$plugins_port")
+	elif [ -n "${BASELINE:-}" ]; then
+		p=$(run "$plain_port")
+		bp=$(run "$base_plain_port")
+		f=$(run "$plugins_port")
+		bf=$(run "$base_plugins_port")
+	else
+		p=$(run "$plain_port")
+		f=$(run "$plugins_port")
 	fi
-	f=$(run "$plugins_port")
 	w=$(run "$forward_port")
 	printf '%-6s %8s msg/s %12s msg/s %6s %12s msg/s %6s %12s msg/s %6s' "$r" "$d" "$p" "$(ratio "$p" "$d")" \
 		"$f" "$(ratio "$f" "$d")" "$w" "$(ratio "$w" "$d")"
