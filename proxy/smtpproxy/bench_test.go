@@ -20,7 +20,9 @@ func BenchmarkRelaySession(b *testing.B) { benchRelaySession(b, nil) }
 
 // BenchmarkRelaySessionPlugins is BenchmarkRelaySession through the four first-party plugins in one enforcing
 // policy.
-func BenchmarkRelaySessionPlugins(b *testing.B) { benchRelaySession(b, smtpproxy.Policies(firstPartyPolicy(b))) }
+func BenchmarkRelaySessionPlugins(b *testing.B) {
+	benchRelaySession(b, smtpproxy.Policies(firstPartyPolicy(b)))
+}
 
 func benchRelaySession(b *testing.B, filters smtpproxy.FilterSource) {
 	up := (&smtptest.RawUpstream{}).Start(b)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +26,6 @@ type diffSession struct {
 	srv  *smtp.Server
 	fast bool
 	rnd  *rand.Rand
-	mu   *sync.Mutex
 	run  *diffRun
 	data bool
 }
