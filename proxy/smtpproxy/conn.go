@@ -76,9 +76,8 @@ func (cs *connState) log() *slog.Logger {
 	return cs.lg
 }
 
-// ServeConn runs one client session from accept (after the session limit and the PROXY header) to close
-// (listener.Handler).
-func (s *Server) ServeConn(conn net.Conn) {
+// serveConn runs one client session from accept (after the session limit and the PROXY header) to close.
+func (s *Server) serveConn(conn net.Conn) {
 	cs := &connState{
 		srv:     s,
 		id:      newID(),
@@ -91,7 +90,7 @@ func (s *Server) ServeConn(conn net.Conn) {
 		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	if !s.ln.Track(cs) {
-		s.Refuse(conn, listener.ErrShuttingDown)
+		s.refuse(conn, listener.ErrShuttingDown)
 		return
 	}
 	defer s.ln.Untrack(cs)

@@ -55,7 +55,7 @@ func New(opts Options) (*Server, error) {
 		p, _ := listener.ParsePrefix(t) // checked by withDefaults
 		lo.ProxyTrusted = append(lo.ProxyTrusted, p)
 	}
-	s.ln = listener.New(lo, s)
+	s.ln = listener.New(lo, handler{s})
 	fo := mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir,
 		MemoryThreshold: o.MemoryThreshold, MessageSize: o.Limits.MessageSize,
 		NormalizeNewlines: o.BareNewline == BareNewlineNormalize, MessageLimits: o.MessageLimits,
@@ -122,8 +122,14 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.ln.Shutdown(ctx)
 // Close closes the listeners and every session at once.
 func (s *Server) Close() error { return s.ln.Close() }
 
-// Refuse answers a connection the listener does not serve (listener.Handler).
-func (s *Server) Refuse(c net.Conn, why error) {
+// handler runs the listener's sessions (listener.Handler).
+type handler struct{ s *Server }
+
+func (h handler) ServeConn(c net.Conn)         { h.s.serveConn(c) }
+func (h handler) Refuse(c net.Conn, why error) { h.s.refuse(c, why) }
+
+// refuse answers a connection the listener does not serve.
+func (s *Server) refuse(c net.Conn, why error) {
 	text := s.opts.Hostname + " Service shutting down"
 	if errors.Is(why, listener.ErrBusy) {
 		text = s.opts.Hostname + " Too many sessions, try again later"
