@@ -1,6 +1,7 @@
 package mailflow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -314,6 +315,9 @@ func (o *Outcome) Content() (io.ReaderAt, int64) {
 	sp := o.original
 	if o.rendered != nil {
 		sp = o.rendered
+	}
+	if sp == nil {
+		return bytes.NewReader(nil), 0
 	}
 	return sp.ReaderAt(), sp.Size()
 }
