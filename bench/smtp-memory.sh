@@ -6,6 +6,7 @@
 #
 #   bench/smtp-memory.sh
 #   BIG=$((50<<20)) IDLE=500 bench/smtp-memory.sh
+#   BASELINE=/tmp/old bench/smtp-memory.sh    # also a relay built from another tree (see smtp-throughput.sh)
 #
 # Needs smtp-sink and smtp-source (Debian package postfix), python3 and Go. Run as root (smtp-sink needs -u then).
 set -euo pipefail
@@ -36,12 +37,19 @@ user=()
 smtp-sink "${user[@]}" -m 8192 "127.0.0.1:$sink_port" 8192 &
 pids+=($!)
 go build -o "$work/relay" ./bench/relay
+if [ -n "${BASELINE:-}" ]; then
+	(cd "$BASELINE" && go build -o "$work/relay-baseline" ./bench/relay)
+fi
 
-measure() { # LABEL RELAY-ARGS...
-	local label=$1 port pid before after base idle
+measure() { # LABEL [-baseline] RELAY-ARGS...
+	local label=$1 port pid before after base idle bin=$work/relay
 	shift
+	if [ "${1:-}" = -baseline ]; then
+		bin=$work/relay-baseline
+		shift
+	fi
 	port=$(free_port)
-	"$work/relay" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$sink_port" -sessions $((IDLE + 100)) "$@" \
+	"$bin" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$sink_port" -sessions $((IDLE + 100)) "$@" \
 		>"$work/out" 2>"$work/err" &
 	pid=$!
 	pids+=($pid)
@@ -84,5 +92,12 @@ EOF2
 		"$label" "$IDLE" $((idle / 1024)) $((base / 1024)) $((BIG >> 20)) $(((after - before) / 1024)) $((after - before)) $((before / 1024))
 }
 
-measure "no plugins"
-measure "four plugins" -plugins
+if [ -n "${BASELINE:-}" ]; then
+	measure "baseline, none" -baseline
+	measure "no plugins"
+	measure "baseline, four" -baseline -plugins
+	measure "four plugins" -plugins
+else
+	measure "no plugins"
+	measure "four plugins" -plugins
+fi

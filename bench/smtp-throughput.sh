@@ -7,6 +7,8 @@
 #   bench/smtp-throughput.sh            # 20 sessions, 20,000 messages of 10 KiB, one round
 #   ROUNDS=3 MESSAGES=5000 bench/smtp-throughput.sh
 #   SENDER=a@outside.test bench/smtp-throughput.sh   # every message external: external-tag rewrites each one
+#   BASELINE=/tmp/old bench/smtp-throughput.sh       # also a relay built from another tree, e.g. the commit before
+#                                                    # a change (git archive OLD | tar -x -C /tmp/old), each round
 #
 # Needs smtp-sink and smtp-source (Debian package postfix) and Go. Run as root (smtp-sink needs -u then).
 set -euo pipefail
@@ -41,11 +43,17 @@ pids+=($!)
 
 go build -o "$work/relay" ./bench/relay
 go build -o "$work/tcpforward" ./bench/tcpforward
-start_relay() { # PORT [-forward] ARGS...
+if [ -n "${BASELINE:-}" ]; then
+	(cd "$BASELINE" && go build -o "$work/relay-baseline" ./bench/relay)
+fi
+start_relay() { # PORT [-forward|-baseline] ARGS...
 	local port=$1 bin=$work/relay
 	shift
 	if [ "${1:-}" = -forward ]; then
 		bin=$work/tcpforward
+		shift
+	elif [ "${1:-}" = -baseline ]; then
+		bin=$work/relay-baseline
 		shift
 	fi
 	"$bin" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$sink_port" "$@" >"$work/relay-$port.out" 2>"$work/relay-$port.err" &
@@ -64,6 +72,12 @@ forward_port=$(free_port)
 start_relay "$plain_port"
 start_relay "$plugins_port" -plugins
 start_relay "$forward_port" -forward
+if [ -n "${BASELINE:-}" ]; then
+	base_plain_port=$(free_port)
+	base_plugins_port=$(free_port)
+	start_relay "$base_plain_port" -baseline
+	start_relay "$base_plugins_port" -baseline -plugins
+fi
 
 run() { # PORT -> messages per second
 	local start end
@@ -75,14 +89,34 @@ run() { # PORT -> messages per second
 
 echo "smtp-source -s $SESSIONS -m $MESSAGES -l $SIZE -f $SENDER -t $RCPT; $(nproc) CPUs; Go $(go env GOVERSION)"
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-printf '%-6s %12s %18s %6s %18s %6s %18s %6s\n' round direct no-plugins ratio four-plugins ratio tcp-forward ratio
+printf '%-6s %12s %18s %6s %18s %6s %18s %6s' round direct no-plugins ratio four-plugins ratio tcp-forward ratio
+[ -n "${BASELINE:-}" ] && printf ' %18s %6s %18s %6s' baseline-none ratio baseline-four ratio
+echo
 for r in $(seq "$ROUNDS"); do
 	d=$(run "$sink_port")
-	p=$(run "$plain_port")
-	f=$(run "$plugins_port")
+	if [ -n "${BASELINE:-}" ] && [ $((r % 2)) -eq 1 ]; then
+		# The baseline runs just before the relay in odd rounds and just after it in even ones, so that a
+		# change of load on a shared machine does not always favour the same one.
+		bp=$(run "$base_plain_port")
+		p=$(run "$plain_port")
+		bf=$(run "$base_plugins_port")
+		f=$(run "$plugins_port")
+	elif [ -n "${BASELINE:-}" ]; then
+		p=$(run "$plain_port")
+		bp=$(run "$base_plain_port")
+		f=$(run "$plugins_port")
+		bf=$(run "$base_plugins_port")
+	else
+		p=$(run "$plain_port")
+		f=$(run "$plugins_port")
+	fi
 	w=$(run "$forward_port")
-	printf '%-6s %8s msg/s %12s msg/s %6s %12s msg/s %6s %12s msg/s %6s\n' "$r" "$d" "$p" "$(ratio "$p" "$d")" \
+	printf '%-6s %8s msg/s %12s msg/s %6s %12s msg/s %6s %12s msg/s %6s' "$r" "$d" "$p" "$(ratio "$p" "$d")" \
 		"$f" "$(ratio "$f" "$d")" "$w" "$(ratio "$w" "$d")"
+	if [ -n "${BASELINE:-}" ]; then
+		printf ' %12s msg/s %6s %12s msg/s %6s' "$bp" "$(ratio "$bp" "$d")" "$bf" "$(ratio "$bf" "$d")"
+	fi
+	echo
 done
 if grep -qi "level=error" "$work"/relay-*.err; then
 	echo "relay errors:" >&2

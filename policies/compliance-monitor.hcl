@@ -20,6 +20,11 @@ listener "smtp" "mx" {
   upstream = "10.0.0.25:25"
 }
 
+listener "submission" "msa" {
+  address  = "0.0.0.0:587"
+  upstream = "10.0.0.25:587"
+}
+
 # Mail read over IMAP, filtered at retrieval, needs the IMAP proxy, which this version of Postern does not have
 # (`postern check` refuses an imap listener). With it, this listener in front of the mail store makes the
 # macro-preview policy below apply:
@@ -50,10 +55,10 @@ policy "dlp-preview" {
   }
 }
 
-# Macro documents in mail read over IMAP: how many users would lose an attachment if we enforced?
+# Macro documents in mail our users submit: how many would lose an attachment if we enforced?
 policy "macro-preview" {
   mode    = "monitor"
-  when    = msg.protocol == "imap"
+  when    = msg.protocol == "submission"
   plugins = ["attachment-guard"]
   thresholds {
     reject = 1

@@ -56,7 +56,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if len(cfg.Warnings) > 0 {
 		_ = cfg.WriteDiagnostics(stderr, cfg.Warnings)
 	}
-	if err := checkProtocols(cfg); err != nil {
+	if err := cfg.CheckServable(); err != nil {
 		return reportConfigError(stderr, err)
 	}
 	snap, err := policy.Build(context.Background(), cfg, policy.Options{CacheDir: cache.dirFor(cfg)})
@@ -66,30 +66,6 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	defer snap.Close(context.Background())
 	fmt.Fprintf(stdout, "ok: %s (config sha256 %s)\n", cfg.Summary(), cfg.Version)
 	return 0
-}
-
-// servedProtocols are the listener protocols this version proxies. The configuration language also names pop3
-// and imap, which `postern run` refuses to start; check refuses them too, so that it says what run will do.
-var servedProtocols = map[string]bool{config.ProtocolSMTP: true, config.ProtocolSubmission: true}
-
-// checkProtocols refuses the listeners whose protocol this version does not serve.
-func checkProtocols(cfg *config.Config) error {
-	var diags hcl.Diagnostics
-	for _, l := range cfg.Listeners {
-		if !servedProtocols[l.Protocol] {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Protocol not available",
-				Detail: fmt.Sprintf("Listener %q: the %s proxy is not part of this version of Postern, which serves "+
-					"smtp and submission; remove the listener or run a version that has it.", l.Name, l.Protocol),
-				Subject: l.DeclRange.Ptr(),
-			})
-		}
-	}
-	if diags.HasErrors() {
-		return cfg.NewError(diags)
-	}
-	return nil
 }
 
 // cacheDir is the -cache flag of the commands that compile plugins. Unset, it is the configuration's

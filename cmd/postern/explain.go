@@ -6,15 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
+	"github.com/postern/postern/proxy/smtpproxy"
 )
 
 func init() {
@@ -110,7 +113,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if *useTLS {
 		env.TLSVersion, env.TLSCipher = "TLS1.3", "TLS_AES_128_GCM_SHA256"
 	}
-	limits := message.DefaultLimits()
+	fo := explainFlowOptions()
 	if *listener != "" {
 		ln := cfg.Listener(*listener)
 		if ln == nil {
@@ -121,7 +124,8 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		if env.Protocol == "" {
 			env.Protocol = ln.Protocol
 		}
-		limits.MaxSize = ln.Limits.MessageSize
+		fo.MessageSize, fo.MessageLimits.MaxSize = ln.Limits.MessageSize, ln.Limits.MessageSize
+		fo.ResultHeaders = ln.ResultHeaders
 	}
 	if env.Protocol == "" {
 		env.Protocol = config.ProtocolSMTP
@@ -139,16 +143,6 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		fmt.Fprintf(stderr, "postern explain: %v\n", err)
-		return 1
-	}
-	msg, err := message.Parse(f, fi.Size(), limits)
-	if err != nil {
-		fmt.Fprintf(stderr, "postern explain: %s: %v\n", fs.Arg(0), err)
-		return 1
-	}
 
 	ctx := context.Background()
 	snap, err := policy.Build(ctx, cfg, policy.Options{CacheDir: cacheDirFor(fs, *cacheDir, cfg)})
@@ -156,25 +150,46 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		return reportConfigError(stderr, err)
 	}
 	defer snap.Close(ctx)
+	sess, err := explainSession(ctx, snap, fo)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern explain: %v\n", err)
+		return 1
+	}
+	defer sess.Close()
+	sp, err := sess.Receive(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern explain: %s: %v\n", fs.Arg(0), err)
+		return 1
+	}
+	defer sp.Close()
 
-	res := explainOutput{
-		Config: *cfgPath, ConfigVersion: cfg.Version,
-		Message: explainMessage{Path: fs.Arg(0), Size: msg.Size(), MessageID: firstValue(msg.HeaderValues(0, "Message-ID", false))},
+	sim, err := simulate(sess, env, rcpts, *from, sp)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern explain: %s: %v\n", fs.Arg(0), err)
+		return 1
 	}
-	for _, d := range msg.Defects() {
-		res.Message.Defects = append(res.Message.Defects, d.String())
+	defer sim.outcome.Close()
+	res := explainOutput{Config: *cfgPath, ConfigVersion: cfg.Version, Message: explainMessage{Path: fs.Arg(0),
+		Size: sp.Size()}, Stages: sim.stages, Final: sim.final}
+	if msg := sim.outcome.Msg; msg != nil {
+		res.Message.MessageID = firstValue(msg.HeaderValues(0, "Message-ID", false))
+		for _, d := range msg.Defects() {
+			res.Message.Defects = append(res.Message.Defects, d.String())
+		}
 	}
-	res.Stages, res.Final = simulate(ctx, snap, env, rcpts, *from, msg)
 	res.Envelope = explainEnvelope{Protocol: env.Protocol, Listener: env.Listener, Direction: env.Direction,
 		ClientIP: env.ClientIP, HELO: env.HELO, TLSVersion: env.TLSVersion, User: env.AuthUser, MailFrom: *from,
 		Rcpts: rcpts}
+	if sim.outcome.Err != nil && sim.final.Action == pluginhost.Accept {
+		fmt.Fprintf(stderr, "postern explain: the relay would defer this message: %v\n", sim.outcome.Err)
+	}
 
 	if *out != "" {
-		var changes *message.Changes
-		if last := res.Stages[len(res.Stages)-1]; last.Hook == pluginhost.HookMessage {
-			changes = last.Changes
+		content, size := sp.ReaderAt(), sp.Size()
+		if sim.final.Action == pluginhost.Accept && sim.outcome.Err == nil {
+			content, size = sim.outcome.Content()
 		}
-		if err := writeMessage(*out, msg, changes); err != nil {
+		if err := writeMessage(*out, content, size); err != nil {
 			fmt.Fprintf(stderr, "postern explain: %v\n", err)
 			return 1
 		}
@@ -192,81 +207,134 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// simulate runs the hooks a session would, in order, stopping where the session would stop. At rcpt_to a
-// reject or tempfail refuses that recipient only, as in SMTP; any other terminal action, at any stage, is the
-// outcome for the message.
-func simulate(ctx context.Context, snap *policy.Snapshot, env pluginhost.Envelope, rcpts []string, from string,
-	msg *message.Message) ([]*policy.Decision, explainFinal) {
-	var stages []*policy.Decision
-	var final explainFinal
-	hooks := snap.Hooks()
-	smtp := env.Protocol == config.ProtocolSMTP || env.Protocol == config.ProtocolSubmission
+// explainFlowOptions are the pipeline options of `postern explain`: the configuration's defaults, no audit, no
+// quarantine (a quarantine verdict is reported, not carried out). Message content is taken as an SMTP client
+// sends a file: with CRLF line ends (NormalizeNewlines), whatever the file has.
+func explainFlowOptions() mailflow.Options {
+	limits := message.DefaultLimits()
+	limits.MaxSize = config.DefaultMessageSize
+	return mailflow.Options{SpoolDir: os.TempDir(), MemoryThreshold: config.DefaultMemoryThreshold,
+		MessageSize: config.DefaultMessageSize, NormalizeNewlines: true, MessageLimits: limits,
+		Logger: slog.New(slog.DiscardHandler)}
+}
+
+// explainSession opens a pipeline session on snap, as the relay does on the snapshot current when a client
+// connects: the stages nothing runs at are skipped, as by the relay.
+func explainSession(ctx context.Context, snap *policy.Snapshot, fo mailflow.Options) (*mailflow.Session, error) {
+	fo.Filters = fixedFilter{snap}
+	flow, err := mailflow.New(fo)
+	if err != nil {
+		return nil, err
+	}
+	return flow.Open(ctx, "explain")
+}
+
+// fixedFilter hands out one snapshot.
+type fixedFilter struct{ snap *policy.Snapshot }
+
+func (f fixedFilter) Acquire() (mailflow.Filter, func()) { return f.snap, func() {} }
+
+type simulation struct {
+	stages  []*policy.Decision
+	final   explainFinal
+	outcome *mailflow.Outcome
+}
+
+// simulate runs the stages a session would, in order, through the pipeline the relay uses and with the inputs the
+// relay gives each hook (smtpproxy.ConnectInput, smtpproxy.TransactionInput), stopping where the session would
+// stop. At rcpt_to a reject or tempfail refuses that recipient only, as in SMTP; a discard or quarantine there is
+// carried out on the message, without a message stage, as the relay does; any other terminal action ends the
+// session.
+func simulate(sess *mailflow.Session, env pluginhost.Envelope, rcpts []string, from string,
+	sp *mailflow.Spool) (*simulation, error) {
+	sim := &simulation{}
+	final := &sim.final
 	decided := func(d *policy.Decision) bool {
 		if d.Action == pluginhost.Accept {
 			return false
 		}
-		final = explainFinal{Action: d.Action, Code: d.Code, Enhanced: d.Enhanced, Text: d.Text,
-			Stage: d.Hook.String(), DecidedBy: d.DecidedBy}
+		*final = explainFinal{Action: d.Action, Code: d.Code, Enhanced: d.Enhanced, Text: d.Text,
+			Stage: d.Hook.String(), DecidedBy: d.DecidedBy, Rejected: final.Rejected}
 		return true
 	}
-	run := func(hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
-		d := snap.Evaluate(ctx, hook, in)
-		stages = append(stages, d)
+	stage := func(hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+		d := sess.Stage(hook, in)
+		if sess.Wants(hook) {
+			sim.stages = append(sim.stages, d)
+		}
 		return d
 	}
+	mi := mailflow.MessageInput{ID: "explain"}
+	smtp := env.Protocol == config.ProtocolSMTP || env.Protocol == config.ProtocolSubmission
 	if smtp {
-		if hooks.Has(pluginhost.HookConnect) && decided(run(pluginhost.HookConnect, &pluginhost.Input{Env: env})) {
-			return stages, final
+		if decided(stage(pluginhost.HookConnect, smtpproxy.ConnectInput(env))) {
+			return sim, sim.empty(sp)
 		}
-		env.MailFrom, env.HasMailFrom = from, true
-		if hooks.Has(pluginhost.HookMailFrom) && decided(run(pluginhost.HookMailFrom, &pluginhost.Input{Env: env})) {
-			return stages, final
+		if decided(stage(pluginhost.HookMailFrom, smtpproxy.TransactionInput(env, from, false, nil))) {
+			return sim, sim.empty(sp)
 		}
 		var accepted []string
 		for _, r := range rcpts {
-			if !hooks.Has(pluginhost.HookRcptTo) {
-				accepted = append(accepted, r)
-				continue
-			}
-			in := &pluginhost.Input{Env: env, RcptCurrent: r}
-			in.Env.Rcpts = slices.Clone(accepted)
-			d := run(pluginhost.HookRcptTo, in)
+			in := smtpproxy.TransactionInput(env, from, false, slices.Clone(accepted))
+			in.RcptCurrent = r
+			d := stage(pluginhost.HookRcptTo, in)
 			switch d.Action {
-			case pluginhost.Accept:
-				accepted = append(accepted, r)
 			case pluginhost.Reject, pluginhost.Tempfail:
 				final.Rejected = append(final.Rejected, r)
-			default:
-				if decided(d) {
-					return stages, final
+				continue
+			case pluginhost.Discard, pluginhost.Quarantine:
+				if mi.Pending == nil {
+					mi.Pending = d
 				}
 			}
+			if d.Changes != nil {
+				mi.RcptsAdded = append(mi.RcptsAdded, d.Changes.Recipients()...)
+			}
+			accepted = append(accepted, r)
 		}
 		if len(rcpts) > 0 && len(accepted) == 0 {
-			last := stages[len(stages)-1]
-			final = explainFinal{Action: last.Action, Code: last.Code, Enhanced: last.Enhanced, Text: last.Text,
-				Stage: last.Hook.String(), DecidedBy: last.DecidedBy, Rejected: final.Rejected}
-			return stages, final
+			decided(sim.stages[len(sim.stages)-1]) // only a rcpt_to stage that ran refuses
+			return sim, sim.empty(sp)
 		}
-		rcpts = accepted
+		mi.In = smtpproxy.TransactionInput(env, from, false, accepted)
 	} else {
-		env.MailFrom, env.HasMailFrom = from, from != ""
+		env.MailFrom, env.HasMailFrom, env.Rcpts = from, from != "", rcpts
+		mi.In = &pluginhost.Input{Env: env}
 	}
-	env.Rcpts = rcpts
-	d := run(pluginhost.HookMessage, &pluginhost.Input{Env: env, Msg: msg})
-	rejected := final.Rejected
+	out, err := sess.Message(sp, mi)
+	if err != nil {
+		return nil, err
+	}
+	sim.outcome = out
+	d := out.Decision
+	if d == nil {
+		d = &policy.Decision{Hook: pluginhost.HookMessage, Action: pluginhost.Accept}
+	}
+	if mi.Pending == nil {
+		sim.stages = append(sim.stages, d)
+	}
 	decided(d)
-	final.Rejected = rejected
 	final.Changes, final.Tags, final.Score = d.Changes.List(), d.Tags, d.Score
-	return stages, final
+	return sim, nil
 }
 
-func writeMessage(path string, msg *message.Message, changes *message.Changes) error {
+// empty gives a simulation that ended before the message an outcome for the message as received (never sent).
+func (sim *simulation) empty(sp *mailflow.Spool) error {
+	sim.outcome = &mailflow.Outcome{}
+	msg, err := message.Parse(sp.ReaderAt(), sp.Size(), message.DefaultLimits())
+	if err != nil {
+		return err
+	}
+	sim.outcome.Msg = msg
+	return nil
+}
+
+func writeMessage(path string, content io.ReaderAt, size int64) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := msg.WriteTo(f, changes); err != nil {
+	if _, err := io.Copy(f, io.NewSectionReader(content, 0, size)); err != nil {
 		f.Close()
 		return fmt.Errorf("writing %s: %w", path, err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/config"
-	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
 )
@@ -34,7 +33,11 @@ func TestExplainCorpus(t *testing.T) {
 	}
 	defer snap.Close(ctx)
 	env := pluginhost.Envelope{Protocol: "smtp", Listener: "demo", Direction: "inbound", ClientIP: "203.0.113.7"}
-	limits := message.DefaultLimits()
+	sess, err := explainSession(ctx, snap, explainFlowOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
 	var files []string
 	err = filepath.WalkDir(filepath.Join(testplugins.Root(), "testdata", "corpus"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".eml") || strings.HasSuffix(p, ".raw")) {
@@ -52,11 +55,17 @@ func TestExplainCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg, err := message.Parse(bytes.NewReader(raw), int64(len(raw)), limits)
+		sp, err := sess.Receive(bytes.NewReader(raw))
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		stages, final := simulate(ctx, snap, env, []string{"alice@example.com"}, "sender@other.test", msg)
+		sim, err := simulate(sess, env, []string{"alice@example.com"}, "sender@other.test", sp)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		sim.outcome.Close()
+		sp.Close()
+		stages, final := sim.stages, sim.final
 		if len(stages) == 0 || stages[len(stages)-1].Hook != pluginhost.HookMessage {
 			t.Errorf("%s: stages %v", p, stages)
 			continue
@@ -257,5 +266,46 @@ func TestExplainUsage(t *testing.T) {
 	if code, _, errs := run("explain", "-config", filepath.Join(dir, "demo.hcl"), filepath.Join(dir, "missing.eml")); code != 1 ||
 		!strings.Contains(errs, "no such file") {
 		t.Errorf("missing message: exit %d %s", code, errs)
+	}
+}
+
+// TestExplainConnectKnowsNoHELO: explain gives each hook what the relay gives it. At connect the client has not
+// said HELO nor authenticated yet, so a rule on either cannot match there; from MAIL FROM on both are known.
+func TestExplainConnectKnowsNoHELO(t *testing.T) {
+	scripted := testplugins.Path(t, "proxy/policy/testdata/policytest-scripted")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "postern.hcl")
+	src := fmt.Sprintf(`plugin "refuse" {
+  source = %[1]q
+  config = "verdict=reject:550"
+}
+plugin "mark" {
+  source = %[1]q
+  config = "tag=seen:yes"
+}
+policy "connect-with-helo" {
+  when    = msg.hook == "connect" && (msg.helo != "" || msg.user != "")
+  plugins = ["refuse"]
+}
+policy "helo-at-mail" {
+  when    = msg.hook == "mail_from" && msg.helo == "client.test" && msg.user == "alice"
+  plugins = ["mark"]
+}
+`, scripted)
+	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run("explain", "-json", "-cache", testplugins.CacheDir(), "-config", cfgPath, "-from", "a@b.example",
+		"-rcpt", "c@d.example", "-helo", "client.test", "-user", "alice", corpusFile("double-extension.eml"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var res explainOutput
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Final.Action != pluginhost.Accept || len(res.Stages) < 2 || res.Stages[0].Hook != pluginhost.HookConnect ||
+		res.Stages[1].Hook != pluginhost.HookMailFrom || res.Stages[1].Tags["seen"] != "yes" {
+		t.Fatalf("connect saw HELO or the user, or MAIL FROM did not:\n%s", out)
 	}
 }

@@ -170,6 +170,9 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		logger.Warn("no audit block: decisions are not recorded")
 	}
 
+	if err := cfg.CheckServable(); err != nil {
+		return nil, err
+	}
 	hostname, _ := os.Hostname()
 	type bound struct {
 		srv *smtpproxy.Server
@@ -187,10 +190,6 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		lerr := func(err error) error {
 			return cfg.NewError(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot start listener " + l.Name,
 				Detail: err.Error(), Subject: l.DeclRange.Ptr()}})
-		}
-		if l.Protocol != "smtp" && l.Protocol != "submission" {
-			return nil, lerr(fmt.Errorf("the %s proxy is not part of this version of Postern; remove the listener "+
-				"or run a version that has it", l.Protocol))
 		}
 		opts := smtpproxy.FromConfig(l)
 		opts.Hostname = hostname

@@ -61,6 +61,7 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 				r.MailFrom = &from
 			}
 			r.Rcpts = clipAll(env.Rcpts)
+			r.Rcpt = clip(in.RcptCurrent)
 		} else {
 			r.MailboxUser, r.Mailbox, r.UIDL = clip(env.MailboxUser), clip(env.Mailbox), clip(env.UIDL)
 			r.UID, r.UIDValidity, r.Command = env.UID, env.UIDValidity, env.Command
@@ -78,7 +79,7 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 	r.Hook = d.Hook.String()
 	r.Action = d.Action.String()
 	r.ConfigVersion = d.ConfigVersion
-	r.Score = finite(d.Score)
+	r.Score = BoundScore(d.Score)
 	r.Tags = maps.Clone(d.Tags)
 	r.DurationNS = int64(d.Duration)
 	if d.Changes != nil {
@@ -90,7 +91,7 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 		p := Policy{Name: pt.Name, Mode: string(pt.Mode), Matched: pt.Matched}
 		if pt.Matched {
 			// An unmatched policy did nothing; its name says it was considered.
-			p.Action, p.Score, p.Threshold = pt.Action.String(), finite(pt.Score), pt.Threshold
+			p.Action, p.Score, p.Threshold = pt.Action.String(), BoundScore(pt.Score), pt.Threshold
 		}
 		for _, pl := range pt.Plugins {
 			p.Plugins = append(p.Plugins, Plugin{
@@ -101,7 +102,7 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 				Enhanced:   pl.Verdict.Enhanced,
 				Text:       pl.Verdict.Text,
 				Tags:       maps.Clone(pl.Tags),
-				Score:      finite(pl.Score),
+				Score:      BoundScore(pl.Score),
 				Changes:    changes(pl.Changes),
 				DurationNS: int64(pl.Duration),
 				Error:      pl.Error,
@@ -137,15 +138,20 @@ func clipAll(list []string) []string {
 	return out
 }
 
-// finite keeps scores encodable: JSON has no NaN or infinity, and a sum of finite plugin scores can overflow.
-func finite(x float64) float64 {
+// MaxScore bounds every score an audit record (and a result header) carries: a score beyond ±MaxScore is
+// recorded as ±MaxScore, and NaN (which only a sum of +Inf and -Inf gives) as 0. JSON has no NaN or infinity,
+// and a sum of finite plugin scores can overflow; no threshold needs a larger number.
+const MaxScore = 1e9
+
+// BoundScore returns x bounded as MaxScore says.
+func BoundScore(x float64) float64 {
 	switch {
 	case math.IsNaN(x):
 		return 0
-	case math.IsInf(x, 1):
-		return math.MaxFloat64
-	case math.IsInf(x, -1):
-		return -math.MaxFloat64
+	case x > MaxScore:
+		return MaxScore
+	case x < -MaxScore:
+		return -MaxScore
 	}
 	return x
 }

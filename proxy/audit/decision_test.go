@@ -192,7 +192,7 @@ func TestNewRecordEdges(t *testing.T) {
 	r = NewRecord(&pluginhost.Input{Msg: msg}, &policy.Decision{Score: math.Inf(1),
 		Policies: []policy.PolicyTrace{{Name: "p", Matched: true, Score: math.NaN(),
 			Plugins: []policy.PluginTrace{{Name: "x", Score: math.Inf(-1)}}}}}, Facts{})
-	if r.Score != math.MaxFloat64 || r.Policies[0].Score != 0 || r.Policies[0].Plugins[0].Score != -math.MaxFloat64 {
+	if r.Score != MaxScore || r.Policies[0].Score != 0 || r.Policies[0].Plugins[0].Score != -MaxScore {
 		t.Fatalf("scores: %v %v %v", r.Score, r.Policies[0].Score, r.Policies[0].Plugins[0].Score)
 	}
 	if len(r.MessageID) > maxField || !strings.HasSuffix(r.MessageID, "…") || !strings.HasPrefix(r.MessageID, "<éé") {

@@ -49,8 +49,10 @@ type Record struct {
 	// Hook is the stage decided: connect, mail_from, rcpt_to or message.
 	Hook string `json:"hook,omitempty"`
 	// MailFrom is the envelope sender; "" is the null reverse path, absent means none was given yet.
-	MailFrom   *string  `json:"mail_from,omitempty"`
-	Rcpts      []string `json:"rcpts,omitempty"`
+	MailFrom *string  `json:"mail_from,omitempty"`
+	Rcpts    []string `json:"rcpts,omitempty"`
+	// Rcpt is the recipient decided at the rcpt_to stage (Rcpts are those accepted before it).
+	Rcpt       string   `json:"rcpt,omitempty"`
 	RcptsAdded []string `json:"rcpts_added,omitempty"` // recipients the policy added
 	// The mailbox of a message read (POP3 RETR/TOP, IMAP FETCH) or stored (IMAP APPEND): whose it is, the IMAP
 	// mailbox name, the message's UID and the mailbox's UIDVALIDITY (IMAP) or its UIDL (POP3), and the command

@@ -29,22 +29,47 @@ import (
 // Bounds on what Load reads. A configuration is written by an admin, but an include glob or a wrong path must
 // still end in an error rather than in reading a disk image.
 const (
-	maxFileBytes       = 8 << 20  // one .hcl file
-	maxFiles           = 256      // files in one configuration
-	maxIncludeDepth    = 8        // include nesting
-	maxModuleBytes     = 64 << 20 // one .wasm module
-	maxPluginConfig    = 1 << 20  // one plugin's JSON configuration
-	maxPEMBytes        = 1 << 20  // a certificate chain or key file
-	maxReplyText       = 512      // as the ABI's set_verdict text
-	maxUnixSocketPath  = 107      // sun_path minus the terminating NUL on Linux
-	defaultTagHeader   = "X-Postern-Tag"
-	defaultRejectText  = "Message rejected by policy"
-	defaultAuditMax    = 100 << 20
-	defaultAuditSync   = time.Second
-	defaultMessageSize = 50 << 20
+	maxFileBytes      = 8 << 20  // one .hcl file
+	maxFiles          = 256      // files in one configuration
+	maxIncludeDepth   = 8        // include nesting
+	maxModuleBytes    = 64 << 20 // one .wasm module
+	maxPluginConfig   = 1 << 20  // one plugin's JSON configuration
+	maxPEMBytes       = 1 << 20  // a certificate chain or key file
+	maxReplyText      = 512      // as the ABI's set_verdict text
+	maxUnixSocketPath = 107      // sun_path minus the terminating NUL on Linux
+	defaultTagHeader  = "X-Postern-Tag"
+	defaultRejectText = "Message rejected by policy"
+	defaultAuditMax   = 100 << 20
+	defaultAuditSync  = time.Second
 	// DefaultReloadTimeout bounds a reload when reload_timeout is not set: ample for loading and compiling a
 	// few changed plugins, short enough that a stuck file system is reported while the admin still waits.
 	DefaultReloadTimeout = 30 * time.Second
+)
+
+// DefaultLimits returns the limits of a listener of protocol that sets none. They are the one place the
+// listener defaults live: the proxy libraries take explicit values, and a library user that leaves a limit zero
+// gets these.
+func DefaultLimits(protocol string) Limits {
+	idle, ok := defaultIdle[protocol]
+	if !ok {
+		idle = defaultIdle[ProtocolSMTP]
+	}
+	return Limits{MessageSize: DefaultMessageSize, Sessions: 1000, Recipients: 100, Errors: 10,
+		CommandTimeout: 5 * time.Minute, IdleTimeout: idle}
+}
+
+// Listener settings the configuration does not expose, with the defaults every front end uses.
+const (
+	// DefaultMessageSize is the largest message a listener accepts unless limits.message_size says otherwise.
+	DefaultMessageSize = 50 << 20
+	// DefaultLineLength is the longest command or message line, CRLF included: RFC 5321's 1000 is broken by
+	// real mail.
+	DefaultLineLength = 64 << 10
+	// DefaultMemoryThreshold is the message size kept in memory while a message is filtered; larger ones are
+	// spooled to an unlinked temporary file.
+	DefaultMemoryThreshold = 1 << 20
+	// DefaultProxyHeaderTimeout bounds reading a PROXY protocol header.
+	DefaultProxyHeaderTimeout = 5 * time.Second
 )
 
 // Defaults per protocol for the listener limits: RFC 5321 asks SMTP servers to wait 5 minutes for a command,
@@ -440,10 +465,7 @@ func (l *loader) listener(b *hcl.Block) {
 		BareNewline: "reject",
 		TLS:         TLS{Mode: "none"},
 		UpstreamTLS: UpstreamTLS{Mode: "none", Verify: true},
-		Limits: Limits{
-			MessageSize: defaultMessageSize, Sessions: 1000, Recipients: 100, Errors: 10,
-			CommandTimeout: 5 * time.Minute, IdleTimeout: defaultIdle[proto],
-		},
+		Limits:      DefaultLimits(proto),
 	}
 	if a := content.Attributes["address"]; a != nil {
 		ln.Address = l.hostPort(a)

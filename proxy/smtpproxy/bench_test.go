@@ -16,9 +16,18 @@ import (
 // BenchmarkRelaySession measures one whole client session per iteration, as Postfix's smtp-source sends them:
 // connect, HELO, MAIL, RCPT, a 10 KiB message, QUIT, through the relay to an in-process upstream. It includes
 // the client's and the upstream's work; compare allocations and relative changes, not absolute times.
-func BenchmarkRelaySession(b *testing.B) {
+func BenchmarkRelaySession(b *testing.B) { benchRelaySession(b, nil) }
+
+// BenchmarkRelaySessionPlugins is BenchmarkRelaySession through the four first-party plugins in one enforcing
+// policy.
+func BenchmarkRelaySessionPlugins(b *testing.B) {
+	benchRelaySession(b, smtpproxy.Policies(firstPartyPolicy(b)))
+}
+
+func benchRelaySession(b *testing.B, filters smtpproxy.FilterSource) {
 	up := (&smtptest.RawUpstream{}).Start(b)
-	s, err := smtpproxy.New(smtpproxy.Options{Upstream: up.Addr, Hostname: "relay.bench", Logger: slog.New(slog.DiscardHandler)})
+	s, err := smtpproxy.New(smtpproxy.Options{Upstream: up.Addr, Hostname: "relay.bench", Filters: filters,
+		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

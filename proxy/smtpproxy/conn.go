@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
-	"github.com/postern/postern/proxy/policy"
 )
 
 // connState is everything one client session shares across go-smtp's Session objects (go-smtp makes a new one
@@ -29,14 +30,16 @@ type connState struct {
 	remote  netip.AddrPort
 	started time.Time
 
-	filter  Filter
-	hooks   pluginhost.HookSet
-	release func()
+	// mf is the session's use of the filtering pipeline; ctx is the session's context, which its plugin calls
+	// run under, cancelled when the session ends or is cut off.
+	mf     *mailflow.Session
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.
 	upMu      sync.Mutex
-	up        *upstream       // nil until the first EHLO
+	up        *upstreamConn   // nil until the first EHLO
 	dialed    chan dialResult // the upstream connection being opened
 	dialTaken bool            // its result was received
 	smtpSrv   *smtp.Server    // this connection's go-smtp server
@@ -73,41 +76,24 @@ func (cs *connState) log() *slog.Logger {
 	return cs.lg
 }
 
-// serveConn runs one client session from accept to close.
-func (s *Server) serveConn(raw net.Conn) {
-	n := s.sessions.Add(1)
-	defer s.sessions.Add(-1)
-	if n > int64(s.opts.Limits.Sessions) {
-		s.log.Warn("session limit reached; refusing connection", "client", raw.RemoteAddr().String(),
-			"limit", s.opts.Limits.Sessions)
-		writeRaw(raw, 421, "4.3.2", s.opts.Hostname+" Too many sessions, try again later")
-		raw.Close()
-		return
-	}
-	conn := raw
-	if len(s.trusted) > 0 {
-		var err error
-		if conn, err = s.acceptProxy(raw); err != nil {
-			s.log.Warn("connection refused", "err", err)
-			raw.Close()
-			return
-		}
-	}
+// serveConn runs one client session from accept (after the session limit and the PROXY header) to close.
+func (s *Server) serveConn(conn net.Conn) {
 	cs := &connState{
 		srv:     s,
 		id:      newID(),
 		client:  newClientConn(conn, s.opts.Limits.IdleTimeout, s.opts.Limits.CommandTimeout),
 		started: time.Now(),
 	}
+	cs.ctx, cs.cancel = context.WithCancel(context.Background())
+	defer cs.cancel()
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	if !s.track(cs) {
-		writeRaw(conn, 421, "4.3.2", s.opts.Hostname+" Service shutting down")
-		conn.Close()
+	if !s.ln.Track(cs) {
+		s.refuse(conn, listener.ErrShuttingDown)
 		return
 	}
-	defer s.untrack(cs)
+	defer s.ln.Untrack(cs)
 	defer cs.client.Close()
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	if debug {
@@ -117,11 +103,11 @@ func (s *Server) serveConn(raw net.Conn) {
 	var top net.Conn = cs.client
 	if s.opts.TLS.Mode == TLSImplicit {
 		tc := tls.Server(cs.client, s.tlsConf)
-		cs.client.inCommand.Store(true)
+		cs.client.reads.SetPhase(listener.PhaseCommand)
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Limits.CommandTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
-		cs.client.inCommand.Store(false)
+		cs.client.reads.SetPhase(listener.PhaseIdle)
 		if err != nil {
 			cs.log().Info("TLS handshake failed", "client", cs.remote.String(), "err", err)
 			return
@@ -131,22 +117,15 @@ func (s *Server) serveConn(raw net.Conn) {
 		top = tc
 	}
 
-	if s.opts.Filters != nil {
-		cs.filter, cs.release = s.opts.Filters.Acquire()
-		if cs.release != nil {
-			defer cs.release()
-		}
-		if cs.filter == nil {
-			// No policy to apply (the policy manager is closing): mail must not pass unchecked.
-			cs.log().Warn("no policy available; refusing session")
-			writeRaw(top, 421, "4.3.0", s.opts.Hostname+" Service not available, try again later")
-			return
-		}
-		cs.hooks = ^pluginhost.HookSet(0)
-		if hr, ok := cs.filter.(HookReporter); ok {
-			cs.hooks = hr.Hooks()
-		}
+	mf, err := s.flow.Open(cs.ctx, cs.id)
+	if err != nil {
+		// No policy to apply (the policy manager is closing): mail must not pass unchecked.
+		cs.log().Warn("no policy available; refusing session")
+		writeRaw(top, 421, "4.3.0", s.opts.Hostname+" Service not available, try again later")
+		return
 	}
+	cs.mf = mf
+	defer mf.Close()
 	if e := cs.connectHook(); e != nil {
 		writeRaw(top, e.Code, enhanced(e), e.Message)
 		return
@@ -190,7 +169,7 @@ func (s *Server) serveConn(raw net.Conn) {
 }
 
 type dialResult struct {
-	up  *upstream
+	up  *upstreamConn
 	err error
 }
 
@@ -243,7 +222,7 @@ func (s *Server) newSMTPServer(cs *connState) *smtp.Server {
 // advertise sets what depends on the upstream: SIZE is the smaller of both limits, and DSN, SMTPUTF8, REQUIRETLS
 // and the other pass-through extensions are offered only when the upstream offers them. It runs inside go-smtp's
 // EHLO handling, before the reply is built from these fields.
-func (s *Server) advertise(srv *smtp.Server, up *upstream) {
+func (s *Server) advertise(srv *smtp.Server, up *upstreamConn) {
 	if n, ok := up.c.MaxMessageSize(); ok && n > 0 && int64(n) < srv.MaxMessageBytes {
 		srv.MaxMessageBytes = int64(n)
 	}
@@ -282,9 +261,9 @@ func (cs *connState) newSession(c *smtp.Conn) (smtp.Session, error) {
 	return &session{cs: cs}, nil
 }
 
-// shutdown is called by Server.Shutdown: a session between messages is closed now with 421, one inside a
-// message finishes it and is closed after the reply.
-func (cs *connState) shutdown() {
+// Drain is called when shutdown begins (listener.Session): a session between messages is closed now with 421, one
+// inside a message finishes it and is closed after the reply.
+func (cs *connState) Drain() {
 	cs.mu.Lock()
 	cs.shuttingDown = true
 	idle := !cs.inTxn
@@ -292,6 +271,17 @@ func (cs *connState) shutdown() {
 	if idle {
 		cs.sayAndClose(421, "4.3.2", cs.srv.opts.Hostname+" Service shutting down, try again later")
 	}
+}
+
+// Cut closes the session now (listener.Session): its plugin calls are cancelled, the client connection is closed
+// and a command waiting for the upstream returns at once.
+func (cs *connState) Cut() {
+	cs.cancel()
+	// The socket first: a write blocked on a client that does not read holds the reply buffer, which
+	// clientConn.Close would wait for to send what is pending.
+	cs.client.Conn.Close()
+	cs.client.Close()
+	cs.interruptUpstream()
 }
 
 // interruptUpstream closes the upstream socket, so a command waiting for the upstream returns at once. It does not
@@ -384,27 +374,13 @@ func (cs *connState) envelope() pluginhost.Envelope {
 	return env
 }
 
-func (cs *connState) wants(h pluginhost.Hook) bool {
-	return cs.filter != nil && cs.hooks.Has(h)
-}
-
-// evaluate runs the policy for one hook. A nil decision from the filter is taken as accept.
-func (cs *connState) evaluate(h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
-	ctx := context.Background()
-	d := cs.filter.Evaluate(ctx, h, in)
-	if d == nil {
-		d = &policy.Decision{Hook: h, Action: pluginhost.Accept}
-	}
-	return d
-}
-
 // connectHook runs the connect hook; a non-nil result is the reply that ends the session.
 func (cs *connState) connectHook() *smtp.SMTPError {
-	if !cs.wants(pluginhost.HookConnect) {
+	if !cs.mf.Wants(pluginhost.HookConnect) {
 		return nil
 	}
-	in := &pluginhost.Input{Env: cs.envelope()}
-	d := cs.evaluate(pluginhost.HookConnect, in)
+	in := ConnectInput(cs.envelope())
+	d := cs.mf.Stage(pluginhost.HookConnect, in)
 	e := refusal(d)
 	if e == nil {
 		if d.Action != pluginhost.Accept {
@@ -420,7 +396,7 @@ func (cs *connState) connectHook() *smtp.SMTPError {
 	}
 	cs.log().Info("connection refused by policy", "client", cs.remote.String(), "action", d.Action.String(),
 		"code", e.Code)
-	cs.audit(nil, d, e)
+	cs.mf.Record(in, d, auditReply(e))
 	return e
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/listener"
 )
 
 // The DATA fast path.
@@ -244,7 +245,7 @@ func (c *clientConn) noteChunk(b []byte) {
 	aligned := c.aligned
 	c.aligned = endsLine
 	c.dataLast = false
-	if c.inCommand.Load() || !endsLine {
+	if c.reads.Phase() == listener.PhaseCommand || !endsLine {
 		// Read while a message is received (go-smtp's own DATA path, or BDAT), or a line not complete yet.
 		return
 	}

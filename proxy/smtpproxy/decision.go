@@ -1,10 +1,9 @@
 package smtpproxy
 
 import (
-	"strings"
-	"unicode/utf8"
-
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
 )
@@ -42,7 +41,7 @@ func refusal(d *policy.Decision) *smtp.SMTPError {
 	if ec, ok := parseEnhanced(d.Enhanced); ok && ec[0] == class {
 		enh = d.Enhanced
 	}
-	text = cleanText(d.Text)
+	text = mailflow.ReplyText(d.Text)
 	if text == "" {
 		text = defText
 	}
@@ -50,22 +49,10 @@ func refusal(d *policy.Decision) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
 }
 
-// cleanText makes a reply text safe for one SMTP reply line: printable, valid UTF-8, at most 512 bytes.
-func cleanText(s string) string {
-	s = strings.ToValidUTF8(s, "?")
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	s = strings.TrimSpace(s)
-	if len(s) > 512 {
-		cut := 512
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
+// auditReply is an SMTP reply as the audit log records it.
+func auditReply(e *smtp.SMTPError) audit.Reply {
+	if e == nil {
+		return audit.Reply{}
 	}
-	return s
+	return audit.Reply{Code: e.Code, Enhanced: enhanced(e), Text: e.Message}
 }

@@ -1,5 +1,10 @@
-// Package smtpproxy is Postern's SMTP and submission listener: a relay between mail clients (or other MTAs) and
+// Package smtpproxy is Postern's SMTP and submission front end: a relay between mail clients (or other MTAs) and
 // an existing SMTP server, the upstream, that runs every message through the policy before the upstream sees it.
+//
+// It holds what is SMTP: the go-smtp backend, the transaction, XCLIENT, AUTH, the DATA fast path, reply codes and
+// the Received: field. The filtering of a message (spool, line guard, policy, quarantine, rendering, result
+// headers, the audit record) is package mailflow's; accepting connections, the session limit, the PROXY protocol,
+// certificates and shutdown are package listener's; the dial and upstream TLS are package upstream's.
 //
 // # Relay semantics
 //
@@ -23,8 +28,8 @@
 //
 // Reject and tempfail verdicts answer with the policy's code and text and reset the upstream transaction; discard
 // answers 250 without sending anything upstream; quarantine stores the message as received and its decision as
-// JSON in Options.QuarantineDir. Every message decision, and every envelope-stage refusal, is appended to the
-// audit log. Recipients a plugin adds are sent upstream (RCPT TO) just before DATA; if the upstream refuses one,
+// JSON in Options.QuarantineDir (mailflow.Quarantine). Every message decision, and every envelope-stage refusal,
+// is appended to the audit log with the reply the client got. Recipients a plugin adds are sent upstream (RCPT TO) just before DATA; if the upstream refuses one,
 // the message is deferred rather than delivered without it.
 //
 // # Extensions and limits
@@ -62,8 +67,8 @@
 //
 // # Shutdown and performance notes
 //
-// Shutdown stops accepting, closes idle sessions with 421 and lets messages in flight finish until its context
-// ends. Reply lines are coalesced into one write per reply, or per group of pipelined commands (go-smtp flushes
+// Shutdown stops accepting, closes idle sessions with 421 (each written on its own goroutine, never under a lock)
+// and lets messages in flight finish until its context ends; a cut session's plugin calls are cancelled. Reply lines are coalesced into one write per reply, or per group of pipelined commands (go-smtp flushes
 // every line); writes to the upstream are held until its reply is awaited, so a message and its final dot go out
 // in one write; TCP keep-alives are off (the timeouts bound every session); deadlines are moved only when they
 // would move by more than a 32nd of the timeout (at most a second); and on a plain-text connection message content

@@ -1,89 +1,9 @@
 package smtpproxy
 
 import (
-	"sort"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/postern/postern/proxy/message"
-	"github.com/postern/postern/proxy/policy"
 )
-
-// The result header fields. Their names are fixed so that downstream filters (Sieve rules, mail clients) can
-// rely on them.
-const (
-	HeaderVerdict = "X-Postern-Verdict"
-	HeaderScore   = "X-Postern-Score"
-	HeaderTags    = "X-Postern-Tags"
-)
-
-// outgoingChanges combines the policy's changes with the trace fields the listener adds. It returns nil when the
-// message goes out as it came in (recipient additions do not change the bytes).
-func (s *session) outgoingChanges(msg *message.Message, d *policy.Decision) (*message.Changes, error) {
-	o := &s.cs.srv.opts
-	var c message.Changes
-	if o.ResultHeaders {
-		// Remove first: a sender must not be able to forge a verdict further hops trust.
-		for _, name := range []string{HeaderVerdict, HeaderScore, HeaderTags} {
-			if err := c.RemoveHeader(name); err != nil {
-				return nil, err
-			}
-		}
-		verdict, score, tags := "accept", 0.0, map[string]string(nil)
-		if d != nil {
-			verdict, score, tags = d.Action.String(), d.Score, d.Tags
-		}
-		if err := c.AddHeader(HeaderVerdict, verdict); err != nil {
-			return nil, err
-		}
-		if err := c.AddHeader(HeaderScore, strconv.FormatFloat(score, 'f', -1, 64)); err != nil {
-			return nil, err
-		}
-		if len(tags) > 0 {
-			if err := c.AddHeader(HeaderTags, formatTags(tags)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if d != nil && d.Changes != nil {
-		c.Merge(d.Changes)
-	}
-	if o.ReceivedHeader {
-		if err := c.AddHeader("Received", s.received(time.Now())); err != nil {
-			return nil, err
-		}
-	}
-	for _, ch := range c.List() {
-		if ch.Op != message.OpAddRecipient {
-			return &c, nil
-		}
-	}
-	return nil, nil
-}
-
-// formatTags renders tags as "key=value; key=value", sorted by key, each value cut to keep the field readable.
-func formatTags(tags map[string]string) string {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		v := cleanText(tags[k])
-		if len(v) > 200 {
-			v = cleanText(v[:200]) + "..."
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(strings.ReplaceAll(v, ";", ","))
-	}
-	return b.String()
-}
 
 // received builds the value of the Received: trace field (RFC 5321 §4.4, with the RFC 3848 protocol keywords).
 func (s *session) received(now time.Time) string {

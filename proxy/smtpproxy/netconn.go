@@ -2,6 +2,8 @@ package smtpproxy
 
 import (
 	"net"
+
+	"github.com/postern/postern/proxy/listener"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -25,18 +27,17 @@ import (
 // go-smtp callback closes the connection.
 type clientConn struct {
 	net.Conn
-	idle, command time.Duration
-	inCommand     atomic.Bool // true while a message is being received
-	closeNext     atomic.Bool // close after the next write
-	failReads     atomic.Bool // the client timed out: every further read fails at once
-	closeOnce     sync.Once
-	closed        chan struct{}
+	command   time.Duration
+	reads     listener.ReadDeadlines // PhaseCommand while a message is being received
+	closeNext atomic.Bool            // close after the next write
+	failReads atomic.Bool            // the client timed out: every further read fails at once
+	closeOnce sync.Once
+	closed    chan struct{}
 
 	wmu  sync.Mutex
 	wbuf []byte
 	werr error
 	wdl  time.Time // the write deadline in force
-	rdl  time.Time // the read deadline in force (go-smtp's goroutine only)
 
 	// Read side, for the DATA fast path (datareader.go); used by go-smtp's goroutine only.
 	rbuf     *[]byte // read ahead from the socket, handed to go-smtp before anything else; nil when empty
@@ -54,7 +55,9 @@ type clientConn struct {
 const maxPending = 16 << 10
 
 func newClientConn(c net.Conn, idle, command time.Duration) *clientConn {
-	return &clientConn{Conn: c, idle: idle, command: command, closed: make(chan struct{}), aligned: true}
+	cc := &clientConn{Conn: c, command: command, closed: make(chan struct{}), aligned: true}
+	cc.reads.Timeouts = listener.Timeouts{Idle: idle, Command: command}
+	return cc
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -90,15 +93,10 @@ func (c *clientConn) readSocket(p []byte) (int, error) {
 		// full timeout before the 421 could be written.
 		return 0, os.ErrDeadlineExceeded
 	}
-	d := c.idle
-	if c.inCommand.Load() {
-		d = c.command
-	}
-	if t := time.Now().Add(d); t.Before(c.rdl) || t.Sub(c.rdl) > deadlineSlack(d) {
+	if t, set := c.reads.Next(time.Now()); set {
 		if err := c.Conn.SetReadDeadline(t); err != nil {
 			return 0, err
 		}
-		c.rdl = t
 	}
 	return c.Conn.Read(p)
 }
@@ -208,10 +206,8 @@ func (c *clientConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
-// deadlineSlack is how far a deadline may stand before the one asked for, so that setting a deadline, which the
-// relay does several times per command, only reaches the runtime's timers now and then: a timeout of d then fires
-// between d-d/32 (at most a second less) and d after the wait began.
-func deadlineSlack(d time.Duration) time.Duration { return min(d/32, time.Second) }
+// deadlineSlack is listener.Slack: see there.
+func deadlineSlack(d time.Duration) time.Duration { return listener.Slack(d) }
 
 // oneConnListener hands a single connection to a go-smtp server. Its second Accept blocks until that connection is
 // closed and then fails, which makes smtp.Server.Serve return exactly when the session is over.

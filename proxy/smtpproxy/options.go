@@ -6,60 +6,29 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
-	"github.com/postern/postern/proxy/pluginhost"
-	"github.com/postern/postern/proxy/policy"
+	"github.com/postern/postern/proxy/upstream"
 )
 
-// Filter decides what happens at one hook of one session. *policy.Snapshot implements it; the relay calls it from
-// the session's goroutine only.
-type Filter interface {
-	Evaluate(ctx context.Context, hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision
-}
-
-// FilterSource hands out the filter that is current when a session starts. The session keeps it for its whole life
-// (a configuration reload affects new sessions only) and calls release when it ends.
-type FilterSource interface {
-	Acquire() (f Filter, release func())
-}
-
-// SnapshotSource is the hot-reload handle of the policy package: *policy.Manager implements it.
-type SnapshotSource interface {
-	Acquire() (*policy.Snapshot, func())
-}
+// The policy interfaces are the pipeline's; they are named here too so that a relay's Options read on their own.
+type (
+	Filter         = mailflow.Filter
+	FilterSource   = mailflow.FilterSource
+	SnapshotSource = mailflow.SnapshotSource
+	HookReporter   = mailflow.HookReporter
+	Auditor        = mailflow.Auditor
+)
 
 // Policies adapts a *policy.Manager to a FilterSource.
-func Policies(src SnapshotSource) FilterSource { return snapshotSource{src} }
-
-type snapshotSource struct{ src SnapshotSource }
-
-func (s snapshotSource) Acquire() (Filter, func()) {
-	snap, release := s.src.Acquire()
-	if snap == nil {
-		// A nil *Snapshot in a Filter would not compare equal to nil.
-		return nil, release
-	}
-	return snap, release
-}
-
-// HookReporter is implemented by filters that know which hooks anything runs at. The relay skips the hooks a
-// filter reports as empty, which saves building the plugin input for every RCPT of a message nobody inspects.
-type HookReporter interface {
-	Hooks() pluginhost.HookSet
-}
-
-// Auditor receives one record per decision. *audit.Log implements it. Append is called from session goroutines,
-// concurrently; an error is logged and does not change the reply (the decision was already carried out).
-type Auditor interface {
-	Append(rec *audit.Record) error
-}
+func Policies(src SnapshotSource) FilterSource { return mailflow.Policies(src) }
 
 // Protocol names, as plugins see them in the field "protocol".
 const (
@@ -86,29 +55,18 @@ type TLS struct {
 	CertFile, KeyFile string
 }
 
-// UpstreamTLSMode says how the relay protects its connection to the upstream server.
-type UpstreamTLSMode string
+// UpstreamTLSMode says how the relay protects its connection to the upstream server (upstream.TLSMode).
+type UpstreamTLSMode = upstream.TLSMode
 
 // The upstream TLS modes.
 const (
-	UpstreamTLSNone     UpstreamTLSMode = "none"
-	UpstreamTLSStartTLS UpstreamTLSMode = "starttls"
-	UpstreamTLSImplicit UpstreamTLSMode = "tls"
+	UpstreamTLSNone     = upstream.TLSNone
+	UpstreamTLSStartTLS = upstream.TLSStartTLS
+	UpstreamTLSImplicit = upstream.TLSImplicit
 )
 
-// UpstreamTLS is the TLS configuration towards the upstream server.
-type UpstreamTLS struct {
-	// Mode is none (the default), starttls or tls. With starttls an upstream that does not offer STARTTLS is an
-	// error: the relay never falls back to plain text silently.
-	Mode UpstreamTLSMode
-	// CAFile is a PEM bundle of the certificate authorities trusted for the upstream; "" uses the system pool.
-	CAFile string
-	// ServerName is the name checked against the upstream's certificate; "" uses the host of Upstream.
-	ServerName string
-	// SkipVerify turns certificate verification off. It exists for test rigs with throw-away certificates; a
-	// production relay should set CAFile instead. (The configuration's `verify = false`.)
-	SkipVerify bool
-}
+// UpstreamTLS is the TLS configuration towards the upstream server (upstream.TLSOptions).
+type UpstreamTLS = upstream.TLSOptions
 
 // BareNewline is what the relay does with a bare CR, a bare LF or a NUL byte in message content.
 type BareNewline string
@@ -121,14 +79,15 @@ const (
 	BareNewlineNormalize BareNewline = "normalize"
 )
 
-// Limits bound what a client can make the relay do. Zero fields take the defaults in the comments.
+// Limits bound what a client can make the relay do. Zero fields take the configuration's defaults
+// (config.DefaultLimits and config.DefaultLineLength), given in the comments.
 type Limits struct {
-	// MessageSize is the largest message accepted, in bytes (default 32 MiB). The relay advertises the smaller of
+	// MessageSize is the largest message accepted, in bytes (default 50 MiB). The relay advertises the smaller of
 	// this and the upstream's SIZE.
 	MessageSize int64
 	// Sessions is the number of concurrent client sessions; one more is answered 421 and closed (default 1000).
 	Sessions int
-	// Recipients is the number of RCPT TO accepted per message; more get 452 4.5.3 (default 1000).
+	// Recipients is the number of RCPT TO accepted per message; more get 452 4.5.3 (default 100).
 	Recipients int
 	// LineLength is the longest command or message line in bytes, CRLF included (default 65536; RFC 5321's 1000 is
 	// broken by real mail). A longer line ends the session with 500 5.4.0.
@@ -139,7 +98,7 @@ type Limits struct {
 	// IdleTimeout is how long a client may stay silent between commands (default 5 minutes).
 	IdleTimeout time.Duration
 	// Errors is the number of error replies (4xx/5xx, including the upstream's) a session may cause; the reply
-	// that reaches it becomes 421 4.7.0 and the connection is closed (default 20). go-smtp additionally closes a
+	// that reaches it becomes 421 4.7.0 and the connection is closed (default 10). go-smtp additionally closes a
 	// session after its fourth syntax error, whatever this says.
 	Errors int
 }
@@ -292,26 +251,27 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("bare_newline %q: want reject or normalize", o.BareNewline)
 	}
 	l := &o.Limits
+	def := config.DefaultLimits(o.Protocol)
 	if l.MessageSize == 0 {
-		l.MessageSize = 32 << 20
+		l.MessageSize = def.MessageSize
 	}
 	if l.Sessions == 0 {
-		l.Sessions = 1000
+		l.Sessions = def.Sessions
 	}
 	if l.Recipients == 0 {
-		l.Recipients = 1000
+		l.Recipients = def.Recipients
 	}
 	if l.LineLength == 0 {
-		l.LineLength = 64 << 10
+		l.LineLength = config.DefaultLineLength
 	}
 	if l.CommandTimeout == 0 {
-		l.CommandTimeout = 5 * time.Minute
+		l.CommandTimeout = def.CommandTimeout
 	}
 	if l.IdleTimeout == 0 {
-		l.IdleTimeout = 5 * time.Minute
+		l.IdleTimeout = def.IdleTimeout
 	}
 	if l.Errors == 0 {
-		l.Errors = 20
+		l.Errors = def.Errors
 	}
 	if l.MessageSize < 0 || l.Sessions < 0 || l.Recipients < 0 || l.LineLength < 0 || l.CommandTimeout < 0 ||
 		l.IdleTimeout < 0 || l.Errors < 0 {
@@ -321,10 +281,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("limits line_length %d: RFC 5321 needs at least 512", l.LineLength)
 	}
 	if o.ProxyProtocol.HeaderTimeout == 0 {
-		o.ProxyProtocol.HeaderTimeout = 5 * time.Second
+		o.ProxyProtocol.HeaderTimeout = config.DefaultProxyHeaderTimeout
 	}
 	for _, t := range o.ProxyProtocol.Trusted {
-		if _, err := parsePrefix(t); err != nil {
+		if _, err := listener.ParsePrefix(t); err != nil {
 			return o, fmt.Errorf("proxy_protocol trusted %q: %w", t, err)
 		}
 	}
@@ -332,7 +292,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.SpoolDir = os.TempDir()
 	}
 	if o.MemoryThreshold == 0 {
-		o.MemoryThreshold = 1 << 20
+		o.MemoryThreshold = config.DefaultMemoryThreshold
 	}
 	if o.MessageLimits == (message.Limits{}) {
 		o.MessageLimits = message.DefaultLimits()
@@ -344,17 +304,4 @@ func (o Options) withDefaults() (Options, error) {
 		o.Logger = slog.Default()
 	}
 	return o, nil
-}
-
-// parsePrefix accepts an address ("10.0.0.1") or a CIDR range ("10.0.0.0/8").
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }

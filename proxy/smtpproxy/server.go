@@ -7,33 +7,22 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
-	"os"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/emersion/go-smtp"
-	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/mailflow"
 )
 
 // Server is one SMTP or submission listener relaying to one upstream.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	certs    *certStore // nil without client TLS
-	tlsConf  *tls.Config
-	upTLS    *tls.Config // nil without upstream TLS
-	trusted  []netip.Prefix
-	sessions atomic.Int64
-	errLog   smtp.Logger
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*connState]struct{}
-	closing   bool
-	drained   chan struct{} // closed when closing and conns is empty
-	wg        sync.WaitGroup
+	opts    Options
+	log     *slog.Logger
+	flow    *mailflow.Flow
+	ln      *listener.Server
+	certs   *listener.Certificates // nil without client TLS
+	tlsConf *tls.Config
+	upTLS   *tls.Config // nil without upstream TLS
+	errLog  smtp.Logger
 }
 
 // New checks the options, loads the certificates and returns a Server ready to Serve.
@@ -43,22 +32,16 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("smtpproxy: listener %q: %w", opts.Name, err)
 	}
 	s := &Server{
-		opts:      o,
-		log:       o.Logger.With("listener", o.Name),
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*connState]struct{}{},
-		drained:   make(chan struct{}),
+		opts: o,
+		log:  o.Logger.With("listener", o.Name),
 	}
 	s.errLog = slogErrorLog{s.log}
 	if o.TLS.Mode != TLSNone {
-		s.certs, err = newCertStore(o.TLS.CertFile, o.TLS.KeyFile)
+		s.certs, err = listener.LoadCertificates(o.TLS.CertFile, o.TLS.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("smtpproxy: listener %q: %w", o.Name, err)
 		}
-		s.tlsConf = &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: s.certs.get,
-		}
+		s.tlsConf = s.certs.TLSConfig()
 	}
 	if o.UpstreamTLS.Mode != UpstreamTLSNone {
 		s.upTLS, err = upstreamTLSConfig(o)
@@ -66,15 +49,24 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("smtpproxy: listener %q: %w", o.Name, err)
 		}
 	}
+	lo := listener.Options{Name: o.Name, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
+		Logger: s.log}
 	for _, t := range o.ProxyProtocol.Trusted {
-		p, _ := parsePrefix(t) // checked by withDefaults
-		s.trusted = append(s.trusted, p)
+		p, _ := listener.ParsePrefix(t) // checked by withDefaults
+		lo.ProxyTrusted = append(lo.ProxyTrusted, p)
 	}
+	s.ln = listener.New(lo, handler{s})
+	fo := mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir,
+		MemoryThreshold: o.MemoryThreshold, MessageSize: o.Limits.MessageSize,
+		NormalizeNewlines: o.BareNewline == BareNewlineNormalize, MessageLimits: o.MessageLimits,
+		ResultHeaders: o.ResultHeaders, Logger: s.log}
 	if o.QuarantineDir != "" {
-		// Quarantined mail is as sensitive as any: the directory is private to the relay.
-		if err := os.MkdirAll(o.QuarantineDir, 0o700); err != nil {
+		if fo.Quarantine, err = mailflow.OpenQuarantine(o.QuarantineDir); err != nil {
 			return nil, fmt.Errorf("smtpproxy: listener %q: quarantine_dir: %w", o.Name, err)
 		}
+	}
+	if s.flow, err = mailflow.New(fo); err != nil {
+		return nil, fmt.Errorf("smtpproxy: listener %q: %w", o.Name, err)
 	}
 	return s, nil
 }
@@ -88,7 +80,7 @@ func (s *Server) ReloadCertificate() error {
 	if s.certs == nil {
 		return nil
 	}
-	if err := s.certs.reload(); err != nil {
+	if err := s.certs.Reload(); err != nil {
 		return fmt.Errorf("smtpproxy: listener %q: %w", s.opts.Name, err)
 	}
 	s.log.Info("certificate reloaded", "cert", s.opts.TLS.CertFile)
@@ -104,129 +96,46 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(ln)
 }
 
-// Listen opens a TCP listener for a Server. TCP keep-alives are off: sessions are bounded by the idle timeout,
-// and each keep-alive option is a system call on every accepted connection.
-func Listen(address string) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: -1}
-	return lc.Listen(context.Background(), "tcp", address)
-}
+// Listen opens a TCP listener for a Server (listener.Listen).
+func Listen(address string) (net.Listener, error) { return listener.Listen(address) }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("smtpproxy: server closed")
+var ErrServerClosed = listener.ErrServerClosed
 
 // Serve accepts connections on ln until Shutdown or Close, and returns ErrServerClosed then. It closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
 	s.log.Info("listening", "address", ln.Addr().String(), "protocol", s.opts.Protocol,
 		"tls", string(s.opts.TLS.Mode), "upstream", s.upstreamName())
-
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				// Out of descriptors or a transient failure: back off instead of spinning.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("smtpproxy: listener %q: %w", s.opts.Name, err)
-		}
-		delay = 0
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(c)
-		}()
+	err := s.ln.Serve(ln)
+	if err != nil && !errors.Is(err, ErrServerClosed) {
+		return fmt.Errorf("smtpproxy: %w", err)
 	}
+	return err
 }
 
 // Shutdown stops accepting connections, closes the sessions that are between messages (with 421) and lets the
 // ones in the middle of a message finish it, up to ctx's deadline; then it closes whatever is left. It returns
-// ctx.Err() if it had to cut sessions off.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.closing {
-		s.closing = true
-		for ln := range s.listeners {
-			ln.Close()
-		}
-		if len(s.conns) == 0 {
-			close(s.drained)
-		}
-	}
-	for cs := range s.conns {
-		cs.shutdown()
-	}
-	s.mu.Unlock()
-	var err error
-	select {
-	case <-s.drained:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.closeAll()
-	}
-	s.wg.Wait()
-	return err
-}
+// ctx.Err() if it had to cut sessions off. The 421s are written without any lock held, so a client that does not
+// read delays neither the deadline nor a second call (Close, on a second signal).
+func (s *Server) Shutdown(ctx context.Context) error { return s.ln.Shutdown(ctx) }
 
 // Close closes the listeners and every session at once.
-func (s *Server) Close() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := s.Shutdown(ctx)
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return err
-}
+func (s *Server) Close() error { return s.ln.Close() }
 
-func (s *Server) closeAll() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for cs := range s.conns {
-		cs.client.Close()
-		cs.interruptUpstream()
-	}
-}
+// handler runs the listener's sessions (listener.Handler).
+type handler struct{ s *Server }
 
-// track registers a session; it reports false when the server is shutting down.
-func (s *Server) track(cs *connState) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[cs] = struct{}{}
-	return true
-}
+func (h handler) ServeConn(c net.Conn)         { h.s.serveConn(c) }
+func (h handler) Refuse(c net.Conn, why error) { h.s.refuse(c, why) }
 
-func (s *Server) untrack(cs *connState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.conns, cs)
-	if s.closing && len(s.conns) == 0 {
-		select {
-		case <-s.drained:
-		default:
-			close(s.drained)
-		}
+// refuse answers a connection the listener does not serve.
+func (s *Server) refuse(c net.Conn, why error) {
+	text := s.opts.Hostname + " Service shutting down"
+	if errors.Is(why, listener.ErrBusy) {
+		text = s.opts.Hostname + " Too many sessions, try again later"
 	}
+	writeRaw(c, 421, "4.3.2", text)
+	c.Close()
 }
 
 func (s *Server) upstreamName() string {
@@ -237,36 +146,6 @@ func (s *Server) upstreamName() string {
 		return "embedded"
 	}
 	return s.opts.Upstream
-}
-
-// isTrustedProxy reports whether addr may send a PROXY header.
-func (s *Server) isTrustedProxy(addr net.Addr) bool {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return false
-	}
-	ip := ap.Addr().Unmap()
-	for _, p := range s.trusted {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
-
-// acceptProxy reads the PROXY header of a connection from a trusted source and returns the connection that
-// reports the client's address.
-func (s *Server) acceptProxy(c net.Conn) (net.Conn, error) {
-	if !s.isTrustedProxy(c.RemoteAddr()) {
-		return nil, fmt.Errorf("PROXY protocol: %s is not a trusted proxy", c.RemoteAddr())
-	}
-	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(proxyproto.REQUIRE),
-		proxyproto.SetReadHeaderTimeout(s.opts.ProxyProtocol.HeaderTimeout))
-	// A zero-length read makes the library read and check the header now, before anything is written.
-	if _, err := pc.Read(nil); err != nil {
-		return nil, fmt.Errorf("PROXY protocol header from %s: %w", c.RemoteAddr(), err)
-	}
-	return pc, nil
 }
 
 // slogErrorLog adapts go-smtp's Logger to slog.

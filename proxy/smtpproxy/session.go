@@ -5,12 +5,12 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
 )
@@ -31,10 +31,6 @@ type txn struct {
 	rcpts   []string
 	added   []string         // recipients the policy added at envelope stages
 	pending *policy.Decision // an envelope-stage discard or quarantine, carried out at the end of DATA
-	size    int64
-	sumIn   string
-	sumOut  string
-	msgID   string
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -91,21 +87,17 @@ func (cs *connState) upstreamError(cmd string, err error) *smtp.SMTPError {
 
 // input builds the plugins' view of the transaction so far.
 func (s *session) input() *pluginhost.Input {
-	in := &pluginhost.Input{Env: s.cs.envelope()}
-	if s.txn != nil {
-		in.Env.MailFrom = s.txn.from
-		in.Env.HasMailFrom = true
-		in.Env.SMTPUTF8 = s.txn.utf8
-		in.Env.Rcpts = s.txn.rcpts
+	if s.txn == nil {
+		return &pluginhost.Input{Env: s.cs.envelope()}
 	}
-	return in
+	return TransactionInput(s.cs.envelope(), s.txn.from, s.txn.utf8, s.txn.rcpts)
 }
 
 // envelopeDecision acts on the decision of an envelope hook. A refusal is returned as the reply; a discard or
 // quarantine is remembered and carried out when the message has arrived; added recipients are collected.
-func (s *session) envelopeDecision(d *policy.Decision) *smtp.SMTPError {
+func (s *session) envelopeDecision(in *pluginhost.Input, d *policy.Decision) *smtp.SMTPError {
 	if e := refusal(d); e != nil {
-		s.cs.audit(s.txn, d, e)
+		s.cs.mf.Record(in, d, auditReply(e))
 		s.cs.log().Info("refused by policy", "hook", d.Hook.String(), "action", d.Action.String(), "code", e.Code)
 		return s.cs.countError(e)
 	}
@@ -127,10 +119,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return e
 	}
 	s.txn = &txn{id: newID(), started: time.Now(), from: from, utf8: opts != nil && opts.UTF8}
-	if cs.wants(pluginhost.HookMailFrom) {
+	if cs.mf.Wants(pluginhost.HookMailFrom) {
 		in := s.input()
 		in.Env.Rcpts = nil
-		if e := s.envelopeDecision(cs.evaluate(pluginhost.HookMailFrom, in)); e != nil {
+		if e := s.envelopeDecision(in, cs.mf.Stage(pluginhost.HookMailFrom, in)); e != nil {
 			s.txn = nil
 			return e
 		}
@@ -161,10 +153,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		// go-smtp checks MAIL FROM first; this is a guard against a future change of that.
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL before RCPT"}
 	}
-	if cs.wants(pluginhost.HookRcptTo) {
+	if cs.mf.Wants(pluginhost.HookRcptTo) {
 		in := s.input()
 		in.RcptCurrent = to
-		if e := s.envelopeDecision(cs.evaluate(pluginhost.HookRcptTo, in)); e != nil {
+		if e := s.envelopeDecision(in, cs.mf.Stage(pluginhost.HookRcptTo, in)); e != nil {
 			return e
 		}
 	}
@@ -177,14 +169,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return nil
 }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
 // Data receives the message, runs the policy and relays it. The reply is always an *smtp.SMTPError, so that
 // the client's 250 carries the upstream's own text; it is never a success before the upstream's 250.
 func (s *session) Data(r io.Reader) error {
 	cs := s.cs
-	cs.client.inCommand.Store(true)
-	defer cs.client.inCommand.Store(false)
+	cs.client.reads.SetPhase(listener.PhaseCommand)
+	defer cs.client.reads.SetPhase(listener.PhaseIdle)
 	var fast *dataStream
 	if _, bdat := r.(*io.PipeReader); !bdat && cs.plainText() && cs.client.fastDataReady() {
 		// The relay reads the content itself (datareader.go); go-smtp's reader r is left to go-smtp.
@@ -222,101 +212,58 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		return e
 	}
 	o := &cs.srv.opts
-	sp := newSpool(o.SpoolDir, o.MemoryThreshold, o.Audit != nil || o.QuarantineDir != "")
+	sp, err := cs.mf.Receive(r)
+	if err != nil {
+		return cs.countError(s.receiveError(err))
+	}
 	defer sp.Close()
-	if e := s.receive(r, sp); e != nil {
-		return cs.countError(e)
-	}
-	t.size, t.sumIn = sp.Size(), sp.Sum()
 
-	var msg *message.Message
-	if cs.wants(pluginhost.HookMessage) || o.ReceivedHeader || o.ResultHeaders || t.pending != nil {
-		var err error
-		msg, err = message.Parse(sp.ReaderAt(), sp.Size(), o.MessageLimits)
-		if err != nil {
-			cs.log().Error("indexing message failed", "txn", t.id, "err", err)
-			return cs.countError(localError())
-		}
-		if ids := msg.HeaderValues(0, "Message-Id", false); len(ids) > 0 {
-			t.msgID = ids[0]
-		}
+	mi := mailflow.MessageInput{In: s.input(), ID: t.id, Pending: t.pending, RcptsAdded: t.added}
+	if o.ReceivedHeader {
+		mi.Trace = []mailflow.HeaderField{{Name: "Received", Value: s.received(time.Now())}}
 	}
-
-	d := t.pending
-	if d == nil && cs.wants(pluginhost.HookMessage) {
-		in := s.input()
-		in.Msg = msg
-		d = cs.evaluate(pluginhost.HookMessage, in)
+	out, err := cs.mf.Message(sp, mi)
+	if err != nil {
+		cs.log().Error("indexing message failed", "txn", t.id, "err", err)
+		return cs.countError(localError())
 	}
-	action := pluginhost.Accept
-	if d != nil {
-		action = d.Action
-	}
+	defer out.Close()
 	var reply *smtp.SMTPError
-	switch action {
-	case pluginhost.Reject, pluginhost.Tempfail:
-		reply = cs.countError(refusal(d))
-	case pluginhost.Discard:
+	switch {
+	case out.Err != nil:
+		cs.log().Error("carrying out the policy's decision failed; deferring the message", "txn", t.id,
+			"action", out.Action.String(), "err", out.Err)
+		reply = cs.countError(localError())
+	case out.Action == pluginhost.Reject, out.Action == pluginhost.Tempfail:
+		reply = cs.countError(refusal(out.Decision))
+	case out.Action == pluginhost.Discard:
 		reply = accepted(t.id)
-	case pluginhost.Quarantine:
-		reply = s.quarantine(sp, d)
+	case out.Action == pluginhost.Quarantine:
+		reply = s.quarantined(out)
 	default:
-		reply = s.relay(sp, msg, d)
+		reply = s.relay(out)
 	}
-	if d != nil {
-		cs.audit(t, d, reply)
-	}
-	cs.log().Info("message", "txn", t.id, "from", t.from, "rcpts", len(t.rcpts)+len(t.added), "size", t.size,
-		"action", action.String(), "reply", reply.Code, "text", reply.Message,
+	out.RcptsAdded = t.added
+	out.Record(auditReply(reply))
+	cs.log().Info("message", "txn", t.id, "from", t.from, "rcpts", len(t.rcpts)+len(t.added), "size", out.Size,
+		"action", out.Action.String(), "reply", reply.Code, "text", reply.Message,
 		"duration", time.Since(t.started).Round(time.Microsecond))
 	return reply
-}
-
-// receive reads the message into the spool through the line-ending guard.
-func (s *session) receive(r io.Reader, sp *spool) *smtp.SMTPError {
-	cs := s.cs
-	g := lineGuard{normalize: cs.srv.opts.BareNewline == BareNewlineNormalize}
-	limit := cs.srv.opts.Limits.MessageSize
-	bufp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bufp)
-	buf := *bufp
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if werr := g.write(sp, buf[:n]); werr != nil {
-				return s.receiveError(werr)
-			}
-			if sp.Size() > limit {
-				return s.receiveError(smtp.ErrDataTooLarge)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return s.receiveError(err)
-		}
-	}
-	if err := g.finish(sp); err != nil {
-		return s.receiveError(err)
-	}
-	if sp.Size() > limit {
-		return s.receiveError(smtp.ErrDataTooLarge)
-	}
-	return nil
 }
 
 // receiveError maps a failure while receiving the message to the reply.
 func (s *session) receiveError(err error) *smtp.SMTPError {
 	cs := s.cs
-	var bn *bareNewlineError
+	var bn *mailflow.BareNewlineError
 	var se *smtp.SMTPError
 	var ne net.Error
 	switch {
 	case errors.As(err, &bn):
-		cs.log().Info("message refused: bare line ending", "txn", s.txn.id, "what", bn.what, "offset", bn.offset)
+		cs.log().Info("message refused: bare line ending", "txn", s.txn.id, "what", bn.What, "offset", bn.Offset)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-			Message: "Message refused: it contains a " + bn.what + "; SMTP lines must end with CRLF"}
+			Message: "Message refused: it contains a " + bn.What + "; SMTP lines must end with CRLF"}
+	case errors.Is(err, mailflow.ErrTooLarge):
+		return smtp.ErrDataTooLarge
 	case errors.As(err, &se):
 		return se
 	case errors.Is(err, smtp.ErrTooLongLine):
@@ -344,48 +291,38 @@ func accepted(id string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: accepted as " + id}
 }
 
-// relay sends the message upstream with the policy's changes and returns the upstream's reply.
-func (s *session) relay(sp *spool, msg *message.Message, d *policy.Decision) *smtp.SMTPError {
+// quarantined is the reply for a message the pipeline stored in the quarantine: accepted, unless the policy
+// wants the sender told (for example 550 "held for review").
+func (s *session) quarantined(out *mailflow.Outcome) *smtp.SMTPError {
+	d := out.Decision
+	s.cs.log().Info("message quarantined", "txn", s.txn.id, "quarantine_id", out.QuarantineID)
+	if d.Code >= 400 && d.Code < 600 {
+		if e := refusal(&policy.Decision{Hook: d.Hook, Action: codeAction(d.Code), Code: d.Code,
+			Enhanced: d.Enhanced, Text: d.Text}); e != nil {
+			return s.cs.countError(e)
+		}
+	}
+	return accepted(s.txn.id)
+}
+
+func codeAction(code int) pluginhost.Kind {
+	if code/100 == 4 {
+		return pluginhost.Tempfail
+	}
+	return pluginhost.Reject
+}
+
+// relay sends the message upstream, as the pipeline rendered it, and returns the upstream's reply.
+func (s *session) relay(out *mailflow.Outcome) *smtp.SMTPError {
 	cs := s.cs
 	t := s.txn
-	changes, err := s.outgoingChanges(msg, d)
-	if err != nil {
-		cs.log().Error("building trace headers failed", "txn", t.id, "err", err)
-		return localError()
-	}
-	out := sp
-	if changes != nil && changes.Len() > 0 && msg != nil {
-		// Render before opening DATA upstream: a change that cannot be applied must refuse the message while
-		// it can still be refused, not cut a half-sent message off. The result goes through the line-ending
-		// guard again, so whatever a plugin's banner or header contained, only CRLF line endings go out.
-		rendered := newSpool(cs.srv.opts.SpoolDir, cs.srv.opts.MemoryThreshold, t.sumIn != "")
-		defer rendered.Close()
-		g := &lineGuard{normalize: true}
-		_, err := msg.WriteTo(guardWriter{g, rendered}, changes)
-		if errors.Is(err, message.ErrDecode) {
-			// A banner aimed at a part that cannot be decoded to be extended. Plugins hear of that when they add
-			// a banner, but the chain's changes together (a part removed by one plugin, a banner from another)
-			// can still aim one there. The policy accepted the message: deliver it without banners rather than
-			// defer it for ever. WriteTo checks before it writes, so nothing was written yet.
-			cs.log().Warn("banner left out: its body part cannot be decoded", "txn", t.id, "err", err)
-			changes = changes.Filter(func(c message.Change) bool { return c.Op != message.OpAppendBanner })
-			_, err = msg.WriteTo(guardWriter{g, rendered}, changes)
-		}
-		if err != nil || g.finish(rendered) != nil {
-			cs.log().Error("applying the policy's changes failed", "txn", t.id, "err", err)
-			return localError()
-		}
-		out = rendered
-		t.sumOut = rendered.Sum()
-	}
-
 	cs.upMu.Lock()
 	defer cs.upMu.Unlock()
 	up := cs.up
 	if up.dead != nil {
 		return cs.closing(errUpstreamLost(cs))
 	}
-	for _, rcpt := range s.addedRecipients(d) {
+	for _, rcpt := range s.addedRecipients(out.Decision) {
 		if err := up.c.Rcpt(rcpt, nil); err != nil {
 			if isConnErr(err) {
 				return cs.upstreamError("RCPT", err)
@@ -401,7 +338,8 @@ func (s *session) relay(sp *spool, msg *message.Message, d *policy.Decision) *sm
 	if err != nil {
 		return cs.upstreamError("DATA", err)
 	}
-	if err := up.sendContent(w, out); err != nil {
+	content, size := out.Content()
+	if err := up.sendContent(w, content, size); err != nil {
 		// The final dot was not sent, so the upstream will not deliver what it got.
 		return cs.upstreamError("DATA", err)
 	}

@@ -3,27 +3,24 @@ package smtpproxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
-	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/upstream"
 )
 
-var errTooManyFiles = syscall.EMFILE
-
-// upstream is the relay's connection to the upstream server for one client session. It is used by one goroutine
+// upstreamConn is the relay's connection to the upstream server for one client session. It is used by one goroutine
 // at a time (the session's, under connState.upMu).
-type upstream struct {
+type upstreamConn struct {
 	conn    net.Conn // what the go-smtp client talks over (TLS when there is TLS)
 	raw     net.Conn // the network connection, closed to interrupt the session on forced shutdown
 	c       *smtp.Client
@@ -36,60 +33,38 @@ type upstream struct {
 	dead    error  // set once the connection failed; nothing more is sent
 }
 
-// upstreamTLSConfig builds the TLS configuration for the upstream connection: verification on unless SkipVerify,
-// with CAFile or the system pool, TLS 1.2 at least.
+// upstreamTLSConfig builds the TLS configuration for the upstream connection (upstream.TLSConfig).
 func upstreamTLSConfig(o Options) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.UpstreamTLS.ServerName,
-		InsecureSkipVerify: o.UpstreamTLS.SkipVerify}
-	if cfg.ServerName == "" && o.Upstream != "embedded" && o.Upstream != "" {
-		host, _, _ := net.SplitHostPort(o.Upstream)
-		cfg.ServerName = host
+	addr := o.Upstream
+	if addr == "embedded" {
+		addr = ""
 	}
-	if o.UpstreamTLS.CAFile != "" {
-		pem, err := os.ReadFile(o.UpstreamTLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("upstream_tls ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("upstream_tls ca_file %s: no PEM certificate found", o.UpstreamTLS.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
-		return nil, errors.New("upstream_tls: set server_name (the upstream address has no host name to verify)")
-	}
-	return cfg, nil
+	return upstream.TLSConfig(addr, o.UpstreamTLS)
 }
 
 // dialUpstream opens the upstream connection for a new session: connect, TLS as configured, greeting and EHLO. An
 // error means the client must get a 421 greeting.
-func (s *Server) dialUpstream(ctx context.Context) (*upstream, error) {
+func (s *Server) dialUpstream(ctx context.Context) (*upstreamConn, error) {
 	timeout := s.opts.Limits.CommandTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var (
-		conn net.Conn
-		err  error
-	)
-	switch {
-	case s.opts.Dial != nil:
-		conn, err = s.opts.Dial(ctx)
-	case s.opts.Upstream == "embedded":
-		conn, err = s.opts.Embedded.Dial(ctx)
-	default:
-		d := net.Dialer{KeepAlive: -1} // the session's timeouts bound it; see Listen
-		conn, err = d.DialContext(ctx, "tcp", s.opts.Upstream)
+	d := upstream.Dialer{Address: s.opts.Upstream, Dial: s.opts.Dial, Timeout: timeout}
+	if s.opts.Dial == nil && s.opts.Upstream == "embedded" {
+		d.Dial = s.opts.Embedded.Dial
 	}
+	if s.opts.UpstreamTLS.Mode == UpstreamTLSImplicit {
+		d.TLS = s.upTLS
+	}
+	uc, err := d.DialContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+		return nil, err
 	}
-	up := &upstream{raw: conn, conn: conn, timeout: timeout, host: s.opts.Hostname}
+	up := &upstreamConn{raw: uc.Raw, conn: uc.Conn, tls: uc.TLS, timeout: timeout, host: s.opts.Hostname}
 	// The client may leave while the upstream is still greeting: give up then rather than at the timeout.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { uc.Raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := up.open(ctx, s.opts.UpstreamTLS.Mode, s.upTLS); err != nil {
-		conn.Close()
+		uc.Raw.Close()
 		return nil, err
 	}
 	if s.opts.XClient {
@@ -103,16 +78,8 @@ func (s *Server) dialUpstream(ctx context.Context) (*upstream, error) {
 	return up, nil
 }
 
-func (up *upstream) open(ctx context.Context, mode UpstreamTLSMode, cfg *tls.Config) error {
-	switch mode {
-	case UpstreamTLSImplicit:
-		tc := tls.Client(up.conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("TLS handshake: %w", err)
-		}
-		st := tc.ConnectionState()
-		up.conn, up.tls = tc, &st
-	case UpstreamTLSStartTLS:
+func (up *upstreamConn) open(ctx context.Context, mode UpstreamTLSMode, cfg *tls.Config) error {
+	if mode == UpstreamTLSStartTLS {
 		if err := up.startTLS(ctx, cfg); err != nil {
 			return err
 		}
@@ -129,7 +96,7 @@ func (up *upstream) open(ctx context.Context, mode UpstreamTLSMode, cfg *tls.Con
 
 // startTLS upgrades the connection before the go-smtp client takes it over: the client can only upgrade after
 // saying EHLO as "localhost", and the relay wants the upstream to see its real name from the first command.
-func (up *upstream) startTLS(ctx context.Context, cfg *tls.Config) error {
+func (up *upstreamConn) startTLS(ctx context.Context, cfg *tls.Config) error {
 	deadline, _ := ctx.Deadline()
 	up.conn.SetDeadline(deadline)
 	tp := textproto.NewConn(up.conn)
@@ -152,14 +119,13 @@ func (up *upstream) startTLS(ctx context.Context, cfg *tls.Config) error {
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return fmt.Errorf("STARTTLS: %w", protoErr(err))
 	}
-	tc := tls.Client(up.conn, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("TLS handshake: %w", err)
+	uc := &upstream.Conn{Conn: up.conn, Raw: up.raw}
+	if err := uc.StartTLS(ctx, cfg); err != nil {
+		return err
 	}
 	up.conn.SetDeadline(time.Time{})
-	st := tc.ConnectionState()
-	up.tls = &st
-	up.conn = &replayConn{Conn: tc, pending: []byte("220 after STARTTLS\r\n")}
+	up.tls = uc.TLS
+	up.conn = &replayConn{Conn: uc.Conn, pending: []byte("220 after STARTTLS\r\n")}
 	return nil
 }
 
@@ -217,7 +183,7 @@ func parseEnhanced(s string) (smtp.EnhancedCode, bool) {
 }
 
 // xclientLine builds Postfix's XCLIENT command with the attributes the upstream offers.
-func (up *upstream) xclientLine(client netip.AddrPort, helo string) string {
+func (up *upstreamConn) xclientLine(client netip.AddrPort, helo string) string {
 	var b strings.Builder
 	b.WriteString("XCLIENT")
 	for _, attr := range up.xclient {
@@ -257,7 +223,7 @@ func (up *upstream) xclientLine(client netip.AddrPort, helo string) string {
 
 // sendXClient tells the upstream who the client is. The upstream answers like a new connection (220), after which
 // a new go-smtp client takes over the same connection and says EHLO again.
-func (up *upstream) sendXClient(client netip.AddrPort, helo string) error {
+func (up *upstreamConn) sendXClient(client netip.AddrPort, helo string) error {
 	line := up.xclientLine(client, helo)
 	if line == up.sentXC {
 		return nil
@@ -294,7 +260,7 @@ func xtext(s string) string {
 }
 
 // fail records that the connection is unusable and returns err.
-func (up *upstream) fail(err error) error {
+func (up *upstreamConn) fail(err error) error {
 	if up.dead == nil {
 		up.dead = err
 		up.raw.Close()
@@ -309,7 +275,7 @@ func isConnErr(err error) bool {
 }
 
 // reset aborts the upstream transaction if one is open.
-func (up *upstream) reset() {
+func (up *upstreamConn) reset() {
 	if up.dead != nil || !up.inTxn {
 		return
 	}
@@ -321,7 +287,7 @@ func (up *upstream) reset() {
 
 // close says QUIT, waits briefly for the answer so that the upstream sees an orderly end, and closes the
 // connection. It does not go through the go-smtp client, which would say EHLO first after an RSET.
-func (up *upstream) close() {
+func (up *upstreamConn) close() {
 	if up.dead == nil {
 		up.conn.SetDeadline(time.Now().Add(min(up.timeout, 2*time.Second)))
 		if _, err := io.WriteString(up.conn, "QUIT\r\n"); err == nil {
@@ -332,32 +298,17 @@ func (up *upstream) close() {
 	up.raw.Close()
 }
 
-// tlsInfo describes a TLS connection state for logs and plugins: "TLS1.3" and the IANA cipher suite name.
-func tlsInfo(st *tls.ConnectionState) (version, cipher string) {
-	if st == nil {
-		return "", ""
-	}
-	switch st.Version {
-	case tls.VersionTLS12:
-		version = "TLS1.2"
-	case tls.VersionTLS13:
-		version = "TLS1.3"
-	default:
-		version = strings.ReplaceAll(tls.VersionName(st.Version), " ", "")
-	}
-	return version, tls.CipherSuiteName(st.CipherSuite)
-}
+func tlsInfo(st *tls.ConnectionState) (version, cipher string) { return upstream.TLSInfo(st) }
 
 // sendContent writes the message after the upstream's 354. The bulk goes to the connection dot-stuffed by a
 // dotStuffer; the last CRLF goes through go-smtp's DotWriter so that it knows the content ended at the start of a
 // line and closes with just ".\r\n" (fed the whole message, it would do the same work a byte at a time). The
 // connection holds the writes until the reply is awaited, so a small message and its final dot go out together.
-func (up *upstream) sendContent(w io.Writer, sp *spool) error {
-	size := sp.Size()
+func (up *upstreamConn) sendContent(w io.Writer, content io.ReaderAt, size int64) error {
 	direct := size
 	if size >= 2 {
 		var tail [2]byte
-		if _, err := sp.ReaderAt().ReadAt(tail[:], size-2); err != nil {
+		if _, err := content.ReadAt(tail[:], size-2); err != nil {
 			return err
 		}
 		if tail == [2]byte{'\r', '\n'} {
@@ -366,9 +317,10 @@ func (up *upstream) sendContent(w io.Writer, sp *spool) error {
 	}
 	if direct > 0 {
 		up.conn.SetWriteDeadline(time.Now().Add(up.timeout))
-		bufp := copyBufs.Get().(*[]byte)
-		_, err := io.CopyBuffer(&dotStuffer{w: up.conn}, io.NewSectionReader(sp.ReaderAt(), 0, direct), *bufp)
-		copyBufs.Put(bufp)
+		err := mailflow.CopyBuffer(func(buf []byte) error {
+			_, err := io.CopyBuffer(&mailflow.DotStuffer{W: up.conn}, io.NewSectionReader(content, 0, direct), buf)
+			return err
+		})
 		up.conn.SetWriteDeadline(time.Time{})
 		if err != nil {
 			return err

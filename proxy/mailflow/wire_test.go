@@ -1,4 +1,4 @@
-package smtpproxy
+package mailflow
 
 import (
 	"bufio"
@@ -43,18 +43,18 @@ func TestLineGuardReject(t *testing.T) {
 	for _, tc := range cases {
 		for range 20 {
 			var out bytes.Buffer
-			g := &lineGuard{}
-			err := chunks(r, []byte(tc.in), func(p []byte) error { return g.write(&out, p) })
+			g := &LineGuard{}
+			err := chunks(r, []byte(tc.in), func(p []byte) error { return g.Write(&out, p) })
 			if err == nil {
-				err = g.finish(&out)
+				err = g.Finish(&out)
 			}
-			var bn *bareNewlineError
+			var bn *BareNewlineError
 			switch {
 			case tc.what == "" && err != nil:
 				t.Fatalf("%q: %v", tc.in, err)
 			case tc.what == "" && out.String() != tc.in:
 				t.Fatalf("%q: passed %q", tc.in, out.String())
-			case tc.what != "" && (!errors.As(err, &bn) || bn.what != tc.what || bn.offset != tc.offset):
+			case tc.what != "" && (!errors.As(err, &bn) || bn.What != tc.what || bn.Offset != tc.offset):
 				t.Fatalf("%q: error %v, want %s at %d", tc.in, err, tc.what, tc.offset)
 			}
 		}
@@ -88,16 +88,16 @@ func TestLineGuardRandom(t *testing.T) {
 			}
 		}
 		var out bytes.Buffer
-		g := &lineGuard{}
-		err := chunks(r, in, func(p []byte) error { return g.write(&out, p) })
+		g := &LineGuard{}
+		err := chunks(r, in, func(p []byte) error { return g.Write(&out, p) })
 		if err == nil {
-			err = g.finish(&out)
+			err = g.Finish(&out)
 		}
-		var bn *bareNewlineError
+		var bn *BareNewlineError
 		switch {
 		case want == "" && (err != nil || !bytes.Equal(out.Bytes(), in)):
 			t.Fatalf("%q: error %v, passed %q", in, err, out.Bytes())
-		case want != "" && (!errors.As(err, &bn) || bn.what != want || bn.offset != wantAt):
+		case want != "" && (!errors.As(err, &bn) || bn.What != want || bn.Offset != wantAt):
 			t.Fatalf("%q: error %v, want %s at %d", in, err, want, wantAt)
 		}
 	}
@@ -116,11 +116,11 @@ func TestLineGuardNormalize(t *testing.T) {
 	for in, want := range cases {
 		for range 20 {
 			var out bytes.Buffer
-			g := &lineGuard{normalize: true}
-			if err := chunks(r, []byte(in), func(p []byte) error { return g.write(&out, p) }); err != nil {
+			g := &LineGuard{Normalize: true}
+			if err := chunks(r, []byte(in), func(p []byte) error { return g.Write(&out, p) }); err != nil {
 				t.Fatal(err)
 			}
-			if err := g.finish(&out); err != nil {
+			if err := g.Finish(&out); err != nil {
 				t.Fatal(err)
 			}
 			if out.String() != want {
@@ -150,7 +150,7 @@ func TestDotStufferMatchesDotWriter(t *testing.T) {
 		dw.Close()
 
 		var got bytes.Buffer
-		d := &dotStuffer{w: &got}
+		d := &DotStuffer{W: &got}
 		direct := content
 		if bytes.HasSuffix(content, []byte("\r\n")) {
 			direct = content[:len(content)-2]
@@ -168,7 +168,7 @@ func TestDotStufferMatchesDotWriter(t *testing.T) {
 
 func TestSpoolSpillsAboveThreshold(t *testing.T) {
 	dir := t.TempDir()
-	sp := newSpool(dir, 100, true)
+	sp := NewSpool(dir, 100, true)
 	small := bytes.Repeat([]byte("a"), 60)
 	sp.Write(small)
 	if !sp.InMemory() {
@@ -189,7 +189,7 @@ func TestSpoolSpillsAboveThreshold(t *testing.T) {
 }
 
 func TestSpoolReportsDiskErrors(t *testing.T) {
-	sp := newSpool(filepath.Join(t.TempDir(), "missing"), 10, false)
+	sp := NewSpool(filepath.Join(t.TempDir(), "missing"), 10, false)
 	defer sp.Close()
 	if _, err := sp.Write(make([]byte, 20)); err == nil {
 		t.Fatal("no error for an unusable spool directory")
@@ -202,9 +202,68 @@ func BenchmarkLineGuard(b *testing.B) {
 		strings.Repeat(strings.Repeat("x", 78)+"\r\n", 128))
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
-		g := lineGuard{}
-		if err := g.write(io.Discard, msg); err != nil {
+		g := LineGuard{}
+		if err := g.Write(io.Discard, msg); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDotReaderRoundTrip stuffs random CRLF content with DotStuffer and reads it back with DotReader, in random
+// read sizes over a small buffer: the content comes back byte for byte, CRLF kept, and what follows the
+// terminating line is left unread.
+func TestDotReaderRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	lines := []string{"", ".", "..", ".x", "x.", "abc", ". ", "\x80.", strings.Repeat("y", 40)}
+	for range 500 {
+		var b strings.Builder
+		for range r.IntN(12) {
+			b.WriteString(lines[r.IntN(len(lines))])
+			b.WriteString("\r\n")
+		}
+		content := b.String()
+		var wire bytes.Buffer
+		d := &DotStuffer{W: &wire}
+		d.Write([]byte(content))
+		wire.WriteString(".\r\nNEXT\r\n")
+
+		br := bufio.NewReaderSize(&wire, 16)
+		dr := NewDotReader(br)
+		var got bytes.Buffer
+		buf := make([]byte, 64)
+		for {
+			n, err := dr.Read(buf[:1+r.IntN(len(buf))])
+			got.Write(buf[:n])
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("content %q: %v", content, err)
+			}
+		}
+		if got.String() != content {
+			t.Fatalf("content %q: got %q", content, got.String())
+		}
+		if rest, _ := io.ReadAll(br); string(rest) != "NEXT\r\n" {
+			t.Fatalf("content %q: left %q after the terminator", content, rest)
+		}
+	}
+}
+
+func TestDotReaderEndings(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		err      error
+	}{
+		{"a\r\n..b\r\n.\r\n", "a\r\n.b\r\n", io.EOF},
+		{"a\n.\n", "a\n", io.EOF},
+		{"a\r\nb", "a\r\nb", io.ErrUnexpectedEOF},
+		{"", "", io.ErrUnexpectedEOF},
+		{".x\r\n.", "x\r\n", io.ErrUnexpectedEOF},
+	} {
+		got, err := io.ReadAll(NewDotReader(bufio.NewReader(strings.NewReader(tc.in))))
+		if tc.err == io.EOF && err != nil || tc.err != io.EOF && !errors.Is(err, tc.err) || string(got) != tc.want {
+			t.Errorf("%q: got %q, %v; want %q, %v", tc.in, got, err, tc.want, tc.err)
 		}
 	}
 }

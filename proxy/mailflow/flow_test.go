@@ -1,0 +1,218 @@
+package mailflow
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+)
+
+type fakeFilter struct {
+	decide func(pluginhost.Hook, *pluginhost.Input) *policy.Decision
+	ctxs   []context.Context
+	hooks  pluginhost.HookSet
+}
+
+func (f *fakeFilter) Evaluate(ctx context.Context, h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+	f.ctxs = append(f.ctxs, ctx)
+	return f.decide(h, in)
+}
+func (f *fakeFilter) Hooks() pluginhost.HookSet { return f.hooks }
+
+type fakeSource struct {
+	f        Filter
+	released int
+}
+
+func (s *fakeSource) Acquire() (Filter, func()) { return s.f, func() { s.released++ } }
+
+type records struct {
+	mu   sync.Mutex
+	recs []*audit.Record
+}
+
+func (r *records) Append(rec *audit.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+
+const testMessage = "From: a@example.org\r\nSubject: hi\r\nMessage-ID: <1@example.org>\r\n\r\nbody\r\n"
+
+func newFlow(t *testing.T, f Filter, rec Auditor, q *Quarantine, resultHeaders bool) (*Flow, *fakeSource) {
+	t.Helper()
+	src := &fakeSource{f: f}
+	o := Options{Audit: rec, Quarantine: q, SpoolDir: t.TempDir(), MemoryThreshold: 1 << 20, MessageSize: 1 << 20,
+		MessageLimits: message.DefaultLimits(), ResultHeaders: resultHeaders}
+	if f != nil {
+		o.Filters = src
+	}
+	fl, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fl, src
+}
+
+func TestNewNeedsExplicitValues(t *testing.T) {
+	for _, o := range []Options{{}, {SpoolDir: "/tmp", MemoryThreshold: 1, MessageSize: 1},
+		{SpoolDir: "/tmp", MemoryThreshold: 1, MessageLimits: message.DefaultLimits()}} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+func TestOpenWithoutPolicy(t *testing.T) {
+	src := &fakeSource{}
+	fl, err := New(Options{Filters: src, SpoolDir: t.TempDir(), MemoryThreshold: 1, MessageSize: 1,
+		MessageLimits: message.DefaultLimits()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.Open(context.Background(), "s"); !errors.Is(err, ErrNoPolicy) || src.released != 1 {
+		t.Fatalf("Open: %v, released %d", err, src.released)
+	}
+}
+
+// TestMessageOutcomes runs each action through Message and checks what the front end gets and what is recorded.
+func TestMessageOutcomes(t *testing.T) {
+	qdir := filepath.Join(t.TempDir(), "q")
+	q, err := OpenQuarantine(qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		d    *policy.Decision
+		q    *Quarantine
+		want func(t *testing.T, out *Outcome, content string)
+	}{
+		{"accept unchanged", &policy.Decision{Action: pluginhost.Accept}, nil, func(t *testing.T, out *Outcome, c string) {
+			if c != testMessage || out.SHA256Out != "" || out.MessageID != "<1@example.org>" {
+				t.Fatalf("content %q, out %+v", c, out)
+			}
+		}},
+		{"accept changed", func() *policy.Decision {
+			ch := &message.Changes{}
+			ch.AddHeader("X-Seen", "yes")
+			return &policy.Decision{Action: pluginhost.Accept, Changes: ch, Score: math.Inf(1)}
+		}(), nil, func(t *testing.T, out *Outcome, c string) {
+			if !strings.HasPrefix(c, "X-Seen: yes\r\n") || out.SHA256Out == "" || out.SHA256Out == out.SHA256In ||
+				out.Decision.Score != audit.MaxScore {
+				t.Fatalf("content %q, out %+v", c, out)
+			}
+		}},
+		{"quarantine", &policy.Decision{Action: pluginhost.Quarantine}, q, func(t *testing.T, out *Outcome, _ string) {
+			b, err := os.ReadFile(filepath.Join(qdir, out.QuarantineID+".eml"))
+			if out.Err != nil || err != nil || string(b) != testMessage {
+				t.Fatalf("quarantined %q (%v), out %+v", b, err, out)
+			}
+			if _, err := os.Stat(filepath.Join(qdir, out.QuarantineID+".json")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"quarantine without a store", &policy.Decision{Action: pluginhost.Quarantine}, nil, func(t *testing.T, out *Outcome, _ string) {
+			if out.Err == nil {
+				t.Fatal("a quarantine verdict without a quarantine was not an error")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeFilter{hooks: ^pluginhost.HookSet(0), decide: func(pluginhost.Hook, *pluginhost.Input) *policy.Decision {
+				d := *tc.d
+				return &d
+			}}
+			rec := &records{}
+			fl, _ := newFlow(t, f, rec, tc.q, false)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := fl.Open(ctx, "sess")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			sp, err := s.Receive(strings.NewReader(testMessage))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			out, err := s.Message(sp, MessageInput{ID: "txn1", In: &pluginhost.Input{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			ra, n := out.Content()
+			b, _ := io.ReadAll(io.NewSectionReader(ra, 0, n))
+			tc.want(t, out, string(b))
+			out.Record(audit.Reply{Code: 250, Text: "ok"})
+			if len(rec.recs) != 1 || rec.recs[0].Reply.Code != 250 || rec.recs[0].Session != "sess" ||
+				rec.recs[0].Action != tc.d.Action.String() {
+				t.Fatalf("records %+v", rec.recs)
+			}
+			if len(f.ctxs) != 1 || f.ctxs[0] != ctx {
+				t.Fatal("the plugin call did not get the session's context")
+			}
+		})
+	}
+}
+
+func TestReceiveBounds(t *testing.T) {
+	fl, _ := newFlow(t, nil, nil, nil, false)
+	s, _ := fl.Open(context.Background(), "s")
+	if _, err := s.Receive(strings.NewReader(strings.Repeat("x", 2<<20))); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized: %v", err)
+	}
+	var bn *BareNewlineError
+	if _, err := s.Receive(strings.NewReader("a\nb\r\n")); !errors.As(err, &bn) || bn.What != "bare LF" {
+		t.Fatalf("bare LF: %v", err)
+	}
+}
+
+func TestResultHeadersWithoutPolicy(t *testing.T) {
+	fl, _ := newFlow(t, nil, nil, nil, true)
+	s, _ := fl.Open(context.Background(), "s")
+	sp, _ := s.Receive(strings.NewReader("X-Postern-Verdict: forged\r\n" + testMessage))
+	defer sp.Close()
+	out, err := s.Message(sp, MessageInput{Trace: []HeaderField{{"Received", "from x"}}})
+	if err != nil || out.Decision != nil {
+		t.Fatalf("%+v %v", out, err)
+	}
+	defer out.Close()
+	ra, n := out.Content()
+	b, _ := io.ReadAll(io.NewSectionReader(ra, 0, n))
+	got := string(b)
+	if strings.Contains(got, "forged") || !strings.Contains(got, "X-Postern-Verdict: accept\r\n") ||
+		!strings.Contains(got, "X-Postern-Score: 0\r\n") || !strings.Contains(got, "Received: from x\r\n") {
+		t.Fatalf("%q", got)
+	}
+}
+
+func TestBoundScores(t *testing.T) {
+	d := &policy.Decision{Score: math.NaN(), Policies: []policy.PolicyTrace{{Score: -math.Inf(1),
+		Plugins: []policy.PluginTrace{{Score: 1e300}}}}}
+	BoundScores(d)
+	if d.Score != 0 || d.Policies[0].Score != -audit.MaxScore || d.Policies[0].Plugins[0].Score != audit.MaxScore {
+		t.Fatalf("%+v", d)
+	}
+}
+
+func TestReplyText(t *testing.T) {
+	if got := ReplyText("  a\r\nb\x00\xff  "); got != "a  b ?" {
+		t.Fatalf("%q", got)
+	}
+	if got := ReplyText(strings.Repeat("é", 400)); len(got) > 512 || !strings.HasSuffix(got, "é") {
+		t.Fatalf("cut badly: %d bytes", len(got))
+	}
+}
