@@ -20,11 +20,6 @@ listener "smtp" "mx" {
   upstream = "10.0.0.25:25"
 }
 
-listener "submission" "msa" {
-  address  = "0.0.0.0:587"
-  upstream = "10.0.0.25:587"
-}
-
 # Mail read over IMAP, filtered at retrieval, needs the IMAP proxy, which this version of Postern does not have
 # (`postern check` refuses an imap listener). With it, this listener in front of the mail store makes the
 # macro-preview policy below apply:

@@ -269,8 +269,8 @@ listener "smtp" "mx" {
 `)
 	code, out, errs := postern(t, "", "check", "-config", cfg)
 	for _, want := range []string{
-		cfg + ":1:1: error: Protocol not available", `Listener "pop": the pop3 proxy is not part of this version`,
-		cfg + ":5:1: error: Protocol not available", "configuration refused: 2 error(s)",
+		cfg + ":1:1: error: Cannot start listener pop", "the pop3 proxy is not part of this version",
+		cfg + ":5:1: error: Cannot start listener imap", "configuration refused: 2 error(s)",
 	} {
 		if code != 1 || !strings.Contains(errs, want) {
 			t.Errorf("exit %d, no %q in:\n%s%s", code, want, out, errs)

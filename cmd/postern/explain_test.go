@@ -284,7 +284,7 @@ plugin "mark" {
   config = "tag=seen:yes"
 }
 policy "connect-with-helo" {
-  when    = msg.hook == "connect" && (msg.helo != "" || msg.user != "")
+  when    = msg.hook == "connect" && (msg.helo != null || msg.user != null)
   plugins = ["refuse"]
 }
 policy "helo-at-mail" {
