@@ -316,9 +316,9 @@ func (up *upstreamConn) sendContent(w io.Writer, content io.ReaderAt, size int64
 		}
 	}
 	if direct > 0 {
-		up.conn.SetWriteDeadline(time.Now().Add(up.timeout))
+		pw := &progressWriter{c: up.conn, timeout: up.timeout}
 		err := mailflow.CopyBuffer(func(buf []byte) error {
-			_, err := io.CopyBuffer(&mailflow.DotStuffer{W: up.conn}, io.NewSectionReader(content, 0, direct), buf)
+			_, err := io.CopyBuffer(&mailflow.DotStuffer{W: pw}, io.NewSectionReader(content, 0, direct), buf)
 			return err
 		})
 		up.conn.SetWriteDeadline(time.Time{})
@@ -328,4 +328,33 @@ func (up *upstreamConn) sendContent(w io.Writer, content io.ReaderAt, size int64
 	}
 	_, err := io.WriteString(w, "\r\n")
 	return err
+}
+
+// progressWriter bounds each write to the upstream by the timeout, not the whole message: a large message to a
+// slow but reading upstream goes through, one that stops reading fails after the timeout (as Postfix's
+// smtp_data_xfer_timeout). Writes are split into pieces of progressChunk so that a large write is bounded by
+// progress too; the connection only reaches the runtime's timers when the deadline moved by more than the slack.
+type progressWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+// progressChunk is the most written under one deadline.
+const progressChunk = 64 << 10
+
+func (w *progressWriter) Write(p []byte) (int, error) {
+	var n int
+	for len(p) > 0 {
+		chunk := p[:min(len(p), progressChunk)]
+		if err := w.c.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+			return n, err
+		}
+		m, err := w.c.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
 }

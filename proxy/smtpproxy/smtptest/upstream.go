@@ -35,6 +35,8 @@ type Upstream struct {
 	Users map[string]string
 	// Configure adjusts the go-smtp server (extensions, limits) before it starts.
 	Configure func(*smtp.Server)
+	// WrapConn, if set, wraps every accepted connection (a throttled reader, a connection that stalls).
+	WrapConn func(net.Conn) net.Conn
 
 	OnMail func(from string, opts *smtp.MailOptions) error
 	OnRcpt func(to string, opts *smtp.RcptOptions) error
@@ -73,6 +75,9 @@ func (u *Upstream) Start(t testing.TB) *Upstream {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if u.WrapConn != nil {
+		ln = wrapListener{ln, u.WrapConn}
 	}
 	if u.Implicit {
 		ln = tls.NewListener(ln, u.TLS)
@@ -265,3 +270,17 @@ type nopLogger struct{}
 
 func (nopLogger) Printf(string, ...any) {}
 func (nopLogger) Println(...any)        {}
+
+// wrapListener wraps the connections a listener accepts.
+type wrapListener struct {
+	net.Listener
+	wrap func(net.Conn) net.Conn
+}
+
+func (l wrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.wrap(c), nil
+}
