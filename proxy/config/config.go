@@ -121,6 +121,19 @@ type Limits struct {
 	CommandTimeout time.Duration
 	IdleTimeout    time.Duration
 	Errors         int
+	// SessionsPerClient bounds the sessions of one client address (0: no bound); ConnectionRate the connections
+	// it may open per minute (0: no bound).
+	SessionsPerClient int
+	ConnectionRate    int
+	// StressSessions is the number of sessions above which StressTimeout replaces the idle and command
+	// timeouts (0: never).
+	StressSessions int
+	StressTimeout  time.Duration
+	// MinDataRate is the slowest average transfer inside a command, in bytes per second (0: none).
+	MinDataRate int64
+	// UpstreamKeepalive is the interval of the NOOPs that keep the upstream's transaction open while a message
+	// arrives and is filtered.
+	UpstreamKeepalive time.Duration
 }
 
 // Plugin is one `plugin "<name>"` block with its module already read and its pin checked.

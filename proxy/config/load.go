@@ -55,8 +55,13 @@ func DefaultLimits(protocol string) Limits {
 		idle = defaultIdle[ProtocolSMTP]
 	}
 	return Limits{MessageSize: DefaultMessageSize, Sessions: 1000, Recipients: 100, Errors: 10,
-		CommandTimeout: 5 * time.Minute, IdleTimeout: idle}
+		CommandTimeout: 5 * time.Minute, IdleTimeout: idle, UpstreamKeepalive: DefaultUpstreamKeepalive,
+		SessionsPerClient: 50, StressSessions: StressSessions(1000), StressTimeout: 10 * time.Second,
+		MinDataRate: 500}
 }
+
+// StressSessions is the default stress threshold of a listener with this many sessions: four fifths of them.
+func StressSessions(sessions int) int { return max(sessions*4/5, 1) }
 
 // Listener settings the configuration does not expose, with the defaults every front end uses.
 const (
@@ -68,6 +73,9 @@ const (
 	// DefaultMemoryThreshold is the message size kept in memory while a message is filtered; larger ones are
 	// spooled to an unlinked temporary file.
 	DefaultMemoryThreshold = 1 << 20
+	// DefaultUpstreamKeepalive is the interval of the NOOPs to the upstream while a message is received and
+	// filtered: well inside the 300 s an SMTP server waits for a command (RFC 5321, Postfix's smtpd_timeout).
+	DefaultUpstreamKeepalive = 30 * time.Second
 	// DefaultProxyHeaderTimeout bounds reading a PROXY protocol header.
 	DefaultProxyHeaderTimeout = 5 * time.Second
 )
@@ -111,7 +119,9 @@ var upstreamTLSSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 
 var limitsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "message_size"}, {Name: "sessions"}, {Name: "recipients"}, {Name: "command_timeout"},
-	{Name: "idle_timeout"}, {Name: "errors"},
+	{Name: "idle_timeout"}, {Name: "errors"}, {Name: "upstream_keepalive"},
+	{Name: "sessions_per_client"}, {Name: "connection_rate"}, {Name: "stress_sessions"}, {Name: "stress_timeout"},
+	{Name: "min_data_rate"},
 }}
 
 var proxyProtocolSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "trusted", Required: true}}}
@@ -621,6 +631,26 @@ func (l *loader) limits(b *hcl.Block, lim *Limits) {
 	}
 	if a := c.Attributes["idle_timeout"]; a != nil {
 		lim.IdleTimeout = l.duration(a, time.Second, 24*time.Hour)
+	}
+	if a := c.Attributes["upstream_keepalive"]; a != nil {
+		lim.UpstreamKeepalive = l.duration(a, time.Second, time.Hour)
+	}
+	if a := c.Attributes["sessions_per_client"]; a != nil {
+		lim.SessionsPerClient = l.integer(a, 0, 1_000_000)
+	}
+	if a := c.Attributes["connection_rate"]; a != nil {
+		lim.ConnectionRate = l.integer(a, 0, 1_000_000)
+	}
+	if a := c.Attributes["stress_timeout"]; a != nil {
+		lim.StressTimeout = l.duration(a, time.Second, 24*time.Hour)
+	}
+	if a := c.Attributes["min_data_rate"]; a != nil {
+		lim.MinDataRate = int64(l.integer(a, 0, 1<<30))
+	}
+	if a := c.Attributes["stress_sessions"]; a != nil {
+		lim.StressSessions = l.integer(a, 0, 1_000_000)
+	} else if c.Attributes["sessions"] != nil {
+		lim.StressSessions = StressSessions(lim.Sessions)
 	}
 }
 

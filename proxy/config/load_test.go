@@ -379,8 +379,10 @@ func TestLoadFull(t *testing.T) {
 		!mx.ReceivedHeader || !mx.ResultHeaders || mx.QuarantineDir != abs("state/quarantine") {
 		t.Errorf("mx = %+v", mx)
 	}
+	// Unset limits keep their defaults; the stress threshold follows the sessions.
 	if mx.Limits != (Limits{MessageSize: 20 << 20, Sessions: 50, Recipients: 200, CommandTimeout: time.Minute,
-		IdleTimeout: 2 * time.Minute, Errors: 5}) {
+		IdleTimeout: 2 * time.Minute, Errors: 5, SessionsPerClient: 50, StressSessions: 40,
+		StressTimeout: 10 * time.Second, MinDataRate: 500, UpstreamKeepalive: 30 * time.Second}) {
 		t.Errorf("mx limits = %+v", mx.Limits)
 	}
 	if len(mx.ProxyProtocolTrusted) != 2 || mx.ProxyProtocolTrusted[1].String() != "192.0.2.1/32" {

@@ -46,6 +46,10 @@ type Handler interface {
 var (
 	ErrBusy         = errors.New("too many sessions")
 	ErrShuttingDown = errors.New("shutting down")
+	// ErrClientBusy: the client's address already holds Options.SessionsPerClient sessions.
+	ErrClientBusy = errors.New("too many sessions from this address")
+	// ErrClientRate: the client's address opened more than Options.ConnectionRate connections in a window.
+	ErrClientRate = errors.New("too many connections from this address")
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -63,6 +67,19 @@ type Options struct {
 	ProxyTrusted []netip.Prefix
 	// ProxyHeaderTimeout bounds reading the PROXY header.
 	ProxyHeaderTimeout time.Duration
+	// SessionsPerClient is the number of concurrent sessions one client address may hold (an IPv6 address
+	// counts with its /84); one more is refused (ErrClientBusy). 0: no limit. The address is the one the PROXY
+	// header gives, when there is one.
+	SessionsPerClient int
+	// ConnectionRate is the number of connections one client address may open per RateWindow; more are refused
+	// (ErrClientRate) until the window ends. 0: no limit.
+	ConnectionRate int
+	// RateWindow is the window of ConnectionRate (a minute if zero).
+	RateWindow time.Duration
+	// StressSessions is the number of sessions above which the server is under stress (Stressed): front ends
+	// then use their shorter timeouts, as Postfix's stress mode does. It ends when the sessions fall to nine
+	// tenths of it. 0: never.
+	StressSessions int
 	// Logger receives the listener's log (with the listener's name); nil uses slog.Default().
 	Logger *slog.Logger
 }
@@ -73,6 +90,9 @@ type Server struct {
 	h        Handler
 	log      *slog.Logger
 	sessions atomic.Int64
+	clients  clients
+	stressed atomic.Bool
+	stats    stats
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -86,6 +106,9 @@ type Server struct {
 func New(opts Options, h Handler) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.RateWindow <= 0 {
+		opts.RateWindow = time.Minute
 	}
 	return &Server{opts: opts, h: h, log: opts.Logger, listeners: map[net.Listener]struct{}{},
 		conns: map[Session]struct{}{}, drained: make(chan struct{})}
@@ -153,13 +176,15 @@ func (s *Server) Serve(ln net.Listener) error {
 
 func (s *Server) serveConn(raw net.Conn) {
 	n := s.sessions.Add(1)
-	defer s.sessions.Add(-1)
+	defer s.leave()
 	if n > int64(s.opts.Sessions) {
+		s.stats.refusedBusy.Add(1)
 		s.log.Warn("session limit reached; refusing connection", "client", raw.RemoteAddr().String(),
 			"limit", s.opts.Sessions)
 		s.h.Refuse(raw, ErrBusy)
 		return
 	}
+	s.checkStress(n)
 	conn := raw
 	if len(s.opts.ProxyTrusted) > 0 {
 		var err error
@@ -169,7 +194,61 @@ func (s *Server) serveConn(raw net.Conn) {
 			return
 		}
 	}
+	if s.opts.SessionsPerClient > 0 || s.opts.ConnectionRate > 0 {
+		if key, ok := clientKeyOf(conn.RemoteAddr()); ok {
+			if err := s.clients.admit(key, s.opts.SessionsPerClient, s.opts.ConnectionRate, s.opts.RateWindow,
+				time.Now()); err != nil {
+				s.refuseClient(conn, key, err)
+				return
+			}
+			defer s.clients.release(key)
+		}
+	}
 	s.h.ServeConn(conn)
+}
+
+// refuseClient refuses a connection over a per-client limit, with a counter and a log line.
+func (s *Server) refuseClient(c net.Conn, key netip.Prefix, why error) {
+	if errors.Is(why, ErrClientRate) {
+		s.stats.refusedClientRate.Add(1)
+		s.log.Warn("client connection rate limit reached; refusing connection", "client", c.RemoteAddr().String(),
+			"network", key.String(), "limit", s.opts.ConnectionRate, "window", s.opts.RateWindow.String())
+	} else {
+		s.stats.refusedClientBusy.Add(1)
+		s.log.Warn("per-client session limit reached; refusing connection", "client", c.RemoteAddr().String(),
+			"network", key.String(), "limit", s.opts.SessionsPerClient)
+	}
+	s.h.Refuse(c, why)
+}
+
+// leave counts a session out, and ends stress mode when the sessions fell far enough.
+func (s *Server) leave() {
+	n := s.sessions.Add(-1)
+	if t := int64(s.opts.StressSessions); t > 0 && n <= t*9/10 && s.stressed.CompareAndSwap(true, false) {
+		s.log.Info("stress mode off: timeouts back to normal", "sessions", n)
+	}
+}
+
+// checkStress begins stress mode when n sessions are more than Options.StressSessions.
+func (s *Server) checkStress(n int64) {
+	if t := int64(s.opts.StressSessions); t > 0 && n > t && s.stressed.CompareAndSwap(false, true) {
+		s.stats.stress.Add(1)
+		s.log.Warn("stress mode on: shorter timeouts while sessions are above the threshold", "sessions", n,
+			"threshold", t, "limit", s.opts.Sessions)
+	}
+}
+
+// Stressed reports whether the server is in stress mode (Options.StressSessions). It is cheap enough for every
+// read.
+func (s *Server) Stressed() bool { return s.stressed.Load() }
+
+// CountTimeout counts a session cut off by its read deadline in phase p (Stats).
+func (s *Server) CountTimeout(p Phase) {
+	if p == PhaseCommand {
+		s.stats.commandTimeouts.Add(1)
+	} else {
+		s.stats.idleTimeouts.Add(1)
+	}
 }
 
 // Track registers a session, so that Shutdown drains it; it reports false when the server is shutting down (the

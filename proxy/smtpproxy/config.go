@@ -19,12 +19,18 @@ func FromConfig(l *config.Listener) Options {
 			SkipVerify: !l.UpstreamTLS.Verify,
 		},
 		Limits: Limits{
-			MessageSize:    l.Limits.MessageSize,
-			Sessions:       l.Limits.Sessions,
-			Recipients:     l.Limits.Recipients,
-			CommandTimeout: l.Limits.CommandTimeout,
-			IdleTimeout:    l.Limits.IdleTimeout,
-			Errors:         l.Limits.Errors,
+			MessageSize:       l.Limits.MessageSize,
+			Sessions:          l.Limits.Sessions,
+			Recipients:        l.Limits.Recipients,
+			CommandTimeout:    l.Limits.CommandTimeout,
+			IdleTimeout:       l.Limits.IdleTimeout,
+			Errors:            l.Limits.Errors,
+			UpstreamKeepalive: l.Limits.UpstreamKeepalive,
+			SessionsPerClient: offIfZero(l.Limits.SessionsPerClient),
+			ConnectionRate:    l.Limits.ConnectionRate,
+			StressSessions:    offIfZero(l.Limits.StressSessions),
+			StressTimeout:     l.Limits.StressTimeout,
+			MinDataRate:       int64(offIfZero(int(l.Limits.MinDataRate))),
 		},
 		XClient:           l.XClient,
 		BareNewline:       BareNewline(l.BareNewline),
@@ -37,4 +43,12 @@ func FromConfig(l *config.Listener) Options {
 		o.ProxyProtocol.Trusted = append(o.ProxyProtocol.Trusted, p.String())
 	}
 	return o
+}
+
+// offIfZero maps the configuration's 0 ("no limit") to the Options' negative.
+func offIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

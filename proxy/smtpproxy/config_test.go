@@ -42,6 +42,12 @@ listener "submission" "sub" {
     command_timeout = "1m"
     idle_timeout    = "2m"
     errors          = 5
+    sessions_per_client = 3
+    connection_rate     = 60
+    stress_sessions     = 0
+    stress_timeout      = "20s"
+    min_data_rate       = 0
+    upstream_keepalive  = "15s"
   }
   proxy_protocol {
     trusted = ["10.0.0.0/8", "192.0.2.1"]
@@ -64,7 +70,8 @@ listener "submission" "sub" {
 		TLS:         smtpproxy.TLS{Mode: "implicit", CertFile: cert.CertFile, KeyFile: cert.KeyFile},
 		UpstreamTLS: smtpproxy.UpstreamTLS{Mode: "starttls", CAFile: cert.CAFile, ServerName: "mx.example.net", SkipVerify: true},
 		Limits: smtpproxy.Limits{MessageSize: 10 << 20, Sessions: 7, Recipients: 9, CommandTimeout: time.Minute,
-			IdleTimeout: 2 * time.Minute, Errors: 5},
+			IdleTimeout: 2 * time.Minute, Errors: 5, SessionsPerClient: 3, ConnectionRate: 60, StressSessions: -1,
+			StressTimeout: 20 * time.Second, MinDataRate: -1, UpstreamKeepalive: 15 * time.Second},
 		ProxyProtocol: smtpproxy.ProxyProtocol{Trusted: []string{"10.0.0.0/8", "192.0.2.1/32"}},
 	}
 	if o.Name != want.Name || o.Protocol != want.Protocol || o.Direction != want.Direction || o.Address != want.Address ||

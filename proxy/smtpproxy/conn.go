@@ -89,6 +89,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
+	s.deadlines(cs)
 	if !s.ln.Track(cs) {
 		s.refuse(conn, listener.ErrShuttingDown)
 		return
@@ -421,4 +422,27 @@ func enhanced(e *smtp.SMTPError) string {
 		ec = smtp.EnhancedCode{e.Code / 100, 0, 0}
 	}
 	return fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
+}
+
+// deadlines sets what bounds the client's reads besides the idle and command timeouts: the stress timeouts, the
+// minimum data rate, and the count and log line of a session cut off by them.
+func (s *Server) deadlines(cs *connState) {
+	l := &s.opts.Limits
+	d := &cs.client.reads
+	if l.StressTimeout > 0 {
+		d.Stress = listener.Timeouts{Idle: l.StressTimeout, Command: l.StressTimeout}
+		d.Stressed = s.ln.Stressed
+	}
+	if l.MinDataRate > 0 {
+		d.MinRate = l.MinDataRate
+	}
+	cs.client.timedOut = func(p listener.Phase) {
+		s.ln.CountTimeout(p)
+		what := "waiting for a command"
+		if p == listener.PhaseCommand {
+			what = "inside a command (message or handshake too slow)"
+		}
+		cs.log().Info("client timed out; closing session", "client", cs.remote.String(), "while", what,
+			"timeout", d.Timeout().String(), "stress", s.ln.Stressed())
+	}
 }

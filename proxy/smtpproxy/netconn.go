@@ -1,6 +1,7 @@
 package smtpproxy
 
 import (
+	"errors"
 	"net"
 
 	"github.com/postern/postern/proxy/listener"
@@ -33,6 +34,9 @@ type clientConn struct {
 	failReads atomic.Bool            // the client timed out: every further read fails at once
 	closeOnce sync.Once
 	closed    chan struct{}
+	// timedOut is told once when a read fails at its deadline, with the phase it was in.
+	timedOut     func(listener.Phase)
+	timedOutOnce sync.Once
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -98,7 +102,14 @@ func (c *clientConn) readSocket(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if c.reads.MinRate > 0 && n > 0 {
+		c.reads.Progress(n, time.Now())
+	}
+	if err != nil && c.timedOut != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOutOnce.Do(func() { c.timedOut(c.reads.Phase()) })
+	}
+	return n, err
 }
 
 // fill reads into the empty read-ahead buffer.
@@ -134,6 +145,8 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		return 0, c.werr
 	}
 	c.wbuf = append(c.wbuf, p...)
+	// A reply: the wait for the next request starts when it has gone out.
+	c.reads.Request()
 	var err error
 	if len(c.wbuf) >= maxPending {
 		err = c.flushLocked()

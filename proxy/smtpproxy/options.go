@@ -97,6 +97,28 @@ type Limits struct {
 	CommandTimeout time.Duration
 	// IdleTimeout is how long a client may stay silent between commands (default 5 minutes).
 	IdleTimeout time.Duration
+	// SessionsPerClient is the number of concurrent sessions one client address may hold (an IPv6 address counts
+	// with its /84); one more is answered 421 4.7.0 and closed (default 50, as Postfix's
+	// smtpd_client_connection_count_limit; negative: no limit).
+	SessionsPerClient int
+	// ConnectionRate is the number of connections one client address may open per minute; more are answered
+	// 421 4.7.0 until the minute is over (as Postfix's smtpd_client_connection_rate_limit; 0, the default: no
+	// limit).
+	ConnectionRate int
+	// StressSessions is the number of sessions above which the listener is under stress and StressTimeout
+	// replaces the idle and command timeouts (default four fifths of Sessions; negative: never).
+	StressSessions int
+	// StressTimeout is the idle and command timeout under stress (default 10 seconds, as Postfix's smtpd_timeout
+	// in its stress mode).
+	StressTimeout time.Duration
+	// MinDataRate is the slowest average rate, in bytes per second, at which a client may send a message or
+	// a handshake: below it the transfer ends with 421 even if every byte came within CommandTimeout (default
+	// 500, as Postfix's smtpd_min_data_rate; negative: no minimum).
+	MinDataRate int64
+	// UpstreamKeepalive is how often the relay sends NOOP to the upstream while it receives a message and runs
+	// the plugins, so that an upstream that drops silent clients keeps the transaction open (default 30 seconds;
+	// negative: never).
+	UpstreamKeepalive time.Duration
 	// Errors is the number of error replies (4xx/5xx, including the upstream's) a session may cause; the reply
 	// that reaches it becomes 421 4.7.0 and the connection is closed (default 10). go-smtp additionally closes a
 	// session after its fourth syntax error, whatever this says.
@@ -272,6 +294,24 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if l.Errors == 0 {
 		l.Errors = def.Errors
+	}
+	if l.UpstreamKeepalive == 0 {
+		l.UpstreamKeepalive = def.UpstreamKeepalive
+	}
+	if l.SessionsPerClient == 0 {
+		l.SessionsPerClient = def.SessionsPerClient
+	}
+	if l.StressSessions == 0 {
+		l.StressSessions = config.StressSessions(l.Sessions)
+	}
+	if l.StressTimeout == 0 {
+		l.StressTimeout = def.StressTimeout
+	}
+	if l.MinDataRate == 0 {
+		l.MinDataRate = def.MinDataRate
+	}
+	if l.ConnectionRate < 0 || l.StressTimeout < 0 {
+		return o, errors.New("limits connection_rate and stress_timeout must not be negative")
 	}
 	if l.MessageSize < 0 || l.Sessions < 0 || l.Recipients < 0 || l.LineLength < 0 || l.CommandTimeout < 0 ||
 		l.IdleTimeout < 0 || l.Errors < 0 {

@@ -23,6 +23,7 @@ type Server struct {
 	tlsConf *tls.Config
 	upTLS   *tls.Config // nil without upstream TLS
 	errLog  smtp.Logger
+	stats   counters
 }
 
 // New checks the options, loads the certificates and returns a Server ready to Serve.
@@ -50,7 +51,8 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	lo := listener.Options{Name: o.Name, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
-		Logger: s.log}
+		SessionsPerClient: max(o.Limits.SessionsPerClient, 0), ConnectionRate: o.Limits.ConnectionRate,
+		StressSessions: max(o.Limits.StressSessions, 0), Logger: s.log}
 	for _, t := range o.ProxyProtocol.Trusted {
 		p, _ := listener.ParsePrefix(t) // checked by withDefaults
 		lo.ProxyTrusted = append(lo.ProxyTrusted, p)
@@ -130,11 +132,17 @@ func (h handler) Refuse(c net.Conn, why error) { h.s.refuse(c, why) }
 
 // refuse answers a connection the listener does not serve.
 func (s *Server) refuse(c net.Conn, why error) {
-	text := s.opts.Hostname + " Service shutting down"
-	if errors.Is(why, listener.ErrBusy) {
+	text, enh := s.opts.Hostname+" Service shutting down", "4.3.2"
+	switch {
+	case errors.Is(why, listener.ErrBusy):
 		text = s.opts.Hostname + " Too many sessions, try again later"
+	case errors.Is(why, listener.ErrClientBusy):
+		// Postfix: "421 4.7.0 host Error: too many connections from addr".
+		text, enh = s.opts.Hostname+" Too many sessions from your address, try again later", "4.7.0"
+	case errors.Is(why, listener.ErrClientRate):
+		text, enh = s.opts.Hostname+" Too many connections from your address, try again later", "4.7.0"
 	}
-	writeRaw(c, 421, "4.3.2", text)
+	writeRaw(c, 421, enh, text)
 	c.Close()
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -212,6 +213,9 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		return e
 	}
 	o := &cs.srv.opts
+	// The upstream waits, in the transaction, while the message arrives and the plugins run.
+	stopKeepalive := sync.OnceFunc(cs.keepUpstreamAlive())
+	defer stopKeepalive()
 	sp, err := cs.mf.Receive(r)
 	if err != nil {
 		return cs.countError(s.receiveError(err))
@@ -223,6 +227,7 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		mi.Trace = []mailflow.HeaderField{{Name: "Received", Value: s.received(time.Now())}}
 	}
 	out, err := cs.mf.Message(sp, mi)
+	stopKeepalive()
 	if err != nil {
 		cs.log().Error("indexing message failed", "txn", t.id, "err", err)
 		return cs.countError(localError())

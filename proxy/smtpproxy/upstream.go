@@ -358,3 +358,52 @@ func (w *progressWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// keepUpstreamAlive sends NOOP to the upstream every Limits.UpstreamKeepalive while the relay receives a message
+// and its plugins run, so that an upstream which drops silent clients (Postfix's smtpd_timeout, 300 s and 10 s
+// under stress) still holds the transaction when the message is ready to go. RFC 5321 allows NOOP at any point of
+// a transaction. A NOOP that fails marks the connection dead, and the message then gets a temporary error rather
+// than a later failure half way through its content. It returns the function that stops the keep-alive and waits
+// for a NOOP in flight to finish.
+func (cs *connState) keepUpstreamAlive() (stop func()) {
+	every := cs.srv.opts.Limits.UpstreamKeepalive
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-cs.ctx.Done():
+				return
+			case <-t.C:
+			}
+			cs.upMu.Lock()
+			up := cs.up
+			if up == nil || up.dead != nil {
+				cs.upMu.Unlock()
+				return
+			}
+			err := up.c.Noop()
+			if err != nil {
+				up.fail(err)
+			}
+			cs.upMu.Unlock()
+			cs.srv.stats.keepalives.Add(1)
+			if err != nil {
+				cs.log().Warn("upstream keep-alive failed", "err", err)
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
+}
