@@ -50,7 +50,8 @@ func run(listen, upstream string, plugins bool, sessions int, size int64, cpupro
 		Address:  listen,
 		Hostname: "relay.bench",
 		Upstream: upstream,
-		Limits:   smtpproxy.Limits{Sessions: sessions, MessageSize: size},
+		// Every benchmark client comes from one address and holds its session idle: no per-client cap, no stress.
+		Limits: smtpproxy.Limits{Sessions: sessions, MessageSize: size, SessionsPerClient: -1, StressSessions: -1},
 		Logger:   log,
 	}
 	if plugins {
