@@ -52,7 +52,7 @@ func run(listen, upstream string, plugins bool, sessions int, size int64, cpupro
 		Upstream: upstream,
 		// Every benchmark client comes from one address and holds its session idle: no per-client cap, no stress.
 		Limits: smtpproxy.Limits{Sessions: sessions, MessageSize: size, SessionsPerClient: -1, StressSessions: -1},
-		Logger:   log,
+		Logger: log,
 	}
 	if plugins {
 		m, err := firstPartyPolicy()
