@@ -1,10 +1,13 @@
 # demo.hcl: the configuration `make run` starts.
 #
-# An SMTP listener on 127.0.0.1:2525 whose upstream is the embedded server (it stores every message it receives
-# as an .eml file), and the first-party plugins built by `make plugins`. Try it:
+# An SMTP listener on 127.0.0.1:2525 and a submission listener on 127.0.0.1:2587, both with STARTTLS, whose
+# upstream is the embedded server (it stores every message it receives as an .eml file and knows two test users,
+# alice@example.com and bob@example.com), and the first-party plugins built by `make plugins`. Try it:
 #
 #   make run
 #   swaks --server 127.0.0.1:2525 --from someone@other.test --to alice@example.com   # tagged as external
+#   swaks --server 127.0.0.1:2587 --tls --auth-user alice@example.com --auth-password alice-test-password \
+#     --from alice@example.com --to someone@other.test
 #   postern explain -config policies/demo.hcl -from a@other.test -rcpt alice@example.com some.eml
 #
 # Paths are relative to this file.
@@ -27,6 +30,23 @@ listener "smtp" "demo" {
   limits {
     message_size = "25MiB"
     recipients   = 50
+  }
+  # A self-signed certificate made at the first start in state_dir/tls, for trying STARTTLS. TEST ONLY: no
+  # client can verify it; in production give cert and key instead.
+  tls {
+    test_certificate = true
+  }
+}
+
+# Submission (mail from your own users): AUTH is relayed to the embedded upstream's test users, and offered only
+# after STARTTLS.
+listener "submission" "submission" {
+  address  = "127.0.0.1:2587"
+  upstream = "embedded"
+  result_headers  = true
+  received_header = true
+  tls {
+    test_certificate = true
   }
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/smtpproxy"
 )
@@ -198,13 +199,21 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		if d.audit != nil {
 			opts.Audit = d.audit
 		}
+		if l.TLS.TestCertificate && l.TLS.Mode != "none" {
+			made, err := listener.EnsureTestCertificate(l.TLS.Cert, l.TLS.Key, hostname)
+			if err != nil {
+				return nil, lerr(err)
+			}
+			logger.Warn("listener uses a self-signed TEST certificate: clients cannot verify it; not for production",
+				"listener", l.Name, "cert", l.TLS.Cert, "made_now", made)
+		}
 		if l.Upstream == config.UpstreamEmbedded {
 			dir, err := embeddedDir(cfg.StateDir, l.Name)
 			if err != nil {
 				return nil, lerr(err)
 			}
 			e, err := embedsmtp.New(embedsmtp.Options{Dir: dir, MaxMessageBytes: max(l.Limits.MessageSize, 64<<20),
-				Logger: logger.With("listener", l.Name)})
+				Users: embedsmtp.TestUsers, Logger: logger.With("listener", l.Name)})
 			if err != nil {
 				return nil, lerr(err)
 			}

@@ -103,6 +103,10 @@ type TLS struct {
 	Mode string // "none" (default without a tls block), "starttls" (default with one) or "implicit"
 	Cert string // PEM certificate chain file
 	Key  string // PEM private key file
+	// TestCertificate: Cert and Key are a self-signed pair in StateDir/tls, made at the first start if missing
+	// (listener.EnsureTestCertificate). For demonstrations and tests only.
+	TestCertificate bool
+	Range           hcl.Range // the tls block
 }
 
 // UpstreamTLS is the TLS Postern speaks to the upstream server.

@@ -111,7 +111,8 @@ var listenerSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "upstream_tls"}, {Type: "limits"}, {Type: "proxy_protocol"}},
 }
 
-var tlsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cert"}, {Name: "key"}, {Name: "mode"}}}
+var tlsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cert"}, {Name: "key"}, {Name: "mode"},
+	{Name: "test_certificate"}}}
 
 var upstreamTLSSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "mode"}, {Name: "ca_file"}, {Name: "server_name"}, {Name: "verify"},
@@ -210,6 +211,7 @@ type loader struct {
 	addresses         map[string]hcl.Range            // listener address → where
 	singles           map[string]hcl.Range            // top-level settings that may be given once → where
 	quarantineDefault []*Listener                     // listeners whose quarantine_dir defaults from state_dir
+	testCerts         []*Listener                     // listeners with test_certificate, given their files in finish
 	// lenient goes on past syntax errors with what the parser recovered (ControlSocket).
 	lenient bool
 }
@@ -376,6 +378,17 @@ func (l *loader) finish() {
 		if cfg.StateDir != "" {
 			ln.QuarantineDir = filepath.Join(cfg.StateDir, "quarantine")
 		}
+	}
+	for _, ln := range l.testCerts {
+		if cfg.StateDir == "" {
+			l.add(errorf(ln.TLS.Range, "No place for the test certificate", "test_certificate keeps the "+
+				"certificate it makes in state_dir/tls: set state_dir, or give cert and key."))
+			continue
+		}
+		ln.TLS.Cert = filepath.Join(cfg.StateDir, "tls", "test-cert.pem")
+		ln.TLS.Key = filepath.Join(cfg.StateDir, "tls", "test-key.pem")
+		// `postern run` says at every start that the certificate is for testing; `check` stays quiet, so that
+		// the demonstration's configuration checks clean.
 	}
 	used := map[string]bool{}
 	for _, p := range cfg.Policies {
@@ -546,10 +559,22 @@ func (l *loader) tls(b *hcl.Block, ln *Listener) {
 	c, diags := b.Body.Content(tlsSchema)
 	l.add(diags...)
 	ln.TLS.Mode = "starttls"
+	ln.TLS.Range = b.DefRange
 	if a := c.Attributes["mode"]; a != nil {
 		ln.TLS.Mode = l.oneOf(a, "starttls", "implicit", "none")
 	}
 	cert, key := c.Attributes["cert"], c.Attributes["key"]
+	l.boolean(c.Attributes["test_certificate"], &ln.TLS.TestCertificate)
+	if ln.TLS.TestCertificate {
+		if cert != nil || key != nil {
+			l.add(errorf(b.DefRange, "Certificate given twice", "Set either test_certificate or cert and key."))
+			return
+		}
+		if ln.TLS.Mode != "none" {
+			l.testCerts = append(l.testCerts, ln)
+		}
+		return
+	}
 	if cert != nil {
 		ln.TLS.Cert = l.path(cert)
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -33,8 +35,17 @@ type Options struct {
 	Hostname string
 	// MaxMessageBytes is the largest message accepted (default 64 MiB); it is advertised as SIZE.
 	MaxMessageBytes int64
+	// Users, when set, are the accounts AUTH PLAIN accepts (user → password). Mail is accepted without AUTH
+	// too: the server is a sink, AUTH is there so that a relay's AUTH can be tried against it.
+	Users map[string]string
 	// Logger receives one line per stored message; nil uses slog.Default().
 	Logger *slog.Logger
+}
+
+// TestUsers are the accounts of the demonstration: well known, so never a real mailbox's.
+var TestUsers = map[string]string{
+	"alice@example.com": "alice-test-password",
+	"bob@example.com":   "bob-test-password",
 }
 
 // Server is the embedded upstream. It serves in-process connections made with Dial and, optionally, a real
@@ -72,6 +83,8 @@ func New(opts Options) (*Server, error) {
 	srv.MaxMessageBytes = opts.MaxMessageBytes
 	srv.MaxLineLength = 1 << 20
 	srv.EnableSMTPUTF8 = true
+	// The connections are in-process (or a loopback port for tools): AUTH needs no TLS to protect it.
+	srv.AllowInsecureAuth = true
 	srv.ReadTimeout = 5 * time.Minute
 	srv.WriteTimeout = 5 * time.Minute
 	srv.ErrorLog = slogLogger{s.log}
@@ -112,8 +125,38 @@ func (s *Server) Close() error {
 
 type session struct {
 	s     *Server
+	user  string
 	from  string
 	rcpts []string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+// AuthMechanisms offers PLAIN when there are Users.
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.opts.Users == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+// Auth checks a PLAIN exchange against Users.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain || ss.s.opts.Users == nil {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		want, ok := ss.s.opts.Users[user]
+		if !ok || (identity != "" && identity != user) ||
+			subtle.ConstantTimeCompare([]byte(want), []byte(pass)) != 1 {
+			ss.s.log.Info("authentication failed", "user", user)
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+				Message: "Authentication credentials invalid"}
+		}
+		ss.user = user
+		ss.s.log.Info("authenticated", "user", user)
+		return nil
+	}), nil
 }
 
 func (ss *session) Reset()        { ss.from, ss.rcpts = "", nil }
@@ -136,7 +179,7 @@ func (ss *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Could not store the message"}
 	}
 	ss.s.log.Info("message stored", "id", id, "file", path, "from", ss.from, "rcpts", ss.rcpts,
-		"size", size, "sha256", sum)
+		"size", size, "sha256", sum, "auth_user", ss.user)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: stored as " + id}
 }
 

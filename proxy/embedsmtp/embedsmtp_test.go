@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/embedsmtp"
 )
@@ -123,5 +124,40 @@ func TestErrors(t *testing.T) {
 	s.Close()
 	if _, err := s.Dial(context.Background()); err == nil {
 		t.Fatal("Dial after Close succeeded")
+	}
+}
+
+func TestAuthAgainstUsers(t *testing.T) {
+	s, err := embedsmtp.New(embedsmtp.Options{Dir: t.TempDir(), Users: embedsmtp.TestUsers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for pass, ok := range map[string]bool{"alice-test-password": true, "wrong": false} {
+		conn, err := s.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := smtp.NewClient(conn)
+		err = c.Auth(sasl.NewPlainClient("", "alice@example.com", pass))
+		c.Close()
+		if (err == nil) != ok {
+			t.Errorf("password %q: %v", pass, err)
+		}
+	}
+	// Without Users, no AUTH is offered.
+	plain, err := embedsmtp.New(embedsmtp.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	conn, _ := plain.Dial(context.Background())
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	if err := c.Hello("test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.Extension("AUTH"); ok {
+		t.Error("AUTH offered without users")
 	}
 }

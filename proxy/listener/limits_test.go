@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 )
@@ -175,5 +176,35 @@ func TestReadDeadlinesStress(t *testing.T) {
 	d.SetPhase(PhaseCommand)
 	if d.Timeout() != 10*time.Second {
 		t.Fatal(d.Timeout())
+	}
+}
+
+func TestEnsureTestCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := dir+"/tls/cert.pem", dir+"/tls/key.pem"
+	made, err := EnsureTestCertificate(cert, key, "mail.example.test")
+	if err != nil || !made {
+		t.Fatalf("first start: %v %v", made, err)
+	}
+	c, err := LoadCertificates(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := c.GetCertificate(nil)
+	if leaf.Leaf.Subject.CommonName != TestCertificateName || leaf.Leaf.VerifyHostname("mail.example.test") != nil ||
+		leaf.Leaf.VerifyHostname("127.0.0.1") != nil {
+		t.Fatalf("certificate %v %v", leaf.Leaf.Subject, leaf.Leaf.DNSNames)
+	}
+	if st, _ := os.Stat(key); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", st.Mode())
+	}
+	// Kept: the second start uses the same pair.
+	if made, err := EnsureTestCertificate(cert, key); err != nil || made {
+		t.Fatalf("second start: %v %v", made, err)
+	}
+	// Something unusable in its place is not overwritten.
+	os.WriteFile(cert, []byte("not a certificate"), 0o644)
+	if _, err := EnsureTestCertificate(cert, key); err == nil {
+		t.Fatal("an unusable file was replaced silently")
 	}
 }

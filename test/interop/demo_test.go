@@ -42,14 +42,17 @@ func readmeCommands(t *testing.T) []string {
 	return cmds
 }
 
-// TestReadmeDemo runs `postern run` on policies/demo.hcl (on a free port) and the README's swaks commands against
-// it: the clean message is relayed to the embedded upstream with the subject marked, and the EICAR message is
-// refused with a 554 and stored nowhere.
+// TestReadmeDemo runs `postern run` on policies/demo.hcl (on free ports) and the README's swaks commands against
+// it: the clean message is relayed to the embedded upstream with the subject marked, the EICAR message is
+// refused with a 554 and stored nowhere, the message over STARTTLS goes through under the test certificate made
+// at start, and submission authenticates against the embedded upstream's test users after STARTTLS (and not
+// before it, nor with a wrong password).
 func TestReadmeDemo(t *testing.T) {
 	need(t, "swaks")
 	cmds := readmeCommands(t)
-	if len(cmds) != 3 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
-		!strings.HasPrefix(cmds[2], "swaks ") {
+	if len(cmds) != 5 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+		!strings.HasPrefix(cmds[2], "swaks ") || !strings.Contains(cmds[3], " --tls ") ||
+		!strings.Contains(cmds[4], " --auth-user ") {
 		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
 	}
 
@@ -72,11 +75,13 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	if !strings.Contains(string(demo), `"127.0.0.1:2525"`) {
-		t.Fatal("policies/demo.hcl no longer listens on 127.0.0.1:2525, as the README says")
+	subAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if !strings.Contains(string(demo), `"127.0.0.1:2525"`) || !strings.Contains(string(demo), `"127.0.0.1:2587"`) {
+		t.Fatal("policies/demo.hcl no longer listens on 127.0.0.1:2525 and 127.0.0.1:2587, as the README says")
 	}
 	cfg := filepath.Join(root, "policies", "demo.hcl")
-	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(demo), "127.0.0.1:2525", addr)), 0o644); err != nil {
+	ports := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", subAddr)
+	if err := os.WriteFile(cfg, []byte(ports.Replace(string(demo))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,12 +104,12 @@ func TestReadmeDemo(t *testing.T) {
 			t.Logf("postern log:\n%s", log.String())
 		}
 	})
-	if !waitListening(addr, exited) {
+	if !waitListening(addr, exited) || !waitListening(subAddr, exited) {
 		t.Fatalf("postern did not listen on %s:\n%s", addr, log.String())
 	}
 
 	sh := func(line string) (string, error) {
-		line = strings.ReplaceAll(line, "127.0.0.1:2525", addr)
+		line = ports.Replace(line)
 		line = strings.ReplaceAll(line, "/tmp/eicar.com", filepath.Join(root, "eicar.com"))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -137,7 +142,35 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("%d messages stored after the EICAR message, want still 1", len(files))
 	}
 
-	// The audit log has both decisions and an intact chain.
+	// STARTTLS with the test certificate made at start.
+	out, err = sh(cmds[3])
+	if err != nil || !strings.Contains(out, "TLS started") || !strings.Contains(out, "<~  250 2.0.0 Ok: stored as") {
+		t.Fatalf("message over STARTTLS: %v\n%s", err, out)
+	}
+	certPEM, err := os.ReadFile(filepath.Join(root, "build", "state", "tls", "test-cert.pem"))
+	if err != nil || !strings.Contains(string(certPEM), "BEGIN CERTIFICATE") {
+		t.Fatalf("no test certificate kept in state_dir/tls: %v", err)
+	}
+	// Submission: AUTH after STARTTLS, relayed to the embedded upstream's test users.
+	out, err = sh(cmds[4])
+	if err != nil || !strings.Contains(out, "<~  235 2.0.0 Authentication succeeded") ||
+		!strings.Contains(out, "<~  250 2.0.0 Ok: stored as") {
+		t.Fatalf("submission with AUTH: %v\n%s", err, out)
+	}
+	if files, _ := filepath.Glob(filepath.Join(root, "build", "state", "mail", "submission", "*.eml")); len(files) != 1 {
+		t.Errorf("%d messages stored by the submission listener, want 1", len(files))
+	}
+	// A wrong password is refused by the upstream; without TLS, AUTH is not offered at all.
+	out, err = sh(strings.Replace(cmds[4], "alice-test-password", "wrong", 1))
+	if err == nil || !strings.Contains(out, "535 5.7.8") {
+		t.Errorf("wrong password: %v\n%s", err, out)
+	}
+	out, err = sh(strings.Replace(cmds[4], " --tls ", " ", 1))
+	if err == nil || strings.Contains(out, "235 ") {
+		t.Errorf("AUTH without TLS: %v\n%s", err, out)
+	}
+
+	// The audit log has every decision and an intact chain.
 	cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-exited:
@@ -145,7 +178,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "2 records") {
+	if err != nil || !strings.Contains(string(vout), "4 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }
