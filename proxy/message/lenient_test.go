@@ -279,5 +279,3 @@ func yencode(name string, data []byte) string {
 	fmt.Fprintf(&b, "\r\n=yend size=%d\r\n", len(data))
 	return b.String()
 }
-
-
