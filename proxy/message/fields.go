@@ -518,6 +518,9 @@ func parseParams(s string, problems []string) paramSet {
 				ps.ambig = append(ps.ambig, ambiguity{AmbiguousCharset, fmt.Sprintf("parameter %s* is in charset %q, which mail clients read differently", clip(baseName), clip(r.cs))})
 			}
 		}
+		if len(vals) == 0 {
+			continue // only unusable sections
+		}
 		val := vals[0]
 		if old, dup := ps.params[baseName]; dup && old != val {
 			ps.problems = append(ps.problems, fmt.Sprintf("parameters %s (%q) and %s* (%q) differ; %s* is used (RFC 2231)", clip(baseName), clip(old), clip(baseName), clip(val), clip(baseName)))
