@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -52,6 +53,10 @@ type blocked struct {
 func (b blocked) label() string {
 	if b.whole {
 		return "the message"
+	}
+	if len(b.part.Filenames) > 1 {
+		// Clients disagree on the name: show every one, the blocked one among them.
+		return printable(strings.Join(b.part.Filenames, " / "), 200)
 	}
 	if b.part.Filename != "" {
 		return printable(b.part.Filename, 200)
@@ -102,6 +107,12 @@ func guard(m *postern.Message) error {
 				// The message is nothing but the attachment (or it could not be inspected completely): there is
 				// nothing that can be removed to make it safe.
 				postern.Log(postern.LevelWarn, "the message itself is blocked and cannot be stripped; rejecting")
+				act = actionReject
+			}
+			if b.part.Derived != "" {
+				// Found by reading a part the way some clients do (a uuencoded block inside a text part, the
+				// message inside an encoded message/rfc822): the host cannot cut it out alone.
+				postern.Logf(postern.LevelWarn, "part %d is a %s reading and cannot be stripped; rejecting", b.part.ID, b.part.Derived)
 				act = actionReject
 			}
 		}
@@ -228,9 +239,28 @@ func strip(m *postern.Message, found []blocked, files []string) error {
 	return nil
 }
 
+// checkNames applies the name rule to every name a mail client may give the part's file (the host lists them
+// all when clients disagree: two filename parameters, name against filename, RFC 2231 readings), each reason
+// once.
+func checkNames(p postern.Part) []reason {
+	names := p.Filenames
+	if len(names) == 0 && p.Filename != "" {
+		names = []string{p.Filename}
+	}
+	var rs []reason
+	for _, n := range names {
+		for _, r := range checkName(n, cfg.extensions) {
+			if !slices.ContainsFunc(rs, func(o reason) bool { return o.Code == r.Code }) {
+				rs = append(rs, r)
+			}
+		}
+	}
+	return rs
+}
+
 // inspect applies every rule to one leaf part.
 func inspect(m *postern.Message, p postern.Part) ([]reason, error) {
-	rs := checkName(p.Filename, cfg.extensions)
+	rs := checkNames(p)
 	rs = append(rs, checkContentType(p.ContentType, cfg.contentTypes)...)
 	if len(cfg.sniff) == 0 && !cfg.archives {
 		return rs, nil
