@@ -49,8 +49,8 @@ type norm struct {
 	mailFrom, mailFromDomain, rcptCurrent, subject, from, fromDomain      string
 	limitExceeded                                                         string
 	tlsCipher, upstreamTLSVersion, upstreamTLSCipher                      string
-	rcpt, rcptDomains, malformed                                          []string
-	size                                                                  float64
+	rcpt, rcptDomains, malformed, ambiguous                               []string
+	size, attachments                                                     float64
 	tls                                                                   bool
 }
 
@@ -72,7 +72,8 @@ func (s *Scope) normalized() *norm {
 		upstreamTLSCipher: cty.NormalizeString(f.UpstreamTLSCipher),
 		size:              float64(f.Size), tls: f.TLSVersion != "",
 		rcpt: normalizeAll(f.Rcpt), rcptDomains: normalizeAll(rcptDomains(f.Rcpt)),
-		malformed: normalizeAll(f.Malformed),
+		malformed: normalizeAll(f.Malformed), ambiguous: normalizeAll(f.Ambiguous),
+		attachments: float64(f.Attachments),
 	}
 	s.norm = n
 	return n
@@ -110,6 +111,8 @@ var fastAttrs = map[string]fexpr{
 	"from_domain":          strAttr(func(n *norm) string { return n.fromDomain }),
 	"limit_exceeded":       strAttr(func(n *norm) string { return n.limitExceeded }),
 	"malformed":            {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().malformed }},
+	"ambiguous":            {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().ambiguous }},
+	"attachments":          {kind: cty.Number, n: func(s *Scope) float64 { return s.normalized().attachments }},
 	"tls":                  {kind: cty.Bool, b: func(s *Scope) bool { return s.normalized().tls }},
 	"size":                 {kind: cty.Number, n: func(s *Scope) float64 { return s.normalized().size }},
 	"rcpt":                 {kind: cty.List(cty.String), l: func(s *Scope) []string { return s.normalized().rcpt }},

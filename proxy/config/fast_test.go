@@ -37,6 +37,8 @@ var fastExprs = []string{
 	`msg.size == 0.5`,
 	`contains(msg.malformed, "unclosed-boundary") || msg.limit_exceeded == "depth-limit"`,
 	`length(msg.malformed) == 0`,
+	`msg.attachments > 0 && (length(msg.ambiguous) > 0 || length(msg.malformed) > 0)`,
+	`contains(msg.ambiguous, "boundary-choice")`,
 }
 
 // slowExprs are conditions the fast path leaves to hcl.
@@ -65,6 +67,8 @@ func factSets() []Facts {
 			Header: func(string) []string { return []string{"Outlook 16", "x"} }},
 		{Subject: "\u00c9COLE", ClientIP: "not an ip", Size: 1000, Malformed: []string{"unclosed-boundary"}},
 		{Malformed: []string{"bad-header", "depth-limit"}, LimitExceeded: "depth-limit"},
+		{Ambiguous: []string{"boundary-choice"}, Attachments: 2},
+		{Malformed: []string{"bad-encoding"}, Attachments: 1},
 	}
 }
 

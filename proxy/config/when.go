@@ -39,6 +39,8 @@ var msgAttrs = map[string]cty.Type{
 	"from_domain":          cty.String,
 	"malformed":            cty.List(cty.String),
 	"limit_exceeded":       cty.String,
+	"ambiguous":            cty.List(cty.String),
+	"attachments":          cty.Number,
 }
 
 // MsgType is the cty type of the `msg` variable.
@@ -71,6 +73,12 @@ type Facts struct {
 	// the order found; LimitExceeded is the limit that stopped indexing, or "". Message hook only.
 	Malformed     []string
 	LimitExceeded string
+	// Ambiguous lists the distinct kinds of the places where mail clients read the message differently
+	// ("duplicate-parameter", "boundary-choice", ...), in the order found. Message hook only.
+	Ambiguous []string
+	// Attachments counts the parts a mail client shows as files (named, attachment disposition, non-text, or
+	// found inside another part), every reading included. Message hook only.
+	Attachments int
 	// Header returns every value of a message header field, unfolded, trimmed and RFC 2047 decoded; nil outside
 	// the message hook, where header() is always "".
 	Header func(name string) []string
@@ -104,6 +112,8 @@ func (f *Facts) value() cty.Value {
 		"from_domain":          cty.StringVal(addrDomain(f.From)),
 		"malformed":            stringList(f.Malformed),
 		"limit_exceeded":       cty.StringVal(f.LimitExceeded),
+		"ambiguous":            stringList(f.Ambiguous),
+		"attachments":          cty.NumberIntVal(int64(f.Attachments)),
 	})
 }
 

@@ -279,3 +279,18 @@ func yencode(name string, data []byte) string {
 	fmt.Fprintf(&b, "\r\n=yend size=%d\r\n", len(data))
 	return b.String()
 }
+
+func TestAttachments(t *testing.T) {
+	for raw, want := range map[string]int{
+		"Subject: x\n\nplain text\n": 0,
+		"Content-Type: multipart/alternative; boundary=b\n\n--b\n\ntext\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n": 0,
+		"Content-Type: multipart/mixed; boundary=b\n\n--b\n\ntext\n--b\nContent-Type: application/pdf\n\n%PDF\n--b--\n":     1,
+		"Content-Type: text/plain\nContent-Disposition: attachment\n\nx\n":                                                  1,
+		"Content-Type: text/plain; name=a.txt\n\nx\n":                                                                       1,
+		"Content-Type: text/plain\n\nsee\n" + uuencode("a.exe", []byte("x")):                                                1,
+	} {
+		if got := mustParse(t, crlf(raw), Limits{}).Attachments(); got != want {
+			t.Errorf("%q: %d attachments, want %d", raw, got, want)
+		}
+	}
+}

@@ -212,6 +212,24 @@ func (m *Message) Ambiguities() []Defect { return m.ambig }
 // Ambiguous reports whether mail clients may read the message differently (see Part.Ambiguities).
 func (m *Message) Ambiguous() bool { return len(m.ambig) > 0 }
 
+// Attachments counts the parts a mail client shows as files, every reading included: leaf parts that name a file,
+// have an attachment disposition, are a uuencoded or yEnc block, or are neither text nor a message (an
+// unnamed application/octet-stream is still a file to save).
+func (m *Message) Attachments() int {
+	n := 0
+	for i := range m.parts {
+		p := &m.parts[i]
+		if p.Multipart || m.meta[i].container {
+			continue
+		}
+		if p.Filename != "" || p.Disposition == "attachment" || p.Derived == DerivedUUEncode || p.Derived == DerivedYEnc ||
+			!strings.HasPrefix(p.ContentType, "text/") && !strings.HasPrefix(p.ContentType, "message/") && !strings.HasPrefix(p.ContentType, "multipart/") {
+			n++
+		}
+	}
+	return n
+}
+
 // source returns the reader a part's ranges point into.
 func (m *Message) source(id int) io.ReaderAt {
 	if s := m.meta[id].src; s != nil {
