@@ -48,9 +48,16 @@ type Record struct {
 	Size       int64    `json:"size,omitempty"` // bytes as received
 	// SHA256In is the hex SHA-256 of the message as received; SHA256Out that of the message as sent on, present
 	// only when the policy changed it.
-	SHA256In      string `json:"sha256_in,omitempty"`
-	SHA256Out     string `json:"sha256_out,omitempty"`
-	ConfigVersion string `json:"config_version,omitempty"`
+	SHA256In  string `json:"sha256_in,omitempty"`
+	SHA256Out string `json:"sha256_out,omitempty"`
+	// Malformed lists the distinct kinds of the message's defects ("unclosed-boundary", "depth-limit", ...),
+	// Ambiguous those of the places where mail clients read it differently ("duplicate-parameter", ...), and
+	// LimitExceeded names the bound that kept it from being indexed completely: what the filters could not see
+	// for certain, kept with the decision.
+	Malformed     []string `json:"malformed,omitempty"`
+	Ambiguous     []string `json:"ambiguous,omitempty"`
+	LimitExceeded string   `json:"limit_exceeded,omitempty"`
+	ConfigVersion string   `json:"config_version,omitempty"`
 	// Action is the final action: accept, reject, tempfail, discard or quarantine.
 	Action string `json:"action,omitempty"`
 	// Reply is what the client was told.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-message/charset"
@@ -91,6 +92,17 @@ type Defect struct {
 	Part   int    // part id, or -1 for the message as a whole
 	Kind   string // one of the Kind constants
 	Detail string // a sentence for humans
+}
+
+// DefectKinds returns the distinct kinds of ds, in order.
+func DefectKinds(ds []Defect) []string {
+	var kinds []string
+	for _, d := range ds {
+		if !slices.Contains(kinds, d.Kind) {
+			kinds = append(kinds, d.Kind)
+		}
+	}
+	return kinds
 }
 
 // String returns "kind: detail".

@@ -59,6 +59,7 @@ func (cs *connState) record(t *txn, d *policy.Decision, reply *smtp.SMTPError) *
 		rec.Size = t.size
 		rec.SHA256In = t.sumIn
 		rec.SHA256Out = t.sumOut
+		rec.Malformed, rec.Ambiguous, rec.LimitExceeded = t.malformed, t.ambiguous, t.limit
 	}
 	if reply != nil {
 		rec.Reply = &audit.Reply{Code: reply.Code, Enhanced: enhanced(reply), Text: reply.Message}

@@ -35,6 +35,9 @@ type txn struct {
 	sumIn   string
 	sumOut  string
 	msgID   string
+	// What the parser flagged, for the audit record.
+	malformed, ambiguous []string
+	limit                string
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -240,6 +243,7 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		if ids := msg.HeaderValues(0, "Message-Id", false); len(ids) > 0 {
 			t.msgID = ids[0]
 		}
+		t.malformed, t.ambiguous, t.limit = message.DefectKinds(msg.Defects()), message.DefectKinds(msg.Ambiguities()), msg.LimitExceeded()
 	}
 
 	d := t.pending
