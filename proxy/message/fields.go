@@ -44,6 +44,7 @@ func (s *scanner) analyze(id int) {
 		s.defect(id, KindBadContentType, fmt.Sprintf("part %d has %d Content-Type fields; the first is used", id, len(cts)))
 	}
 	var ctReadings map[string][]string
+	var literal []string // names with RFC 2047 words left encoded, as readers that do not decode them show them
 	if len(cts) > 0 {
 		mv := parseMediaValue(cts[0], true)
 		if mv.value != "" {
@@ -51,6 +52,7 @@ func (s *scanner) analyze(id int) {
 		}
 		p.Params = mv.params
 		ctReadings = mv.readings
+		literal = append(literal, mv.literal["name"]...)
 		if len(mv.problems) > 0 {
 			s.defect(id, KindBadContentType, fmt.Sprintf("part %d: Content-Type %q: %s", id, clip(cts[0]), strings.Join(mv.problems, "; ")))
 		}
@@ -78,6 +80,7 @@ func (s *scanner) analyze(id int) {
 				meta.altTypes = append(meta.altTypes, alt.value)
 			}
 			ctReadings = mergeReadings(ctReadings, alt.readings)
+			literal = append(literal, alt.literal["name"]...)
 		}
 	}
 	p.Multipart = strings.HasPrefix(p.ContentType, "multipart/")
@@ -147,6 +150,8 @@ func (s *scanner) analyze(id int) {
 	}
 	for i, v := range cds {
 		mv := parseMediaValue(v, false)
+		literal = append(literal, mv.literal["filename"]...)
+		literal = append(literal, mv.literal["name"]...)
 		if i == 0 {
 			switch mv.value {
 			case "inline", "attachment", "":
@@ -178,9 +183,26 @@ func (s *scanner) analyze(id int) {
 	if len(names) > 0 {
 		p.Filename = names[0]
 		p.Filenames = names
+		// Two fields or parameters naming the file differently is malformed; one value that clients read two
+		// ways (quoting, RFC 2231 against plain) is only ambiguous.
+		var first []string
+		for _, rs := range [][]string{dReadings["filename"], ctReadings["name"], dReadings["name"]} {
+			if len(rs) > 0 {
+				if n := NormalizeFilename(rs[0]); n != "" && !slices.Contains(first, n) {
+					first = append(first, n)
+				}
+			}
+		}
+		if len(first) > 1 {
+			s.defect(id, KindBadHeader, fmt.Sprintf("part %d names its file both %q and %q; %q is used", id, first[0], first[1], first[0]))
+		}
 		if len(names) > 1 {
-			s.defect(id, KindBadHeader, fmt.Sprintf("part %d names its file both %q and %q; %q is used", id, names[0], names[1], names[0]))
 			s.ambiguity(id, AmbiguousNames, fmt.Sprintf("part %d names its file %s", id, clip(quoteAll(names))))
+		}
+		for _, l := range literal {
+			if n := NormalizeFilename(l); n != "" && !slices.Contains(p.Filenames, n) {
+				p.Filenames = append(p.Filenames, n)
+			}
 		}
 	}
 }
@@ -257,6 +279,7 @@ type mediaValue struct {
 	value    string              // lower-case type/subtype (or disposition type); "" if unusable
 	params   map[string]string   // lower-case names, decoded values (boundary kept raw): the reading RFC 2231 prefers
 	readings map[string][]string // every distinct reading of each parameter, params' first (see parseParams)
+	literal  map[string][]string // readings with RFC 2047 words left encoded
 	problems []string            // what is malformed, one sentence each
 	charsets []string            // unknown charsets named by RFC 2231 parameters
 	ambig    []ambiguity         // where mail clients read the parameters differently
@@ -278,13 +301,19 @@ func parseMediaValue(v string, ctype bool) mediaValue {
 		mv.value = mt
 	default:
 		mv.problems = append(mv.problems, strings.TrimPrefix(err.Error(), "mime: "))
-		mv.value = leadingType(strings.ToLower(strings.TrimSpace(base)), ctype)
+		tb := strings.TrimSpace(base)
+		mv.value = leadingType(strings.ToLower(tb), ctype)
 		if mv.value == "" && ctype {
 			mv.problems = append(mv.problems, "treated as text/plain (RFC 2045 §5.2)")
 		}
+		if tail := tb[len(mv.value):]; mv.value != "" && strings.Contains(tail, "=") && strings.TrimLeft(tail, " \t\r\n") != tail {
+			// "multipart/mixed boundary=x": the ';' is missing, and mail clients read the parameter anyway.
+			mv.problems = append(mv.problems, "no ';' before the first parameter")
+			rest = tail + ";" + rest
+		}
 	}
 	ps := parseParams(rest, mv.problems)
-	mv.params, mv.readings, mv.problems, mv.charsets, mv.ambig = ps.params, ps.readings, ps.problems, ps.charsets, ps.ambig
+	mv.params, mv.readings, mv.literal, mv.problems, mv.charsets, mv.ambig = ps.params, ps.readings, ps.literal, ps.problems, ps.charsets, ps.ambig
 	return mv
 }
 
@@ -334,6 +363,7 @@ type extParam struct {
 type paramSet struct {
 	params   map[string]string
 	readings map[string][]string
+	literal  map[string][]string // encoded words left as they are
 	problems []string
 	charsets []string
 	ambig    []ambiguity
@@ -398,11 +428,20 @@ func parseParams(s string, problems []string) paramSet {
 		name := strings.ToLower(strings.TrimSpace(s[:i]))
 		s = strings.TrimLeft(s[i+1:], " \t\r\n")
 		var val string
+		var other []string // readings other clients take of the same value
 		if strings.HasPrefix(s, `"`) {
 			var ok bool
+			whole := s
 			val, s, ok = quotedString(s)
 			if !ok {
 				ps.problems = append(ps.problems, fmt.Sprintf("parameter %s: missing closing quote", clip(name)))
+				// Python's email runs the value to the end of the field, with or without the quote.
+				rest := strings.TrimRight(whole, " \t\r\n")
+				other = append(other, rest[1:], rest)
+			} else if q := whole[:len(whole)-len(s)]; strings.Contains(q, `\`) {
+				// RFC 822 quoted-pairs: every backslash escapes the next character (Python), where MSIE
+				// and mime.ParseMediaType keep a backslash before an ordinary one (Windows paths).
+				other = append(other, strictUnquote(q))
 			}
 		} else {
 			end := strings.IndexByte(s, ';')
@@ -410,6 +449,10 @@ func parseParams(s string, problems []string) paramSet {
 				end = len(s)
 			}
 			val, s = strings.TrimSpace(s[:end]), s[end:]
+			if i := strings.IndexAny(val, " \t"); i > 0 {
+				// A token ends at white space for strict readers (Python, ripmime, munpack).
+				other = append(other, val[:i])
+			}
 		}
 		if name == "" {
 			ps.problems = append(ps.problems, "parameter without a name")
@@ -452,6 +495,9 @@ func parseParams(s string, problems []string) paramSet {
 		}
 		ps.params[name] = val
 		read(name, val)
+		for _, v := range other {
+			read(name, v)
+		}
 	}
 	slices.Sort(extOrder)
 	for _, baseName := range extOrder {
@@ -548,8 +594,17 @@ func parseParams(s string, problems []string) paramSet {
 		}
 		var out []string
 		for _, v := range vs {
-			if d := decodeWords(v); !slices.Contains(out, d) {
+			d := decodeWords(v)
+			if !slices.Contains(out, d) {
 				out = append(out, d)
+			}
+			if d != v && !slices.Contains(ps.literal[k], v) {
+				// Readers that do not decode encoded words in parameters (Python's compat32, munpack) show
+				// the word itself. Not an ambiguity: encoded words in names are what most clients write.
+				if ps.literal == nil {
+					ps.literal = map[string][]string{}
+				}
+				ps.literal[k] = append(ps.literal[k], v)
 			}
 		}
 		ps.readings[k] = out
@@ -583,6 +638,19 @@ func sortedKeys[K int | string, V any](m map[K]V) []K {
 // quotedString reads a quoted-string at the start of s. Like mime.ParseMediaType it keeps a backslash that
 // escapes an ordinary character (MSIE writes Windows paths unescaped). Without a closing quote the value ends
 // at the next ";" and ok is false.
+// strictUnquote reads a complete quoted-string the RFC 822 way: a backslash escapes whatever follows.
+func strictUnquote(q string) string {
+	q = q[1 : len(q)-1]
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		if q[i] == '\\' && i+1 < len(q) {
+			i++
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
 func quotedString(s string) (val, rest string, ok bool) {
 	var b strings.Builder
 	for i := 1; i < len(s); i++ {

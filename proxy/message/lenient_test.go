@@ -294,3 +294,24 @@ func TestAttachments(t *testing.T) {
 		}
 	}
 }
+
+// Header mistakes mail clients read through: a parameter without the ';' before it, a folded parameter whose
+// line lost its indentation.
+func TestLenientHeaders(t *testing.T) {
+	m := mustParse(t, crlf("Content-Type: multipart/mixed\n\tboundary=\"b\"\n\n--b\nContent-Type: image/png\n"+
+		"Content-Disposition: ;\n  filename=\"image001.png\"\n\nx\n--b--\n"), Limits{})
+	if len(m.Parts()) != 2 || m.Parts()[1].Filename != "image001.png" || !hasKind(m.Defects(), KindBadContentType) {
+		t.Errorf("missing ';': %d parts, defects %v", len(m.Parts()), m.Defects())
+	}
+	m = mustParse(t, crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: application/zip; x-unix-mode=0600;\n"+
+		"name=\"a.zip\"\nContent-Disposition: attachment; filename=\"a.zip\"\n\nx\n--b--\n"), Limits{})
+	p := m.Parts()[1]
+	if p.Filename != "a.zip" || p.Disposition != "attachment" || p.ContentType != "application/zip" || !hasKind(p.Defects, KindBadHeader) {
+		t.Errorf("unindented continuation: %q %q %q, defects %v", p.Filename, p.Disposition, p.ContentType, p.Defects)
+	}
+	// A line without a colon after a field that does not end with ';' still ends the header.
+	m = mustParse(t, crlf("Subject: x\nnot a field\n\nbody\n"), Limits{})
+	if got := rawOf(m, m.Parts()[0].Body); !strings.HasPrefix(got, "not a field") {
+		t.Errorf("body %q", got)
+	}
+}

@@ -286,6 +286,9 @@ func (s *scanner) headerLine(line []byte, start int64) {
 		s.appendHeader(line, start)
 	case fieldName(content) != nil:
 		s.appendHeader(line, start)
+	case brokenFold(s.hdr, content):
+		s.defect(p, KindBadHeader, fmt.Sprintf("line %d (offset %d) continues a field without being indented (the line before ends with ';'); read as a continuation, as mail clients do", s.line, start))
+		s.appendHeader(line, start)
 	case p == 0 && start == 0 && bytes.HasPrefix(content, []byte("From ")):
 		s.defect(p, KindBadHeader, "line 1 is an mbox \"From \" line, not a header field")
 		s.appendHeader(line, start)
@@ -573,6 +576,20 @@ func (s *scanner) finish() {
 	s.endChain(s.cur, -1, m.size)
 }
 
+// brokenFold reports whether content, a header line that is not a field, continues the last field of hdr
+// although it is not indented: that field's last line ends with ';' and content is a parameter ("name=...").
+func brokenFold(hdr, content []byte) bool {
+	if len(hdr) == 0 || len(content) == 0 || !isTokenChar(content[0]) {
+		return false
+	}
+	prev := bytes.TrimRight(hdr, " \t\r\n")
+	if !bytes.HasSuffix(prev, []byte(";")) {
+		return false
+	}
+	eq := bytes.IndexByte(content, '=')
+	return eq > 0 && bytes.IndexByte(content[:eq], ':') < 0
+}
+
 // fieldName returns the name of a header field line ("Name:" with optional white space before the colon,
 // RFC 5322 §4.5.3), or nil when the line is not a field.
 func fieldName(line []byte) []byte {
@@ -603,6 +620,7 @@ func (s *scanner) parseFields(id int) {
 	clean := true
 	cur := -1
 	reported8bit, reportedNUL := false, false
+	var unindented []int // offsets in buf of continuation lines that lack their indentation
 	for i := 0; i < len(buf); {
 		end := len(buf)
 		if j := bytes.IndexByte(buf[i:], '\n'); j >= 0 {
@@ -620,6 +638,10 @@ func (s *scanner) parseFields(id int) {
 			if name := fieldName(line); name != nil {
 				locs = append(locs, fieldLoc{name: string(name), r: Range{base + int64(i), base + int64(end)}})
 				cur = len(locs) - 1
+			} else if cur >= 0 && brokenFold(buf[:i], trimEOL(line)) {
+				locs[cur].r.End = base + int64(end)
+				unindented = append(unindented, i)
+				clean = false
 			} else {
 				clean = false
 				cur = -1
@@ -643,7 +665,14 @@ func (s *scanner) parseFields(id int) {
 	if !clean || buf[len(buf)-1] != '\n' {
 		input = make([]byte, 0, len(buf)+2)
 		for _, l := range locs {
-			input = append(input, buf[l.r.Start-base:l.r.End-base]...)
+			from, to := l.r.Start-base, l.r.End-base
+			for _, u := range unindented {
+				if int64(u) > from && int64(u) < to {
+					input = append(append(input, buf[from:u]...), ' ')
+					from = int64(u)
+				}
+			}
+			input = append(input, buf[from:to]...)
 			if input[len(input)-1] != '\n' {
 				input = append(input, '\r', '\n')
 			}
