@@ -279,7 +279,7 @@ func inspect(m *postern.Message, p postern.Part) ([]reason, error) {
 	head := make([]byte, headSize)
 	total, err := m.ReadPart(p.ID, postern.ModeDecoded, 0, head)
 	if errors.Is(err, postern.ErrDecode) {
-		// Undecodable content (broken base64, unknown encoding) cannot be sniffed; the name and type rules
+		// Undecodable content (an unknown transfer encoding) cannot be sniffed; the name and type rules
 		// above still apply, and the defect is the message parser's to report.
 		logDetail(postern.LevelDebug, "part %d: content cannot be decoded; not sniffed", p.ID)
 		return rs, nil

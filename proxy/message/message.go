@@ -282,7 +282,7 @@ func (m *Message) RawBody(id int) (*io.SectionReader, error) {
 var ErrInvalid = errors.New("invalid")
 
 // ErrDecode is wrapped by every error about content that cannot be decoded: unknown transfer encoding, unknown
-// charset, corrupt base64 or quoted-printable. The raw bytes are still readable with RawBody.
+// charset, a source that cannot be read. The raw bytes are still readable with RawBody.
 var ErrDecode = errors.New("cannot decode")
 
 // DecodeError says why a part's content cannot be decoded. It wraps ErrDecode.
