@@ -3,6 +3,7 @@ package message
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"io"
 )
 
@@ -22,79 +23,114 @@ var base64Value = func() (t [256]byte) {
 	return t
 }()
 
+// base64Bad is 1 for bytes outside the base64 alphabet, 0 for the 64 letters: eight lookups OR-ed test eight
+// bytes at once.
+var base64Bad = func() (t [256]byte) {
+	for i := range t {
+		if base64Value[i] == 0xff {
+			t[i] = 1
+		}
+	}
+	return t
+}()
+
+// cleanBase64Prefix returns the length of b's longest prefix of base64 letters, in steps of eight (the caller
+// looks at the rest one byte at a time).
+func cleanBase64Prefix(b []byte) int {
+	i := 0
+	for ; len(b)-i >= 8; i += 8 {
+		c := b[i : i+8 : i+8]
+		if base64Bad[c[0]]|base64Bad[c[1]]|base64Bad[c[2]]|base64Bad[c[3]]|base64Bad[c[4]]|base64Bad[c[5]]|base64Bad[c[6]]|base64Bad[c[7]] != 0 {
+			break
+		}
+	}
+	return i
+}
+
 // base64Reader decodes base64 leniently. Characters outside the alphabet are ignored (RFC 2045 §6.8: decoders
 // must ignore them). A '=' where padding may stand (after two or three characters of a group) ends the group,
 // and decoding goes on after it: Python's email package stops there, other readers (Thunderbird, uudeview)
 // carry on, and a filter must see the longer reading. A stray '=' elsewhere is ignored. Missing padding is
 // tolerated; one dangling character at the very end (6 bits, no byte) is dropped.
+//
+// It works a chunk at a time: the letters of a chunk are gathered and decoded in one call to the standard
+// library's decoder, so well-formed base64 costs little more than with encoding/base64 alone.
 type base64Reader struct {
-	r    *bufio.Reader
-	acc  uint32 // bits of the current group
-	n    int    // characters in acc
-	out  [3]byte
-	olen int // pending output bytes in out[oi:olen]
-	oi   int
-	err  error
+	r   io.Reader
+	in  []byte // the chunk read
+	q   []byte // letters gathered, not yet decoded (fewer than 4 between chunks)
+	out []byte // decoded, not yet returned: out[oi:]
+	oi  int
+	err error
 }
 
-func newBase64Reader(r io.Reader) *base64Reader {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReader(r)
-	}
-	return &base64Reader{r: br}
+// newBase64Reader decodes r, reading chunks of at most chunk bytes (at least 64, at most 32 KiB).
+func newBase64Reader(r io.Reader, chunk int) *base64Reader {
+	chunk = min(max(chunk, 64), 32<<10)
+	return &base64Reader{r: r, in: make([]byte, chunk), q: make([]byte, 0, chunk+4), out: make([]byte, 0, chunk*3/4+3)}
 }
 
 func (d *base64Reader) Read(p []byte) (int, error) {
-	w := 0
-	for w < len(p) {
-		if d.oi < d.olen {
-			k := copy(p[w:], d.out[d.oi:d.olen])
-			d.oi += k
-			w += k
-			continue
-		}
+	for d.oi >= len(d.out) {
 		if d.err != nil {
-			break
+			return 0, d.err
 		}
-		c, err := d.r.ReadByte()
-		if err != nil {
-			d.err = err
-			d.flush()
-			continue
-		}
-		v := base64Value[c]
-		if v == 0xff {
-			if c == '=' && d.n >= 2 {
-				d.flush()
-			}
-			continue
-		}
-		d.acc = d.acc<<6 | uint32(v)
-		d.n++
-		if d.n == 4 {
-			d.out[0], d.out[1], d.out[2] = byte(d.acc>>16), byte(d.acc>>8), byte(d.acc)
-			d.oi, d.olen = 0, 3
-			d.acc, d.n = 0, 0
-		}
+		d.fill()
 	}
-	if w == 0 && d.err != nil {
-		return 0, d.err
-	}
-	return w, nil
+	n := copy(p, d.out[d.oi:])
+	d.oi += n
+	return n, nil
 }
 
-// flush emits the bytes of a partial group (two characters are one byte, three are two).
-func (d *base64Reader) flush() {
-	switch d.n {
-	case 2:
-		d.out[0] = byte(d.acc >> 4)
-		d.oi, d.olen = 0, 1
-	case 3:
-		d.out[0], d.out[1] = byte(d.acc>>10), byte(d.acc>>2)
-		d.oi, d.olen = 0, 2
+func (d *base64Reader) fill() {
+	d.out, d.oi = d.out[:0], 0
+	n, err := d.r.Read(d.in)
+	in := d.in[:n]
+	q := d.q
+	for i := 0; i < len(in); {
+		if k := cleanBase64Prefix(in[i:]); k > 0 {
+			q = append(q, in[i:i+k]...)
+			i += k
+			continue
+		}
+		c := in[i]
+		i++
+		if base64Bad[c] == 0 {
+			q = append(q, c)
+		} else if c == '=' && len(q)%4 >= 2 {
+			d.q = q
+			d.decode(true)
+			q = d.q
+		}
 	}
-	d.acc, d.n = 0, 0
+	d.q = q
+	d.decode(err != nil)
+	if err != nil {
+		d.err = err
+	}
+}
+
+// decode decodes the complete groups gathered, and with final the partial one too.
+func (d *base64Reader) decode(final bool) {
+	full := len(d.q) / 4 * 4
+	rest := d.q[full:]
+	if final && len(rest) >= 2 {
+		full = len(d.q)
+		rest = nil
+	}
+	if full > 0 {
+		need := len(d.out) + base64.RawStdEncoding.DecodedLen(full)
+		if cap(d.out) < need {
+			d.out = append(d.out[:cap(d.out)], make([]byte, need-cap(d.out))...)[:len(d.out)]
+		}
+		// Non-strict decoding: the unused bits of a partial group need not be zero, as for every client.
+		n, _ := base64.RawStdEncoding.Decode(d.out[len(d.out):need], d.q[:full])
+		d.out = d.out[:len(d.out)+n]
+	}
+	if final {
+		rest = nil // a single dangling letter has no byte
+	}
+	d.q = append(d.q[:0], rest...)
 }
 
 // qpReader decodes quoted-printable as mail clients do (and as Python's quopri and Thunderbird agree): "=XX"

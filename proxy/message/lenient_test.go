@@ -1,9 +1,12 @@
 package message
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -313,5 +316,48 @@ func TestLenientHeaders(t *testing.T) {
 	m = mustParse(t, crlf("Subject: x\nnot a field\n\nbody\n"), Limits{})
 	if got := rawOf(m, m.Parts()[0].Body); !strings.HasPrefix(got, "not a field") {
 		t.Errorf("body %q", got)
+	}
+}
+
+// The chunked base64 decoder agrees with a byte-at-a-time reading of the same rules, whatever the chunk size
+// and wherever padding, junk and line breaks fall.
+func TestBase64ReaderChunks(t *testing.T) {
+	ref := func(in []byte) []byte {
+		var out, q []byte
+		flush := func() {
+			if len(q) >= 2 {
+				b, _ := base64.RawStdEncoding.DecodeString(string(q))
+				out = append(out, b...)
+			}
+			q = q[:0]
+		}
+		for _, c := range in {
+			switch {
+			case base64Bad[c] == 0:
+				q = append(q, c)
+				if len(q) == 4 {
+					flush()
+				}
+			case c == '=' && len(q) >= 2:
+				flush()
+			}
+		}
+		flush()
+		return out
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/==\r\n *!-"
+	for n := 0; n < 300; n++ {
+		in := make([]byte, rng.IntN(400))
+		for i := range in {
+			in[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		want := ref(in)
+		for _, chunk := range []int{64, 65, 100, 4096} {
+			got, err := io.ReadAll(newBase64Reader(bytes.NewReader(in), chunk))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("chunk %d, input %q: got %x (%v), want %x", chunk, in, got, err, want)
+			}
+		}
 	}
 }

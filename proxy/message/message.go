@@ -325,7 +325,7 @@ func (m *Message) Decoded(id int) (io.Reader, error) {
 	case "7bit", "8bit", "binary":
 		return raw, nil
 	case "base64":
-		return &decodeReader{part: id, r: newBase64Reader(bufio.NewReaderSize(raw, bufSize))}, nil
+		return &decodeReader{part: id, r: newBase64Reader(raw, bufSize)}, nil // reads in chunks of its own
 	case "quoted-printable":
 		return &decodeReader{part: id, r: newQPReader(bufio.NewReaderSize(raw, max(bufSize, 4096)))}, nil
 	}

@@ -80,6 +80,8 @@ type scanner struct {
 	lines    map[int]*lineState
 	blocks   []block
 	overflow bool // more blocks than MaxParts: the rest were not kept
+	lastID    int
+	lastState *lineState
 }
 
 // lineState is what the scanner learnt from the body lines of one part.
@@ -473,19 +475,17 @@ func (s *scanner) inspect(content []byte, start, n int64) {
 		s.overflow = true
 		return
 	}
-	if st == nil {
-		if s.lines == nil {
-			s.lines = map[int]*lineState{}
-		}
-		st = &lineState{}
-		s.lines[id] = st
-	}
+	st = s.lineStateOf(id)
 	s.blocks = append(s.blocks, block{part: id, kind: kind, name: name, start: start, end: -1})
 	st.open = len(s.blocks)
 }
 
-// inspectBase64 records base64 characters outside the alphabet and data after padding.
-func (s *scanner) inspectBase64(id int, content []byte) {
+// lineStateOf returns the line state of part id, remembering the last one asked for: the lines of one part
+// come one after the other.
+func (s *scanner) lineStateOf(id int) *lineState {
+	if s.lastState != nil && s.lastID == id {
+		return s.lastState
+	}
 	st := s.lines[id]
 	if st == nil {
 		if s.lines == nil {
@@ -494,7 +494,20 @@ func (s *scanner) inspectBase64(id int, content []byte) {
 		st = &lineState{}
 		s.lines[id] = st
 	}
-	for _, c := range content {
+	s.lastID, s.lastState = id, st
+	return st
+}
+
+// inspectBase64 records base64 characters outside the alphabet and data after padding.
+func (s *scanner) inspectBase64(id int, content []byte) {
+	st := s.lineStateOf(id)
+	i := 0
+	if !st.padded {
+		// Fast path: eight letters at a time (a letter after padding is the case the slow path reports).
+		i = cleanBase64Prefix(content)
+		st.quad = (st.quad + i) & 3
+	}
+	for _, c := range content[i:] {
 		if base64Value[c] != 0xff {
 			if st.padded && !st.dataPad {
 				st.dataPad = true
