@@ -77,9 +77,9 @@ type scanner struct {
 	budget   *int64 // bytes left for decoding content to index what is inside it
 	root     *Part  // see parse
 	// What the body lines of leaf parts showed: base64 oddities, uuencoded and yEnc blocks.
-	lines    map[int]*lineState
-	blocks   []block
-	overflow bool // more blocks than MaxParts: the rest were not kept
+	lines     map[int]*lineState
+	blocks    []block
+	overflow  bool // more blocks than MaxParts: the rest were not kept
 	lastID    int
 	lastState *lineState
 }
