@@ -270,6 +270,9 @@ func build() []Case {
 			mixed("x-uuencode", "Content-Type: application/zip; name=\"eicar.zip\"\r\nContent-Transfer-Encoding: x-uuencode\r\n", uuencode("eicar.zip", z))),
 		contentCase("uuencode-in-text", OffStandard, "a uuencoded block inside the text body",
 			[]byte(header+"Subject: uuencode in text\r\n\r\nThe file:\r\n\r\n"+uuencode("eicar.zip", z)+"\r\nbye\r\n")),
+		contentCase("uuencode-in-base64-text", OffStandard, "a uuencoded block inside a base64-encoded text body",
+			[]byte(header+"Subject: uuencode in base64 text\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"+
+				b64([]byte("The file:\r\n\r\n"+uuencode("eicar.zip", z)+"\r\nbye\r\n")))),
 		contentCase("yenc-in-text", OffStandard, "a yEnc block inside the text body",
 			[]byte(header+"Subject: yEnc in text\r\n\r\nThe file:\r\n"+yencode("eicar.zip", z)+"bye\r\n")),
 		contentCase("rfc822-base64", OffStandard, "a forwarded message/rfc822 in base64 (RFC 2046 forbids it; clients decode it)",

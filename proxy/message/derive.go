@@ -1,6 +1,7 @@
 package message
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -32,6 +33,11 @@ func (s *scanner) derive() error {
 		p := &m.parts[id]
 		if !p.Multipart && !m.meta[id].container && (p.ContentType == "message/rfc822" || p.ContentType == "message/global") {
 			if err := s.deriveDecoded(id); err != nil {
+				return err
+			}
+		}
+		if p.ContentType == "text/plain" && (p.Encoding == "base64" || p.Encoding == "quoted-printable") {
+			if err := s.deriveEncodedBlocks(id); err != nil {
 				return err
 			}
 		}
@@ -116,6 +122,101 @@ func (s *scanner) deriveBlock(b block) bool {
 		p.Filename, p.Filenames = n, []string{n}
 	}
 	return true
+}
+
+// deriveEncodedBlocks finds uuencoded and yEnc blocks in the decoded content of a base64 or quoted-printable
+// text part, as Thunderbird does. The content is scanned as it is decoded; only the blocks are kept, against
+// the decoded-bytes bound.
+func (s *scanner) deriveEncodedBlocks(id int) error {
+	m := s.m
+	r, err := m.Decoded(id)
+	if err != nil {
+		return nil
+	}
+	br := bufio.NewReaderSize(r, 4096)
+	var blk *bytes.Buffer
+	var kind, name string
+	flush := func() bool {
+		defer func() { blk = nil }()
+		if int64(blk.Len()) > *s.budget {
+			s.limit(KindDecodeLimit, id, fmt.Sprintf("the %s block in part %d passes the %d-byte limit on decoded content", kind, id, s.lim.MaxDecodedBytes))
+			return false
+		}
+		*s.budget -= int64(blk.Len())
+		s.ambiguity(id, AmbiguousEmbedded, fmt.Sprintf("part %d holds a %s block that mail clients show as a file", id, kind))
+		d := s.addDerived(id, kind)
+		if d < 0 {
+			return false
+		}
+		data := blk.Bytes()
+		q := &m.parts[d]
+		q.Header, q.Body = Range{0, 0}, Range{0, int64(len(data))}
+		q.ContentType, q.Disposition, q.Encoding = "application/octet-stream", "attachment", "x-uuencode"
+		if kind == DerivedYEnc {
+			q.Encoding = "x-yencode"
+		}
+		if n := NormalizeFilename(name); n != "" {
+			q.Filename, q.Filenames = n, []string{n}
+		}
+		m.meta[d].src = bytes.NewReader(data)
+		return true
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// Longer than any block line: not a begin or end line. Keep it if a block is open.
+			if blk != nil {
+				blk.Write(line)
+			}
+			for err == bufio.ErrBufferFull {
+				line, err = br.ReadSlice('\n')
+				if blk != nil {
+					blk.Write(line)
+				}
+			}
+			line = nil
+		}
+		content := bytes.TrimRight(line, "\r\n")
+		switch {
+		case blk != nil:
+			blk.Write(line)
+			if int64(blk.Len()) > *s.budget {
+				return s.flushOver(id, kind)
+			}
+			if kind == DerivedUUEncode && bytes.Equal(bytes.TrimRight(content, " \t"), []byte("end")) ||
+				kind == DerivedYEnc && bytes.HasPrefix(content, []byte("=yend")) {
+				if !flush() {
+					return nil
+				}
+			}
+		case len(content) > 6 && content[0] == 'b':
+			if n, ok := uuBegin(content); ok {
+				blk, kind, name = &bytes.Buffer{}, DerivedUUEncode, n
+				blk.Write(line)
+			}
+		case len(content) > 8 && content[0] == '=':
+			if n, ok := yBegin(content); ok {
+				blk, kind, name = &bytes.Buffer{}, DerivedYEnc, n
+				blk.Write(line)
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				return fmt.Errorf("message: decoding part %d: %w", id, err)
+			}
+			if blk != nil {
+				s.defect(id, KindBadEncoding, fmt.Sprintf("part %d: a %s block has no end line; it is read to the end of the part", id, kind))
+				flush()
+			}
+			return nil
+		}
+	}
+}
+
+// flushOver flags a block that passed the decoded-bytes bound.
+func (s *scanner) flushOver(id int, kind string) error {
+	s.limit(KindDecodeLimit, id, fmt.Sprintf("the %s block in part %d passes the %d-byte limit on decoded content", kind, id, s.lim.MaxDecodedBytes))
+	return nil
 }
 
 // deriveDecoded decodes a message/rfc822 part that has a transfer encoding (RFC 2046 forbids it, clients decode

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime/quotedprintable"
 	"slices"
 	"strings"
 	"testing"
@@ -97,6 +98,12 @@ func TestDerivedParts(t *testing.T) {
 		{"uuencode in text", "Content-Type: text/plain\n\nHello\n\n" + uuencode("evil.exe", []byte(zipHeader)) + "bye\n",
 			"evil.exe", DerivedUUEncode, AmbiguousEmbedded},
 		{"yenc in text", "Content-Type: text/plain\n\nHello\n" + yencode("evil.exe", []byte(zipHeader)) + "bye\n",
+			"evil.exe", DerivedYEnc, AmbiguousEmbedded},
+		{"uuencode in base64 text", "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n" +
+			base64.StdEncoding.EncodeToString([]byte("Hello\r\n\r\n"+uuencode("evil.exe", []byte(zipHeader))+"bye\r\n")) + "\n",
+			"evil.exe", DerivedUUEncode, AmbiguousEmbedded},
+		{"yenc in quoted-printable text", "Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n" +
+			qpEncode("Hello\r\n"+yencode("evil.exe", []byte(zipHeader))+"bye\r\n"),
 			"evil.exe", DerivedYEnc, AmbiguousEmbedded},
 		{"second boundary", "Content-Type: multipart/mixed; boundary=a; boundary=b\n\n--a\n\nnothing here\n--a--\n--b\n" +
 			"Content-Type: application/zip; name=evil.exe\nContent-Transfer-Encoding: base64\n\n" +
@@ -360,4 +367,12 @@ func TestBase64ReaderChunks(t *testing.T) {
 			}
 		}
 	}
+}
+
+func qpEncode(s string) string {
+	var b strings.Builder
+	w := quotedprintable.NewWriter(&b)
+	w.Write([]byte(s))
+	w.Close()
+	return b.String()
 }
