@@ -133,7 +133,7 @@ func (s *scanner) deriveEncodedBlocks(id int) error {
 	if err != nil {
 		return nil
 	}
-	br := bufio.NewReaderSize(r, 4096)
+	br := bufio.NewReaderSize(r, int(min(4096, m.parts[id].Body.Len()+16)))
 	var blk *bytes.Buffer
 	var kind, name string
 	flush := func() bool {
