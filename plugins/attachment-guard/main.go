@@ -54,9 +54,9 @@ func (b blocked) label() string {
 	if b.whole {
 		return "the message"
 	}
-	if len(b.part.Filenames) > 1 {
-		// Clients disagree on the name: show every one, the blocked one among them.
-		return printable(strings.Join(b.part.Filenames, " / "), 200)
+	if n := blockedName(b.part); n != "" && n != b.part.Filename {
+		// Clients disagree on the name, and the one blocked is not the first: show both.
+		return printable(b.part.Filename+" / "+n, 200)
 	}
 	if b.part.Filename != "" {
 		return printable(b.part.Filename, 200)
@@ -237,6 +237,16 @@ func strip(m *postern.Message, found []blocked, files []string) error {
 		return fmt.Errorf("adding the note: %w", err)
 	}
 	return nil
+}
+
+// blockedName returns the first of a part's candidate names that the name rule blocks, or "".
+func blockedName(p postern.Part) string {
+	for _, n := range p.Filenames {
+		if len(checkName(n, cfg.extensions)) > 0 {
+			return n
+		}
+	}
+	return ""
 }
 
 // checkNames applies the name rule to every name a mail client may give the part's file (the host lists them

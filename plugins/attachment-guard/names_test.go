@@ -26,7 +26,7 @@ func TestEveryCandidateName(t *testing.T) {
 		{"name against filename", "Content-Type: application/octet-stream; name=\"report.exe\"\nContent-Transfer-Encoding: base64\n" +
 			`Content-Disposition: attachment; filename="report.pdf"`, data, "report.pdf / report.exe"},
 		{"plain against RFC 2231", "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n" +
-			`Content-Disposition: attachment; filename="a.txt"; filename*=utf-8''a.scr`, data, "a.scr / a.txt"},
+			`Content-Disposition: attachment; filename="a.txt"; filename*=utf-8''a.scr`, data, "a.scr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := harness.Run(t, harness.Load(t, "{}"), msg(tc.fields, tc.body))

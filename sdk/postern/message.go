@@ -125,7 +125,8 @@ var (
 	partsValid bool
 )
 
-// Parts returns the message's parts in depth-first document order; Parts()[i].ID == i. The slice is shared
+// Parts returns the message's parts in depth-first document order, followed by the derived parts (other
+// readings of the same bytes that mail clients take; see Part.Derived); Parts()[i].ID == i. The slice is shared
 // within the call: do not modify it.
 func (*Message) Parts() ([]Part, error) {
 	if partsValid {
