@@ -258,11 +258,18 @@ func (s *scanner) deriveBoundary(id int, b string) error {
 		ct = "multipart/mixed"
 	}
 	root := &Part{ContentType: ct, Params: map[string]string{"boundary": b}}
+	start, size := p.Body.Start, p.Body.Len()
+	// Each structure is another scan of the body: a header with a thousand boundary parameters must not buy a
+	// thousand scans, so the bytes scanned count against the bound on decoded content.
+	if size > *s.budget {
+		s.limit(KindDecodeLimit, id, fmt.Sprintf("reading part %d with boundary %q passes the %d-byte limit on content read again for other readings", id, clip(b), s.lim.MaxDecodedBytes))
+		return nil
+	}
+	*s.budget -= size
 	lim, ok := s.subLimits(id, 0)
 	if !ok {
 		return nil
 	}
-	start, size := p.Body.Start, p.Body.Len()
 	sub, err := parse(io.NewSectionReader(m.source(id), start, size), size, lim, s.budget, root)
 	if err != nil {
 		return err

@@ -214,7 +214,7 @@ func mergeReadings(a, b map[string][]string) map[string][]string {
 	}
 	for k, vs := range b {
 		for _, v := range vs {
-			if !slices.Contains(a[k], v) {
+			if len(a[k]) < maxReadings && !slices.Contains(a[k], v) {
 				a[k] = append(a[k], v)
 			}
 		}
@@ -406,8 +406,9 @@ func parseParams(s string, problems []string) paramSet {
 	var exts map[string]*extParam
 	var extOrder []string
 	read := func(name, v string) {
-		if !slices.Contains(ps.readings[name], v) {
-			ps.readings[name] = append(ps.readings[name], v)
+		// Past maxReadings distinct values the parameter is ambiguous enough; more would only cost time.
+		if rs := ps.readings[name]; len(rs) < maxReadings && !slices.Contains(rs, v) {
+			ps.readings[name] = append(rs, v)
 		}
 	}
 	for {
@@ -616,6 +617,9 @@ func parseParams(s string, problems []string) paramSet {
 	}
 	return ps
 }
+
+// maxReadings bounds the readings kept per parameter (and so the candidate names per part and field).
+const maxReadings = 16
 
 // quoteAll quotes and comma-separates values for a defect's detail.
 func quoteAll(vs []string) string {

@@ -229,6 +229,17 @@ func TestDerivedBounds(t *testing.T) {
 			t.Errorf("%+v: part 0 incomplete %q", tc.lim, m.Parts()[0].Incomplete)
 		}
 	}
+	// A thousand boundary parameters do not buy a thousand scans of the body.
+	var hdr strings.Builder
+	hdr.WriteString("Content-Type: multipart/mixed; boundary=b0")
+	for i := 1; i < 1000; i++ {
+		fmt.Fprintf(&hdr, "; boundary=b%d", i)
+	}
+	raw := crlf(hdr.String() + "\n\n--b0\n\n" + strings.Repeat("x", 10<<10) + "\n--b0--\n")
+	m = mustParse(t, raw, Limits{MaxDecodedBytes: 100 << 10})
+	if m.LimitExceeded() != KindDecodeLimit || !hasKind(m.Ambiguities(), AmbiguousBoundary) {
+		t.Errorf("1000 boundaries: limit %q", m.LimitExceeded())
+	}
 	// Many uuencoded blocks stop at the part limit.
 	var b strings.Builder
 	b.WriteString("Content-Type: text/plain\r\n\r\n")

@@ -21,8 +21,10 @@ type Limits struct {
 	MaxDepth       int   // MIME nesting; default 32 (part 0 has depth 0)
 	MaxParts       int   // parts indexed; default 1000
 	MaxLineLength  int   // bytes per line incl. CRLF; default 64 KiB (RFC says 1000; real mail is worse)
-	// MaxDecodedBytes bounds the content decoded while indexing, at every level together: a message/rfc822
-	// part in base64 or quoted-printable is decoded to index the message inside it. Default 32 MiB.
+	// MaxDecodedBytes bounds the content decoded or read again while indexing other readings, at every level
+	// together: a message/rfc822 part in base64 or quoted-printable is decoded to index the message inside it, a
+	// uuencoded block in an encoded text part is kept, a multipart with a second boundary is scanned again.
+	// Default 32 MiB.
 	MaxDecodedBytes int64
 }
 
