@@ -136,10 +136,14 @@ func (s *scanner) deriveEncodedBlocks(id int) error {
 	br := bufio.NewReaderSize(r, int(min(4096, m.parts[id].Body.Len()+16)))
 	var blk *bytes.Buffer
 	var kind, name string
+	over := func() {
+		s.limit(KindDecodeLimit, id, fmt.Sprintf("the %s block in part %d passes the %d-byte limit on decoded content", kind, id, s.lim.MaxDecodedBytes))
+	}
+	// flush indexes the block read; false when a bound leaves no room for more.
 	flush := func() bool {
 		defer func() { blk = nil }()
 		if int64(blk.Len()) > *s.budget {
-			s.limit(KindDecodeLimit, id, fmt.Sprintf("the %s block in part %d passes the %d-byte limit on decoded content", kind, id, s.lim.MaxDecodedBytes))
+			over()
 			return false
 		}
 		*s.budget -= int64(blk.Len())
@@ -181,7 +185,8 @@ func (s *scanner) deriveEncodedBlocks(id int) error {
 		case blk != nil:
 			blk.Write(line)
 			if int64(blk.Len()) > *s.budget {
-				return s.flushOver(id, kind)
+				over()
+				return nil
 			}
 			if kind == DerivedUUEncode && bytes.Equal(bytes.TrimRight(content, " \t"), []byte("end")) ||
 				kind == DerivedYEnc && bytes.HasPrefix(content, []byte("=yend")) {
@@ -211,12 +216,6 @@ func (s *scanner) deriveEncodedBlocks(id int) error {
 			return nil
 		}
 	}
-}
-
-// flushOver flags a block that passed the decoded-bytes bound.
-func (s *scanner) flushOver(id int, kind string) error {
-	s.limit(KindDecodeLimit, id, fmt.Sprintf("the %s block in part %d passes the %d-byte limit on decoded content", kind, id, s.lim.MaxDecodedBytes))
-	return nil
 }
 
 // deriveDecoded decodes a message/rfc822 part that has a transfer encoding (RFC 2046 forbids it, clients decode

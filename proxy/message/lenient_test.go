@@ -229,6 +229,16 @@ func TestDerivedBounds(t *testing.T) {
 			t.Errorf("%+v: part 0 incomplete %q", tc.lim, m.Parts()[0].Incomplete)
 		}
 	}
+	// A uuencoded block in an encoded text part is kept in memory only within the bound.
+	text := crlf("Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n") +
+		base64.StdEncoding.EncodeToString([]byte("hi\r\n"+uuencode("evil.exe", bytes.Repeat([]byte("MZ"), 1000)))) + "\r\n"
+	if m := mustParse(t, text, Limits{}); find(m, "evil.exe") == nil || m.LimitExceeded() != "" {
+		t.Errorf("block in base64 text: limit %q", m.LimitExceeded())
+	}
+	if m := mustParse(t, text, Limits{MaxDecodedBytes: 500}); find(m, "evil.exe") != nil || m.LimitExceeded() != KindDecodeLimit ||
+		m.Parts()[0].Incomplete != KindDecodeLimit {
+		t.Errorf("block in base64 text past the bound: limit %q", m.LimitExceeded())
+	}
 	// A thousand boundary parameters do not buy a thousand scans of the body.
 	var hdr strings.Builder
 	hdr.WriteString("Content-Type: multipart/mixed; boundary=b0")
