@@ -95,7 +95,7 @@ func TestNoHeadersByDefault(t *testing.T) {
 // cannot be extended. The message was accepted: it is delivered with the other changes and without the banner,
 // not deferred for ever.
 func TestUndecodableBannerLeftOut(t *testing.T) {
-	const broken = "From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain\r\n" +
+	const broken = "From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain; charset=x-martian\r\n" +
 		"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n"
 	up := (&smtptest.Upstream{}).Start(t)
 	f := &testFilter{decide: func(h pluginhost.Hook, _ *pluginhost.Input) *policy.Decision {

@@ -62,7 +62,7 @@ func TestReadmeDemo(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "policies"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"eicar", "attachment-guard", "external-tag", "dlp"} {
+	for _, name := range []string{"eicar", "attachment-guard", "verdict", "external-tag", "dlp"} {
 		if err := os.Symlink(testplugins.Path(t, "plugins/"+name), filepath.Join(plugins, name+".wasm")); err != nil {
 			t.Fatal(err)
 		}
