@@ -149,8 +149,8 @@ func TestConfigGet(t *testing.T) {
 	}
 }
 
-// field returns field_get's value, or its error code as text.
-func field(h *harness, name string, index int) string {
+// fieldValue returns field_get's value, or its error code as text.
+func fieldValue(h *harness, name string, index int) string {
 	np, nl := h.str(name)
 	rc, v := h.get("field_get", np, nl, u(index))
 	if rc < 0 {
@@ -238,13 +238,13 @@ func TestFieldGet(t *testing.T) {
 		{HookMessage, &Input{Env: env, Msg: msg}, "command", 0, "-3"},
 	} {
 		h := newHarness(t, tc.hook, tc.in)
-		if got := field(h, tc.field, tc.index); got != tc.want {
+		if got := fieldValue(h, tc.field, tc.index); got != tc.want {
 			t.Errorf("%v: field_get(%q, %d) = %q, want %q", tc.hook, tc.field, tc.index, got, tc.want)
 		}
 	}
 	h := newHarness(t, HookConnect, nil)
 	h.st.beginInit(h.st.p)
-	if got := field(h, "protocol", 0); got != "-3" {
+	if got := fieldValue(h, "protocol", 0); got != "-3" {
 		t.Errorf("field_get in postern_init = %s, want -3", got)
 	}
 }
@@ -915,17 +915,17 @@ func TestEvasionFields(t *testing.T) {
 	if rc, v := h.getN("part_read", 16, 3, modeRaw, 0); rc != 4 || v != "MZ\r\n" {
 		t.Errorf("part_read(3, raw) = %d %q", rc, v)
 	}
-	if got := field(h, "message.ambiguous", 0); !strings.HasPrefix(got, message.AmbiguousParameter+": ") {
+	if got := fieldValue(h, "message.ambiguous", 0); !strings.HasPrefix(got, message.AmbiguousParameter+": ") {
 		t.Errorf("message.ambiguous[0] = %q", got)
 	}
-	if got := field(h, "message.ambiguous", len(msg.Ambiguities())); got != "-1" {
+	if got := fieldValue(h, "message.ambiguous", len(msg.Ambiguities())); got != "-1" {
 		t.Errorf("message.ambiguous past the end = %q", got)
 	}
-	if got := field(h, "message.limit_exceeded", 0); got != "" {
+	if got := fieldValue(h, "message.limit_exceeded", 0); got != "" {
 		t.Errorf("message.limit_exceeded = %q", got)
 	}
 	h = newHarness(t, HookConnect, &Input{Env: testEnvelope()})
-	if got := field(h, "message.ambiguous", 0); got != "-3" {
+	if got := fieldValue(h, "message.ambiguous", 0); got != "-3" {
 		t.Errorf("message.ambiguous at connect = %q", got)
 	}
 	// A reading past a bound: the part and the message say which.
@@ -939,7 +939,7 @@ func TestEvasionFields(t *testing.T) {
 	if got := pf(2, "incomplete"); got != message.KindDecodeLimit {
 		t.Errorf("incomplete = %q", got)
 	}
-	if got := field(h, "message.limit_exceeded", 0); got != message.KindDecodeLimit {
+	if got := fieldValue(h, "message.limit_exceeded", 0); got != message.KindDecodeLimit {
 		t.Errorf("message.limit_exceeded = %q", got)
 	}
 }
