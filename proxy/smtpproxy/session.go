@@ -35,7 +35,21 @@ type txn struct {
 
 var _ smtp.AuthSession = (*session)(nil)
 
-func (s *session) Logout() error { return nil }
+// Logout is called by go-smtp when the connection closes and when the client starts TLS. RFC 3207 §4.2: after
+// STARTTLS, all knowledge from before TLS is discarded, so a MAIL and RCPTs given in plain text (perhaps injected
+// by someone on the path) must not stay open upstream, where the next transaction, inside TLS, would fail as a
+// nested MAIL or, with a lenient upstream, keep the injected recipients. go-smtp does not call Reset then.
+func (s *session) Logout() error {
+	select {
+	case <-s.cs.client.closed:
+		// The session is over: serveConn closes the upstream connection.
+		s.txn = nil
+		return nil
+	default:
+	}
+	s.Reset()
+	return nil
+}
 
 // Reset ends the transaction: after RSET, after each message, after a new EHLO. An upstream transaction still
 // open (the message was refused or never sent) is reset too.

@@ -305,3 +305,45 @@ func TestSTARTTLSInjection(t *testing.T) {
 		}
 	}
 }
+
+const pyPlainTextThenTLS = `
+import smtplib, ssl, sys
+port, ca = sys.argv[1], sys.argv[2]
+s = smtplib.SMTP('127.0.0.1', int(port), local_hostname='client.test', timeout=20)
+s.ehlo()
+print('MAIL', s.docmd('MAIL FROM:<mallory@evil.test>'))
+print('RCPT', s.docmd('RCPT TO:<injected@evil.test>'))
+s.starttls(context=ssl.create_default_context(cafile=ca))
+s.ehlo()
+try:
+    s.sendmail('sender@example.org', ['rcpt@example.net'], open(sys.argv[3], 'rb').read())
+    print('SENT ok')
+except smtplib.SMTPException as e:
+    print('SENT failed', e)
+s.quit()
+`
+
+// TestSTARTTLSDiscardsEarlierEnvelope: a MAIL and RCPT given in plain text before STARTTLS are discarded when TLS
+// starts (RFC 3207 §4.2). smtp-sink, like Postfix, refuses a nested MAIL, so if they stayed open upstream the
+// message sent inside TLS would fail; and the injected recipient must not receive it.
+func TestSTARTTLSDiscardsEarlierEnvelope(t *testing.T) {
+	need(t, "smtp-sink", "python3")
+	cert := smtptest.NewCert(t, "localhost", "127.0.0.1")
+	s := startSink(t)
+	addr := startRelay(t, relayOptions("starttls", cert, s.addr))
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	out, err := python(t, pyPlainTextThenTLS, port, cert.CAFile, writeFile(t, "msg.eml", message("inside TLS")))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := lineAfter(out, "SENT "); got != "ok" {
+		t.Fatalf("message inside TLS: %s\n%s", got, out)
+	}
+	tr := s.wait(1)
+	if len(tr) != 1 {
+		t.Fatalf("smtp-sink has %d transactions, want 1", len(tr))
+	}
+	if strings.Contains(tr[0], "injected@evil.test") || strings.Contains(tr[0], "mallory@evil.test") {
+		t.Fatalf("the plain-text envelope reached the message sent inside TLS:\n%s", tr[0])
+	}
+}
