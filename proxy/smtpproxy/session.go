@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -20,6 +21,11 @@ import (
 type session struct {
 	cs  *connState
 	txn *txn
+
+	// bdat is closed when the Data call reading a BDAT transfer returns: go-smtp runs it on a goroutine of its
+	// own, and an RSET or EHLO between chunks aborts it (RFC 3030) while it may still be using the transaction.
+	bdatMu sync.Mutex
+	bdat   chan struct{}
 }
 
 // txn is one mail transaction, from MAIL FROM to the end of the message.
@@ -54,6 +60,13 @@ func (s *session) Logout() error {
 // Reset ends the transaction: after RSET, after each message, after a new EHLO. An upstream transaction still
 // open (the message was refused or never sent) is reset too.
 func (s *session) Reset() {
+	// go-smtp has closed the BDAT pipe by now, so a transfer in progress ends at once.
+	s.bdatMu.Lock()
+	running := s.bdat
+	s.bdatMu.Unlock()
+	if running != nil {
+		<-running
+	}
 	s.txn = nil
 	s.cs.setInTxn(false)
 	s.cs.upMu.Lock()
@@ -190,7 +203,20 @@ func (s *session) Data(r io.Reader) error {
 	cs.client.reads.SetPhase(listener.PhaseCommand)
 	defer cs.client.reads.SetPhase(listener.PhaseIdle)
 	var fast *dataStream
-	if _, bdat := r.(*io.PipeReader); !bdat && cs.plainText() && cs.client.fastDataReady() {
+	_, bdat := r.(*io.PipeReader)
+	if bdat {
+		done := make(chan struct{})
+		s.bdatMu.Lock()
+		s.bdat = done
+		s.bdatMu.Unlock()
+		defer func() {
+			s.bdatMu.Lock()
+			s.bdat = nil
+			s.bdatMu.Unlock()
+			close(done)
+		}()
+	}
+	if !bdat && cs.plainText() && cs.client.fastDataReady() {
 		// The relay reads the content itself (datareader.go); go-smtp's reader r is left to go-smtp.
 		fast = cs.client.beginData(cs.smtpSrv.MaxMessageBytes, cs.smtpSrv.MaxLineLength)
 		r = fast
@@ -286,7 +312,12 @@ func (s *session) receiveError(err error) *smtp.SMTPError {
 		cs.client.failReads.Store(true)
 		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 			Message: cs.srv.opts.Hostname + " Timeout while receiving the message, closing connection"})
-	case errors.Is(err, smtp.ErrDataReset), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, smtp.ErrDataReset):
+		// RSET or EHLO between BDAT chunks (RFC 3030 §4): the transaction is aborted and the session goes on.
+		// go-smtp does not send this reply.
+		cs.log().Info("message aborted by the client", "txn", s.txn.id)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message transfer aborted"}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		return cs.closing(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 			Message: "Message transfer aborted"})
 	}
