@@ -207,7 +207,7 @@ func (cs *connState) attachUpstream() *smtp.SMTPError {
 func (s *Server) newSMTPServer(cs *connState) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(cs.newSession))
 	srv.Domain = s.opts.Hostname
-	srv.ErrorLog = s.errLog
+	srv.ErrorLog = connErrorLog{cs}
 	srv.MaxMessageBytes = s.opts.Limits.MessageSize
 	srv.MaxRecipients = s.opts.Limits.Recipients
 	srv.MaxLineLength = s.opts.Limits.LineLength
@@ -237,6 +237,12 @@ func (s *Server) advertise(srv *smtp.Server, up *upstreamConn) {
 
 // newSession is go-smtp's Backend: it runs when the client says EHLO/HELO, and again after STARTTLS.
 func (cs *connState) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if strings.IndexByte(c.Hostname(), 0) >= 0 {
+		// Postfix refuses NUL in any command; the name would go into Received: and XCLIENT.
+		cs.log().Info("refused: NUL in EHLO")
+		return nil, cs.countError(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message: "Syntax: EHLO hostname"})
+	}
 	cs.mu.Lock()
 	cs.smtpConn = c
 	cs.helo = c.Hostname()

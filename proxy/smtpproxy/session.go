@@ -4,8 +4,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -90,6 +92,41 @@ func (cs *connState) usable(starting bool) *smtp.SMTPError {
 	return nil
 }
 
+// badAddress returns the reply for an address the relay does not pass on, as Postfix's smtpd refuses it: a
+// control character (NUL, a bare CR, which would also break the command line sent upstream) is a syntax error; a
+// non-ASCII address needs SMTPUTF8, which the client can only declare when the upstream offers it (advertise),
+// and must then be valid UTF-8 (RFC 6531 §3.3).
+func (cs *connState) badAddress(role, addr string, smtputf8 bool) *smtp.SMTPError {
+	ascii := true
+	for i := 0; i < len(addr); i++ {
+		switch c := addr[i]; {
+		case c < ' ' || c == 0x7f:
+			cs.log().Info("refused: control character in address", "role", role, "address", strconv.QuoteToASCII(addr))
+			if role == "sender" {
+				return cs.countError(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+					Message: "Bad sender address syntax"})
+			}
+			return cs.countError(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3},
+				Message: "Bad recipient address syntax"})
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	switch {
+	case ascii:
+		return nil
+	case !smtputf8:
+		cs.log().Info("refused: non-ASCII address without SMTPUTF8", "role", role, "address", strconv.QuoteToASCII(addr))
+		return cs.countError(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: "Must declare SMTPUTF8 to send unicode address"})
+	case !utf8.ValidString(addr):
+		cs.log().Info("refused: address is not valid UTF-8", "role", role, "address", strconv.QuoteToASCII(addr))
+		return cs.countError(&smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+			Message: "Malformed UTF-8 in address"})
+	}
+	return nil
+}
+
 func errUpstreamLost(cs *connState) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 		Message: cs.srv.opts.Hostname + " Lost connection to the upstream server, try again later"}
@@ -145,7 +182,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if e := cs.usable(true); e != nil {
 		return e
 	}
-	s.txn = &txn{id: newID(), started: time.Now(), from: from, utf8: opts != nil && opts.UTF8}
+	smtputf8 := opts != nil && opts.UTF8
+	if e := cs.badAddress("sender", from, smtputf8); e != nil {
+		return e
+	}
+	s.txn = &txn{id: newID(), started: time.Now(), from: from, utf8: smtputf8}
 	if cs.mf.Wants(pluginhost.HookMailFrom) {
 		in := s.input()
 		in.Env.Rcpts = nil
@@ -179,6 +220,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.txn == nil {
 		// go-smtp checks MAIL FROM first; this is a guard against a future change of that.
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL before RCPT"}
+	}
+	if e := cs.badAddress("recipient", to, s.txn.utf8); e != nil {
+		return e
 	}
 	if cs.mf.Wants(pluginhost.HookRcptTo) {
 		in := s.input()
