@@ -151,6 +151,10 @@ func (s *Server) serveConn(conn net.Conn) {
 	// Serve returned because the connection closed; Shutdown waits until go-smtp's handler has returned, so no
 	// callback is still using the upstream.
 	_ = cs.smtpSrv.Shutdown(context.Background())
+	if !cs.client.heard.Load() {
+		s.earlyDisconnects.Add(1)
+		cs.log().Debug("client left before saying anything", "client", cs.remote.String())
+	}
 	cancelDial()
 	cs.upMu.Lock()
 	if cs.up == nil && !cs.dialTaken {

@@ -30,21 +30,20 @@ func sequenceReply(p []byte) []byte {
 
 // connErrorLog is go-smtp's error log for one connection. go-smtp reports the error that ended a connection,
 // which for a client that connected and left without a word (a load balancer's health check, a port scan) is a
-// write or read error on a socket nobody will ever read again: that is counted and logged at debug level, not
-// as a warning.
+// write or read error on a socket nobody will ever read again: serveConn counts those sessions and logs them at
+// debug level, so they are not warnings here.
 type connErrorLog struct{ cs *connState }
 
-func (l connErrorLog) Printf(format string, v ...any) { l.report(format, v...) }
-func (l connErrorLog) Println(v ...any)               { l.report("%v", v...) }
-
-func (l connErrorLog) report(format string, v ...any) {
-	cs := l.cs
-	if !cs.client.heard.Load() {
-		cs.srv.earlyDisconnects.Add(1)
-		cs.log().Debug("client left before saying anything", "client", cs.remote.String())
-		return
+func (l connErrorLog) Printf(format string, v ...any) {
+	if l.cs.client.heard.Load() {
+		slogErrorLog{l.cs.log()}.Printf(format, v...)
 	}
-	slogErrorLog{cs.log()}.Printf(format, v...)
+}
+
+func (l connErrorLog) Println(v ...any) {
+	if l.cs.client.heard.Load() {
+		slogErrorLog{l.cs.log()}.Println(v...)
+	}
 }
 
 // EarlyDisconnects is the number of client connections that ended before the client sent anything (health checks

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -298,7 +298,11 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	o := &cs.srv.opts
 	sp, err := cs.mf.Receive(r)
 	if err != nil {
-		return cs.countError(s.receiveError(err))
+		reply, aborted := s.receiveError(err)
+		if !aborted {
+			s.refused(reply, 0)
+		}
+		return cs.countError(reply)
 	}
 	defer sp.Close()
 
@@ -309,7 +313,9 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	out, err := cs.mf.Message(sp, mi)
 	if err != nil {
 		cs.log().Error("indexing message failed", "txn", t.id, "err", err)
-		return cs.countError(localError())
+		reply := localError()
+		s.refused(reply, sp.Size())
+		return cs.countError(reply)
 	}
 	defer out.Close()
 	var reply *smtp.SMTPError
@@ -329,14 +335,37 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	}
 	out.RcptsAdded = t.added
 	out.Record(auditReply(reply))
-	cs.log().Info("message", "txn", t.id, "from", t.from, "rcpts", len(t.rcpts)+len(t.added), "size", out.Size,
-		"action", out.Action.String(), "reply", reply.Code, "text", reply.Message,
-		"duration", time.Since(t.started).Round(time.Microsecond))
+	s.logMessage(out.Size, out.Action, reply)
 	return reply
 }
 
-// receiveError maps a failure while receiving the message to the reply.
-func (s *session) receiveError(err error) *smtp.SMTPError {
+// logMessage writes the "message" log line that every message the client finished sending gets, whatever
+// became of it.
+func (s *session) logMessage(size int64, action pluginhost.Kind, reply *smtp.SMTPError) {
+	t := s.txn
+	s.cs.log().Info("message", "txn", t.id, "from", t.from, "rcpts", len(t.rcpts)+len(t.added), "size", size,
+		"action", action.String(), "reply", reply.Code, "text", reply.Message,
+		"duration", time.Since(t.started).Round(time.Microsecond))
+}
+
+// refused logs and records a message the relay refused before any policy decided on it (too large, a bare line
+// ending, a line too long, a timeout, a local error): the audit record is a message-stage decision of the relay
+// itself (no policy decided it), so that refusals can be counted from the audit log as from the log.
+func (s *session) refused(reply *smtp.SMTPError, size int64) {
+	action := pluginhost.Reject
+	if reply.Code/100 == 4 {
+		action = pluginhost.Tempfail
+	}
+	d := &policy.Decision{Hook: pluginhost.HookMessage, Action: action, Code: reply.Code, Enhanced: enhanced(reply),
+		Text: reply.Message}
+	in := s.input()
+	s.cs.mf.Record(in, d, auditReply(reply))
+	s.logMessage(size, action, reply)
+}
+
+// receiveError maps a failure while receiving the message to the reply; aborted is true when the client ended
+// the transfer itself (RSET between BDAT chunks, a closed connection), so that no one reads the reply.
+func (s *session) receiveError(err error) (reply *smtp.SMTPError, aborted bool) {
 	cs := s.cs
 	var bn *mailflow.BareNewlineError
 	var se *smtp.SMTPError
@@ -345,28 +374,29 @@ func (s *session) receiveError(err error) *smtp.SMTPError {
 	case errors.As(err, &bn):
 		cs.log().Info("message refused: bare line ending", "txn", s.txn.id, "what", bn.What, "offset", bn.Offset)
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-			Message: "Message refused: it contains a " + bn.What + "; SMTP lines must end with CRLF"}
+			Message: "Message refused: it contains a " + bn.What + "; SMTP lines must end with CRLF"}, false
 	case errors.Is(err, mailflow.ErrTooLarge):
-		return smtp.ErrDataTooLarge
+		return smtp.ErrDataTooLarge, false
 	case errors.As(err, &se):
-		return se
+		return se, false
 	case errors.Is(err, smtp.ErrTooLongLine):
-		return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}
+		return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 4, 0}, Message: "Line too long"}, false
 	case errors.As(err, &ne) && ne.Timeout():
 		cs.client.failReads.Store(true)
 		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-			Message: cs.srv.opts.Hostname + " Timeout while receiving the message, closing connection"})
+			Message: cs.srv.opts.Hostname + " Timeout while receiving the message, closing connection"}), false
 	case errors.Is(err, smtp.ErrDataReset):
 		// RSET or EHLO between BDAT chunks (RFC 3030 §4): the transaction is aborted and the session goes on.
 		// go-smtp does not send this reply.
 		cs.log().Info("message aborted by the client", "txn", s.txn.id)
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message transfer aborted"}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Message transfer aborted"}, true
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		cs.log().Info("message aborted: the client left", "txn", s.txn.id)
 		return cs.closing(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-			Message: "Message transfer aborted"})
+			Message: "Message transfer aborted"}), true
 	}
 	cs.log().Error("receiving message failed", "txn", s.txn.id, "err", err)
-	return localError()
+	return localError(), false
 }
 
 func localError() *smtp.SMTPError {

@@ -2,9 +2,14 @@ package smtpproxy_test
 
 import (
 	"fmt"
+	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/proxy/smtpproxy"
 	"github.com/postern/postern/proxy/smtpproxy/smtptest"
@@ -106,5 +111,94 @@ func TestSMTPUTF8Address(t *testing.T) {
 	c.Expect("RCPT TO:<zoë@example.net>", 250)
 	if m := up.Commands(); !slices.Contains(m, "RCPT TO:<zoë@example.net>") {
 		t.Fatalf("upstream commands: %q", m)
+	}
+}
+
+// logBuffer collects a relay's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestReceiveRefusalsRecorded: a message refused while it is received (too large, a bare LF) gets its "message"
+// log line and its audit record, like a message refused by a policy.
+func TestReceiveRefusalsRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name, data string
+		code       int
+	}{
+		{"too large", strings.Repeat("x", 2000) + "\r\n", 552},
+		{"bare LF", "Subject: x\r\n\r\nbare\nLF\r\n", 550},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := (&smtptest.Upstream{}).Start(t)
+			rec := &recorder{}
+			var logs logBuffer
+			addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Audit: rec, Logger: logs.logger(),
+				Limits: smtpproxy.Limits{MessageSize: 1000}})
+			c := hello(t, addr)
+			c.Expect("MAIL FROM:<a@example.org>", 250)
+			c.Expect("RCPT TO:<b@example.net>", 250)
+			c.Expect("DATA", 354)
+			c.Write(tc.data + ".\r\n")
+			c.Expect("", tc.code)
+			c.Expect("QUIT", 221)
+			recs := rec.records()
+			if len(recs) != 1 || recs[0].Hook != "message" || recs[0].Action != "reject" || recs[0].Reply == nil ||
+				recs[0].Reply.Code != tc.code || *recs[0].MailFrom != "a@example.org" {
+				t.Fatalf("audit records: %+v", recs)
+			}
+			if !regexpMatch(`msg=message .*action=reject reply=`+strconv.Itoa(tc.code), logs.String()) {
+				t.Fatalf("no message log line:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestSilentClientIsNotAWarning: a client that connects and leaves without a word (a load balancer's health
+// check), even with a reset, is counted and logged at debug level, not as a warning.
+func TestSilentClientIsNotAWarning(t *testing.T) {
+	up := (&smtptest.Upstream{}).Start(t)
+	var logs logBuffer
+	addr, srv := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Logger: logs.logger()})
+	for i, reset := range []bool{false, true, true} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reset {
+			// Read the greeting first, so the relay's next write meets the reset.
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			c.Read(make([]byte, 512))
+			c.(*net.TCPConn).SetLinger(0)
+		}
+		c.Close()
+		waitFor(t, func() bool { return srv.EarlyDisconnects() == uint64(i+1) })
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("a silent client was logged as a warning:\n%s", logs.String())
+	}
+	// A client that did say something and then broke off still counts as a session.
+	c := hello(t, addr)
+	c.Conn.Close()
+	time.Sleep(50 * time.Millisecond)
+	if n := srv.EarlyDisconnects(); n != 3 {
+		t.Fatalf("EarlyDisconnects = %d after a client that spoke, want 3", n)
 	}
 }
