@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
@@ -318,25 +319,43 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		return cs.countError(reply)
 	}
 	defer out.Close()
+	out.RcptsAdded = t.added
 	var reply *smtp.SMTPError
 	switch {
 	case out.Err != nil:
 		cs.log().Error("carrying out the policy's decision failed; deferring the message", "txn", t.id,
 			"action", out.Action.String(), "err", out.Err)
 		reply = cs.countError(localError())
+		out.Record(auditReply(reply))
 	case out.Action == pluginhost.Reject, out.Action == pluginhost.Tempfail:
 		reply = cs.countError(refusal(out.Decision))
+		out.Record(auditReply(reply))
 	case out.Action == pluginhost.Discard:
-		reply = accepted(t.id)
+		reply = s.acknowledge(out, accepted(t.id))
 	case out.Action == pluginhost.Quarantine:
 		reply = s.quarantined(out)
 	default:
-		reply = s.relay(out)
+		reply = s.relay(out) // records the outcome itself
 	}
-	out.RcptsAdded = t.added
-	out.Record(auditReply(reply))
 	s.logMessage(out.Size, out.Action, reply)
 	return reply
+}
+
+// acknowledge records a message the relay accepts without sending it on (discard, quarantine) and returns ok,
+// once the record is on disk: without it, the client is told to try again later (docs/AUDIT.md).
+func (s *session) acknowledge(out *mailflow.Outcome, ok *smtp.SMTPError) *smtp.SMTPError {
+	if err := out.RecordDurable(auditReply(ok)); err != nil {
+		s.cs.log().Error("audit record not written; deferring the message", "txn", s.txn.id, "err", err)
+		return s.cs.countError(auditUnavailable())
+	}
+	return ok
+}
+
+// auditUnavailable is the reply for a message whose audit record cannot be written (audit.UnavailableReply).
+func auditUnavailable() *smtp.SMTPError {
+	r := audit.UnavailableReply
+	ec, _ := parseEnhanced(r.Enhanced)
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: ec, Message: r.Text}
 }
 
 // logMessage writes the "message" log line that every message the client finished sending gets, whatever
@@ -418,10 +437,12 @@ func (s *session) quarantined(out *mailflow.Outcome) *smtp.SMTPError {
 	if d.Code >= 400 && d.Code < 600 {
 		if e := refusal(&policy.Decision{Hook: d.Hook, Action: codeAction(d.Code), Code: d.Code,
 			Enhanced: d.Enhanced, Text: d.Text}); e != nil {
-			return s.cs.countError(e)
+			e = s.cs.countError(e)
+			out.Record(auditReply(e))
+			return e
 		}
 	}
-	return accepted(s.txn.id)
+	return s.acknowledge(out, accepted(s.txn.id))
 }
 
 func codeAction(code int) pluginhost.Kind {
@@ -431,10 +452,20 @@ func codeAction(code int) pluginhost.Kind {
 	return pluginhost.Reject
 }
 
-// relay sends the message upstream, as the pipeline rendered it, and returns the upstream's reply.
-func (s *session) relay(out *mailflow.Outcome) *smtp.SMTPError {
+// relay sends the message upstream, as the pipeline rendered it, and returns the upstream's reply. It records the
+// outcome: before the message goes upstream, its decision is put on record (durably, with a durable audit log);
+// when that fails, the message is not sent and the client is told to try again later.
+func (s *session) relay(out *mailflow.Outcome) (reply *smtp.SMTPError) {
 	cs := s.cs
 	t := s.txn
+	var done func(audit.Reply)
+	defer func() {
+		if done != nil {
+			done(auditReply(reply))
+		} else {
+			out.Record(auditReply(reply))
+		}
+	}()
 	cs.upMu.Lock()
 	defer cs.upMu.Unlock()
 	up := cs.up
@@ -453,6 +484,14 @@ func (s *session) relay(out *mailflow.Outcome) *smtp.SMTPError {
 				Message: "Requested action aborted: a recipient required by policy was refused"})
 		}
 	}
+	out.RcptsAdded = t.added
+	d, err := out.Pending()
+	if err != nil {
+		// The upstream transaction is reset after the reply, so nothing is delivered.
+		cs.log().Error("audit record not written; deferring the message", "txn", t.id, "err", err)
+		return cs.countError(auditUnavailable())
+	}
+	done = d
 	w, err := up.c.Data()
 	if err != nil {
 		return cs.upstreamError("DATA", err)
@@ -468,7 +507,7 @@ func (s *session) relay(out *mailflow.Outcome) *smtp.SMTPError {
 		return cs.upstreamError("end of DATA", err)
 	}
 	up.inTxn = false
-	reply := parseReply(250, resp.StatusText)
+	reply = parseReply(250, resp.StatusText)
 	if reply.EnhancedCode == smtp.EnhancedCodeNotSet {
 		reply.EnhancedCode = smtp.EnhancedCode{2, 0, 0}
 	}
