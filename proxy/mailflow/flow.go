@@ -202,6 +202,18 @@ func (s *Session) Record(in *pluginhost.Input, d *policy.Decision, reply audit.R
 	s.record(in, d, audit.Facts{Reply: reply}, nil)
 }
 
+// RecordDurable appends the record of a stage decision and returns once it is on disk, when the auditor is a
+// DurableAuditor (otherwise it is Record). Front ends use it for a decision the client is told succeeded without
+// the upstream (a recipient discarded at RCPT TO); an error wraps audit.ErrNotRecorded.
+func (s *Session) RecordDurable(in *pluginhost.Input, d *policy.Decision, reply audit.Reply) error {
+	da, durable := s.flow.opts.Audit.(DurableAuditor)
+	if d == nil || !durable {
+		s.Record(in, d, reply)
+		return nil
+	}
+	return da.AppendDurable(s.newRecord(in, d, audit.Facts{Reply: reply}, nil))
+}
+
 // record appends a record; added, when not nil, replaces the recipients the decision added.
 func (s *Session) record(in *pluginhost.Input, d *policy.Decision, f audit.Facts, added *[]string) {
 	a := s.flow.opts.Audit

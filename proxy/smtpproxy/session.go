@@ -39,7 +39,17 @@ type txn struct {
 	utf8    bool // MAIL FROM had SMTPUTF8 (RFC 6531): plugins see it as field smtputf8
 	rcpts   []string
 	added   []string         // recipients the policy added at envelope stages
-	pending *policy.Decision // an envelope-stage discard or quarantine, carried out at the end of DATA
+	pending *policy.Decision // a MAIL FROM discard or quarantine, carried out at the end of DATA
+	// Recipients a RCPT TO decision took out of the delivery: acknowledged to the client, never given to the
+	// upstream. A discarded one is recorded at once; a quarantined one gets its copy at the end of DATA.
+	discarded int
+	held      []heldRcpt
+}
+
+// heldRcpt is a recipient whose copy of the message goes to the quarantine.
+type heldRcpt struct {
+	rcpt     string
+	decision *policy.Decision
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -178,6 +188,35 @@ func (s *session) envelopeDecision(in *pluginhost.Input, d *policy.Decision) *sm
 	return nil
 }
 
+// withhold carries out a discard or quarantine decided at RCPT TO, for that recipient only: the client is told
+// the recipient is accepted, the upstream never hears of it, and the other recipients get the message as usual. A
+// discarded recipient is on record (durably) before the client is told; a quarantined one gets its copy, and its
+// record, once the message has arrived.
+func (s *session) withhold(in *pluginhost.Input, d *policy.Decision, to string) error {
+	cs := s.cs
+	t := s.txn
+	if d.Action == pluginhost.Quarantine {
+		if cs.srv.opts.QuarantineDir == "" {
+			cs.log().Error("quarantine verdict but no quarantine directory configured; deferring the recipient",
+				"txn", t.id, "rcpt", to)
+			return cs.countError(localError())
+		}
+		t.held = append(t.held, heldRcpt{rcpt: to, decision: d})
+		cs.log().Info("recipient held for the quarantine", "txn", t.id, "rcpt", to)
+		return nil
+	}
+	// go-smtp's own reply to an accepted RCPT.
+	reply := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+		Message: "I'll make sure <" + to + "> gets this"}
+	if err := cs.mf.RecordDurable(in, d, auditReply(reply)); err != nil {
+		cs.log().Error("audit record not written; deferring the recipient", "txn", t.id, "rcpt", to, "err", err)
+		return cs.countError(auditUnavailable())
+	}
+	t.discarded++
+	cs.log().Info("recipient discarded by policy", "txn", t.id, "rcpt", to)
+	return nil
+}
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	cs := s.cs
 	if e := cs.usable(true); e != nil {
@@ -228,7 +267,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if cs.mf.Wants(pluginhost.HookRcptTo) {
 		in := s.input()
 		in.RcptCurrent = to
-		if e := s.envelopeDecision(in, cs.mf.Stage(pluginhost.HookRcptTo, in)); e != nil {
+		d := cs.mf.Stage(pluginhost.HookRcptTo, in)
+		if d.Action == pluginhost.Discard || d.Action == pluginhost.Quarantine {
+			return s.withhold(in, d, to)
+		}
+		if e := s.envelopeDecision(in, d); e != nil {
 			return e
 		}
 	}
@@ -307,6 +350,21 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	}
 	defer sp.Close()
 
+	if e := s.quarantineHeld(sp); e != nil {
+		s.logMessage(sp.Size(), pluginhost.Quarantine, e)
+		return e
+	}
+	if len(t.rcpts) == 0 && len(t.added) == 0 && t.pending == nil {
+		// Every recipient was discarded or quarantined: nothing goes upstream (the transaction there is reset).
+		action := pluginhost.Discard
+		if len(t.held) > 0 {
+			action = pluginhost.Quarantine
+		}
+		reply := accepted(t.id)
+		s.logMessage(sp.Size(), action, reply)
+		return reply
+	}
+
 	mi := mailflow.MessageInput{In: s.input(), ID: t.id, Pending: t.pending, RcptsAdded: t.added}
 	if o.ReceivedHeader {
 		mi.Trace = []mailflow.HeaderField{{Name: "Received", Value: s.received(time.Now())}}
@@ -339,6 +397,38 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	}
 	s.logMessage(out.Size, out.Action, reply)
 	return reply
+}
+
+// quarantineHeld stores the copy of each recipient held at RCPT TO in the quarantine, with its record (durably),
+// before anything is delivered to the others. A failure defers the whole message: the client sends it again, to
+// all its recipients.
+func (s *session) quarantineHeld(sp *mailflow.Spool) *smtp.SMTPError {
+	cs := s.cs
+	t := s.txn
+	for i, h := range t.held {
+		in := TransactionInput(cs.envelope(), t.from, t.utf8, []string{h.rcpt})
+		in.RcptCurrent = h.rcpt
+		out, err := cs.mf.Message(sp, mailflow.MessageInput{In: in, ID: t.id + "." + strconv.Itoa(i+1), Pending: h.decision})
+		if err != nil {
+			cs.log().Error("indexing message failed", "txn", t.id, "err", err)
+			return cs.countError(localError())
+		}
+		reply := accepted(t.id)
+		if out.Err != nil {
+			cs.log().Error("quarantining a recipient's copy failed; deferring the message", "txn", t.id,
+				"rcpt", h.rcpt, "err", out.Err)
+			reply = cs.countError(localError())
+			out.Record(auditReply(reply))
+		} else {
+			cs.log().Info("recipient's copy quarantined", "txn", t.id, "rcpt", h.rcpt, "quarantine_id", out.QuarantineID)
+			reply = s.acknowledge(out, reply)
+		}
+		out.Close()
+		if reply.Code != 250 {
+			return reply
+		}
+	}
+	return nil
 }
 
 // acknowledge records a message the relay accepts without sending it on (discard, quarantine) and returns ok,
