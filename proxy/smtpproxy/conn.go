@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -35,6 +36,7 @@ type connState struct {
 	mf     *mailflow.Session
 	ctx    context.Context
 	cancel context.CancelFunc
+	cutOff atomic.Bool // Cut was called: no reply reaches the client any more
 
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.
@@ -286,6 +288,7 @@ func (cs *connState) Drain() {
 // Cut closes the session now (listener.Session): its plugin calls are cancelled, the client connection is closed
 // and a command waiting for the upstream returns at once.
 func (cs *connState) Cut() {
+	cs.cutOff.Store(true)
 	cs.cancel()
 	// The socket first: a write blocked on a client that does not read holds the reply buffer, which
 	// clientConn.Close would wait for to send what is pending.
@@ -406,7 +409,7 @@ func (cs *connState) connectHook() *smtp.SMTPError {
 	}
 	cs.log().Info("connection refused by policy", "client", cs.remote.String(), "action", d.Action.String(),
 		"code", e.Code)
-	cs.mf.Record(in, d, auditReply(e))
+	cs.mf.Record(in, d, cs.auditReply(e))
 	return e
 }
 

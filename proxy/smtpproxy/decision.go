@@ -1,6 +1,8 @@
 package smtpproxy
 
 import (
+	"strconv"
+
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/mailflow"
@@ -49,8 +51,27 @@ func refusal(d *policy.Decision) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
 }
 
-// auditReply is an SMTP reply as the audit log records it.
-func auditReply(e *smtp.SMTPError) audit.Reply {
+// replyCut is the status of the audit record's reply when the client never got one: its session was cut at the
+// shutdown deadline (or by Close) while the message was being handled. The text says what the reply would have
+// been, since it may be the upstream's acceptance.
+const replyCut = "cut"
+
+// auditReply is the reply as the audit log records it: e, or, once the session was cut, replyCut.
+func (cs *connState) auditReply(e *smtp.SMTPError) audit.Reply {
+	r := recordedReply(e)
+	if !cs.cutOff.Load() {
+		return r
+	}
+	would := strconv.Itoa(r.Code)
+	if r.Enhanced != "" {
+		would += " " + r.Enhanced
+	}
+	return audit.Reply{Status: replyCut,
+		Text: "no reply: the session was cut at the shutdown deadline (the reply would have been " + would + " " + r.Text + ")"}
+}
+
+// recordedReply is an SMTP reply as the audit log records it.
+func recordedReply(e *smtp.SMTPError) audit.Reply {
 	if e == nil {
 		return audit.Reply{}
 	}

@@ -172,7 +172,7 @@ func (s *session) input() *pluginhost.Input {
 // quarantine is remembered and carried out when the message has arrived; added recipients are collected.
 func (s *session) envelopeDecision(in *pluginhost.Input, d *policy.Decision) *smtp.SMTPError {
 	if e := refusal(d); e != nil {
-		s.cs.mf.Record(in, d, auditReply(e))
+		s.cs.mf.Record(in, d, s.cs.auditReply(e))
 		s.cs.log().Info("refused by policy", "hook", d.Hook.String(), "action", d.Action.String(), "code", e.Code)
 		return s.cs.countError(e)
 	}
@@ -208,7 +208,7 @@ func (s *session) withhold(in *pluginhost.Input, d *policy.Decision, to string) 
 	// go-smtp's own reply to an accepted RCPT.
 	reply := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
 		Message: "I'll make sure <" + to + "> gets this"}
-	if err := cs.mf.RecordDurable(in, d, auditReply(reply)); err != nil {
+	if err := cs.mf.RecordDurable(in, d, s.cs.auditReply(reply)); err != nil {
 		cs.log().Error("audit record not written; deferring the recipient", "txn", t.id, "rcpt", to, "err", err)
 		return cs.countError(auditUnavailable())
 	}
@@ -384,10 +384,10 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		cs.log().Error("carrying out the policy's decision failed; deferring the message", "txn", t.id,
 			"action", out.Action.String(), "err", out.Err)
 		reply = cs.countError(localError())
-		out.Record(auditReply(reply))
+		out.Record(s.cs.auditReply(reply))
 	case out.Action == pluginhost.Reject, out.Action == pluginhost.Tempfail:
 		reply = cs.countError(refusal(out.Decision))
-		out.Record(auditReply(reply))
+		out.Record(s.cs.auditReply(reply))
 	case out.Action == pluginhost.Discard:
 		reply = s.acknowledge(out, accepted(t.id))
 	case out.Action == pluginhost.Quarantine:
@@ -418,7 +418,7 @@ func (s *session) quarantineHeld(sp *mailflow.Spool) *smtp.SMTPError {
 			cs.log().Error("quarantining a recipient's copy failed; deferring the message", "txn", t.id,
 				"rcpt", h.rcpt, "err", out.Err)
 			reply = cs.countError(localError())
-			out.Record(auditReply(reply))
+			out.Record(s.cs.auditReply(reply))
 		} else {
 			cs.log().Info("recipient's copy quarantined", "txn", t.id, "rcpt", h.rcpt, "quarantine_id", out.QuarantineID)
 			reply = s.acknowledge(out, reply)
@@ -434,7 +434,7 @@ func (s *session) quarantineHeld(sp *mailflow.Spool) *smtp.SMTPError {
 // acknowledge records a message the relay accepts without sending it on (discard, quarantine) and returns ok,
 // once the record is on disk: without it, the client is told to try again later (docs/AUDIT.md).
 func (s *session) acknowledge(out *mailflow.Outcome, ok *smtp.SMTPError) *smtp.SMTPError {
-	if err := out.RecordDurable(auditReply(ok)); err != nil {
+	if err := out.RecordDurable(s.cs.auditReply(ok)); err != nil {
 		s.cs.log().Error("audit record not written; deferring the message", "txn", s.txn.id, "err", err)
 		return s.cs.countError(auditUnavailable())
 	}
@@ -468,7 +468,7 @@ func (s *session) refused(reply *smtp.SMTPError, size int64) {
 	d := &policy.Decision{Hook: pluginhost.HookMessage, Action: action, Code: reply.Code, Enhanced: enhanced(reply),
 		Text: reply.Message}
 	in := s.input()
-	s.cs.mf.Record(in, d, auditReply(reply))
+	s.cs.mf.Record(in, d, s.cs.auditReply(reply))
 	s.logMessage(size, action, reply)
 }
 
@@ -528,7 +528,7 @@ func (s *session) quarantined(out *mailflow.Outcome) *smtp.SMTPError {
 		if e := refusal(&policy.Decision{Hook: d.Hook, Action: codeAction(d.Code), Code: d.Code,
 			Enhanced: d.Enhanced, Text: d.Text}); e != nil {
 			e = s.cs.countError(e)
-			out.Record(auditReply(e))
+			out.Record(s.cs.auditReply(e))
 			return e
 		}
 	}
@@ -551,9 +551,9 @@ func (s *session) relay(out *mailflow.Outcome) (reply *smtp.SMTPError) {
 	var done func(audit.Reply)
 	defer func() {
 		if done != nil {
-			done(auditReply(reply))
+			done(s.cs.auditReply(reply))
 		} else {
-			out.Record(auditReply(reply))
+			out.Record(s.cs.auditReply(reply))
 		}
 	}()
 	cs.upMu.Lock()
