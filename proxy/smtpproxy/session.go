@@ -369,7 +369,16 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	if o.ReceivedHeader {
 		mi.Trace = []mailflow.HeaderField{{Name: "Received", Value: s.received(time.Now())}}
 	}
+	stopWatch := func() {}
+	if cs.mf.Wants(pluginhost.HookMessage) && mi.Pending == nil {
+		// A client that leaves while its message is evaluated stops the plugin chain (gone.go).
+		stopWatch = cs.client.watchGone(func() {
+			cs.log().Info("client left while its message was evaluated", "txn", t.id)
+			cs.cancel()
+		})
+	}
 	out, err := cs.mf.Message(sp, mi)
+	stopWatch()
 	if err != nil {
 		cs.log().Error("indexing message failed", "txn", t.id, "err", err)
 		reply := localError()

@@ -1,6 +1,7 @@
 package smtpproxy_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/smtpproxy"
 	"github.com/postern/postern/proxy/smtpproxy/smtptest"
 )
@@ -200,5 +204,94 @@ func TestSilentClientIsNotAWarning(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if n := srv.EarlyDisconnects(); n != 3 {
 		t.Fatalf("EarlyDisconnects = %d after a client that spoke, want 3", n)
+	}
+}
+
+// slowFilter holds the message stage until its context ends or release is closed, and says which came first.
+type slowFilter struct {
+	release   chan struct{}
+	cancelled chan struct{}
+}
+
+func (f *slowFilter) Acquire() (smtpproxy.Filter, func()) { return f, func() {} }
+
+func (f *slowFilter) Evaluate(ctx context.Context, hook pluginhost.Hook, _ *pluginhost.Input) *policy.Decision {
+	if hook != pluginhost.HookMessage {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		close(f.cancelled)
+		return &policy.Decision{Hook: hook, Action: pluginhost.Tempfail, Changes: &message.Changes{}}
+	case <-f.release:
+		return &policy.Decision{Hook: hook, Action: pluginhost.Accept, Changes: &message.Changes{}}
+	}
+}
+
+// TestClientGoneDuringEvaluation: a client that leaves while its message is being evaluated cancels the
+// evaluation (its plugin calls stop), instead of being noticed once the chain has run to the end.
+func TestClientGoneDuringEvaluation(t *testing.T) {
+	up := (&smtptest.Upstream{}).Start(t)
+	f := &slowFilter{release: make(chan struct{}), cancelled: make(chan struct{})}
+	defer close(f.release)
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f})
+	c := hello(t, addr)
+	c.Expect("MAIL FROM:<a@example.org>", 250)
+	c.Expect("RCPT TO:<b@example.net>", 250)
+	c.Expect("DATA", 354)
+	c.Write(simpleMessage + ".\r\n")
+	c.Conn.Close()
+	select {
+	case <-f.cancelled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the evaluation went on after the client left")
+	}
+	if n := len(up.Messages()); n != 0 {
+		t.Fatalf("upstream got %d messages", n)
+	}
+}
+
+// TestPipelinedAfterMessageWhileEvaluated: what a client pipelines after its message while it is being evaluated
+// (the watch for a client that leaves reads it) reaches go-smtp in order, in plain text and under TLS.
+func TestPipelinedAfterMessageWhileEvaluated(t *testing.T) {
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(fmt.Sprint("tls=", tlsOn), func(t *testing.T) {
+			up := (&smtptest.Upstream{}).Start(t)
+			f := &slowFilter{release: make(chan struct{}), cancelled: make(chan struct{})}
+			cert := smtptest.NewCert(t)
+			o := smtpproxy.Options{Upstream: up.Addr, Filters: f}
+			if tlsOn {
+				o.TLS = smtpproxy.TLS{Mode: smtpproxy.TLSStartTLS, CertFile: cert.CertFile, KeyFile: cert.KeyFile}
+			}
+			addr, _ := startRelay(t, o)
+			c := hello(t, addr)
+			if tlsOn {
+				c.StartTLS(cert.ClientConfig("localhost"))
+				c.Expect("EHLO client.test", 250)
+			}
+			c.Expect("MAIL FROM:<a@example.org>", 250)
+			c.Expect("RCPT TO:<b@example.net>", 250)
+			c.Expect("DATA", 354)
+			c.Write(simpleMessage + ".\r\n")
+			time.Sleep(50 * time.Millisecond) // the message is being evaluated
+			c.Write("MAIL FROM:<second@example.org>\r\nRCPT TO:<c@example.net>\r\n")
+			time.Sleep(50 * time.Millisecond)
+			close(f.release)
+			c.Expect("", 250)
+			c.Expect("", 250)
+			c.Expect("", 250)
+			c.Expect("DATA", 354)
+			c.Write(simpleMessage + ".\r\n")
+			c.Expect("", 250)
+			c.Expect("QUIT", 221)
+			if m := up.Messages(); len(m) != 2 || m[1].From != "second@example.org" {
+				t.Fatalf("upstream got %+v", m)
+			}
+			select {
+			case <-f.cancelled:
+				t.Fatal("evaluation cancelled")
+			default:
+			}
+		})
 	}
 }
