@@ -61,10 +61,10 @@ func (s *session) received(now time.Time) string {
 // addressLiteral returns an RFC 5321 address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") as it is, and ""
 // for anything else: cleanToken would turn its brackets into underscores.
 func addressLiteral(s string) string {
-	inner, ok := strings.CutPrefix(s, "[")
-	if inner, ok = strings.CutSuffix(inner, "]"); !ok {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
 		return ""
 	}
+	inner := s[1 : len(s)-1]
 	v6, isV6 := cutPrefixFold(inner, "IPv6:")
 	a, err := netip.ParseAddr(v6)
 	if err != nil || a.Zone() != "" || isV6 != a.Is6() {

@@ -125,6 +125,7 @@ func TestReceivedAddressLiteral(t *testing.T) {
 		{"[ipv6:::1]", "from [ipv6:::1] ([127.0.0.1])"},
 		{"[::1]", "from _::1_ ([127.0.0.1])"},
 		{"[1.2.3.4])(x", "from _1.2.3.4___x ([127.0.0.1])"},
+		{"1.2.3.4]", "from 1.2.3.4_ ([127.0.0.1])"},
 	} {
 		up := (&smtptest.Upstream{}).Start(t)
 		addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, ReceivedHeader: true})
