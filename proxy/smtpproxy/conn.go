@@ -33,10 +33,11 @@ type connState struct {
 
 	// mf is the session's use of the filtering pipeline; ctx is the session's context, which its plugin calls
 	// run under, cancelled when the session ends or is cut off.
-	mf     *mailflow.Session
-	ctx    context.Context
-	cancel context.CancelFunc
-	cutOff atomic.Bool // Cut was called: no reply reaches the client any more
+	mf         *mailflow.Session
+	ctx        context.Context
+	cancel     context.CancelFunc
+	cutOff     atomic.Bool // Cut was called: no reply reaches the client any more
+	clientGone atomic.Bool // the client left while its message was evaluated
 
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.

@@ -51,23 +51,32 @@ func refusal(d *policy.Decision) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
 }
 
-// replyCut is the status of the audit record's reply when the client never got one: its session was cut at the
-// shutdown deadline (or by Close) while the message was being handled. The text says what the reply would have
-// been, since it may be the upstream's acceptance.
-const replyCut = "cut"
+// Statuses of the audit record's reply when the client never got one: replyCut when its session was cut at the
+// shutdown deadline (or by Close) while the message was being handled, replyGone when the client left while its
+// message was evaluated. The text says what the reply would have been, since it may be the upstream's acceptance.
+const (
+	replyCut  = "cut"
+	replyGone = "gone"
+)
 
-// auditReply is the reply as the audit log records it: e, or, once the session was cut, replyCut.
+// auditReply is the reply as the audit log records it: e, or, once the client can no longer get it, replyCut or
+// replyGone.
 func (cs *connState) auditReply(e *smtp.SMTPError) audit.Reply {
 	r := recordedReply(e)
-	if !cs.cutOff.Load() {
+	status, why := "", ""
+	switch {
+	case cs.cutOff.Load():
+		status, why = replyCut, "the session was cut at the shutdown deadline"
+	case cs.clientGone.Load():
+		status, why = replyGone, "the client left while its message was evaluated"
+	default:
 		return r
 	}
 	would := strconv.Itoa(r.Code)
 	if r.Enhanced != "" {
 		would += " " + r.Enhanced
 	}
-	return audit.Reply{Status: replyCut,
-		Text: "no reply: the session was cut at the shutdown deadline (the reply would have been " + would + " " + r.Text + ")"}
+	return audit.Reply{Status: status, Text: "no reply: " + why + " (the reply would have been " + would + " " + r.Text + ")"}
 }
 
 // recordedReply is an SMTP reply as the audit log records it.

@@ -374,6 +374,7 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 		// A client that leaves while its message is evaluated stops the plugin chain (gone.go).
 		stopWatch = cs.client.watchGone(func() {
 			cs.log().Info("client left while its message was evaluated", "txn", t.id)
+			cs.clientGone.Store(true)
 			cs.cancel()
 		})
 	}

@@ -234,7 +234,8 @@ func TestClientGoneDuringEvaluation(t *testing.T) {
 	up := (&smtptest.Upstream{}).Start(t)
 	f := &slowFilter{release: make(chan struct{}), cancelled: make(chan struct{})}
 	defer close(f.release)
-	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f})
+	rec := &recorder{}
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f, Audit: rec})
 	c := hello(t, addr)
 	c.Expect("MAIL FROM:<a@example.org>", 250)
 	c.Expect("RCPT TO:<b@example.net>", 250)
@@ -248,6 +249,11 @@ func TestClientGoneDuringEvaluation(t *testing.T) {
 	}
 	if n := len(up.Messages()); n != 0 {
 		t.Fatalf("upstream got %d messages", n)
+	}
+	// The record says the client got no reply.
+	waitFor(t, func() bool { return len(rec.records()) == 1 })
+	if r := rec.records()[0].Reply; r == nil || r.Status != "gone" || r.Code != 0 {
+		t.Fatalf("recorded reply %+v, want status gone", r)
 	}
 }
 
