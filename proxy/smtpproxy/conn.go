@@ -56,6 +56,7 @@ type connState struct {
 	// upTLSVersion and upTLSCipher describe the upstream connection once it is attached (at the first EHLO).
 	upTLSVersion, upTLSCipher string
 	helo                      string
+	badHelo                   bool // the last EHLO's name had a NUL: MAIL is refused until a good one
 	authUser                  string
 	inTxn                     bool // between an accepted MAIL FROM and the end of the message
 	shuttingDown              bool

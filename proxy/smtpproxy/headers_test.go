@@ -142,3 +142,16 @@ func TestReceivedAddressLiteral(t *testing.T) {
 		}
 	}
 }
+
+// TestReceivedLatestHelo: the name of an EHLO given again in the session is the one Received: shows, as Postfix
+// does.
+func TestReceivedLatestHelo(t *testing.T) {
+	up := (&smtptest.Upstream{}).Start(t)
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, ReceivedHeader: true})
+	c := hello(t, addr)
+	c.Expect("EHLO second.test", 250)
+	c.Send("a@example.org", []string{"b@example.net"}, simpleMessage)
+	if m := up.Messages(); len(m) != 1 || !strings.HasPrefix(string(m[0].Data), "Received: from second.test ") {
+		t.Fatalf("upstream got %+v", m)
+	}
+}

@@ -82,9 +82,30 @@ func (s *session) Reset() {
 	}
 	s.txn = nil
 	s.cs.setInTxn(false)
+	s.cs.noteHelo()
 	s.cs.upMu.Lock()
 	s.cs.up.reset()
 	s.cs.upMu.Unlock()
+}
+
+// noteHelo takes the name of an EHLO or HELO given again in the session (go-smtp calls Reset for it, not the
+// backend): the latest name is the one Received: and the plugins see, as with Postfix. A name with a NUL is not
+// taken, and the next MAIL FROM is refused until the client introduces itself properly (go-smtp has answered the
+// EHLO already).
+func (cs *connState) noteHelo() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.smtpConn == nil {
+		return
+	}
+	switch h := cs.smtpConn.Hostname(); {
+	case h == "" || h == cs.helo:
+		cs.badHelo = false
+	case strings.IndexByte(h, 0) >= 0:
+		cs.badHelo = true
+	default:
+		cs.helo, cs.badHelo = h, false
+	}
 }
 
 // usable returns the reply for a session that cannot go on: the upstream connection is gone, or (for a command
@@ -221,6 +242,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	cs := s.cs
 	if e := cs.usable(true); e != nil {
 		return e
+	}
+	cs.mu.Lock()
+	badHelo := cs.badHelo
+	cs.mu.Unlock()
+	if badHelo {
+		return cs.countError(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message: "Syntax: EHLO hostname"})
 	}
 	smtputf8 := opts != nil && opts.UTF8
 	if e := cs.badAddress("sender", from, smtputf8); e != nil {

@@ -75,6 +75,12 @@ func TestCommandSyntax(t *testing.T) {
 			t.Errorf("%q: %v, want %s", tc.cmd, r, tc.reply)
 		}
 	}
+	// A later EHLO with a NUL: go-smtp has answered it, so the next MAIL is refused until a good EHLO.
+	c.Expect("EHLO again\x00.test", 250)
+	if r := c.Cmd("MAIL FROM:<a@example.org>"); r.Code != 501 {
+		t.Fatalf("MAIL after EHLO with NUL: %v, want 501", r)
+	}
+	c.Expect("EHLO again.test", 250)
 	c.Expect("MAIL FROM:<a@example.org>", 250)
 	if r := c.Cmd("DATA"); r.Code != 503 {
 		t.Fatalf("DATA without RCPT: %v, want 503", r)
