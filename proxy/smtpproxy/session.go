@@ -371,10 +371,11 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	sp, err := cs.mf.Receive(r)
 	if err != nil {
 		reply, aborted := s.receiveError(err)
+		reply = cs.countError(reply)
 		if !aborted {
 			s.refused(reply, 0)
 		}
-		return cs.countError(reply)
+		return reply
 	}
 	defer sp.Close()
 
@@ -410,9 +411,9 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	stopWatch()
 	if err != nil {
 		cs.log().Error("indexing message failed", "txn", t.id, "err", err)
-		reply := localError()
+		reply := cs.countError(localError())
 		s.refused(reply, sp.Size())
-		return cs.countError(reply)
+		return reply
 	}
 	defer out.Close()
 	out.RcptsAdded = t.added
@@ -490,9 +491,13 @@ func auditUnavailable() *smtp.SMTPError {
 // became of it.
 func (s *session) logMessage(size int64, action pluginhost.Kind, reply *smtp.SMTPError) {
 	t := s.txn
-	s.cs.log().Info("message", "txn", t.id, "from", t.from, "rcpts", len(t.rcpts)+len(t.added), "size", size,
+	attrs := []any{"txn", t.id, "from", t.from, "rcpts", len(t.rcpts) + len(t.added), "size", size,
 		"action", action.String(), "reply", reply.Code, "text", reply.Message,
-		"duration", time.Since(t.started).Round(time.Microsecond))
+		"duration", time.Since(t.started).Round(time.Microsecond)}
+	if n := t.discarded + len(t.held); n > 0 {
+		attrs = append(attrs, "withheld", n) // recipients discarded or quarantined at RCPT TO
+	}
+	s.cs.log().Info("message", attrs...)
 }
 
 // refused logs and records a message the relay refused before any policy decided on it (too large, a bare line
