@@ -1,6 +1,7 @@
 package smtpproxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -59,15 +60,25 @@ var _ smtp.AuthSession = (*session)(nil)
 // by someone on the path) must not stay open upstream, where the next transaction, inside TLS, would fail as a
 // nested MAIL or, with a lenient upstream, keep the injected recipients. go-smtp does not call Reset then.
 func (s *session) Logout() error {
-	select {
-	case <-s.cs.client.closed:
-		// The session is over: serveConn closes the upstream connection.
-		s.txn = nil
+	if s.cs.startingTLS() {
+		s.Reset()
 		return nil
-	default:
 	}
-	s.Reset()
+	// The session is over: serveConn closes the upstream connection, without waiting for an RSET first.
+	s.txn = nil
 	return nil
+}
+
+// startingTLS reports whether go-smtp is in the middle of STARTTLS: it has put the TLS connection in place, and
+// no session has seen TLS yet.
+func (cs *connState) startingTLS() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.smtpConn == nil || cs.tlsState != nil {
+		return false
+	}
+	_, ok := cs.smtpConn.Conn().(*tls.Conn)
+	return ok
 }
 
 // Reset ends the transaction: after RSET, after each message, after a new EHLO. An upstream transaction still
