@@ -195,3 +195,35 @@ func fillDisk(t *testing.T, path string) {
 		}
 	}
 }
+
+// TestRecipientDiscardNeedsItsRecord: a recipient discarded at RCPT TO is acknowledged only once its record is
+// on disk; a recipient quarantined where there is no quarantine is deferred.
+func TestRecipientDiscardNeedsItsRecord(t *testing.T) {
+	up := (&smtptest.Upstream{}).Start(t)
+	a := &failingAudit{full: true}
+	f := &testFilter{decide: func(h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+		switch {
+		case h == pluginhost.HookRcptTo && in.RcptCurrent == "trap@example.net":
+			return &policy.Decision{Action: pluginhost.Discard}
+		case h == pluginhost.HookRcptTo && in.RcptCurrent == "held@example.net":
+			return &policy.Decision{Action: pluginhost.Quarantine}
+		}
+		return nil
+	}}
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f, Audit: a})
+	c := hello(t, addr)
+	c.Expect("MAIL FROM:<a@example.org>", 250)
+	if r := c.Cmd("RCPT TO:<trap@example.net>"); r.String() != "451 4.3.0 Audit log unavailable, try again later" {
+		t.Fatalf("discarded recipient with the audit disk full: %v", r)
+	}
+	if r := c.Cmd("RCPT TO:<held@example.net>"); r.Code != 451 {
+		t.Fatalf("quarantined recipient without a quarantine: %v, want 451", r)
+	}
+	a.mu.Lock()
+	a.full = false
+	a.mu.Unlock()
+	c.Expect("RCPT TO:<trap@example.net>", 250)
+	if len(a.durable) != 1 || a.durable[0].Hook != "rcpt_to" || a.durable[0].Action != "discard" {
+		t.Fatalf("durable records: %+v", a.durable)
+	}
+}
