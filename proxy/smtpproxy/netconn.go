@@ -30,6 +30,7 @@ type clientConn struct {
 	command   time.Duration
 	reads     listener.ReadDeadlines // PhaseCommand while a message is being received
 	closeNext atomic.Bool            // close after the next write
+	heard     atomic.Bool            // the client sent something
 	failReads atomic.Bool            // the client timed out: every further read fails at once
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -98,7 +99,11 @@ func (c *clientConn) readSocket(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.heard.Load() {
+		c.heard.Store(true)
+	}
+	return n, err
 }
 
 // fill reads into the empty read-ahead buffer.
@@ -133,7 +138,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		c.wmu.Unlock()
 		return 0, c.werr
 	}
-	c.wbuf = append(c.wbuf, p...)
+	c.wbuf = append(c.wbuf, sequenceReply(p)...)
 	var err error
 	if len(c.wbuf) >= maxPending {
 		err = c.flushLocked()

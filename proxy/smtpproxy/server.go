@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/listener"
@@ -23,6 +24,8 @@ type Server struct {
 	tlsConf *tls.Config
 	upTLS   *tls.Config // nil without upstream TLS
 	errLog  smtp.Logger
+
+	earlyDisconnects atomic.Uint64 // see EarlyDisconnects
 }
 
 // New checks the options, loads the certificates and returns a Server ready to Serve.

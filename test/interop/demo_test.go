@@ -137,7 +137,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("%d messages stored after the EICAR message, want still 1", len(files))
 	}
 
-	// The audit log has both decisions and an intact chain.
+	// The audit log has both decisions (the delivered message as a pending record and its outcome) and an intact chain.
 	cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-exited:
@@ -145,7 +145,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "2 records") {
+	if err != nil || !strings.Contains(string(vout), "3 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }
