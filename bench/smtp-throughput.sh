@@ -9,6 +9,10 @@
 #   SENDER=a@outside.test bench/smtp-throughput.sh   # every message external: external-tag rewrites each one
 #   BASELINE=/tmp/old bench/smtp-throughput.sh       # also a relay built from another tree, e.g. the commit before
 #                                                    # a change (git archive OLD | tar -x -C /tmp/old), each round
+#   RELAY_ARGS="-audit /tmp/a.log" BASELINE=$PWD BASELINE_ARGS="-audit /tmp/b.log -audit-plain" bench/smtp-throughput.sh
+#                                                    # extra bench/relay flags for Postern's relays and the baseline's:
+#                                                    # here the durable audit records against records written after
+#                                                    # the reply, in the same tree
 #
 # Needs smtp-sink and smtp-source (Debian package postfix) and Go. Run as root (smtp-sink needs -u then).
 set -euo pipefail
@@ -56,6 +60,12 @@ start_relay() { # PORT [-forward|-baseline] ARGS...
 		bin=$work/relay-baseline
 		shift
 	fi
+	local extra=${RELAY_ARGS:-}
+	[ "$bin" = "$work/relay-baseline" ] && extra=${BASELINE_ARGS:-}
+	[ "$bin" = "$work/tcpforward" ] && extra=
+	# Each relay gets its own audit file: "-audit PATH" becomes PATH.PORT.
+	# shellcheck disable=SC2086
+	set -- "$@" $(sed -E "s#(-audit[[:space:]]+)([^[:space:]]+)#\\1\\2.$port#" <<<"$extra")
 	"$bin" -listen "127.0.0.1:$port" -upstream "127.0.0.1:$sink_port" "$@" >"$work/relay-$port.out" 2>"$work/relay-$port.err" &
 	pids+=($!)
 	for _ in $(seq 600); do

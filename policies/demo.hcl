@@ -59,6 +59,12 @@ plugin "attachment-guard" {
   config = { action = "reject" }
 }
 
+# Holds a message for review; the policy "suspect-structure" below says which.
+plugin "hold" {
+  source = "../build/plugins/verdict.wasm"
+  config = { action = "quarantine", text = "held: ambiguous or malformed MIME with attachments" }
+}
+
 plugin "external-tag" {
   source = "../build/plugins/external-tag.wasm"
   config = { internal_domains = ["example.com"] }
@@ -72,6 +78,15 @@ plugin "dlp" {
 # Malware first: a message carrying the EICAR test file or an executable is refused, and nothing else runs.
 policy "malware" {
   plugins = ["eicar", "attachment-guard"]
+}
+
+# Then a message that carries attachments and that mail clients may read differently from the host (two file
+# names, two boundaries, base64 that goes on after its padding, ...) or that is malformed is quarantined: a
+# filter can only vouch for what it read the way the recipient's client will. Mail from broken mailers lands
+# in quarantine too; see docs/CONFIG.md, "Ambiguous and malformed mail", before relaxing this.
+policy "suspect-structure" {
+  when    = msg.attachments > 0 && (length(msg.ambiguous) > 0 || length(msg.malformed) > 0)
+  plugins = ["hold"]
 }
 
 # Then every message gets the external warning, and card/IBAN numbers add to the score: three distinct numbers

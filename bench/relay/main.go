@@ -2,6 +2,7 @@
 // with no policy or with the four first-party plugins in one enforcing policy, and stops on SIGTERM or SIGINT.
 //
 //	go run ./bench/relay -listen 127.0.0.1:2600 -upstream 127.0.0.1:2526 [-plugins] [-sessions 2000]
+//	    [-audit FILE [-audit-sync 1s] [-audit-plain]]
 //
 // It prints "ready" on stdout once it listens, so a script can wait for it.
 package main
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/testplugins"
+	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/smtpproxy"
 )
@@ -32,14 +34,29 @@ func main() {
 	size := flag.Int64("size", 200<<20, "message size limit in bytes")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	verbose := flag.Bool("v", false, "log every message")
+	auditPath := flag.String("audit", "", "write an audit log to this file (removed at exit)")
+	auditSync := flag.Duration("audit-sync", time.Second, "the audit log's sync_interval")
+	auditPlain := flag.Bool("audit-plain", false, "hide the audit log's durable appends from the relay: records are written after the reply, as a plain Auditor's are")
 	flag.Parse()
-	if err := run(*listen, *upstream, *plugins, *sessions, *size, *cpuprofile, *verbose); err != nil {
+	a := auditOptions{path: *auditPath, sync: *auditSync, plain: *auditPlain}
+	if err := run(*listen, *upstream, *plugins, *sessions, *size, *cpuprofile, *verbose, a); err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream string, plugins bool, sessions int, size int64, cpuprofile string, verbose bool) error {
+type auditOptions struct {
+	path  string
+	sync  time.Duration
+	plain bool
+}
+
+// plainAudit offers only Append, so the relay treats the log as a non-durable Auditor.
+type plainAudit struct{ l *audit.Log }
+
+func (p plainAudit) Append(r *audit.Record) error { return p.l.Append(r) }
+
+func run(listen, upstream string, plugins bool, sessions int, size int64, cpuprofile string, verbose bool, a auditOptions) error {
 	level := slog.LevelWarn
 	if verbose {
 		level = slog.LevelInfo
@@ -53,6 +70,18 @@ func run(listen, upstream string, plugins bool, sessions int, size int64, cpupro
 		// Every benchmark client comes from one address and holds its session idle: no per-client cap, no stress.
 		Limits: smtpproxy.Limits{Sessions: sessions, MessageSize: size, SessionsPerClient: -1, StressSessions: -1},
 		Logger: log,
+	}
+	if a.path != "" {
+		l, err := audit.Open(audit.Options{Path: a.path, SyncInterval: a.sync, MaxBytes: -1, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer os.Remove(a.path)
+		defer l.Close()
+		o.Audit = l
+		if a.plain {
+			o.Audit = plainAudit{l}
+		}
 	}
 	if plugins {
 		m, err := firstPartyPolicy()

@@ -12,7 +12,7 @@ import (
 )
 
 // firstParty are the plugins the example configurations use.
-var firstParty = []string{"attachment-guard", "dlp", "eicar", "external-tag", "header-sanity"}
+var firstParty = []string{"attachment-guard", "dlp", "eicar", "external-tag", "header-sanity", "verdict"}
 
 // exampleTree copies policies/*.hcl into a temporary tree with the first-party plugins at ../build/plugins, where
 // the examples expect `make plugins` to have put them, and returns the tree's policies folder.
@@ -56,7 +56,7 @@ func run(args ...string) (code int, stdout, stderr string) {
 func TestCheckExamples(t *testing.T) {
 	dir := exampleTree(t)
 	want := map[string]string{
-		"demo.hcl":               "2 listeners, 4 plugins, 2 policies",
+		"demo.hcl":               "2 listeners, 5 plugins, 3 policies",
 		"inbound-mx.hcl":         "1 listener, 4 plugins, 3 policies",
 		"security-chain.hcl":     "2 listeners, 3 plugins, 2 policies",
 		"compliance-monitor.hcl": "1 listener, 2 plugins, 2 policies",

@@ -66,10 +66,14 @@ type explainFinal struct {
 	Stage     string          `json:"stage,omitempty"` // the hook that decided, when not accepted
 	DecidedBy string          `json:"decided_by,omitempty"`
 	// Rejected lists recipients refused at the rcpt_to stage (the message goes on to the others).
-	Rejected []string          `json:"rejected_recipients,omitempty"`
-	Changes  []message.Change  `json:"changes,omitempty"`
-	Tags     map[string]string `json:"tags,omitempty"`
-	Score    float64           `json:"score"`
+	Rejected []string `json:"rejected_recipients,omitempty"`
+	// Discarded and Quarantined list recipients withheld at the rcpt_to stage: acknowledged, not delivered (a
+	// quarantined one's copy kept); the message goes on to the others.
+	Discarded   []string          `json:"discarded_recipients,omitempty"`
+	Quarantined []string          `json:"quarantined_recipients,omitempty"`
+	Changes     []message.Change  `json:"changes,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Score       float64           `json:"score"`
 }
 
 func runExplain(args []string, stdout, stderr io.Writer) int {
@@ -254,7 +258,8 @@ func simulate(sess *mailflow.Session, env pluginhost.Envelope, rcpts []string, f
 			return false
 		}
 		*final = explainFinal{Action: d.Action, Code: d.Code, Enhanced: d.Enhanced, Text: d.Text,
-			Stage: d.Hook.String(), DecidedBy: d.DecidedBy, Rejected: final.Rejected}
+			Stage: d.Hook.String(), DecidedBy: d.DecidedBy, Rejected: final.Rejected, Discarded: final.Discarded,
+			Quarantined: final.Quarantined}
 		return true
 	}
 	stage := func(hook pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
@@ -282,10 +287,13 @@ func simulate(sess *mailflow.Session, env pluginhost.Envelope, rcpts []string, f
 			case pluginhost.Reject, pluginhost.Tempfail:
 				final.Rejected = append(final.Rejected, r)
 				continue
-			case pluginhost.Discard, pluginhost.Quarantine:
-				if mi.Pending == nil {
-					mi.Pending = d
-				}
+			case pluginhost.Discard:
+				// As in the relay: for this recipient only.
+				final.Discarded = append(final.Discarded, r)
+				continue
+			case pluginhost.Quarantine:
+				final.Quarantined = append(final.Quarantined, r)
+				continue
 			}
 			if d.Changes != nil {
 				mi.RcptsAdded = append(mi.RcptsAdded, d.Changes.Recipients()...)
@@ -394,6 +402,12 @@ func printExplain(w io.Writer, cfg *config.Config, res *explainOutput) {
 	fmt.Fprintln(w)
 	if len(f.Rejected) > 0 {
 		fmt.Fprintf(w, "refused recipients: %s\n", strings.Join(bracket(f.Rejected), " "))
+	}
+	if len(f.Discarded) > 0 {
+		fmt.Fprintf(w, "discarded recipients: %s\n", strings.Join(bracket(f.Discarded), " "))
+	}
+	if len(f.Quarantined) > 0 {
+		fmt.Fprintf(w, "quarantined recipients: %s\n", strings.Join(bracket(f.Quarantined), " "))
 	}
 	if len(f.Tags) > 0 {
 		fmt.Fprintf(w, "tags: %s\n", formatTags(f.Tags))

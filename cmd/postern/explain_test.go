@@ -208,6 +208,14 @@ plugin "mark" {
   source = %[1]q
   config = "tag=seen:yes"
 }
+plugin "drop" {
+  source = %[1]q
+  config = "verdict=discard"
+}
+policy "trap" {
+  when    = msg.hook == "rcpt_to" && msg.rcpt_current == "trap@corp.example"
+  plugins = ["drop"]
+}
 policy "rcpt" {
   when    = msg.hook == "rcpt_to" && endswith(msg.rcpt_current, "@blocked.example")
   plugins = ["refuse"]
@@ -246,6 +254,12 @@ policy "content" {
 	if res.Final.Action != pluginhost.Accept || strings.Join(res.Final.Rejected, ",") != "x@blocked.example" ||
 		res.Final.Tags["seen"] != "yes" {
 		t.Errorf("final %+v", res.Final)
+	}
+	// A discard at RCPT TO is for that recipient only: the message stage runs for the others.
+	res = explain("ok@corp.example", "trap@corp.example")
+	if f := res.Final; f.Action != pluginhost.Accept || strings.Join(f.Discarded, ",") != "trap@corp.example" ||
+		f.Tags["seen"] != "yes" {
+		t.Errorf("recipient discarded: final %+v", f)
 	}
 	res = explain("x@blocked.example")
 	if f := res.Final; f.Action != pluginhost.Reject || f.Stage != "rcpt_to" || f.DecidedBy != "rcpt" ||

@@ -165,7 +165,7 @@ func TestPluginTestFromConfig(t *testing.T) {
 		t.Errorf("exit %d %+v\n%s%s", code, res, out, errs)
 	}
 	code, _, _, errs = pluginTest(t, "-config", demo, "-plugin", "nosuch", msg)
-	if code != 1 || !strings.Contains(errs, `has no plugin "nosuch" (it has: eicar, attachment-guard, external-tag, dlp)`) {
+	if code != 1 || !strings.Contains(errs, `has no plugin "nosuch" (it has: eicar, attachment-guard, hold, external-tag, dlp)`) {
 		t.Errorf("unknown plugin: exit %d\n%s", code, errs)
 	}
 }

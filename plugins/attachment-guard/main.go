@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -52,6 +53,10 @@ type blocked struct {
 func (b blocked) label() string {
 	if b.whole {
 		return "the message"
+	}
+	if n := blockedName(b.part); n != "" && n != b.part.Filename {
+		// Clients disagree on the name, and the one blocked is not the first: show both.
+		return printable(b.part.Filename+" / "+n, 200)
 	}
 	if b.part.Filename != "" {
 		return printable(b.part.Filename, 200)
@@ -102,6 +107,12 @@ func guard(m *postern.Message) error {
 				// The message is nothing but the attachment (or it could not be inspected completely): there is
 				// nothing that can be removed to make it safe.
 				postern.Log(postern.LevelWarn, "the message itself is blocked and cannot be stripped; rejecting")
+				act = actionReject
+			}
+			if b.part.Derived != "" {
+				// Found by reading a part the way some clients do (a uuencoded block inside a text part, the
+				// message inside an encoded message/rfc822): the host cannot cut it out alone.
+				postern.Logf(postern.LevelWarn, "part %d is a %s reading and cannot be stripped; rejecting", b.part.ID, b.part.Derived)
 				act = actionReject
 			}
 		}
@@ -228,9 +239,38 @@ func strip(m *postern.Message, found []blocked, files []string) error {
 	return nil
 }
 
+// blockedName returns the first of a part's candidate names that the name rule blocks, or "".
+func blockedName(p postern.Part) string {
+	for _, n := range p.Filenames {
+		if len(checkName(n, cfg.extensions)) > 0 {
+			return n
+		}
+	}
+	return ""
+}
+
+// checkNames applies the name rule to every name a mail client may give the part's file (the host lists them
+// all when clients disagree: two filename parameters, name against filename, RFC 2231 readings), each reason
+// once.
+func checkNames(p postern.Part) []reason {
+	names := p.Filenames
+	if len(names) == 0 && p.Filename != "" {
+		names = []string{p.Filename}
+	}
+	var rs []reason
+	for _, n := range names {
+		for _, r := range checkName(n, cfg.extensions) {
+			if !slices.ContainsFunc(rs, func(o reason) bool { return o.Code == r.Code }) {
+				rs = append(rs, r)
+			}
+		}
+	}
+	return rs
+}
+
 // inspect applies every rule to one leaf part.
 func inspect(m *postern.Message, p postern.Part) ([]reason, error) {
-	rs := checkName(p.Filename, cfg.extensions)
+	rs := checkNames(p)
 	rs = append(rs, checkContentType(p.ContentType, cfg.contentTypes)...)
 	if len(cfg.sniff) == 0 && !cfg.archives {
 		return rs, nil
@@ -249,7 +289,7 @@ func inspect(m *postern.Message, p postern.Part) ([]reason, error) {
 	head := make([]byte, headSize)
 	total, err := m.ReadPart(p.ID, postern.ModeDecoded, 0, head)
 	if errors.Is(err, postern.ErrDecode) {
-		// Undecodable content (broken base64, unknown encoding) cannot be sniffed; the name and type rules
+		// Undecodable content (an unknown transfer encoding) cannot be sniffed; the name and type rules
 		// above still apply, and the defect is the message parser's to report.
 		logDetail(postern.LevelDebug, "part %d: content cannot be decoded; not sniffed", p.ID)
 		return rs, nil

@@ -90,7 +90,7 @@ func scan(m *postern.Message) error {
 }
 
 // partContains searches one leaf part. Decoded content is what a user would save; when it cannot be decoded
-// (bad base64, unknown encoding) the raw bytes are searched instead, which still finds a 7bit copy. Text in
+// (an unknown encoding) the raw bytes are searched instead, which still finds a 7bit copy. Text in
 // UTF-16 or UTF-32 is searched after conversion to UTF-8 as well.
 func partContains(m *postern.Message, p postern.Part) (bool, error) {
 	ms, err := m.Match(p.ID, postern.ModeDecoded, patterns, 1)

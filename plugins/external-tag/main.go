@@ -111,7 +111,7 @@ func tag(m *postern.Message) error {
 	if cfg.bannerText == "" && cfg.bannerHTML == "" {
 		return nil
 	}
-	// A body part the host cannot decode to extend (broken base64, unknown charset) goes without its banner; the
+	// A body part the host cannot decode to extend (unknown encoding or charset) goes without its banner; the
 	// configuration was checked at load time, so a refusal is unexpected. Either way the subject and the header
 	// mark the message, which beats failing the call over a banner.
 	err = m.AddBannerEach(expand(cfg.bannerText, v.Domain, false), expand(cfg.bannerHTML, v.Domain, true))

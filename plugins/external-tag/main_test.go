@@ -405,13 +405,13 @@ func TestHostileCorpus(t *testing.T) {
 	})
 }
 
-// TestBannerHalfUndecodable: the text body cannot be decoded (broken base64), the HTML body can. The host refuses
+// TestBannerHalfUndecodable: the text body cannot be decoded (an unknown charset), the HTML body can. The host refuses
 // the banner for the text part when it is asked (ERR_DECODE); the HTML part still gets its banner and the
 // subject its prefix, and the message is written.
 func TestBannerHalfUndecodable(t *testing.T) {
 	in := []byte("From: sales@other.test\r\nTo: alice@example.com\r\nSubject: offer\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/alternative; boundary=b\r\n\r\n" +
-		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=x-martian\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n")
 	o := harness.RunEnv(t, harness.Load(t, `{"internal_domains":["example.com"]}`), in, env("sales@other.test", "alice@example.com"))
 	var banners []message.Change

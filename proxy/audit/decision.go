@@ -71,6 +71,9 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 			if ids := in.Msg.HeaderValues(0, "Message-ID", false); len(ids) > 0 {
 				r.MessageID = clip(ids[0])
 			}
+			r.Malformed = message.DefectKinds(in.Msg.Defects())
+			r.Ambiguous = message.DefectKinds(in.Msg.Ambiguities())
+			r.LimitExceeded = in.Msg.LimitExceeded()
 		}
 	}
 	if d == nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,5 +250,26 @@ func TestNewRecordRetrieval(t *testing.T) {
 	b, _ = json.Marshal(Reply{Code: 250, Enhanced: "2.0.0", Text: "OK"})
 	if string(b) != `{"code":250,"enhanced":"2.0.0","text":"OK"}` {
 		t.Errorf("SMTP reply = %s", b)
+	}
+}
+
+// The record keeps what the parser could not read for certain: defect and ambiguity kinds and the bound passed.
+func TestRecordFlags(t *testing.T) {
+	raw := "Content-Type: multipart/mixed; boundary=a; boundary=b\r\n\r\n--a\r\n" +
+		"Content-Disposition: attachment; filename=\"a.txt\"; filename=\"a.vbs\"\r\n\r\nx\r\n--a--\r\n" +
+		"--b\r\n\r\ny\r\n--b--\r\n" // the structure under boundary b passes the part limit
+	m, err := message.Parse(strings.NewReader(raw), int64(len(raw)), message.Limits{MaxParts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRecord(&pluginhost.Input{Msg: m}, nil, Facts{})
+	if !slices.Contains(r.Malformed, message.KindBadContentType) || !slices.Contains(r.Ambiguous, message.AmbiguousBoundary) ||
+		!slices.Contains(r.Ambiguous, message.AmbiguousParameter) || r.LimitExceeded != message.KindPartLimit {
+		t.Errorf("malformed %q, ambiguous %q, limit %q", r.Malformed, r.Ambiguous, r.LimitExceeded)
+	}
+	clean := "Subject: x\r\n\r\nhello\r\n"
+	m, _ = message.Parse(strings.NewReader(clean), int64(len(clean)), message.Limits{})
+	if r := NewRecord(&pluginhost.Input{Msg: m}, nil, Facts{}); r.Malformed != nil || r.Ambiguous != nil || r.LimitExceeded != "" {
+		t.Errorf("clean message: %+v", r)
 	}
 }

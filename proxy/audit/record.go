@@ -72,9 +72,16 @@ type Record struct {
 	// SHA256Served is, at retrieval, the hex SHA-256 of what the client was served: the message, its changed
 	// version, or the notice that took a withheld message's place. Withheld is then that notice's reference, the
 	// key of the original in the quarantine store.
-	SHA256Served  string `json:"sha256_served,omitempty"`
-	Withheld      string `json:"withheld,omitempty"`
-	ConfigVersion string `json:"config_version,omitempty"`
+	SHA256Served string `json:"sha256_served,omitempty"`
+	Withheld     string `json:"withheld,omitempty"`
+	// Malformed lists the distinct kinds of the message's defects ("unclosed-boundary", "depth-limit", ...),
+	// Ambiguous those of the places where mail clients read it differently ("duplicate-parameter", ...), and
+	// LimitExceeded names the bound that kept it from being indexed completely: what the filters could not see
+	// for certain, kept with the decision.
+	Malformed     []string `json:"malformed,omitempty"`
+	Ambiguous     []string `json:"ambiguous,omitempty"`
+	LimitExceeded string   `json:"limit_exceeded,omitempty"`
+	ConfigVersion string   `json:"config_version,omitempty"`
 	// Action is the final action: accept, reject, tempfail, discard or quarantine.
 	Action string `json:"action,omitempty"`
 	// Reply is what the client was told.

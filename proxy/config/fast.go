@@ -117,11 +117,11 @@ type norm struct {
 	mailFrom, mailFromDomain, rcptCurrent, subject, from, fromDomain      string
 	limitExceeded                                                         string
 	tlsCipher, upstreamTLSVersion, upstreamTLSCipher                      string
-	rcpt, rcptDomains, malformed                                          []string
+	rcpt, rcptDomains, malformed, ambiguous                               []string
 	mailboxUser, mailbox, uidl, internalDate, command                     string
 	flags                                                                 []string
 	uid, uidValidity                                                      float64
-	size                                                                  float64
+	size, attachments                                                     float64
 	tls                                                                   bool
 	nulls                                                                 uint64 // bit i: field.Table[i] is null
 }
@@ -144,7 +144,8 @@ func (s *Scope) normalized() *norm {
 		upstreamTLSCipher: nfc(f.UpstreamTLSCipher),
 		size:              float64(f.Size), tls: f.TLSVersion != "",
 		rcpt: normalizeAll(f.Rcpt), rcptDomains: normalizeAll(rcptDomains(f.Rcpt)),
-		malformed:   normalizeAll(f.Malformed),
+		malformed: normalizeAll(f.Malformed), ambiguous: normalizeAll(f.Ambiguous),
+		attachments: float64(f.Attachments),
 		mailboxUser: nfc(f.MailboxUser), mailbox: nfc(f.Mailbox),
 		uidl: nfc(f.UIDL), internalDate: nfc(f.InternalDate),
 		command: nfc(f.Command), flags: normalizeAll(f.Flags),
@@ -211,6 +212,8 @@ var fastAttrs = map[string]fexpr{
 	"rcpt":                 listAttr(func(n *norm) []string { return n.rcpt }),
 	"rcpt_domains":         listAttr(func(n *norm) []string { return n.rcptDomains }),
 	"flags":                listAttr(func(n *norm) []string { return n.flags }),
+	"ambiguous":            listAttr(func(n *norm) []string { return n.ambiguous }),
+	"attachments":          numAttr(func(n *norm) float64 { return n.attachments }),
 	"tls":                  {kind: cty.Bool, b: func(s *Scope) bool { return s.normalized().tls }},
 	"size":                 numAttr(func(n *norm) float64 { return n.size }),
 	"uid":                  numAttr(func(n *norm) float64 { return n.uid }),

@@ -47,6 +47,8 @@ var fastExprs = []string{
 	`!domain_match(msg.mail_from_domain, "*.payments.example.com") && glob(msg.helo, "*")`,
 	`startswith(msg.uidl, "a") || endswith(msg.rcpt_current, "x") || strcontains(msg.subject, "x")`,
 	`regex_match(msg.mailbox, "^IN") || cidrmatch(msg.helo, "0.0.0.0/0")`,
+	`msg.attachments > 0 && (length(msg.ambiguous) > 0 || length(msg.malformed) > 0)`,
+	`contains(msg.ambiguous, "boundary-choice")`,
 }
 
 // slowExprs are conditions the fast path leaves to hcl.
@@ -83,6 +85,8 @@ func factSets() []Facts {
 		{Hook: "message", Protocol: "imap", Command: "append", Mailbox: "Sent", Size: 10},
 		{Hook: "message", Protocol: "pop3", Command: "retr", UIDL: "abc", MailboxUser: "bob", Size: 10},
 		{Hook: "connect", Protocol: "pop3"},
+		{Ambiguous: []string{"boundary-choice"}, Attachments: 2},
+		{Malformed: []string{"bad-encoding"}, Attachments: 1},
 	}
 }
 

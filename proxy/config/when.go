@@ -81,6 +81,12 @@ type Facts struct {
 	// the order found; LimitExceeded is the limit that stopped indexing, or "". Message hook only.
 	Malformed     []string
 	LimitExceeded string
+	// Ambiguous lists the distinct kinds of the places where mail clients read the message differently
+	// ("duplicate-parameter", "boundary-choice", ...), in the order found. Message hook only.
+	Ambiguous []string
+	// Attachments counts the parts a mail client shows as files (named, attachment disposition, non-text, or
+	// found inside another part), every reading included. Message hook only.
+	Attachments int
 	// Header returns every value of a message header field, unfolded, trimmed and RFC 2047 decoded; nil outside
 	// the message hook, where header() is always "".
 	Header func(name string) []string
@@ -154,6 +160,8 @@ func (f *Facts) value() cty.Value {
 		"from_domain":          cty.StringVal(addrDomain(f.From)),
 		"malformed":            stringList(f.Malformed),
 		"limit_exceeded":       cty.StringVal(f.LimitExceeded),
+		"ambiguous":            stringList(f.Ambiguous),
+		"attachments":          cty.NumberIntVal(int64(f.Attachments)),
 	}
 	h, fam := f.hook(), field.FamilyOf(f.Protocol)
 	for name, v := range vals {

@@ -231,10 +231,14 @@ var Table = []Field{
 		Doc: "the address in the From header (not the display name)"},
 	{Name: "", Type: String, Fact: "from_domain", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
 		Doc: "its domain, lower-case"},
-	{Name: "message.malformed", Type: List, Fact: "malformed", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
+	{Name: "message.malformed", Type: List, Fact: "malformed", Audit: "malformed", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
 		Doc: "the message's defects: to plugins one `kind: detail` per value (`depth-limit: MIME nesting deeper than 32`), to policies the distinct kinds (`unclosed-boundary`, `bad-header`, `depth-limit`); none when well formed"},
-	{Name: "", Type: String, Fact: "limit_exceeded", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
-		Doc: "the limit that stopped indexing (`size-limit`, `depth-limit`, `part-limit`, `header-limit`, `line-limit`), or `\"\"`; parts past it were not inspected"},
+	{Name: "message.ambiguous", Type: List, Fact: "ambiguous", Audit: "ambiguous", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
+		Doc: "where mail clients read the message differently: to plugins one `kind: detail` per value, to policies the distinct kinds (`duplicate-parameter`, `boundary`, `filename`, ...); none when every client reads it one way"},
+	{Name: "", Type: Number, Fact: "attachments", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
+		Doc: "how many parts are attachments (a file name, or a disposition of attachment), derived readings included"},
+	{Name: "message.limit_exceeded", Type: String, Fact: "limit_exceeded", Audit: "limit_exceeded", At: [NumFamilies]Hooks{AtMessage, AtMessage, AtMessage},
+		Doc: "the limit that stopped indexing (`size-limit`, `depth-limit`, `part-limit`, `header-limit`, `line-limit`, `decode-limit`), or `\"\"`; parts past it were not inspected"},
 }
 
 var (

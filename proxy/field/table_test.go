@@ -92,8 +92,14 @@ func TestAuditKeys(t *testing.T) {
 	for i := range rt.NumField() {
 		tags[strings.Split(rt.Field(i).Tag.Get("json"), ",")[0]] = true
 	}
-	raw := "Message-ID: <m@example.org>\r\n\r\nbody\r\n"
-	m, err := message.Parse(strings.NewReader(raw), int64(len(raw)), message.DefaultLimits())
+	// A message with something of everything the record keeps: a defect, an ambiguity (two boundaries, two file
+	// names) and a bound passed (the structure under the second boundary exceeds the part limit).
+	raw := "Message-ID: <m@example.org>\r\nContent-Type: multipart/mixed; boundary=a; boundary=b\r\n\r\n--a\r\n" +
+		"Content-Disposition: attachment; filename=\"a.txt\"; filename=\"a.vbs\"\r\n\r\nx\r\n--a--\r\n" +
+		"--b\r\n\r\ny\r\n--b--\r\n"
+	limits := message.DefaultLimits()
+	limits.MaxParts = 2
+	m, err := message.Parse(strings.NewReader(raw), int64(len(raw)), limits)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,15 @@ type Auditor interface {
 	Append(rec *audit.Record) error
 }
 
+// DurableAuditor is an Auditor that can put a record on disk before the decision is acted on; *audit.Log
+// implements it. With one, a front end never acknowledges a message (SMTP's 250) whose record is not durable:
+// see Outcome.Pending and Outcome.RecordDurable. Their errors wrap audit.ErrNotRecorded.
+type DurableAuditor interface {
+	Auditor
+	AppendDurable(rec *audit.Record) error
+	AppendPending(rec *audit.Record) (*audit.Pending, error)
+}
+
 // Options configure a Flow. The library has no defaults of its own: the configuration package holds them, and
 // every size here must be set.
 type Options struct {
@@ -193,21 +202,38 @@ func (s *Session) Record(in *pluginhost.Input, d *policy.Decision, reply audit.R
 	s.record(in, d, audit.Facts{Reply: reply}, nil)
 }
 
+// RecordDurable appends the record of a stage decision and returns once it is on disk, when the auditor is a
+// DurableAuditor (otherwise it is Record). Front ends use it for a decision the client is told succeeded without
+// the upstream (a recipient discarded at RCPT TO); an error wraps audit.ErrNotRecorded.
+func (s *Session) RecordDurable(in *pluginhost.Input, d *policy.Decision, reply audit.Reply) error {
+	da, durable := s.flow.opts.Audit.(DurableAuditor)
+	if d == nil || !durable {
+		s.Record(in, d, reply)
+		return nil
+	}
+	return da.AppendDurable(s.newRecord(in, d, audit.Facts{Reply: reply}, nil))
+}
+
 // record appends a record; added, when not nil, replaces the recipients the decision added.
 func (s *Session) record(in *pluginhost.Input, d *policy.Decision, f audit.Facts, added *[]string) {
 	a := s.flow.opts.Audit
 	if a == nil || d == nil {
 		return
 	}
+	if err := a.Append(s.newRecord(in, d, f, added)); err != nil {
+		s.flow.log.Error("audit record not written", "session", s.id, "err", err, "hook", d.Hook.String())
+	}
+}
+
+// newRecord builds the audit record of a decision; added, when not nil, replaces the recipients it added.
+func (s *Session) newRecord(in *pluginhost.Input, d *policy.Decision, f audit.Facts, added *[]string) *audit.Record {
 	f.Time = time.Now().UTC()
 	f.Session = s.id
 	rec := audit.NewRecord(in, d, f)
 	if added != nil {
 		rec.RcptsAdded = *added
 	}
-	if err := a.Append(rec); err != nil {
-		s.flow.log.Error("audit record not written", "session", s.id, "err", err, "hook", d.Hook.String())
-	}
+	return rec
 }
 
 // ErrTooLarge is returned by Receive for a message larger than Options.MessageSize.
@@ -330,7 +356,47 @@ func (o *Outcome) Record(reply audit.Reply) {
 	if o.Decision == nil {
 		return
 	}
-	o.sess.record(o.in, o.Decision, audit.Facts{SHA256In: o.SHA256In, SHA256Out: o.SHA256Out, Reply: reply}, &o.RcptsAdded)
+	o.sess.record(o.in, o.Decision, o.facts(reply), &o.RcptsAdded)
+}
+
+// Pending puts the outcome's decision on record before the message is sent on (SMTP: before the relay's DATA to
+// the upstream): durably, as a pending record, when the auditor is a DurableAuditor. An error (wrapping
+// audit.ErrNotRecorded) means the record is not on disk: the message must not be sent on, and the client is told
+// audit.UnavailableReply. Otherwise the front end calls done with the reply the client got once the message went
+// on, or failed to. With a plain Auditor, done appends the whole record then, as Record does.
+func (o *Outcome) Pending() (done func(reply audit.Reply), err error) {
+	a := o.sess.flow.opts.Audit
+	da, durable := a.(DurableAuditor)
+	if o.Decision == nil || !durable {
+		return o.Record, nil
+	}
+	rec := o.sess.newRecord(o.in, o.Decision, o.facts(audit.Reply{}), &o.RcptsAdded)
+	p, err := da.AppendPending(rec)
+	if err != nil {
+		return nil, err
+	}
+	return func(reply audit.Reply) {
+		if err := p.Outcome(reply); err != nil {
+			o.sess.flow.log.Error("audit outcome not written", "session", o.sess.id, "pending", p.Seq(), "err", err)
+		}
+	}, nil
+}
+
+// RecordDurable appends the outcome's record, with the reply the client is about to be given, and returns once it
+// is on disk when the auditor is a DurableAuditor. Front ends use it for a message they acknowledge without
+// sending it on (discard, quarantine): an error (wrapping audit.ErrNotRecorded) means they must answer
+// audit.UnavailableReply instead. With a plain Auditor it is Record.
+func (o *Outcome) RecordDurable(reply audit.Reply) error {
+	da, durable := o.sess.flow.opts.Audit.(DurableAuditor)
+	if o.Decision == nil || !durable {
+		o.Record(reply)
+		return nil
+	}
+	return da.AppendDurable(o.sess.newRecord(o.in, o.Decision, o.facts(reply), &o.RcptsAdded))
+}
+
+func (o *Outcome) facts(reply audit.Reply) audit.Facts {
+	return audit.Facts{SHA256In: o.SHA256In, SHA256Out: o.SHA256Out, Reply: reply}
 }
 
 // Close frees the rendered copy. The original spool belongs to the caller of Message.

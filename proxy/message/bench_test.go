@@ -134,3 +134,15 @@ func BenchmarkWriteChanged1MiB(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIndexParameterBomb indexes a 250 KiB header of repeated parameters: every reading is kept only up to
+// a bound, so the cost stays linear.
+func BenchmarkIndexParameterBomb(b *testing.B) {
+	var h strings.Builder
+	h.WriteString("Content-Type: multipart/mixed")
+	for i := 0; h.Len() < 250<<10; i++ {
+		fmt.Fprintf(&h, ";boundary=%d\r\n ", i)
+	}
+	h.WriteString("\r\n\r\nx\r\n")
+	benchIndex(b, []byte(h.String()))
+}

@@ -28,9 +28,20 @@
 // # Malformed mail
 //
 // Parse returns an error only when the source cannot be read. Everything wrong with the message itself is
-// recorded as a [Defect] with a stable kind, and the message is indexed as far as possible, interpreting
-// ambiguous input the way RFC 2045/2046 say (a missing or unparsable Content-Type is text/plain, a missing
-// Content-Transfer-Encoding is 7bit, a part without a closing boundary ends where its parent does). When a
+// recorded as a [Defect] with a stable kind, and the message is indexed as far as possible, the way RFC
+// 2045/2046 say where they say (a missing or unparsable Content-Type is text/plain, a missing
+// Content-Transfer-Encoding is 7bit, a part without a closing boundary ends where its parent does) and as
+// leniently as widely used mail clients otherwise: base64 with characters outside its alphabet, x-uuencode and
+// yEnc, parameters without their ';'.
+//
+// # Every reading
+//
+// Where mail clients read the same bytes differently, the index keeps every reading rather than picking one:
+// [Part].Filenames lists every candidate file name, and other structures (a second boundary, a second
+// Content-Type or Content-Transfer-Encoding, a uuencoded block, the message inside a base64 message/rfc822 part)
+// are indexed as derived parts ([Part].Derived) after the parts of the structure. The places are recorded as
+// ambiguities ([Message.Ambiguities]). Derived parts are bounded like the others, and past a bound the reading is
+// flagged with it ([Part].Incomplete, [Message.LimitExceeded]). When a
 // [Limits] bound is passed, indexing stops there: [Message.LimitExceeded] names the bound, the parts already
 // indexed stay usable, and changes to parts whose end is unknown are refused.
 //

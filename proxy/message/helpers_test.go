@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,14 +70,22 @@ func checkIndex(m *Message) error {
 		return fmt.Errorf("part 0 is %+v (size %d)", ps[0], m.Size())
 	}
 	all := 0
+	derivedSeen := false
 	for i := range ps {
 		p := &ps[i]
 		all += len(p.Defects)
+		if p.Derived != "" {
+			derivedSeen = true
+		}
 		if p.ID != i {
 			return fmt.Errorf("part %d has ID %d", i, p.ID)
 		}
+		size := m.Size()
+		if src := m.meta[i].src; src != nil {
+			size = sourceSize(src)
+		}
 		if !(0 <= p.Header.Start && p.Header.Start <= p.Header.End && p.Header.End <= p.Body.Start &&
-			p.Body.Start <= p.Body.End && p.Body.End <= m.Size()) {
+			p.Body.Start <= p.Body.End && p.Body.End <= size) {
 			return fmt.Errorf("part %d ranges out of order: header %v body %v size %d", i, p.Header, p.Body, m.Size())
 		}
 		if p.ContentType == "" || p.Encoding == "" {
@@ -97,6 +106,15 @@ func checkIndex(m *Message) error {
 		if p.Parent >= i || p.Depth != par.Depth+1 {
 			return fmt.Errorf("part %d: parent %d depth %d", i, p.Parent, p.Depth)
 		}
+		if !slices.Contains(par.Children, i) {
+			return fmt.Errorf("part %d is not among the children of its parent %d", i, p.Parent)
+		}
+		if p.Derived != "" {
+			continue // a reading of its parent's content or header: checked above against its source
+		}
+		if par.Derived == "" && derivedSeen {
+			return fmt.Errorf("part %d of the structure comes after a derived part", i)
+		}
 		if p.Header.Start < par.Body.Start || p.Body.End > par.Body.End {
 			return fmt.Errorf("part %d (%v..%v) outside its parent's body %v", i, p.Header, p.Body, par.Body)
 		}
@@ -105,7 +123,12 @@ func checkIndex(m *Message) error {
 		}
 	}
 	for i := range ps {
-		ch := ps[i].Children
+		var ch []int
+		for _, c := range ps[i].Children {
+			if ps[c].Derived == "" {
+				ch = append(ch, c)
+			}
+		}
 		for j := 1; j < len(ch); j++ {
 			a, b := &ps[ch[j-1]], &ps[ch[j]]
 			if m.meta[ch[j]].delim < a.Body.End {
@@ -131,6 +154,17 @@ func checkIndex(m *Message) error {
 		return fmt.Errorf("WriteTo(nil) is not the input")
 	}
 	return nil
+}
+
+// sourceSize returns the size of a derived part's source.
+func sourceSize(src io.ReaderAt) int64 {
+	switch r := src.(type) {
+	case *bytes.Reader:
+		return r.Size()
+	case *io.SectionReader:
+		return r.Size()
+	}
+	return -1
 }
 
 // reparse reads out with go-message, walking every part and reading every body: the output of the splicer must

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/textproto"
@@ -20,9 +21,20 @@ func Parse(src io.ReaderAt, size int64, lim Limits) (*Message, error) {
 		return nil, fmt.Errorf("message: %w size %d", ErrInvalid, size)
 	}
 	lim = lim.withDefaults()
+	budget := lim.MaxDecodedBytes
+	return parse(src, size, lim, &budget, nil)
+}
+
+// parse is Parse with limits already resolved. budget is what is left of Limits.MaxDecodedBytes, shared by the
+// derived readings at every level; root, when not nil, is a multipart whose header is not in src (src is its
+// body): the structure another boundary yields.
+func parse(src io.ReaderAt, size int64, lim Limits, budget *int64, root *Part) (*Message, error) {
 	m := &Message{src: src, size: size, eol: "\r\n"}
-	s := &scanner{m: m, lim: lim, seen: map[defectKey]int{}}
+	s := &scanner{m: m, lim: lim, seen: map[defectKey]int{}, budget: budget, root: root}
 	if err := s.run(); err != nil {
+		return nil, err
+	}
+	if err := s.derive(); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -61,6 +73,31 @@ type scanner struct {
 	stopped  bool
 	seen     map[defectKey]int // index in m.defects of the first defect of a kind per part
 	repeats  map[int]int       // further occurrences of that defect, reported as a count
+	ambSeen  map[defectKey]bool
+	budget   *int64 // bytes left for decoding content to index what is inside it
+	root     *Part  // see parse
+	// What the body lines of leaf parts showed: base64 oddities, uuencoded and yEnc blocks.
+	lines     map[int]*lineState
+	blocks    []block
+	overflow  bool // more blocks than MaxParts: the rest were not kept
+	lastID    int
+	lastState *lineState
+}
+
+// lineState is what the scanner learnt from the body lines of one part.
+type lineState struct {
+	quad             int  // base64 characters in the current group
+	padded           bool // a "=" ended a base64 group
+	badChar, dataPad bool // reported already
+	open             int  // 1 + index in scanner.blocks of the block still open, or 0
+}
+
+// block is a uuencoded or yEnc block found in a part's body.
+type block struct {
+	part       int
+	kind       string // DerivedUUEncode or DerivedYEnc
+	name       string
+	start, end int64 // end is -1 while open
 }
 
 func (s *scanner) run() error {
@@ -76,6 +113,13 @@ func (s *scanner) run() error {
 	s.br = bufio.NewReaderSize(io.NewSectionReader(m.src, 0, m.size), int(bufSize))
 	s.cur = s.newPart(-1, 0, -1)
 	s.inHeader = true
+	if r := s.root; r != nil {
+		p := &m.parts[0]
+		p.ContentType, p.Params, p.Multipart, p.Encoding = r.ContentType, r.Params, true, "7bit"
+		m.meta[0].hdrDone = true
+		s.inHeader = false
+		s.stack = append(s.stack, frame{part: 0, delim: append([]byte("--"), r.Params["boundary"]...)})
+	}
 	for !s.stopped {
 		start := s.off
 		line, err := s.readLine()
@@ -164,6 +208,23 @@ func (s *scanner) defect(part int, kind, detail string) {
 	}
 }
 
+// ambiguity records, once per part and kind, that mail clients read the part differently.
+func (s *scanner) ambiguity(part int, kind, detail string) {
+	k := defectKey{part, kind}
+	if s.ambSeen[k] {
+		return
+	}
+	if s.ambSeen == nil {
+		s.ambSeen = map[defectKey]bool{}
+	}
+	s.ambSeen[k] = true
+	d := Defect{Part: part, Kind: kind, Detail: detail}
+	s.m.ambig = append(s.m.ambig, d)
+	if part >= 0 {
+		s.m.parts[part].Ambiguities = append(s.m.parts[part].Ambiguities, d)
+	}
+}
+
 // stop ends indexing because a limit was passed.
 func (s *scanner) stop(kind string, part int, detail string) {
 	if s.stopped {
@@ -226,6 +287,9 @@ func (s *scanner) headerLine(line []byte, start int64) {
 		}
 		s.appendHeader(line, start)
 	case fieldName(content) != nil:
+		s.appendHeader(line, start)
+	case brokenFold(s.hdr, content):
+		s.defect(p, KindBadHeader, fmt.Sprintf("line %d (offset %d) continues a field without being indented (the line before ends with ';'); read as a continuation, as mail clients do", s.line, start))
 		s.appendHeader(line, start)
 	case p == 0 && start == 0 && bytes.HasPrefix(content, []byte("From ")):
 		s.defect(p, KindBadHeader, "line 1 is an mbox \"From \" line, not a header field")
@@ -324,6 +388,7 @@ func (s *scanner) bodyLine(line []byte, start int64) {
 	content := trimEOL(line)
 	i := s.delimiterIndex(content)
 	if i < 0 {
+		s.inspect(content, start, int64(len(line)))
 		return
 	}
 	closing, _ := matchDelimiter(content, s.stack[i].delim)
@@ -350,6 +415,125 @@ func (s *scanner) bodyLine(line []byte, start int64) {
 	}
 	s.cur = child
 	s.inHeader = true
+}
+
+// inspect looks at one body line (content, without its line ending, of n bytes with it) of the current part:
+// base64 that a strict decoder would refuse or that goes on after padding, and the begin and end lines of
+// uuencoded and yEnc blocks, which mail clients show as attachments.
+func (s *scanner) inspect(content []byte, start, n int64) {
+	id := s.cur
+	p := &s.m.parts[id]
+	if p.Encoding == "base64" && !p.Multipart {
+		s.inspectBase64(id, content)
+		return
+	}
+	if len(content) < 3 {
+		return
+	}
+	identity := p.Encoding == "7bit" || p.Encoding == "8bit" || p.Encoding == "binary"
+	uu := lenientEncoding(p.Encoding)
+	if !identity && uu == "" {
+		return
+	}
+	st := s.lines[id]
+	if st != nil && st.open > 0 {
+		b := &s.blocks[st.open-1]
+		if b.kind == DerivedUUEncode && bytes.Equal(bytes.TrimRight(content, " \t"), []byte("end")) ||
+			b.kind == DerivedYEnc && bytes.HasPrefix(content, []byte("=yend")) {
+			b.end = start + n
+			st.open = 0
+		}
+		return
+	}
+	var name, kind string
+	switch content[0] {
+	case 'b':
+		if nm, ok := uuBegin(content); ok {
+			name, kind = nm, DerivedUUEncode
+		}
+	case '=':
+		if nm, ok := yBegin(content); ok {
+			name, kind = nm, DerivedYEnc
+		}
+	}
+	if kind == "" {
+		return
+	}
+	if uu != "" {
+		// The part is the encoded file: its begin line names it.
+		if n := NormalizeFilename(name); n != "" && !slices.Contains(p.Filenames, n) {
+			p.Filenames = append(p.Filenames, n)
+			if p.Filename == "" {
+				p.Filename = n
+			} else {
+				s.ambiguity(id, AmbiguousNames, fmt.Sprintf("part %d names its file %s", id, clip(quoteAll(p.Filenames))))
+			}
+		}
+		return
+	}
+	if len(s.blocks) >= s.lim.MaxParts {
+		s.overflow = true
+		return
+	}
+	st = s.lineStateOf(id)
+	s.blocks = append(s.blocks, block{part: id, kind: kind, name: name, start: start, end: -1})
+	st.open = len(s.blocks)
+}
+
+// lineStateOf returns the line state of part id, remembering the last one asked for: the lines of one part
+// come one after the other.
+func (s *scanner) lineStateOf(id int) *lineState {
+	if s.lastState != nil && s.lastID == id {
+		return s.lastState
+	}
+	st := s.lines[id]
+	if st == nil {
+		if s.lines == nil {
+			s.lines = map[int]*lineState{}
+		}
+		st = &lineState{}
+		s.lines[id] = st
+	}
+	s.lastID, s.lastState = id, st
+	return st
+}
+
+// inspectBase64 records base64 characters outside the alphabet and data after padding.
+func (s *scanner) inspectBase64(id int, content []byte) {
+	st := s.lineStateOf(id)
+	i := 0
+	if !st.padded {
+		// Fast path: eight letters at a time (a letter after padding is the case the slow path reports).
+		i = cleanBase64Prefix(content)
+		st.quad = (st.quad + i) & 3
+	}
+	for _, c := range content[i:] {
+		if base64Value[c] != 0xff {
+			if st.padded && !st.dataPad {
+				st.dataPad = true
+				s.defect(id, KindBadEncoding, fmt.Sprintf("part %d: base64 content goes on after padding; it is decoded to the end", id))
+				s.ambiguity(id, AmbiguousBase64, fmt.Sprintf("part %d: base64 content goes on after padding, where some decoders stop", id))
+			}
+			st.padded = false
+			st.quad = (st.quad + 1) & 3
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\r':
+		case '=':
+			if st.quad >= 2 || st.padded {
+				st.padded = true
+				st.quad = 0
+				continue
+			}
+			fallthrough
+		default:
+			if !st.badChar {
+				st.badChar = true
+				s.defect(id, KindBadEncoding, fmt.Sprintf("part %d: base64 content holds characters outside the alphabet; they are ignored (RFC 2045 §6.8)", id))
+			}
+		}
+	}
 }
 
 // endChain ends, at end, the body of part from and of its ancestors up to (not including) part to, and returns
@@ -394,6 +578,7 @@ func (s *scanner) finish() {
 		for p := s.cur; p >= 0; p = m.parts[p].Parent {
 			m.parts[p].Body.End = m.size
 			m.meta[p].bodyDone = false
+			m.parts[p].Incomplete = m.bound
 		}
 		return
 	}
@@ -402,6 +587,20 @@ func (s *scanner) finish() {
 	}
 	s.stack = nil
 	s.endChain(s.cur, -1, m.size)
+}
+
+// brokenFold reports whether content, a header line that is not a field, continues the last field of hdr
+// although it is not indented: that field's last line ends with ';' and content is a parameter ("name=...").
+func brokenFold(hdr, content []byte) bool {
+	if len(hdr) == 0 || len(content) == 0 || !isTokenChar(content[0]) {
+		return false
+	}
+	prev := bytes.TrimRight(hdr, " \t\r\n")
+	if !bytes.HasSuffix(prev, []byte(";")) {
+		return false
+	}
+	eq := bytes.IndexByte(content, '=')
+	return eq > 0 && bytes.IndexByte(content[:eq], ':') < 0
 }
 
 // fieldName returns the name of a header field line ("Name:" with optional white space before the colon,
@@ -434,6 +633,7 @@ func (s *scanner) parseFields(id int) {
 	clean := true
 	cur := -1
 	reported8bit, reportedNUL := false, false
+	var unindented []int // offsets in buf of continuation lines that lack their indentation
 	for i := 0; i < len(buf); {
 		end := len(buf)
 		if j := bytes.IndexByte(buf[i:], '\n'); j >= 0 {
@@ -451,6 +651,10 @@ func (s *scanner) parseFields(id int) {
 			if name := fieldName(line); name != nil {
 				locs = append(locs, fieldLoc{name: string(name), r: Range{base + int64(i), base + int64(end)}})
 				cur = len(locs) - 1
+			} else if cur >= 0 && brokenFold(buf[:i], trimEOL(line)) {
+				locs[cur].r.End = base + int64(end)
+				unindented = append(unindented, i)
+				clean = false
 			} else {
 				clean = false
 				cur = -1
@@ -474,7 +678,14 @@ func (s *scanner) parseFields(id int) {
 	if !clean || buf[len(buf)-1] != '\n' {
 		input = make([]byte, 0, len(buf)+2)
 		for _, l := range locs {
-			input = append(input, buf[l.r.Start-base:l.r.End-base]...)
+			from, to := l.r.Start-base, l.r.End-base
+			for _, u := range unindented {
+				if int64(u) > from && int64(u) < to {
+					input = append(append(input, buf[from:u]...), ' ')
+					from = int64(u)
+				}
+			}
+			input = append(input, buf[from:to]...)
 			if input[len(input)-1] != '\n' {
 				input = append(input, '\r', '\n')
 			}

@@ -218,7 +218,8 @@ func TestDefects(t *testing.T) {
 		{"unparsable Content-Type", "Content-Type: <html>\n\nx\n", KindBadContentType, 0},
 		{"bad parameter", "Content-Type: text/plain; charset\n\nx\n", KindBadContentType, 0},
 		{"duplicate Content-Type", "Content-Type: text/plain\nContent-Type: text/html\n\nx\n", KindBadContentType, 0},
-		{"unknown encoding", "Content-Transfer-Encoding: x-uuencode\n\nx\n", KindUnknownEncoding, 0},
+		{"unknown encoding", "Content-Transfer-Encoding: x-martian\n\nx\n", KindUnknownEncoding, 0},
+		{"x-uuencode is lenient", "Content-Transfer-Encoding: x-uuencode\n\nx\n", KindBadEncoding, 0},
 		{"unknown charset", "Content-Type: text/plain; charset=x-martian\n\nx\n", KindUnknownCharset, 0},
 		{"unknown RFC 2231 charset", "Content-Type: text/plain; name*=x-martian''a.txt\n\nx\n", KindUnknownCharset, 0},
 		{"multipart with base64", "Content-Type: multipart/mixed; boundary=b\nContent-Transfer-Encoding: base64\n\n--b\n\nx\n--b--\n", KindBadEncoding, 0},
@@ -355,7 +356,7 @@ func TestLimitEdges(t *testing.T) {
 
 func TestDefaultLimits(t *testing.T) {
 	d := DefaultLimits()
-	if d != (Limits{MaxSize: 64 << 20, MaxHeaderBytes: 256 << 10, MaxDepth: 32, MaxParts: 1000, MaxLineLength: 64 << 10}) {
+	if d != (Limits{MaxSize: 64 << 20, MaxHeaderBytes: 256 << 10, MaxDepth: 32, MaxParts: 1000, MaxLineLength: 64 << 10, MaxDecodedBytes: 32 << 20}) {
 		t.Fatalf("DefaultLimits() = %+v", d)
 	}
 	if (Limits{MaxDepth: -1}).withDefaults() != d {

@@ -160,6 +160,13 @@ func (pl *planner) check(id int, verb string) error {
 	if id == 0 && verb == "remove" {
 		return fmt.Errorf("message: %w remove_part: part 0 is the message itself", ErrInvalid)
 	}
+	if d := m.parts[id].Derived; d != "" {
+		p := m.parts[id].Parent
+		for m.parts[p].Derived != "" {
+			p = m.parts[p].Parent
+		}
+		return fmt.Errorf("message: %w %s_part: part %d is a %s reading found inside part %d; %s part %d instead", ErrInvalid, verb, id, d, p, verb, p)
+	}
 	if m.meta[id].embedded {
 		p := m.parts[id].Parent
 		return fmt.Errorf("message: %w %s_part: part %d is the message inside part %d; %s part %d instead", ErrInvalid, verb, id, p, verb, p)
@@ -195,7 +202,7 @@ func (pl *planner) banner(text, ct string) {
 	m := pl.m
 	for id := range m.parts {
 		p := &m.parts[id]
-		if p.ContentType != ct || p.Multipart || len(p.Children) > 0 || p.Disposition == "attachment" || p.Filename != "" ||
+		if p.Derived != "" || p.ContentType != ct || p.Multipart || m.structural(id) > 0 || p.Disposition == "attachment" || p.Filename != "" ||
 			!m.meta[id].bodyDone || !m.meta[id].hdrDone || pl.gone(id) || pl.state[id].repl != nil || pl.sealed(id) {
 			continue
 		}
@@ -216,17 +223,31 @@ func (pl *planner) sealed(id int) bool {
 	return false
 }
 
+// structural returns the number of a part's children that are not derived readings.
+func (m *Message) structural(id int) int {
+	n := 0
+	for _, c := range m.parts[id].Children {
+		if m.parts[c].Derived == "" {
+			n++
+		}
+	}
+	return n
+}
+
 // keepMultipartsValid turns the removal of the last remaining part of a multipart into an empty text part:
 // RFC 2046 requires at least one body part.
 func (pl *planner) keepMultipartsValid() {
 	m := pl.m
 	for id := range m.parts {
 		p := &m.parts[id]
-		if !p.Multipart || len(p.Children) == 0 || pl.gone(id) {
+		if !p.Multipart || m.structural(id) == 0 || pl.gone(id) {
 			continue
 		}
 		first := -1
 		for _, c := range p.Children {
+			if m.parts[c].Derived != "" {
+				continue
+			}
 			if !pl.state[c].removed {
 				first = -1
 				break

@@ -296,6 +296,17 @@ func fieldGet(f frame, s []uint64) int32 {
 			return errUnavailable
 		}
 		return many(st.in.malformedValues())
+	case "message.ambiguous":
+		if f.message() == nil {
+			return errUnavailable
+		}
+		return many(st.in.ambiguousValues())
+	case "message.limit_exceeded":
+		m := f.message()
+		if m == nil {
+			return errUnavailable
+		}
+		return one(m.LimitExceeded())
 	}
 	// A row of the table this host does not serve: a test makes sure there is none.
 	return errNotFound
@@ -348,7 +359,11 @@ func headerAll(f frame, s []uint64) int32 {
 	if code != 0 {
 		return code
 	}
-	return readRange(m.Raw(), p.Header.Start, p.Header.End-p.Header.Start, 0, dst)
+	hdr, err := m.RawHeader(int(uint32(s[0])))
+	if err != nil {
+		return errInvalid
+	}
+	return readRange(hdr, 0, p.Header.End-p.Header.Start, 0, dst)
 }
 
 // readRange copies [start+offset, start+size) of r into dst (as much as fits) and returns size.
@@ -404,13 +419,26 @@ func partField(f frame, s []uint64) int32 {
 		}
 		return put(dst, "0")
 	case "defects":
-		lines := make([]string, len(p.Defects))
-		for i, d := range p.Defects {
-			lines[i] = d.String()
-		}
-		return put(dst, strings.Join(lines, "\n"))
+		return put(dst, defectLines(p.Defects))
+	case "filenames":
+		return put(dst, strings.Join(p.Filenames, "\n"))
+	case "ambiguities":
+		return put(dst, defectLines(p.Ambiguities))
+	case "derived":
+		return put(dst, p.Derived)
+	case "incomplete":
+		return put(dst, p.Incomplete)
 	}
 	return errNotFound
+}
+
+// defectLines is a part's defects or ambiguities, one "kind: detail" per line.
+func defectLines(ds []message.Defect) string {
+	lines := make([]string, len(ds))
+	for i, d := range ds {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
 }
 
 // contentArgs checks the (part, mode) of part_read, part_match and part_sha256: ERR_INVALID for a part that does
@@ -436,7 +464,11 @@ func partRead(f frame, s []uint64) int32 {
 			return errInvalid
 		}
 		// Raw windows come straight from the message's source into guest memory: no copy, no cache.
-		return readRange(m.Raw(), p.Body.Start, p.Body.End-p.Body.Start, offset, dst)
+		raw, err := m.RawBody(int(id))
+		if err != nil {
+			return errInvalid
+		}
+		return readRange(raw, 0, p.Body.End-p.Body.Start, offset, dst)
 	}
 	if code := contentArgs(m, id, mode); code != 0 {
 		return code

@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -148,17 +149,19 @@ func TestConfigGet(t *testing.T) {
 	}
 }
 
+// fieldValue returns field_get's value, or its error code as text.
+func fieldValue(h *harness, name string, index int) string {
+	np, nl := h.str(name)
+	rc, v := h.get("field_get", np, nl, u(index))
+	if rc < 0 {
+		return fmt.Sprint(rc)
+	}
+	return v
+}
+
 func TestFieldGet(t *testing.T) {
 	env := testEnvelope()
 	msg := parse(t, testMessage)
-	field := func(h *harness, name string, index int) string {
-		np, nl := h.str(name)
-		rc, v := h.get("field_get", np, nl, u(index))
-		if rc < 0 {
-			return fmt.Sprint(rc)
-		}
-		return v
-	}
 	for _, tc := range []struct {
 		hook  Hook
 		in    *Input
@@ -235,13 +238,13 @@ func TestFieldGet(t *testing.T) {
 		{HookMessage, &Input{Env: env, Msg: msg}, "command", 0, "-3"},
 	} {
 		h := newHarness(t, tc.hook, tc.in)
-		if got := field(h, tc.field, tc.index); got != tc.want {
+		if got := fieldValue(h, tc.field, tc.index); got != tc.want {
 			t.Errorf("%v: field_get(%q, %d) = %q, want %q", tc.hook, tc.field, tc.index, got, tc.want)
 		}
 	}
 	h := newHarness(t, HookConnect, nil)
 	h.st.beginInit(h.st.p)
-	if got := field(h, "protocol", 0); got != "-3" {
+	if got := fieldValue(h, "protocol", 0); got != "-3" {
 		t.Errorf("field_get in postern_init = %s, want -3", got)
 	}
 }
@@ -383,7 +386,7 @@ func TestPartRead(t *testing.T) {
 		{1, 7, errInvalid}, // mode
 		{6, modeRaw, errInvalid},
 		{-1, modeText, errInvalid},
-		{4, modeDecoded, errDecode}, // bad base64
+		{4, modeDecoded, errDecode}, // unknown transfer encoding
 		{5, modeText, errDecode},    // unknown charset
 	} {
 		if rc, _ := read(tc.part, tc.mode, 0, 16); rc != tc.want {
@@ -829,7 +832,7 @@ var _ = message.ErrInvalid
 func TestChangesCheckedAgainstMessage(t *testing.T) {
 	const badBase64 = "From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/alternative; boundary=b\r\n\r\n" +
-		"--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=x-martian\r\nContent-Transfer-Encoding: base64\r\n\r\nSGk=\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n"
 	h := newHarness(t, HookMessage, &Input{Env: testEnvelope(), Msg: parse(t, badBase64)})
 	banner := func(text, html string) int32 {
@@ -866,5 +869,77 @@ func TestChangesCheckedAgainstMessage(t *testing.T) {
 	pp, pl := h.str("[EXT] ")
 	if rc := h.call("subject_prefix", pp, pl); rc != errInvalid || h.st.changes.Len() != 0 {
 		t.Errorf("subject_prefix on a cut header = %d, changes %v", rc, h.st.changes.List())
+	}
+}
+
+// TestEvasionFields: every reading of an ambiguous message reaches the guest: every candidate file name, the
+// ambiguities, derived parts (a message/rfc822 part in base64) with their raw header and content, and the bound
+// that kept a reading from being indexed.
+func TestEvasionFields(t *testing.T) {
+	inner := "Subject: inner\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\r\nMZ\r\n"
+	raw := "From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Disposition: attachment; filename=\"a.txt\"; filename=\"a.vbs\"\r\n\r\nx\r\n" +
+		"--b\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString([]byte(inner)) + "\r\n--b--\r\n"
+	msg := parse(t, raw)
+	h := newHarness(t, HookMessage, &Input{Env: testEnvelope(), Msg: msg})
+	pf := func(part int, name string) string {
+		np, nl := h.str(name)
+		rc, v := h.get("part_field", u(part), np, nl)
+		if rc < 0 {
+			return fmt.Sprint(rc)
+		}
+		return v
+	}
+	if got := pf(1, "filenames"); got != "a.txt\na.vbs" {
+		t.Errorf("filenames = %q", got)
+	}
+	if got := pf(1, "filename"); got != "a.txt" {
+		t.Errorf("filename = %q", got)
+	}
+	if got := pf(1, "ambiguities"); !strings.HasPrefix(got, message.AmbiguousParameter+": ") {
+		t.Errorf("ambiguities = %q", got)
+	}
+	if got := pf(0, "filenames"); got != "" {
+		t.Errorf("part 0 filenames = %q", got)
+	}
+	if len(msg.Parts()) != 4 || pf(3, "derived") != message.DerivedDecoded || pf(3, "filename") != "evil.exe" || pf(3, "parent") != "2" {
+		t.Fatalf("derived part: %d parts, %q %q %q", len(msg.Parts()), pf(3, "derived"), pf(3, "filename"), pf(3, "parent"))
+	}
+	if pf(2, "derived") != "" || pf(2, "incomplete") != "" {
+		t.Errorf("part 2 derived %q incomplete %q", pf(2, "derived"), pf(2, "incomplete"))
+	}
+	if rc, v := h.get("header_all", 3); rc <= 0 || !strings.HasPrefix(v, "Subject: inner\r\n") {
+		t.Errorf("header_all(3) = %d %q", rc, v)
+	}
+	if rc, v := h.getN("part_read", 16, 3, modeRaw, 0); rc != 4 || v != "MZ\r\n" {
+		t.Errorf("part_read(3, raw) = %d %q", rc, v)
+	}
+	if got := fieldValue(h, "message.ambiguous", 0); !strings.HasPrefix(got, message.AmbiguousParameter+": ") {
+		t.Errorf("message.ambiguous[0] = %q", got)
+	}
+	if got := fieldValue(h, "message.ambiguous", len(msg.Ambiguities())); got != "-1" {
+		t.Errorf("message.ambiguous past the end = %q", got)
+	}
+	if got := fieldValue(h, "message.limit_exceeded", 0); got != "" {
+		t.Errorf("message.limit_exceeded = %q", got)
+	}
+	h = newHarness(t, HookConnect, &Input{Env: testEnvelope()})
+	if got := fieldValue(h, "message.ambiguous", 0); got != "-3" {
+		t.Errorf("message.ambiguous at connect = %q", got)
+	}
+	// A reading past a bound: the part and the message say which.
+	lim := message.DefaultLimits()
+	lim.MaxDecodedBytes = 10
+	msg, err := message.Parse(strings.NewReader(raw), int64(len(raw)), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = newHarness(t, HookMessage, &Input{Env: testEnvelope(), Msg: msg})
+	if got := pf(2, "incomplete"); got != message.KindDecodeLimit {
+		t.Errorf("incomplete = %q", got)
+	}
+	if got := fieldValue(h, "message.limit_exceeded", 0); got != message.KindDecodeLimit {
+		t.Errorf("message.limit_exceeded = %q", got)
 	}
 }

@@ -20,7 +20,7 @@ import (
 //
 //   - what one pass over the content learns, for good: its length, and whether it decodes at all. ERR_DECODE is
 //     about the whole content: a guest must not act on the first half of a part whose second half turns out to be
-//     broken base64;
+//     unreadable;
 //   - the bytes themselves only when there are few of them (maxMaterialise) and they are costly to make again
 //     (transfer decoding or charset conversion), within decodeBudget for the whole Input. That is the common case,
 //     a text body that every plugin of the chain reads or scans: it is decoded once and served from memory;
@@ -117,7 +117,7 @@ func (in *Input) open(c *content) (io.Reader, error) {
 	return r, nil
 }
 
-// fail settles c as undecodable (bad base64, an unknown encoding or charset: ABI ERR_DECODE; or the spooled
+// fail settles c as undecodable (an unknown encoding or charset: ABI ERR_DECODE; or the spooled
 // message could not be read, which the guest cannot tell apart and need not).
 func (in *Input) fail(c *content) int32 {
 	in.closeStream(c)

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/postern/postern/proxy/message"
 	"golang.org/x/text/encoding/charmap"
 )
 
@@ -286,13 +287,18 @@ func TestBigPartNotMaterialised(t *testing.T) {
 	}
 }
 
-// TestBigPartDecodeError: a decode error past the first windows makes the whole content ERR_DECODE, for every
-// function, even when part_match has its matches long before it.
+// TestBigPartDecodeError: a decode error past the first windows (the spooled message cannot be read there) makes
+// the whole content ERR_DECODE, for every function, even when part_match has its matches long before it.
 func TestBigPartDecodeError(t *testing.T) {
 	good := base64Part("application/octet-stream", binaryContent(5, 3<<20, map[int]string{10: "MARK001"}))
-	good.body += "\r\n!!!not base64!!!"
+	raw := multipartMessage(good)
 	for _, op := range []string{"match 1 1 1", "read 1 1 0 16", "sha 1 1", "read 1 2 5 5"} {
-		msg := parse(t, multipartMessage(good))
+		src := &failingReader{r: strings.NewReader(raw)}
+		msg, err := message.Parse(src, int64(len(raw)), message.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.failAfter = int64(len(raw)) - 100
 		in := &Input{Msg: msg}
 		h := newHarness(t, HookMessage, in)
 		f := strings.Fields(op)
@@ -311,7 +317,7 @@ func TestBigPartDecodeError(t *testing.T) {
 		if rc != errDecode {
 			t.Errorf("%s: %d, want ERR_DECODE", op, rc)
 		}
-		// The raw bytes are still readable.
+		// The raw bytes before the failure are still readable.
 		if rc, _ := h.getN("part_read", 16, 1, modeRaw, 0); rc <= 0 {
 			t.Errorf("%s: raw part_read: %d", op, rc)
 		}
@@ -430,4 +436,17 @@ func TestRuneBoundary(t *testing.T) {
 			t.Errorf("runeBoundary(%q, %d) = %d, want %d", b, o, got, want)
 		}
 	}
+}
+
+// failingReader fails every read that reaches failAfter (when not 0).
+type failingReader struct {
+	r         io.ReaderAt
+	failAfter int64
+}
+
+func (f *failingReader) ReadAt(p []byte, off int64) (int, error) {
+	if f.failAfter > 0 && off+int64(len(p)) > f.failAfter {
+		return 0, errors.New("spool disk failed")
+	}
+	return f.r.ReadAt(p, off)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // testMessage is a small multipart message: part 0 multipart/mixed, 1 text/plain (quoted-printable, latin-1),
-// 2 text/html, 3 a base64 attachment, 4 a part with bad base64, 5 a part in an unknown charset.
+// 2 text/html, 3 a base64 attachment, 4 a part in an unknown transfer encoding, 5 a part in an unknown charset.
 var testMessage = strings.ReplaceAll(`From: =?utf-8?q?J=C3=B6rg?= <joerg@example.org>
 To: alice@example.com
 Subject: =?iso-8859-1?q?Gr=FC=DFe?= aus Köln
@@ -42,7 +42,7 @@ Content-Disposition: attachment; filename="r.pdf"
 JVBERi0xLjQK
 --b
 Content-Type: application/octet-stream
-Content-Transfer-Encoding: base64
+Content-Transfer-Encoding: x-martian
 
 !!!not base64!!!
 --b

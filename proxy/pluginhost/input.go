@@ -24,6 +24,7 @@ type Input struct {
 	streams   []*content // contents with an open part_read stream, least recently used first
 	opened    int        // content streams opened, for tests: a backward seek reopens, a forward one must not
 	malformed []string   // message.malformed values, made once
+	ambiguous []string   // message.ambiguous values, made once
 	headers   map[headerKey][]string
 }
 
@@ -69,4 +70,19 @@ func (in *Input) malformedValues() []string {
 		}
 	}
 	return in.malformed
+}
+
+// ambiguousValues returns the message.ambiguous field's values: one "kind: detail" per place where mail clients
+// read the message differently.
+func (in *Input) ambiguousValues() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.ambiguous == nil {
+		as := in.Msg.Ambiguities()
+		in.ambiguous = make([]string, len(as))
+		for i, d := range as {
+			in.ambiguous[i] = d.String()
+		}
+	}
+	return in.ambiguous
 }

@@ -435,6 +435,12 @@ func facts(hook pluginhost.Hook, in *pluginhost.Input) *config.Facts {
 				f.Malformed = append(f.Malformed, d.Kind)
 			}
 		}
+		for _, d := range m.Ambiguities() {
+			if !slices.Contains(f.Ambiguous, d.Kind) {
+				f.Ambiguous = append(f.Ambiguous, d.Kind)
+			}
+		}
+		f.Attachments = m.Attachments()
 	}
 	return f
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -32,9 +33,11 @@ type connState struct {
 
 	// mf is the session's use of the filtering pipeline; ctx is the session's context, which its plugin calls
 	// run under, cancelled when the session ends or is cut off.
-	mf     *mailflow.Session
-	ctx    context.Context
-	cancel context.CancelFunc
+	mf         *mailflow.Session
+	ctx        context.Context
+	cancel     context.CancelFunc
+	cutOff     atomic.Bool // Cut was called: no reply reaches the client any more
+	clientGone atomic.Bool // the client left while its message was evaluated
 
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.
@@ -53,6 +56,7 @@ type connState struct {
 	// upTLSVersion and upTLSCipher describe the upstream connection once it is attached (at the first EHLO).
 	upTLSVersion, upTLSCipher string
 	helo                      string
+	badHelo                   bool // the last EHLO's name had a NUL: MAIL is refused until a good one
 	authUser                  string
 	inTxn                     bool // between an accepted MAIL FROM and the end of the message
 	shuttingDown              bool
@@ -152,6 +156,10 @@ func (s *Server) serveConn(conn net.Conn) {
 	// Serve returned because the connection closed; Shutdown waits until go-smtp's handler has returned, so no
 	// callback is still using the upstream.
 	_ = cs.smtpSrv.Shutdown(context.Background())
+	if !cs.client.heard.Load() {
+		s.earlyDisconnects.Add(1)
+		cs.log().Debug("client left before saying anything", "client", cs.remote.String())
+	}
 	cancelDial()
 	cs.upMu.Lock()
 	if cs.up == nil && !cs.dialTaken {
@@ -208,7 +216,7 @@ func (cs *connState) attachUpstream() *smtp.SMTPError {
 func (s *Server) newSMTPServer(cs *connState) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(cs.newSession))
 	srv.Domain = s.opts.Hostname
-	srv.ErrorLog = s.errLog
+	srv.ErrorLog = connErrorLog{cs}
 	srv.MaxMessageBytes = s.opts.Limits.MessageSize
 	srv.MaxRecipients = s.opts.Limits.Recipients
 	srv.MaxLineLength = s.opts.Limits.LineLength
@@ -238,6 +246,12 @@ func (s *Server) advertise(srv *smtp.Server, up *upstreamConn) {
 
 // newSession is go-smtp's Backend: it runs when the client says EHLO/HELO, and again after STARTTLS.
 func (cs *connState) newSession(c *smtp.Conn) (smtp.Session, error) {
+	if strings.IndexByte(c.Hostname(), 0) >= 0 {
+		// Postfix refuses NUL in any command; the name would go into Received: and XCLIENT.
+		cs.log().Info("refused: NUL in EHLO")
+		return nil, cs.countError(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+			Message: "Syntax: EHLO hostname"})
+	}
 	cs.mu.Lock()
 	cs.smtpConn = c
 	cs.helo = c.Hostname()
@@ -277,6 +291,7 @@ func (cs *connState) Drain() {
 // Cut closes the session now (listener.Session): its plugin calls are cancelled, the client connection is closed
 // and a command waiting for the upstream returns at once.
 func (cs *connState) Cut() {
+	cs.cutOff.Store(true)
 	cs.cancel()
 	// The socket first: a write blocked on a client that does not read holds the reply buffer, which
 	// clientConn.Close would wait for to send what is pending.
@@ -397,7 +412,7 @@ func (cs *connState) connectHook() *smtp.SMTPError {
 	}
 	cs.log().Info("connection refused by policy", "client", cs.remote.String(), "action", d.Action.String(),
 		"code", e.Code)
-	cs.mf.Record(in, d, auditReply(e))
+	cs.mf.Record(in, d, cs.auditReply(e))
 	return e
 }
 

@@ -1,6 +1,8 @@
 package smtpproxy
 
 import (
+	"strconv"
+
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/mailflow"
@@ -49,8 +51,36 @@ func refusal(d *policy.Decision) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
 }
 
-// auditReply is an SMTP reply as the audit log records it.
-func auditReply(e *smtp.SMTPError) audit.Reply {
+// Statuses of the audit record's reply when the client never got one: replyCut when its session was cut at the
+// shutdown deadline (or by Close) while the message was being handled, replyGone when the client left while its
+// message was evaluated. The text says what the reply would have been, since it may be the upstream's acceptance.
+const (
+	replyCut  = "cut"
+	replyGone = "gone"
+)
+
+// auditReply is the reply as the audit log records it: e, or, once the client can no longer get it, replyCut or
+// replyGone.
+func (cs *connState) auditReply(e *smtp.SMTPError) audit.Reply {
+	r := recordedReply(e)
+	status, why := "", ""
+	switch {
+	case cs.cutOff.Load():
+		status, why = replyCut, "the session was cut at the shutdown deadline"
+	case cs.clientGone.Load():
+		status, why = replyGone, "the client left while its message was evaluated"
+	default:
+		return r
+	}
+	would := strconv.Itoa(r.Code)
+	if r.Enhanced != "" {
+		would += " " + r.Enhanced
+	}
+	return audit.Reply{Status: status, Text: "no reply: " + why + " (the reply would have been " + would + " " + r.Text + ")"}
+}
+
+// recordedReply is an SMTP reply as the audit log records it.
+func recordedReply(e *smtp.SMTPError) audit.Reply {
 	if e == nil {
 		return audit.Reply{}
 	}

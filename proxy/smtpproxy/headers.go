@@ -1,6 +1,7 @@
 package smtpproxy
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -9,7 +10,10 @@ import (
 func (s *session) received(now time.Time) string {
 	cs := s.cs
 	env := cs.envelope()
-	helo := cleanToken(env.HELO)
+	helo := addressLiteral(env.HELO)
+	if helo == "" {
+		helo = cleanToken(env.HELO)
+	}
 	if helo == "" {
 		helo = "unknown"
 	}
@@ -52,6 +56,28 @@ func (s *session) received(now time.Time) string {
 	b.WriteString("; ")
 	b.WriteString(now.Format(time.RFC1123Z))
 	return b.String()
+}
+
+// addressLiteral returns an RFC 5321 address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") as it is, and ""
+// for anything else: cleanToken would turn its brackets into underscores.
+func addressLiteral(s string) string {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return ""
+	}
+	inner := s[1 : len(s)-1]
+	v6, isV6 := cutPrefixFold(inner, "IPv6:")
+	a, err := netip.ParseAddr(v6)
+	if err != nil || a.Zone() != "" || isV6 != a.Is6() {
+		return ""
+	}
+	return s
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
 }
 
 // cleanToken keeps a client-supplied name printable and free of the characters that would change the structure

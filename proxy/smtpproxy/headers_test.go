@@ -95,7 +95,7 @@ func TestNoHeadersByDefault(t *testing.T) {
 // cannot be extended. The message was accepted: it is delivered with the other changes and without the banner,
 // not deferred for ever.
 func TestUndecodableBannerLeftOut(t *testing.T) {
-	const broken = "From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain\r\n" +
+	const broken = "From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain; charset=x-martian\r\n" +
 		"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n"
 	up := (&smtptest.Upstream{}).Start(t)
 	f := &testFilter{decide: func(h pluginhost.Hook, _ *pluginhost.Input) *policy.Decision {
@@ -112,6 +112,46 @@ func TestUndecodableBannerLeftOut(t *testing.T) {
 		t.Fatalf("reply %v", r)
 	}
 	if m := up.Messages(); len(m) != 1 || string(m[0].Data) != "X-Scanned: yes\r\n"+broken {
+		t.Fatalf("upstream got %+v", m)
+	}
+}
+
+// TestReceivedAddressLiteral: an RFC 5321 address literal given as the EHLO name (Python's smtplib sends one on a
+// host whose name has no dot) is kept in Received: as it is; anything else in brackets is cleaned.
+func TestReceivedAddressLiteral(t *testing.T) {
+	for _, tc := range []struct{ helo, want string }{
+		{"[127.0.0.1]", "from [127.0.0.1] ([127.0.0.1])"},
+		{"[IPv6:2001:db8::1]", "from [IPv6:2001:db8::1] ([127.0.0.1])"},
+		{"[ipv6:::1]", "from [ipv6:::1] ([127.0.0.1])"},
+		{"[::1]", "from _::1_ ([127.0.0.1])"},
+		{"[1.2.3.4])(x", "from _1.2.3.4___x ([127.0.0.1])"},
+		{"1.2.3.4]", "from 1.2.3.4_ ([127.0.0.1])"},
+	} {
+		up := (&smtptest.Upstream{}).Start(t)
+		addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, ReceivedHeader: true})
+		c := smtptest.Dial(t, addr)
+		c.Expect("", 220)
+		c.Expect("EHLO "+tc.helo, 250)
+		c.Send("a@example.org", []string{"b@example.net"}, simpleMessage)
+		m := up.Messages()
+		if len(m) != 1 {
+			t.Fatal("not relayed")
+		}
+		if got := string(m[0].Data); !strings.HasPrefix(got, "Received: "+tc.want+" by relay.test") {
+			t.Errorf("EHLO %s: %q", tc.helo, got[:strings.Index(got, "\r\n")])
+		}
+	}
+}
+
+// TestReceivedLatestHelo: the name of an EHLO given again in the session is the one Received: shows, as Postfix
+// does.
+func TestReceivedLatestHelo(t *testing.T) {
+	up := (&smtptest.Upstream{}).Start(t)
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, ReceivedHeader: true})
+	c := hello(t, addr)
+	c.Expect("EHLO second.test", 250)
+	c.Send("a@example.org", []string{"b@example.net"}, simpleMessage)
+	if m := up.Messages(); len(m) != 1 || !strings.HasPrefix(string(m[0].Data), "Received: from second.test ") {
 		t.Fatalf("upstream got %+v", m)
 	}
 }

@@ -31,6 +31,7 @@ type clientConn struct {
 	command   time.Duration
 	reads     listener.ReadDeadlines // PhaseCommand while a message is being received
 	closeNext atomic.Bool            // close after the next write
+	heard     atomic.Bool            // the client sent something
 	failReads atomic.Bool            // the client timed out: every further read fails at once
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -109,6 +110,9 @@ func (c *clientConn) readSocket(p []byte) (int, error) {
 	if err != nil && c.timedOut != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.timedOutOnce.Do(func() { c.timedOut(c.reads.Phase()) })
 	}
+	if n > 0 && !c.heard.Load() {
+		c.heard.Store(true)
+	}
 	return n, err
 }
 
@@ -144,7 +148,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		c.wmu.Unlock()
 		return 0, c.werr
 	}
-	c.wbuf = append(c.wbuf, p...)
+	c.wbuf = append(c.wbuf, sequenceReply(p)...)
 	// A reply: the wait for the next request starts when it has gone out.
 	c.reads.Request()
 	var err error

@@ -397,7 +397,7 @@ func TestRsetNoopQuit(t *testing.T) {
 	if up.Resets() <= resets {
 		t.Fatal("RSET was not relayed: the upstream transaction stays open")
 	}
-	c.Expect("RCPT TO:<b@example.net>", 502) // no transaction any more
+	c.Expect("RCPT TO:<b@example.net>", 503) // no transaction any more (RFC 5321: bad sequence)
 	r := c.Send("second@example.org", []string{"b@example.net"}, simpleMessage)
 	if r.Code != 250 {
 		t.Fatalf("after RSET: %v", r)

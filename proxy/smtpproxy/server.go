@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/listener"
@@ -24,6 +25,8 @@ type Server struct {
 	upTLS   *tls.Config // nil without upstream TLS
 	errLog  smtp.Logger
 	stats   counters
+
+	earlyDisconnects atomic.Uint64 // see EarlyDisconnects
 }
 
 // New checks the options, loads the certificates and returns a Server ready to Serve.

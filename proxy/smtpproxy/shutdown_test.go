@@ -6,9 +6,13 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/smtpproxy"
 	"github.com/postern/postern/proxy/smtpproxy/smtptest"
 )
@@ -103,4 +107,33 @@ func chanOf(errs <-chan error) <-chan struct{} {
 	c := make(chan struct{})
 	go func() { <-errs; close(c) }()
 	return c
+}
+
+// TestCutSessionRecordsNoReply: a message whose session is cut at the shutdown deadline while the upstream is
+// still answering is recorded as cut, not with a reply the client never got.
+func TestCutSessionRecordsNoReply(t *testing.T) {
+	up := (&smtptest.RawUpstream{Delay: map[string]time.Duration{"DOT": 2 * time.Second}}).Start(t)
+	rec := &recorder{}
+	f := &testFilter{decide: decideAt(pluginhost.HookMessage, policy.Decision{Action: pluginhost.Accept, Tags: map[string]string{"t": "1"}})}
+	addr, srv := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f, Audit: rec})
+	c := hello(t, addr)
+	c.Expect("MAIL FROM:<a@example.org>", 250)
+	c.Expect("RCPT TO:<b@example.net>", 250)
+	c.Expect("DATA", 354)
+	c.Write(simpleMessage + ".\r\n")
+	waitFor(t, func() bool { return slices.Contains(up.Commands(), "DATA") }) // the upstream is receiving it
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if r, err := c.ReadReply(); err == nil {
+		t.Fatalf("client got %v after the cut", r)
+	}
+	waitFor(t, func() bool { return len(rec.records()) == 1 && rec.records()[0].Reply != nil })
+	r := rec.records()[0].Reply
+	if r.Status != "cut" || r.Code != 0 || !strings.Contains(r.Text, "421") {
+		t.Fatalf("recorded reply %+v, want status cut", r)
+	}
 }

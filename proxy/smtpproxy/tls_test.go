@@ -4,11 +4,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/smtpproxy"
 	"github.com/postern/postern/proxy/smtpproxy/smtptest"
 )
@@ -273,4 +275,33 @@ func TestUpstreamTLS(t *testing.T) {
 		// Refused, not relayed in plain text.
 		expectUpstreamRefusal(t, addr)
 	})
+}
+
+// TestSTARTTLSDiscardsPlainTextTransaction: a MAIL and RCPT given before STARTTLS (injected by someone on the
+// path, say) are reset upstream when TLS starts (RFC 3207 §4.2), before anything inside TLS reaches the upstream,
+// and the audit record of the message sent inside TLS lists only its own envelope. (test/interop runs the same
+// against smtp-sink, which refuses a nested MAIL as Postfix does.)
+func TestSTARTTLSDiscardsPlainTextTransaction(t *testing.T) {
+	rec := &recorder{}
+	filter := &testFilter{decide: decideAt(pluginhost.HookMessage, policy.Decision{Action: pluginhost.Accept, Tags: map[string]string{"seen": "1"}})}
+	cert := smtptest.NewCert(t)
+	up := (&smtptest.RawUpstream{}).Start(t)
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Audit: rec, Filters: filter,
+		TLS: smtpproxy.TLS{Mode: smtpproxy.TLSStartTLS, CertFile: cert.CertFile, KeyFile: cert.KeyFile}})
+	c := hello(t, addr)
+	c.Expect("MAIL FROM:<mallory@evil.test>", 250)
+	c.Expect("RCPT TO:<injected@evil.test>", 250)
+	c.StartTLS(cert.ClientConfig("localhost"))
+	c.Expect("EHLO client.test", 250)
+	if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {
+		t.Fatalf("message inside TLS: %v", r)
+	}
+	cmds := strings.Join(up.Commands(), "\n")
+	if !regexpMatch(`RCPT TO:<injected@evil.test>\nRSET\n(EHLO [^\n]*\n)?MAIL FROM:<a@example.org>`, cmds) {
+		t.Fatalf("upstream commands, want an RSET when TLS starts:\n%s", cmds)
+	}
+	recs := rec.records()
+	if len(recs) != 1 || *recs[0].MailFrom != "a@example.org" || !slices.Equal(recs[0].Rcpts, []string{"b@example.net"}) {
+		t.Fatalf("audit records: %+v", recs)
+	}
 }

@@ -335,3 +335,65 @@ func TestNoPolicyAvailableRefusesSession(t *testing.T) {
 type nilSource struct{}
 
 func (nilSource) Acquire() (smtpproxy.Filter, func()) { return nil, func() {} }
+
+// TestRecipientDiscardAndQuarantine: a discard or quarantine decided at RCPT TO is for that recipient only. The
+// client is told the recipient is accepted; the upstream never hears of it; a quarantined recipient's copy is in
+// the quarantine; the other recipients get the message; each decision is on record.
+func TestRecipientDiscardAndQuarantine(t *testing.T) {
+	up := (&smtptest.Upstream{}).Start(t)
+	f := &testFilter{decide: func(h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+		switch {
+		case h == pluginhost.HookRcptTo && in.RcptCurrent == "trap@example.net":
+			return &policy.Decision{Action: pluginhost.Discard}
+		case h == pluginhost.HookRcptTo && in.RcptCurrent == "held@example.net":
+			return &policy.Decision{Action: pluginhost.Quarantine}
+		}
+		return nil
+	}}
+	rec := &recorder{}
+	qdir := t.TempDir()
+	addr, _ := startRelay(t, smtpproxy.Options{Upstream: up.Addr, Filters: f, Audit: rec, QuarantineDir: qdir})
+	c := hello(t, addr)
+	if r := c.Send("a@example.org", []string{"b@example.net", "trap@example.net", "held@example.net", "c@example.net"},
+		simpleMessage); r.Code != 250 || !strings.Contains(r.Text(), "UP1") {
+		t.Fatalf("reply %v, want the upstream's 250", r)
+	}
+	m := up.Messages()
+	if len(m) != 1 || strings.Join(m[0].Rcpts, ",") != "b@example.net,c@example.net" || string(m[0].Data) != simpleMessage {
+		t.Fatalf("upstream got %+v", m)
+	}
+	q, _ := filepath.Glob(filepath.Join(qdir, "*.json"))
+	if len(q) != 1 {
+		t.Fatalf("quarantine: %v", q)
+	}
+	js, _ := os.ReadFile(q[0])
+	if !strings.Contains(string(js), `"held@example.net"`) || strings.Contains(string(js), `"b@example.net"`) {
+		t.Fatalf("quarantine record names the wrong recipients:\n%s", js)
+	}
+	var got []string
+	for _, r := range rec.records() {
+		got = append(got, r.Hook+" "+r.Action+" "+r.Rcpt+" "+strings.Join(r.Rcpts, ","))
+	}
+	want := []string{
+		"rcpt_to discard trap@example.net b@example.net",
+		"rcpt_to quarantine held@example.net held@example.net",
+		"message accept  b@example.net,c@example.net",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("audit records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Every recipient withheld: nothing goes upstream, the client gets 250, the session goes on.
+	if r := c.Send("a@example.org", []string{"trap@example.net", "held@example.net"}, simpleMessage); r.Code != 250 {
+		t.Fatalf("all withheld: %v", r)
+	}
+	if len(up.Messages()) != 1 {
+		t.Fatalf("upstream got a message for withheld recipients")
+	}
+	if q, _ := filepath.Glob(filepath.Join(qdir, "*.json")); len(q) != 2 {
+		t.Fatalf("quarantine: %v", q)
+	}
+	if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 || len(up.Messages()) != 2 {
+		t.Fatalf("next message: %v", r)
+	}
+}

@@ -82,6 +82,8 @@ extern "C" {
 #define POSTERN_FIELD_COMMAND "command"
 #define POSTERN_FIELD_MESSAGE_SIZE "message.size"
 #define POSTERN_FIELD_MESSAGE_MALFORMED "message.malformed" /* several values */
+#define POSTERN_FIELD_MESSAGE_AMBIGUOUS "message.ambiguous" /* several values */
+#define POSTERN_FIELD_MESSAGE_LIMIT_EXCEEDED "message.limit_exceeded"
 
 /* Hook bits (ABI.md section 2.1), for a postern_hooks export. */
 #define POSTERN_HOOK_CONNECT 0x1u
@@ -257,6 +259,50 @@ static inline int32_t postern_header_count(int32_t part, const char *name, uint3
 static inline int32_t postern_part_attr(int32_t part, const char *name, char *buf, size_t cap) {
 	return postern__nul(postern_part_field(part, postern__str(name), postern__len(name), buf, postern__lim(cap)),
 			    buf, cap);
+}
+
+/* postern_part_filename copies the index-th (from 0) candidate file name of part into buf as a C string and
+ * returns its length: the host lists every name a mail client may give the file (ABI.md 3.3 "filenames",
+ * "filename" first), and a check on names must check each, so loop until POSTERN_ERR_NOT_FOUND. buf is also the
+ * scratch space for the whole list: when the list does not fit in cap bytes the result is POSTERN_ERR_INVALID
+ * (4096 bytes hold any list of ordinary names). On a host without "filenames", index 0 is "filename". */
+static inline int32_t postern_part_filename(int32_t part, uint32_t index, char *buf, size_t cap) {
+	int32_t n = postern_part_field(part, "filenames", 9, buf, postern__lim(cap));
+	uint32_t line = 0;
+	int32_t i, start = 0;
+	if (n == POSTERN_ERR_NOT_FOUND) {
+		if (index != 0)
+			return POSTERN_ERR_NOT_FOUND;
+		n = postern_part_attr(part, "filename", buf, cap);
+		return n == 0 ? POSTERN_ERR_NOT_FOUND : n;
+	}
+	if (n < 0)
+		return n;
+	if (n == 0) {
+		if (cap > 0)
+			buf[0] = 0;
+		return POSTERN_ERR_NOT_FOUND;
+	}
+	if ((size_t)n >= cap) {
+		if (cap > 0)
+			buf[0] = 0;
+		return POSTERN_ERR_INVALID;
+	}
+	for (i = 0; i <= n; i++) {
+		if (i < n && buf[i] != '\n')
+			continue;
+		if (line == index) {
+			int32_t len = i - start, k;
+			for (k = 0; k < len; k++)
+				buf[k] = buf[start + k];
+			buf[len] = 0;
+			return len;
+		}
+		line++;
+		start = i + 1;
+	}
+	buf[0] = 0;
+	return POSTERN_ERR_NOT_FOUND;
 }
 
 /* postern_part_attr_int reads a numeric part attribute ("size", "depth", "parent", "multipart") into *out.

@@ -302,6 +302,35 @@ func TestConfigFieldAndPartAttr(t *testing.T) {
 	}
 }
 
+// postern_part_filename walks the host's list of candidate names; on a host without the list, "filename" is the
+// only name.
+func TestPartFilename(t *testing.T) {
+	h := newHarness(t)
+	h.f.attrs = map[string]string{"filenames": "a.txt\na.vbs\nlast.exe", "filename": "a.txt"}
+	for i, want := range []string{"a.txt", "a.vbs", "last.exe"} {
+		if got := h.call("t_part_filename", u(1), uint64(i), 64); got != int32(len(want)) || h.outString() != want {
+			t.Errorf("name %d: %d %q, want %q", i, got, h.outString(), want)
+		}
+	}
+	if got := h.call("t_part_filename", u(1), 3, 64); got != -1 {
+		t.Errorf("past the last name: %d, want -1", got)
+	}
+	if got := h.call("t_part_filename", u(1), 0, 8); got != -2 {
+		t.Errorf("a list longer than the buffer: %d, want -2", got)
+	}
+	h.f.attrs = map[string]string{"filename": "old.exe"}
+	if got := h.call("t_part_filename", u(1), 0, 64); got != 7 || h.outString() != "old.exe" {
+		t.Errorf("old host, name 0: %d %q", got, h.outString())
+	}
+	if got := h.call("t_part_filename", u(1), 1, 64); got != -1 {
+		t.Errorf("old host, name 1: %d, want -1", got)
+	}
+	h.f.attrs = map[string]string{"filenames": "", "filename": ""}
+	if got := h.call("t_part_filename", u(1), 0, 64); got != -1 {
+		t.Errorf("no name: %d, want -1", got)
+	}
+}
+
 func TestPartAttrInt(t *testing.T) {
 	h := newHarness(t)
 	h.setIn(0, "size")

@@ -76,7 +76,8 @@ renv = dict(protocol="imap", direction="retrieval", listener="imap", ip="192.0.2
             utlsc="TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", user="alice", mailbox="INBOX/Ärchiv", uid="4242",
             uidvalidity="1700000000", date="2025-11-24T10:00:05Z", flags=["\\Seen", "$Label1"], command="fetch")
 UN="-3"; NF="-1"; INV="-2"; DEC="-4"
-def common(hook, mail_from, smtputf8, rcpts, current, size, malformed, e=env, helo=None, auth=None, mailbox=None):
+def common(hook, mail_from, smtputf8, rcpts, current, size, malformed, e=env, helo=None, auth=None, mailbox=None,
+           ambiguous=None, limit=None):
     """The checks of every hook. helo and auth are the values of client.helo and auth.user at this hook (UN when
     not known yet); mailbox holds the retrieval fields, None for SMTP (all unavailable)."""
     mb = mailbox or {}
@@ -91,6 +92,8 @@ def common(hook, mail_from, smtputf8, rcpts, current, size, malformed, e=env, he
       "field.rcpt": ",".join(rcpts) if isinstance(rcpts, list) else rcpts,
       "field.rcpt.count": str(len(rcpts)) if isinstance(rcpts, list) else rcpts,
       "field.rcpt.current": current, "field.message.size": size, "field.message.malformed": malformed,
+      "field.message.ambiguous": ambiguous if ambiguous is not None else malformed,
+      "field.message.limit_exceeded": limit if limit is not None else (UN if malformed == UN else ""),
       "field.mailbox.user": mb.get("user", UN), "field.mailbox.name": mb.get("mailbox", UN),
       "field.message.uid": mb.get("uid", UN), "field.message.uidvalidity": mb.get("uidvalidity", UN),
       "field.message.uidl": mb.get("uidl", UN), "field.message.internal_date": mb.get("date", UN),
@@ -120,7 +123,9 @@ D5 = 'unknown-charset: part 5: unknown charset "x-unknown-charset"'
 # host flags the field (the offset is the field's, in the message).
 D0 = 'bad-header: field X-Eight-Bit (offset %d) contains 8-bit bytes that are not UTF-8' % raw.find(b"X-Eight-Bit:")
 MALFORMED = D0 + "," + D4 + "," + D5
-t = common("message", "sender@example.org", "1", ["alice@example.com","bob@example.com"], UN, str(len(raw)), MALFORMED, **S)
+# Mail clients disagree which of part 4's two names is its file name: the host keeps both and says so.
+AMBIGUOUS = 'conflicting-names: part 4 names its file "résumé.pdf", "ignored.pdf"'
+t = common("message", "sender@example.org", "1", ["alice@example.com","bob@example.com"], UN, str(len(raw)), MALFORMED, **S, ambiguous=AMBIGUOUS)
 msgchecks = {
  "header.subject": "=?iso-8859-1?q?Gr=FC=DFe?= aus =?utf-8?b?S8O2bG4=?=",
  "header.subject.decoded": "Grüße aus Köln",
@@ -193,7 +198,8 @@ OUTPUT_SHA256 = hooks["message"]["output_sha256"]
 rhooks = {}
 rc = common("connect", UN, UN, UN, UN, UN, UN, e=renv); rc.update(unavail); rc["change.rcpt_add"] = UN
 rhooks["connect"] = dict(tags=rc, verdict=dict(kind="accept",code=0,enhanced="",text=""), score=0, changes=[], logs=[])
-rt = common("message", UN, UN, UN, UN, str(len(raw)), MALFORMED, e=renv, auth=renv['auth'], mailbox=renv)
+rt = common("message", UN, UN, UN, UN, str(len(raw)), MALFORMED, e=renv, auth=renv['auth'], mailbox=renv,
+           ambiguous=AMBIGUOUS)
 rt.update(msgchecks); rt["change.rcpt_add"] = UN; rt["change.rcpt_add.bad"] = UN
 rhooks["message"] = dict(tags=rt, verdict=hooks["message"]["verdict"], score=1.25,
   changes=[c for c in hooks["message"]["changes"] if c["op"] != "add_recipient"],

@@ -45,6 +45,19 @@ func (*Message) Malformed() []string {
 	return v
 }
 
+// Ambiguous returns the places where widely used mail clients read the message differently, one "kind: detail"
+// per value; none when they all read it one way. A plugin that cannot be sure what the reader will see blocks.
+func (*Message) Ambiguous() []string {
+	v, _ := Fields("message.ambiguous")
+	return v
+}
+
+// LimitExceeded names the bound that kept the message from being indexed completely ("part-limit",
+// "decode-limit", ...), or "" when every part was indexed: parts past it were not inspected.
+func (*Message) LimitExceeded() string {
+	return field("message.limit_exceeded")
+}
+
 // Header returns the first field called name (case-insensitive) of the message header, unfolded and trimmed,
 // with RFC 2047 encoded words left as they are; "" when there is none.
 func (*Message) Header(name string) string {
@@ -114,9 +127,22 @@ type Part struct {
 	Encoding    string // lower-case Content-Transfer-Encoding; 7bit when absent
 	Disposition string // "inline", "attachment" or ""
 	Filename    string
-	Size        int      // raw (still transfer-encoded) body bytes
-	Multipart   bool     // its body holds the child parts
-	Defects     []string // "kind: detail", one per defect
+	// Filenames is every name a mail client may give the part's file, Filename first: each filename and name
+	// parameter, each reading of a parameter clients read differently, the name on a uuencode begin line. A
+	// check on file names must check them all.
+	Filenames []string
+	Size      int      // raw (still transfer-encoded) body bytes
+	Multipart bool     // its body holds the child parts
+	Defects   []string // "kind: detail", one per defect
+	// Ambiguities are the places where mail clients read this part differently, "kind: detail" each.
+	Ambiguities []string
+	// Derived is "" for a part of the message's MIME structure, else how the host found this other reading of
+	// its parent: "decoded", "uuencode", "yenc", "boundary" or "field" (ABI §3.3). Derived parts can be read,
+	// not changed.
+	Derived string
+	// Incomplete is "" or the bound ("depth-limit", "part-limit", "decode-limit", ...) that kept this part's
+	// content or the parts inside it from being indexed completely.
+	Incomplete string
 }
 
 // The part list is cached for the duration of one call (resetCall clears it).
@@ -125,7 +151,8 @@ var (
 	partsValid bool
 )
 
-// Parts returns the message's parts in depth-first document order; Parts()[i].ID == i. The slice is shared
+// Parts returns the message's parts in depth-first document order, followed by the derived parts (other
+// readings of the same bytes that mail clients take; see Part.Derived); Parts()[i].ID == i. The slice is shared
 // within the call: do not modify it.
 func (*Message) Parts() ([]Part, error) {
 	if partsValid {
@@ -184,6 +211,27 @@ func readPart(id int) (Part, error) {
 	if d := text("defects"); d != "" {
 		p.Defects = strings.Split(strings.TrimSuffix(d, "\n"), "\n")
 	}
+	// Attributes a host older than this SDK may not have: absent is empty.
+	optional := func(name string) string {
+		if err != nil {
+			return ""
+		}
+		v, oerr := partField(id, name)
+		if oerr != nil && !errors.Is(oerr, ErrNotFound) {
+			err = fmt.Errorf("attribute %s: %w", name, oerr)
+		}
+		return v
+	}
+	if v := optional("filenames"); v != "" {
+		p.Filenames = strings.Split(v, "\n")
+	} else if p.Filename != "" {
+		p.Filenames = []string{p.Filename}
+	}
+	if v := optional("ambiguities"); v != "" {
+		p.Ambiguities = strings.Split(v, "\n")
+	}
+	p.Derived = optional("derived")
+	p.Incomplete = optional("incomplete")
 	return p, err
 }
 

@@ -165,9 +165,13 @@ func partAttrs(parent, depth, ct, size, multipart, defects string) map[string]st
 }
 
 func TestParts(t *testing.T) {
+	// Part 1 comes from a host that knows the attributes for evasion-resistant checks; part 0 from one that
+	// does not (not found): Filenames is then just Filename.
+	p1 := partAttrs("0", "1", "text/plain", "42", "0", "bad-encoding: x\nunknown-charset: y")
+	p1["filenames"], p1["ambiguities"], p1["derived"], p1["incomplete"] = "a.txt\na.vbs", "duplicate-parameter: z", "uuencode", "part-limit"
 	f := (&fakeHost{parts: []map[string]string{
 		partAttrs("-1", "0", "multipart/mixed", "100", "1", ""),
-		partAttrs("0", "1", "text/plain", "42", "0", "bad-encoding: x\nunknown-charset: y"),
+		p1,
 	}}).install(t)
 	var m Message
 	got, err := m.Parts()
@@ -176,9 +180,10 @@ func TestParts(t *testing.T) {
 	}
 	want := []Part{
 		{ID: 0, Parent: -1, Depth: 0, ContentType: "multipart/mixed", Charset: "utf-8", Encoding: "7bit",
-			Filename: "a.txt", Size: 100, Multipart: true},
+			Filename: "a.txt", Filenames: []string{"a.txt"}, Size: 100, Multipart: true},
 		{ID: 1, Parent: 0, Depth: 1, ContentType: "text/plain", Charset: "utf-8", Encoding: "7bit",
-			Filename: "a.txt", Size: 42, Defects: []string{"bad-encoding: x", "unknown-charset: y"}},
+			Filename: "a.txt", Filenames: []string{"a.txt", "a.vbs"}, Size: 42, Defects: []string{"bad-encoding: x", "unknown-charset: y"},
+			Ambiguities: []string{"duplicate-parameter: z"}, Derived: "uuencode", Incomplete: "part-limit"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Parts =\n%+v\nwant\n%+v", got, want)

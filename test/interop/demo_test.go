@@ -65,7 +65,7 @@ func TestReadmeDemo(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "policies"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"eicar", "attachment-guard", "external-tag", "dlp"} {
+	for _, name := range []string{"eicar", "attachment-guard", "verdict", "external-tag", "dlp"} {
 		if err := os.Symlink(testplugins.Path(t, "plugins/"+name), filepath.Join(plugins, name+".wasm")); err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,8 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("AUTH without TLS: %v\n%s", err, out)
 	}
 
-	// The audit log has every decision and an intact chain.
+	// The audit log has every decision (each delivered message as a pending record and its outcome: three of
+	// them, and the EICAR refusal) and an intact chain.
 	cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-exited:
@@ -178,7 +179,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "4 records") {
+	if err != nil || !strings.Contains(string(vout), "7 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }

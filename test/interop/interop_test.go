@@ -305,3 +305,102 @@ func TestSTARTTLSInjection(t *testing.T) {
 		}
 	}
 }
+
+const pyPlainTextThenTLS = `
+import smtplib, ssl, sys
+port, ca = sys.argv[1], sys.argv[2]
+s = smtplib.SMTP('127.0.0.1', int(port), local_hostname='client.test', timeout=20)
+s.ehlo()
+print('MAIL', s.docmd('MAIL FROM:<mallory@evil.test>'))
+print('RCPT', s.docmd('RCPT TO:<injected@evil.test>'))
+s.starttls(context=ssl.create_default_context(cafile=ca))
+s.ehlo()
+try:
+    s.sendmail('sender@example.org', ['rcpt@example.net'], open(sys.argv[3], 'rb').read())
+    print('SENT ok')
+except smtplib.SMTPException as e:
+    print('SENT failed', e)
+s.quit()
+`
+
+// TestSTARTTLSDiscardsEarlierEnvelope: a MAIL and RCPT given in plain text before STARTTLS are discarded when TLS
+// starts (RFC 3207 §4.2). smtp-sink, like Postfix, refuses a nested MAIL, so if they stayed open upstream the
+// message sent inside TLS would fail; and the injected recipient must not receive it.
+func TestSTARTTLSDiscardsEarlierEnvelope(t *testing.T) {
+	need(t, "smtp-sink", "python3")
+	cert := smtptest.NewCert(t, "localhost", "127.0.0.1")
+	s := startSink(t)
+	addr := startRelay(t, relayOptions("starttls", cert, s.addr))
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	out, err := python(t, pyPlainTextThenTLS, port, cert.CAFile, writeFile(t, "msg.eml", message("inside TLS")))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got := lineAfter(out, "SENT "); got != "ok" {
+		t.Fatalf("message inside TLS: %s\n%s", got, out)
+	}
+	tr := s.wait(1)
+	if len(tr) != 1 {
+		t.Fatalf("smtp-sink has %d transactions, want 1", len(tr))
+	}
+	if strings.Contains(tr[0], "injected@evil.test") || strings.Contains(tr[0], "mallory@evil.test") {
+		t.Fatalf("the plain-text envelope reached the message sent inside TLS:\n%s", tr[0])
+	}
+}
+
+const pySessionChecks = `
+import smtplib, socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+msg = open(path, 'rb').read()
+# smtplib's default name on a host whose name has no dot is an address literal.
+s = smtplib.SMTP('127.0.0.1', port, local_hostname='[127.0.0.1]', timeout=20)
+s.ehlo()
+s.command_encoding = 'utf-8'
+print('UTF8', s.docmd('MAIL FROM:<j\u00f6rg@example.org>'))
+print('NUL', s.docmd('MAIL FROM:<a\x00b@example.org>'))
+print('SEQ', s.docmd('DATA'))
+# A BDAT chunk, then RSET: the transfer is aborted and the session goes on.
+print('MAIL', s.docmd('MAIL FROM:<dropped@example.org>'))
+print('RCPT', s.docmd('RCPT TO:<rcpt@example.net>'))
+s.send(b'BDAT 5\r\nHello')
+print('BDAT', s.getreply())
+print('RSET', s.docmd('RSET'))
+s.sendmail('sender@example.org', ['rcpt@example.net'], msg)
+print('SENT ok')
+s.quit()
+`
+
+// TestSessionChecksAgainstSmtpSink runs Python's smtplib through the relay to smtp-sink: an address literal as
+// EHLO name is kept in Received:, a UTF-8 address without SMTPUTF8 and a NUL in an address are refused as Postfix
+// refuses them, DATA before MAIL is a bad sequence, and RSET after a BDAT chunk aborts that message only.
+func TestSessionChecksAgainstSmtpSink(t *testing.T) {
+	need(t, "smtp-sink", "python3")
+	s := startSink(t)
+	o := relayOptions("plain", nil, s.addr)
+	o.ReceivedHeader = true
+	addr := startRelay(t, o)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	out, err := python(t, pySessionChecks, port, writeFile(t, "msg.eml", message("session checks")))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for prefix, want := range map[string]string{
+		"UTF8 ": "(553, b'5.6.7 Must declare SMTPUTF8 to send unicode address')",
+		"NUL ":  "(501, b'5.1.7 Bad sender address syntax')",
+		"SEQ ":  "(503, b'5.5.1 Missing RCPT TO command.')",
+		"BDAT ": "(250, b'2.0.0 Continue')",
+		"RSET ": "(250, b'2.0.0 Session reset')",
+		"SENT ": "ok",
+	} {
+		if got := lineAfter(out, prefix); got != want {
+			t.Errorf("%s%s, want %s\n%s", prefix, got, want, out)
+		}
+	}
+	tr := s.wait(1)
+	if len(tr) != 1 || strings.Contains(tr[0], "dropped@example.org") {
+		t.Fatalf("smtp-sink has %d transactions, want the one sent after RSET:\n%s", len(tr), strings.Join(tr, "\n---\n"))
+	}
+	if !strings.Contains(tr[0], "Received: from [127.0.0.1] ([127.0.0.1]) by relay.test") {
+		t.Fatalf("Received: lost the address literal:\n%s", tr[0])
+	}
+}

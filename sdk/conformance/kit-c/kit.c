@@ -158,7 +158,7 @@ static void common(void) {
 		"hook",	      "protocol",    "direction", "listener",  "client.ip",    "client.port",  "client.helo",
 		"tls.version", "tls.cipher", "upstream.tls.version", "upstream.tls.cipher", "auth.user", "mail_from", "smtputf8",
 		"rcpt.current", "message.size", "mailbox.user", "mailbox.name", "message.uid", "message.uidvalidity",
-		"message.uidl", "message.internal_date", "command",
+		"message.uidl", "message.internal_date", "command", "message.limit_exceeded",
 	};
 	static char doc[4096];
 	char key[64];
@@ -187,6 +187,7 @@ static void common(void) {
 	}
 	tag_multi("field.rcpt", "rcpt", "field.rcpt.count");
 	tag_multi("field.message.malformed", "message.malformed", NULL);
+	tag_multi("field.message.ambiguous", "message.ambiguous", NULL);
 	tag_multi("field.message.flags", "message.flags", NULL);
 	tag_i("field.unknown", postern_field("no.such.field", 0, scratch, sizeof scratch));
 	tag_i("field.past_end", postern_field("protocol", 1, scratch, sizeof scratch));

@@ -108,13 +108,14 @@ func commonChecks(e *postern.Envelope) {
 	for _, f := range []string{"hook", "protocol", "direction", "listener", "client.ip", "client.port",
 		"client.helo", "tls.version", "tls.cipher", "upstream.tls.version", "upstream.tls.cipher", "auth.user", "mail_from", "smtputf8", "rcpt.current",
 		"message.size", "mailbox.user", "mailbox.name", "message.uid", "message.uidvalidity", "message.uidl",
-		"message.internal_date", "command"} {
+		"message.internal_date", "command", "message.limit_exceeded"} {
 		report(e, "field."+f, value(postern.Field(f)))
 	}
 	rcpts, err := postern.Fields("rcpt")
 	report(e, "field.rcpt", list(rcpts, err))
 	report(e, "field.rcpt.count", total(len(rcpts), err))
 	report(e, "field.message.malformed", list(postern.Fields("message.malformed")))
+	report(e, "field.message.ambiguous", list(postern.Fields("message.ambiguous")))
 	report(e, "field.message.flags", list(postern.Fields("message.flags")))
 	report(e, "field.unknown", value(postern.Field("no.such.field")))
 	// Field reads index 0 only; index 1 of a single-valued field is the second value of Fields.

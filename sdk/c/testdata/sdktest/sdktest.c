@@ -48,6 +48,12 @@ POSTERN_EXPORT("t_part_attr") int32_t t_part_attr(int32_t part, uint32_t cap) {
 	return postern_part_attr(part, in, out, cap);
 }
 
+/* t_part_filename returns postern_part_filename's result; the name is left in out. */
+POSTERN_EXPORT("t_part_filename") int32_t t_part_filename(int32_t part, uint32_t index, uint32_t cap) {
+	clear();
+	return postern_part_filename(part, index, out, cap);
+}
+
 /* t_part_attr_int returns the helper's result and leaves the parsed value as decimal text in out. */
 POSTERN_EXPORT("t_part_attr_int") int32_t t_part_attr_int(int32_t part) {
 	int64_t v = 7777;
