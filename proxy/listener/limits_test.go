@@ -208,3 +208,28 @@ func TestEnsureTestCertificate(t *testing.T) {
 		t.Fatal("an unusable file was replaced silently")
 	}
 }
+
+// TestSessionsPerClientBehindProxy: behind a load balancer speaking the PROXY protocol, clients are counted by
+// the address in the header, not the balancer's.
+func TestSessionsPerClientBehindProxy(t *testing.T) {
+	h, addr := startWith(t, Options{Sessions: 100, SessionsPerClient: 1,
+		ProxyTrusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, ProxyHeaderTimeout: 10 * time.Second})
+	for _, src := range []string{"192.0.2.1", "192.0.2.2"} {
+		c := dial(t, addr)
+		c.Write([]byte("PROXY TCP4 " + src + " 127.0.0.1 40000 25\r\n"))
+		select {
+		case <-h.started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("client %s behind the proxy not served", src)
+		}
+	}
+	c := dial(t, addr)
+	c.Write([]byte("PROXY TCP4 192.0.2.1 127.0.0.1 40001 25\r\n"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, _ := io.ReadAll(c); string(b) != "refused\n" {
+		t.Fatalf("second session of 192.0.2.1: %q, want refused", b)
+	}
+	if st := h.srv.Stats(); st.RefusedClientBusy != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
