@@ -52,8 +52,9 @@ type sink struct {
 	dump string
 }
 
-// startSink runs Postfix's smtp-sink on a free port until the test ends.
-func startSink(t testing.TB) *sink {
+// startSink runs Postfix's smtp-sink on a free port until the test ends, with extra options (such as "-t", "1"
+// for a short command timeout).
+func startSink(t testing.TB, extra ...string) *sink {
 	t.Helper()
 	need(t, "smtp-sink")
 	// smtp-sink drops privileges to -u, so the dump directory must be reachable and writable by that user: not
@@ -67,7 +68,7 @@ func startSink(t testing.TB) *sink {
 		t.Fatal(err)
 	}
 	s := &sink{dump: filepath.Join(dir, "dump")}
-	var args []string
+	args := append([]string(nil), extra...)
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody")
 	}
