@@ -214,3 +214,71 @@ func TestStressTimeout(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestUpstreamRedialedAfterIdleDrop: when the upstream dropped the idle transaction anyway (no keep-alive, or a
+// keep-alive that failed), the relay connects again, replays the envelope with its parameters, and delivers the
+// message, once.
+func TestUpstreamRedialedAfterIdleDrop(t *testing.T) {
+	for name, keepalive := range map[string]time.Duration{"without keep-alive": -1, "keep-alive failed": time.Second} {
+		t.Run(name, func(t *testing.T) {
+			up := (&smtptest.Upstream{Configure: func(s *smtp.Server) {
+				s.ReadTimeout = 500 * time.Millisecond
+				s.EnableDSN = true
+			}}).Start(t)
+			addr, srv := startRelay(t, smtpproxy.Options{Upstream: up.Addr,
+				Limits: smtpproxy.Limits{UpstreamKeepalive: keepalive}})
+			c := hello(t, addr)
+			c.Expect("MAIL FROM:<a@example.org> RET=HDRS", 250)
+			c.Expect("RCPT TO:<b@example.net> NOTIFY=NEVER", 250)
+			c.Expect("RCPT TO:<c@example.net>", 250)
+			c.Expect("DATA", 354)
+			for _, l := range strings.SplitAfter(simpleMessage, "\r\n") {
+				c.Write(l)
+				time.Sleep(250 * time.Millisecond) // the upstream drops the idle connection meanwhile
+			}
+			c.Write(".\r\n")
+			if r := c.Reply(); r.Code != 250 {
+				t.Fatalf("final reply %v, want 250", r)
+			}
+			msgs := up.Messages()
+			if len(msgs) != 1 || string(msgs[0].Data) != simpleMessage ||
+				strings.Join(msgs[0].Rcpts, ",") != "b@example.net,c@example.net" ||
+				msgs[0].MailOpts.Return != smtp.DSNReturnHeaders ||
+				len(msgs[0].RcptOpts[0].Notify) != 1 || msgs[0].RcptOpts[0].Notify[0] != smtp.DSNNotifyNever {
+				t.Fatalf("upstream got %+v", msgs)
+			}
+			if st := srv.Stats(); st.UpstreamRedials != 1 || up.Sessions() != 2 {
+				t.Fatalf("redials %d, upstream sessions %d", st.UpstreamRedials, up.Sessions())
+			}
+			// The session goes on, on the new connection.
+			if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {
+				t.Fatalf("next message: %v", r)
+			}
+		})
+	}
+}
+
+// TestNoRedialForAuthenticatedSession: the relay keeps no credentials, so an authenticated session whose
+// upstream dropped the transaction gets a temporary failure, and nothing is delivered.
+func TestNoRedialForAuthenticatedSession(t *testing.T) {
+	up := (&smtptest.Upstream{Users: map[string]string{"alice": "secret"},
+		Configure: func(s *smtp.Server) { s.ReadTimeout = 500 * time.Millisecond }}).Start(t)
+	addr, srv := startRelay(t, smtpproxy.Options{Upstream: up.Addr, AllowInsecureAuth: true,
+		Limits: smtpproxy.Limits{UpstreamKeepalive: -1}})
+	c := hello(t, addr)
+	c.Expect("AUTH PLAIN AGFsaWNlAHNlY3JldA==", 235) // \0alice\0secret
+	c.Expect("MAIL FROM:<a@example.org>", 250)
+	c.Expect("RCPT TO:<b@example.net>", 250)
+	c.Expect("DATA", 354)
+	for _, l := range strings.SplitAfter(simpleMessage, "\r\n") {
+		c.Write(l)
+		time.Sleep(250 * time.Millisecond)
+	}
+	c.Write(".\r\n")
+	if r := c.Reply(); r.Code != 421 {
+		t.Fatalf("final reply %v, want 421", r)
+	}
+	if n := len(up.Messages()); n != 0 || srv.Stats().UpstreamRedials != 0 {
+		t.Fatalf("%d messages delivered, %d redials", n, srv.Stats().UpstreamRedials)
+	}
+}

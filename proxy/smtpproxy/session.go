@@ -45,6 +45,9 @@ type txn struct {
 	// upstream. A discarded one is recorded at once; a quarantined one gets its copy at the end of DATA.
 	discarded int
 	held      []heldRcpt
+	// The parameters the upstream accepted, for a replay on a new upstream connection (redial).
+	mailOpts *smtp.MailOptions
+	rcptOpts []*smtp.RcptOptions
 }
 
 // heldRcpt is a recipient whose copy of the message goes to the quarantine.
@@ -281,6 +284,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return cs.upstreamError("MAIL", err)
 	}
 	cs.up.inTxn = true
+	s.txn.mailOpts = opts
 	if !cs.setInTxn(true) {
 		// Shutdown began while the upstream was answering: do not start a transaction that could be cut off.
 		cs.up.reset()
@@ -320,6 +324,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return cs.upstreamError("RCPT", err)
 	}
 	s.txn.rcpts = append(s.txn.rcpts, to)
+	s.txn.rcptOpts = append(s.txn.rcptOpts, opts)
 	return nil
 }
 
@@ -602,7 +607,9 @@ func codeAction(code int) pluginhost.Kind {
 
 // relay sends the message upstream, as the pipeline rendered it, and returns the upstream's reply. It records the
 // outcome: before the message goes upstream, its decision is put on record (durably, with a durable audit log);
-// when that fails, the message is not sent and the client is told to try again later.
+// when that fails, the message is not sent and the client is told to try again later. An upstream that dropped
+// the transaction while the message arrived (it timed out an idle client) is connected to again and given the
+// envelope again, once, before any of the message is sent (redial).
 func (s *session) relay(out *mailflow.Outcome) (reply *smtp.SMTPError) {
 	cs := s.cs
 	t := s.txn
@@ -616,33 +623,67 @@ func (s *session) relay(out *mailflow.Outcome) (reply *smtp.SMTPError) {
 	}()
 	cs.upMu.Lock()
 	defer cs.upMu.Unlock()
-	up := cs.up
-	if up.dead != nil {
-		return cs.closing(errUpstreamLost(cs))
-	}
-	for _, rcpt := range s.addedRecipients(out.Decision) {
-		if err := up.c.Rcpt(rcpt, nil); err != nil {
+	added := s.addedRecipients(out.Decision)
+	var (
+		up *upstreamConn
+		w  *smtp.DataCommand
+	)
+	for attempt := 0; ; attempt++ {
+		if cs.up.dead != nil {
+			if e := cs.redial(t); e != nil {
+				return e
+			}
+		}
+		up = cs.up
+		retry := func(err error) bool {
+			if attempt > 0 || !upstreamDropped(err) {
+				return false
+			}
+			up.fail(err)
+			return true
+		}
+		var refused *smtp.SMTPError
+		for _, rcpt := range added {
+			err := up.c.Rcpt(rcpt, nil)
+			if err == nil {
+				continue
+			}
+			if retry(err) {
+				break
+			}
 			if isConnErr(err) {
 				return cs.upstreamError("RCPT", err)
 			}
 			// The policy wants this copy delivered (an archive, a compliance mailbox): without it the message
 			// must not go through, and the sender should try again.
 			cs.log().Warn("upstream refused a recipient added by the policy", "txn", t.id, "rcpt", rcpt, "err", err)
-			return cs.countError(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+			refused = cs.countError(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 				Message: "Requested action aborted: a recipient required by policy was refused"})
+			break
 		}
-	}
-	out.RcptsAdded = t.added
-	d, err := out.Pending()
-	if err != nil {
-		// The upstream transaction is reset after the reply, so nothing is delivered.
-		cs.log().Error("audit record not written; deferring the message", "txn", t.id, "err", err)
-		return cs.countError(auditUnavailable())
-	}
-	done = d
-	w, err := up.c.Data()
-	if err != nil {
-		return cs.upstreamError("DATA", err)
+		if refused != nil {
+			return refused
+		}
+		if up.dead != nil {
+			continue
+		}
+		if done == nil {
+			out.RcptsAdded = t.added
+			d, err := out.Pending()
+			if err != nil {
+				// The upstream transaction is reset after the reply, so nothing is delivered.
+				cs.log().Error("audit record not written; deferring the message", "txn", t.id, "err", err)
+				return cs.countError(auditUnavailable())
+			}
+			done = d
+		}
+		var err error
+		if w, err = up.c.Data(); err == nil {
+			break
+		}
+		if !retry(err) {
+			return cs.upstreamError("DATA", err)
+		}
 	}
 	content, size := out.Content()
 	if err := up.sendContent(w, content, size); err != nil {

@@ -407,3 +407,58 @@ func (cs *connState) keepUpstreamAlive() (stop func()) {
 		<-exited
 	}
 }
+
+// redial replaces a lost upstream connection in the middle of a transaction: a new connection (with XCLIENT
+// again) gets the transaction's MAIL FROM and RCPT TOs, with their parameters, before the message is sent. This
+// is what saves a message whose upstream dropped the idle transaction despite the keep-alive (an upstream that
+// counts NOOPs as junk commands, as Postfix does past smtpd_junk_command_limit). It returns the client's reply when
+// that cannot be done: an authenticated session (the relay keeps no credentials to log in again), a server
+// shutting down, or an upstream that now refuses what it accepted; the message is then a temporary failure. It
+// must be called with upMu held.
+func (cs *connState) redial(t *txn) *smtp.SMTPError {
+	lost := cs.up.dead
+	cs.mu.Lock()
+	authUser, helo, shutting := cs.authUser, cs.helo, cs.shuttingDown
+	cs.mu.Unlock()
+	if authUser != "" || shutting || cs.ctx.Err() != nil {
+		return cs.closing(errUpstreamLost(cs))
+	}
+	cs.log().Info("upstream connection lost during the transaction; connecting again to replay the envelope",
+		"txn", t.id, "err", lost)
+	up, err := cs.srv.dialUpstream(cs.ctx)
+	if err == nil && cs.srv.opts.XClient {
+		err = up.sendXClient(cs.remote, helo)
+	}
+	if err == nil {
+		err = up.c.Mail(t.from, t.mailOpts)
+	}
+	for i := 0; err == nil && i < len(t.rcpts); i++ {
+		err = up.c.Rcpt(t.rcpts[i], t.rcptOpts[i])
+	}
+	if err != nil {
+		if up != nil {
+			up.close()
+		}
+		cs.log().Warn("replaying the envelope on a new upstream connection failed", "txn", t.id, "err", err)
+		return cs.closing(errUpstreamLost(cs))
+	}
+	up.inTxn = true
+	cs.srv.stats.redials.Add(1)
+	cs.up.close()
+	cs.up = up
+	cs.mu.Lock()
+	cs.upRaw = up.raw
+	cs.upTLSVersion, cs.upTLSCipher = tlsInfo(up.tls)
+	cs.mu.Unlock()
+	return nil
+}
+
+// upstreamDropped reports whether err means the upstream let go of the connection (closed, reset, or said 421
+// as a server does when it times out an idle client), as opposed to refusing the command.
+func upstreamDropped(err error) bool {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code == 421
+	}
+	return err != nil
+}
