@@ -385,7 +385,7 @@ func (s *session) data(r io.Reader) *smtp.SMTPError {
 	}
 	o := &cs.srv.opts
 	// The upstream waits, in the transaction, while the message arrives and the plugins run.
-	stopKeepalive := sync.OnceFunc(cs.keepUpstreamAlive())
+	stopKeepalive := cs.keepUpstreamAlive()
 	defer stopKeepalive()
 	sp, err := cs.mf.Receive(r)
 	if err != nil {

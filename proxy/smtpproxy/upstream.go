@@ -362,50 +362,54 @@ func (w *progressWriter) Write(p []byte) (int, error) {
 // keepUpstreamAlive sends NOOP to the upstream every Limits.UpstreamKeepalive while the relay receives a message
 // and its plugins run, so that an upstream which drops silent clients (Postfix's smtpd_timeout, 300 s and 10 s
 // under stress) still holds the transaction when the message is ready to go. RFC 5321 allows NOOP at any point of
-// a transaction. A NOOP that fails marks the connection dead, and the message then gets a temporary error rather
-// than a later failure half way through its content. It returns the function that stops the keep-alive and waits
-// for a NOOP in flight to finish.
+// a transaction. A NOOP that fails marks the connection dead, and relay then connects again (redial). It returns
+// the function that stops the keep-alive, after a NOOP in flight has finished; it is a timer, not a goroutine, so
+// that a message costs nothing while no NOOP is due.
 func (cs *connState) keepUpstreamAlive() (stop func()) {
 	every := cs.srv.opts.Limits.UpstreamKeepalive
 	if every <= 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-cs.ctx.Done():
-				return
-			case <-t.C:
-			}
-			cs.upMu.Lock()
-			up := cs.up
-			if up == nil || up.dead != nil {
-				cs.upMu.Unlock()
-				return
-			}
-			err := up.c.Noop()
-			if err != nil {
-				up.fail(err)
-			}
-			cs.upMu.Unlock()
-			cs.srv.stats.keepalives.Add(1)
-			if err != nil {
-				cs.log().Warn("upstream keep-alive failed", "err", err)
-				return
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-exited
+	k := &keepalive{cs: cs, every: every}
+	cs.upMu.Lock()
+	k.t = time.AfterFunc(every, k.tick)
+	cs.upMu.Unlock()
+	return k.stop
+}
+
+// keepalive is one message's keep-alive timer; its fields are guarded by connState.upMu.
+type keepalive struct {
+	cs      *connState
+	every   time.Duration
+	t       *time.Timer
+	stopped bool
+}
+
+func (k *keepalive) tick() {
+	cs := k.cs
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	up := cs.up
+	if k.stopped || up == nil || up.dead != nil || cs.ctx.Err() != nil {
+		return
 	}
+	err := up.c.Noop()
+	cs.srv.stats.keepalives.Add(1)
+	if err != nil {
+		up.fail(err)
+		cs.log().Warn("upstream keep-alive failed", "err", err)
+		return
+	}
+	k.t.Reset(k.every)
+}
+
+func (k *keepalive) stop() {
+	k.cs.upMu.Lock()
+	if !k.stopped {
+		k.stopped = true
+		k.t.Stop()
+	}
+	k.cs.upMu.Unlock()
 }
 
 // redial replaces a lost upstream connection in the middle of a transaction: a new connection (with XCLIENT
