@@ -53,9 +53,45 @@ func inspectArchive(cfg *settings, head []byte, sniffed string, ra readAtFunc, s
 		return nil, nil
 	}
 	w := newWalker(cfg)
-	err := w.archive(kind, 0, w.charged(ra), size, nil)
-	w.stopped(err)
+	w.stopped(w.guarded(func() error { return w.archive(kind, 0, w.charged(windowed(ra)), size, nil) }))
 	return w.reasons, w.notes
+}
+
+// guarded runs the walk and turns a panic in a format library, on content crafted to cause one, into a
+// damaged archive rather than a plugin fault.
+func (w *walker) guarded(walk func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: reading it failed: %v", errDamaged, p)
+		}
+	}()
+	return walk()
+}
+
+// windowSize is how much of an attachment windowed reads at once: the members of an archive lie one after
+// the other, so their headers and first bytes are mostly in the window of the one before.
+const windowSize = 64 << 10
+
+// windowed serves the small reads of an archive walk from a window of the content, so that a ZIP with
+// thousands of members does not cost three host calls per member. A refill allocates a new window, because
+// callers may still hold slices of the old one.
+func windowed(ra readAtFunc) readAtFunc {
+	var win []byte
+	var winOff int64 = -1
+	return func(off int64, n int) ([]byte, error) {
+		if n > windowSize/4 {
+			return ra(off, n)
+		}
+		if winOff < 0 || off < winOff || off+int64(n) > winOff+int64(len(win)) {
+			b, err := ra(off, windowSize)
+			if err != nil {
+				return nil, err
+			}
+			win, winOff = b, off
+		}
+		i := off - winOff
+		return win[i:min(i+int64(n), int64(len(win)))], nil
+	}
 }
 
 func (w *walker) add(code, text string) {

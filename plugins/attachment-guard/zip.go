@@ -313,6 +313,9 @@ func (w *walker) zipLocalScan(ra readAtFunc, end int64) ([]zipEntry, error) {
 			}
 		}
 		entries = append(entries, *e)
+		if next > end {
+			return entries, damaged("member %q runs past the end of the archive", e.names[0])
+		}
 		if next <= off {
 			return entries, damaged("local header at %d loops", off)
 		}
@@ -399,7 +402,9 @@ func (w *walker) zipSkipData(ra readAtFunc, e *zipEntry, end int64) (int64, erro
 			}
 			n++
 			last = last<<8 | uint32(c)
-			if last == 0x504B0708 { // "PK\x07\x08"
+			// "PK\x07\x08", then the CRC and the compressed size, which must be the bytes before it: the
+			// signature alone may well occur in stored data (a stored archive, for one).
+			if d, err := br.Peek(8); last == 0x504B0708 && err == nil && int64(binary.LittleEndian.Uint32(d[4:8])) == n-4 {
 				e.csize = n - 4
 				if err := w.charge(n); err != nil {
 					return 0, err
