@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/bodgit/sevenzip"
 	"github.com/nwaples/rardecode/v2"
@@ -53,6 +54,14 @@ func inspectArchive(cfg *settings, head []byte, sniffed string, ra readAtFunc, s
 		return nil, nil
 	}
 	w := newWalker(cfg)
+	if size > windowSize && size <= inMemoryMax {
+		// The host decodes a large part as a stream, and a ZIP is read end first (its directory), then from the
+		// start: each jump back costs the host a new pass over the part. One read saves them. The bytes still
+		// count against the budget as the walk reads them.
+		if all, err := ra(0, int(size)); err == nil && int64(len(all)) == size {
+			ra = bytesReadAt(all)
+		}
+	}
 	w.stopped(w.guarded(func() error { return w.archive(kind, 0, w.charged(windowed(ra)), size, nil) }))
 	return w.reasons, w.notes
 }
@@ -68,29 +77,44 @@ func (w *walker) guarded(walk func() error) (err error) {
 	return walk()
 }
 
-// windowSize is how much of an attachment windowed reads at once: the members of an archive lie one after
+// inMemoryMax is the largest archive attachment read into guest memory whole before it is walked.
+const inMemoryMax = 8 << 20
+
+// windowSize is the least windowed reads from an attachment at once: the members of an archive lie one after
 // the other, so their headers and first bytes are mostly in the window of the one before.
 const windowSize = 64 << 10
 
-// windowed serves the small reads of an archive walk from a window of the content, so that a ZIP with
-// thousands of members does not cost three host calls per member. A refill allocates a new window, because
-// callers may still hold slices of the old one.
+// windowed serves the reads of an archive walk from a window of the content, so that a ZIP with thousands of
+// members does not cost three host calls per member. It keeps the host's reads going forward: the host decodes
+// a large part as a stream, and a read behind its position starts the decoding again from the beginning, so a
+// read that starts inside the window keeps what it overlaps and reads only what follows. A new window is a new
+// buffer, because callers may still hold slices of the old one.
 func windowed(ra readAtFunc) readAtFunc {
 	var win []byte
 	var winOff int64 = -1
 	return func(off int64, n int) ([]byte, error) {
-		if n > windowSize/4 {
-			return ra(off, n)
+		end := winOff + int64(len(win))
+		if winOff >= 0 && off >= winOff && off+int64(n) <= end {
+			return win[off-winOff : off-winOff+int64(n)], nil
 		}
-		if winOff < 0 || off < winOff || off+int64(n) > winOff+int64(len(win)) {
-			b, err := ra(off, windowSize)
+		want := max(n, windowSize)
+		var next []byte
+		if winOff >= 0 && off >= winOff && off < end && len(win) > 0 {
+			kept := win[off-winOff:]
+			b, err := ra(end, want-len(kept))
 			if err != nil {
 				return nil, err
 			}
-			win, winOff = b, off
+			next = append(append(make([]byte, 0, len(kept)+len(b)), kept...), b...)
+		} else {
+			b, err := ra(off, want)
+			if err != nil {
+				return nil, err
+			}
+			next = b
 		}
-		i := off - winOff
-		return win[i:min(i+int64(n), int64(len(win)))], nil
+		win, winOff = next, off
+		return win[:min(n, len(win))], nil
 	}
 }
 
@@ -126,9 +150,9 @@ func (w *walker) stopped(err error) {
 	}
 }
 
-// names checks the names of one entry (an entry may have several, see zipNames) and counts it.
-func (w *walker) names(names []string) error {
-	if len(names) == 0 {
+// names checks the names of one entry (an entry may have several, see zipExtra; "" is none) and counts it.
+func (w *walker) names(names ...string) error {
+	if !slices.ContainsFunc(names, func(n string) bool { return n != "" }) {
 		return nil
 	}
 	if w.entriesLeft <= 0 {
@@ -136,6 +160,9 @@ func (w *walker) names(names []string) error {
 	}
 	w.entriesLeft--
 	for _, n := range names {
+		if n == "" {
+			continue
+		}
 		base := n[lastSeparator(n)+1:]
 		for _, r := range checkName(base, w.cfg.extensions) {
 			w.add("archive:"+r.Code, fmt.Sprintf("%q inside the archive (%s)", printable(base, 100), r.Text))
@@ -300,7 +327,7 @@ func (w *walker) archive(kind string, depth int, ra readAtFunc, size int64, r io
 			return wrapRead(err, "gzip header")
 		}
 		// The name of the compressed file, which 7-Zip and WinRAR give the file they extract.
-		if err := w.names(nonEmpty(zr.Name)); err != nil {
+		if err := w.names(zr.Name); err != nil {
 			return err
 		}
 		return w.content(zr.Name, depth+1, nil, -1, func() (io.Reader, error) { return zr, nil })
@@ -330,13 +357,6 @@ var opaqueText = map[string]string{
 	archiveVHD: "virtual disk whose files are not listed",
 }
 
-func nonEmpty(name string) []string {
-	if name == "" {
-		return nil
-	}
-	return []string{name}
-}
-
 // tarArchive lists a tar stream (ustar, POSIX with PAX path records, GNU long names) and inspects each regular
 // file's content.
 func (w *walker) tarArchive(r io.Reader, depth int) error {
@@ -349,11 +369,11 @@ func (w *walker) tarArchive(r io.Reader, depth int) error {
 		if err != nil {
 			return wrapRead(err, "tar archive")
 		}
-		names := []string{h.Name}
-		if h.Linkname != "" && h.Typeflag == tar.TypeSymlink {
-			names = append(names, h.Linkname)
+		link := ""
+		if h.Typeflag == tar.TypeSymlink {
+			link = h.Linkname
 		}
-		if err := w.names(names); err != nil {
+		if err := w.names(h.Name, link); err != nil {
 			return err
 		}
 		if !h.FileInfo().Mode().IsRegular() {
@@ -380,7 +400,7 @@ func (w *walker) rarArchive(r io.Reader, depth int) error {
 		if err != nil {
 			return rarError(err)
 		}
-		if err := w.names([]string{h.Name}); err != nil {
+		if err := w.names(h.Name); err != nil {
 			return err
 		}
 		if h.IsDir {
@@ -435,7 +455,7 @@ func (w *walker) sevenZip(ra readAtFunc, size int64, depth int) error {
 		return wrapRead(err, "7z archive")
 	}
 	for _, f := range z.File {
-		if err := w.names([]string{f.Name}); err != nil {
+		if err := w.names(f.Name); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -79,6 +80,21 @@ func TestArchivesInPlugin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestManyEntriesInPlugin runs the built plugin on a ZIP of 70,000 entries with the executable last: every
+// name is read within the plugin's time limit.
+func TestManyEntriesInPlugin(t *testing.T) {
+	files := make([]zipFile, 70000)
+	for i := range files {
+		files[i] = stored(fmt.Sprintf("f%d.txt", i), []byte("x"))
+	}
+	files[len(files)-1] = stored("last.exe", []byte("x"))
+	o := harness.Run(t, harness.Load(t, "{}"), withAttachment("many.zip", buildZip(t, files...)))
+	if got := reasonsOf(o.Res); !slices.Equal(got, []string{"archive:extension:exe"}) {
+		t.Errorf("reasons = %q, want archive:extension:exe", got)
+	}
+	t.Logf("call took %v", o.Res.Duration)
 }
 
 // TestArchiveStrip checks that an archive that could not be inspected completely is a part like any other for

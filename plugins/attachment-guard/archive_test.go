@@ -384,3 +384,35 @@ func TestDebianArchivers(t *testing.T) {
 		wantReasons(t, walk(t, "{}", readFile(t, filepath.Join(dir, "a.zip"))), "archive:opaque:img")
 	})
 }
+
+// FuzzArchive walks arbitrary content as an attachment. The walk must end, within its budget, without a panic
+// (inspectArchive would turn one into a damaged archive; this calls the walk directly so a panic is seen).
+func FuzzArchive(f *testing.F) {
+	f.Add(buildZip(&testing.T{}, stored("a.txt", []byte("x")), deflated("b.exe", []byte("MZ"))))
+	f.Add(buildZip(&testing.T{}, stored("in.zip", buildZip(&testing.T{}, deflated("c.txt", []byte("y"))))))
+	f.Add(rar5([]string{"a.txt"}, false))
+	f.Add(rar5(nil, true))
+	f.Add([]byte("PK\x05\x06" + strings.Repeat("\x00", 18)))
+	s := mustConfigF(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		head := data[:min(len(data), headSize)]
+		r := &bytesReader{data: data}
+		kind := detectArchive(head, sniff(head, r.readAt, int64(len(data)), true))
+		if kind == "" {
+			return
+		}
+		w := newWalker(s)
+		w.stopped(w.archive(kind, 0, w.charged(windowed(r.readAt)), int64(len(data)), nil))
+		if w.bytesLeft < 0 {
+			t.Errorf("budget overspent: %d", w.bytesLeft)
+		}
+	})
+}
+
+func mustConfigF(f *testing.F) *settings {
+	s, err := parseConfig([]byte(`{"archive_bytes":1048576}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return &s
+}

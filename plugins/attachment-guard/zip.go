@@ -41,7 +41,8 @@ const (
 
 // zipEntry is one member of a ZIP archive, as its central directory or a local header describes it.
 type zipEntry struct {
-	names        []string // the header's name, then an Info-ZIP Unicode path that differs from it
+	name         string
+	alt          string // an Info-ZIP Unicode path that differs from name, or ""
 	method       uint16
 	flags        uint16
 	csize, usize int64
@@ -53,7 +54,7 @@ func (e *zipEntry) encrypted() bool {
 	return e.flags&(zipFlagEncrypted|zipFlagStrong) != 0 || e.method == zipMethodAES
 }
 
-func (e *zipEntry) isDir() bool { return strings.HasSuffix(e.names[0], "/") }
+func (e *zipEntry) isDir() bool { return strings.HasSuffix(e.name, "/") }
 
 // errDamaged is wrapped by every error about an archive that is not a well-formed ZIP.
 var errDamaged = errors.New("damaged archive")
@@ -104,7 +105,12 @@ func (w *walker) zipArchive(ra readAtFunc, size int64, depth int) error {
 	if dirErr != nil {
 		return dirErr
 	}
-	slices.SortStableFunc(entries, func(a, b zipEntry) int { return cmp.Compare(a.offset, b.offset) })
+	// Members are visited in the order of their data, so that the host's reads of the attachment go forward.
+	// The directory usually lists them in that order already.
+	byOffset := func(a, b zipEntry) int { return cmp.Compare(a.offset, b.offset) }
+	if !slices.IsSortedFunc(entries, byOffset) {
+		slices.SortStableFunc(entries, byOffset)
+	}
 	for i := range entries {
 		if i > 0 && entries[i].offset == entries[i-1].offset {
 			continue // found by the local scan and in the directory: one member
@@ -182,6 +188,7 @@ func (w *walker) zipCentral(ra readAtFunc, size int64) ([]zipEntry, error) {
 	br := bufio.NewReaderSize(&seqReader{ra: ra, off: start, end: eocdOff}, 64<<10)
 	var entries []zipEntry
 	rec := make([]byte, zipCentralLen)
+	var scratch []byte
 	for {
 		if _, err := io.ReadFull(br, rec[:4]); err == io.EOF {
 			break
@@ -201,7 +208,10 @@ func (w *walker) zipCentral(ra readAtFunc, size int64) ([]zipEntry, error) {
 		nameLen := int(binary.LittleEndian.Uint16(rec[28:30]))
 		extraLen := int(binary.LittleEndian.Uint16(rec[30:32]))
 		commentLen := int(binary.LittleEndian.Uint16(rec[32:34]))
-		vari := make([]byte, nameLen+extraLen+commentLen)
+		if n := nameLen + extraLen + commentLen; cap(scratch) < n {
+			scratch = make([]byte, n)
+		}
+		vari := scratch[:nameLen+extraLen+commentLen]
 		if _, err := io.ReadFull(br, vari); err != nil {
 			return entries, wrapRead(err, "central directory")
 		}
@@ -212,13 +222,13 @@ func (w *walker) zipCentral(ra readAtFunc, size int64) ([]zipEntry, error) {
 			usize:  int64(binary.LittleEndian.Uint32(rec[24:28])),
 			offset: int64(binary.LittleEndian.Uint32(rec[42:46])),
 		}
-		name := string(vari[:nameLen])
-		e.names = zipNames(name, vari[nameLen:nameLen+extraLen], &e)
+		e.name = string(vari[:nameLen])
+		zipExtra(vari[nameLen:nameLen+extraLen], &e)
 		e.offset += shift
 		if e.flags&zipFlagMaskedDir != 0 {
 			return entries, errEncryptedNames
 		}
-		if err := w.names(e.names); err != nil {
+		if err := w.names(e.name, e.alt); err != nil {
 			return entries, err
 		}
 		entries = append(entries, e)
@@ -232,11 +242,10 @@ func (w *walker) zipCentral(ra readAtFunc, size int64) ([]zipEntry, error) {
 	return entries, nil
 }
 
-// zipNames returns the entry's name and, when an Info-ZIP Unicode path extra field (0x7075) gives a different
-// one, that too: 7-Zip, WinRAR and unzip show the Unicode path. It also applies the ZIP64 extra field (0x0001)
-// to the sizes and offset of e.
-func zipNames(name string, extra []byte, e *zipEntry) []string {
-	names := []string{name}
+// zipExtra applies the extra fields of e's header: an Info-ZIP Unicode path (0x7075) that differs from the name
+// becomes e.alt (7-Zip, WinRAR and unzip show the Unicode path); ZIP64 (0x0001) gives the sizes and offset; WinZip
+// AES (0x9901) marks the entry encrypted.
+func zipExtra(extra []byte, e *zipEntry) {
 	for len(extra) >= 4 {
 		id := binary.LittleEndian.Uint16(extra[0:2])
 		n := int(binary.LittleEndian.Uint16(extra[2:4]))
@@ -258,8 +267,8 @@ func zipNames(name string, extra []byte, e *zipEntry) []string {
 			take(&e.offset)
 		case 0x7075:
 			if len(field) >= 5 && field[0] == 1 {
-				if u := string(field[5:]); u != name {
-					names = append(names, u)
+				if u := field[5:]; string(u) != e.name {
+					e.alt = string(u)
 				}
 			}
 		case 0x9901:
@@ -269,7 +278,6 @@ func zipNames(name string, extra []byte, e *zipEntry) []string {
 			}
 		}
 	}
-	return names
 }
 
 // zipLocalScan reads the local headers from the start of the content up to end, the way a streaming extractor
@@ -303,7 +311,7 @@ func (w *walker) zipLocalScan(ra readAtFunc, end int64) ([]zipEntry, error) {
 		if err != nil {
 			return entries, err
 		}
-		if err := w.names(e.names); err != nil {
+		if err := w.names(e.name, e.alt); err != nil {
 			return entries, err
 		}
 		next := e.dataOffset + e.csize
@@ -314,7 +322,7 @@ func (w *walker) zipLocalScan(ra readAtFunc, end int64) ([]zipEntry, error) {
 		}
 		entries = append(entries, *e)
 		if next > end {
-			return entries, damaged("member %q runs past the end of the archive", e.names[0])
+			return entries, damaged("member %q runs past the end of the archive", e.name)
 		}
 		if next <= off {
 			return entries, damaged("local header at %d loops", off)
@@ -343,32 +351,41 @@ func (w *walker) zipLocal(ra readAtFunc, off int64, central *zipEntry) (*zipEntr
 	if len(vari) < nameLen+extraLen {
 		return nil, damaged("local header at offset %d cut short", off)
 	}
-	e := &zipEntry{
-		flags:  binary.LittleEndian.Uint16(h[6:8]),
-		method: binary.LittleEndian.Uint16(h[8:10]),
-		csize:  int64(binary.LittleEndian.Uint32(h[18:22])),
-		usize:  int64(binary.LittleEndian.Uint32(h[22:26])),
-		offset: off,
-	}
-	e.names = zipNames(string(vari[:nameLen]), vari[nameLen:], e)
-	e.offset = off
-	e.dataOffset = off + zipLocalLen + int64(nameLen+extraLen)
-	if central == nil {
-		return e, nil
-	}
-	// A local name that differs from the directory's is what a streaming extractor would create.
-	var extra []string
-	for _, n := range e.names {
-		if !slices.Contains(central.names, n) {
-			extra = append(extra, n)
+	flags := binary.LittleEndian.Uint16(h[6:8])
+	dataOffset := off + zipLocalLen + int64(nameLen+extraLen)
+	if central != nil {
+		// A local name that differs from the directory's is what a streaming extractor would create. The name is
+		// compared in place: a ZIP of many entries should not cost an allocation per entry.
+		var local zipEntry
+		if string(vari[:nameLen]) != central.name {
+			local.name = string(vari[:nameLen])
 		}
+		zipExtra(vari[nameLen:], &local)
+		other := func(n string) string {
+			if n == central.name || n == central.alt {
+				return ""
+			}
+			return n
+		}
+		if err := w.names(other(local.name), other(local.alt)); err != nil {
+			return nil, err
+		}
+		central.dataOffset = dataOffset
+		central.flags |= flags & (zipFlagEncrypted | zipFlagStrong)
+		return central, nil
 	}
-	if err := w.names(extra); err != nil {
-		return nil, err
+	e := &zipEntry{
+		name:       string(vari[:nameLen]),
+		flags:      flags,
+		method:     binary.LittleEndian.Uint16(h[8:10]),
+		csize:      int64(binary.LittleEndian.Uint32(h[18:22])),
+		usize:      int64(binary.LittleEndian.Uint32(h[22:26])),
+		offset:     off,
+		dataOffset: dataOffset,
 	}
-	central.dataOffset = e.dataOffset
-	central.flags |= e.flags & (zipFlagEncrypted | zipFlagStrong)
-	return central, nil
+	zipExtra(vari[nameLen:], e)
+	e.offset, e.dataOffset = off, dataOffset // a ZIP64 field gives the sizes; the offset is where the header is
+	return e, nil
 }
 
 // zipSkipData finds the end of data whose size the local header does not give (a data descriptor follows it):
@@ -422,7 +439,7 @@ func (w *walker) zipMember(ra readAtFunc, size int64, e *zipEntry, depth int) er
 		return nil
 	}
 	if e.encrypted() {
-		w.encrypted(e.names[0])
+		w.encrypted(e.name)
 		return nil
 	}
 	if e.dataOffset == 0 {
@@ -434,7 +451,7 @@ func (w *walker) zipMember(ra readAtFunc, size int64, e *zipEntry, depth int) er
 		return nil
 	}
 	if e.csize < 0 || e.dataOffset+e.csize > size {
-		return damaged("member %q runs past the end of the archive", e.names[0])
+		return damaged("member %q runs past the end of the archive", e.name)
 	}
 	data := &seqReader{ra: ra, off: e.dataOffset, end: e.dataOffset + e.csize}
 	switch e.method {
@@ -446,21 +463,23 @@ func (w *walker) zipMember(ra readAtFunc, size int64, e *zipEntry, depth int) er
 			}
 			return ra(e.dataOffset+off, int(min(int64(n), e.csize-off)))
 		}
-		return w.content(e.names[0], depth, sub, e.csize, nil)
+		return w.content(e.name, depth, sub, e.csize, nil)
+	// Compressed data is read in small steps: usually only the first bytes of a member are decompressed, and
+	// what is read counts against the budget.
 	case zipMethodFlate:
-		return w.content(e.names[0], depth, nil, e.usize, func() (io.Reader, error) {
-			return flate.NewReader(bufio.NewReaderSize(data, 32<<10)), nil
+		return w.content(e.name, depth, nil, e.usize, func() (io.Reader, error) {
+			return flate.NewReader(bufio.NewReaderSize(data, 4096)), nil
 		})
 	case zipMethodBzip2:
-		return w.content(e.names[0], depth, nil, e.usize, func() (io.Reader, error) {
-			return bzip2.NewReader(bufio.NewReaderSize(data, 32<<10)), nil
+		return w.content(e.name, depth, nil, e.usize, func() (io.Reader, error) {
+			return bzip2.NewReader(bufio.NewReaderSize(data, 4096)), nil
 		})
 	case zipMethodXz:
-		return w.content(e.names[0], depth, nil, e.usize, func() (io.Reader, error) {
-			return xz.ReaderConfig{DictCap: xzMaxDict}.NewReader(bufio.NewReaderSize(data, 32<<10))
+		return w.content(e.name, depth, nil, e.usize, func() (io.Reader, error) {
+			return xz.ReaderConfig{DictCap: xzMaxDict}.NewReader(bufio.NewReaderSize(data, 4096))
 		})
 	}
-	return fmt.Errorf("%w: %q in compression method %d", errUnsupported, e.names[0], e.method)
+	return fmt.Errorf("%w: %q in compression method %d", errUnsupported, e.name, e.method)
 }
 
 // countingByteReader counts the bytes consumed through it; flate reads byte by byte from an io.ByteReader, so
