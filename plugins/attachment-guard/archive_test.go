@@ -301,7 +301,44 @@ func rar5(names []string, encryptHeaders bool) []byte {
 	return append(out, block(vint(vint(vint(nil, 5), 0), 0), nil)...) // end of archive
 }
 
+// rar4 builds a RAR 1.5-4 archive with stored files, or one whose headers are encrypted (rar -hp).
+func rar4(names []string, encryptHeaders bool) []byte {
+	block := func(typ byte, flags uint16, body, data []byte) []byte {
+		h := []byte{typ}
+		h = binary.LittleEndian.AppendUint16(h, flags)
+		h = binary.LittleEndian.AppendUint16(h, uint16(7+len(body)))
+		h = append(h, body...)
+		out := binary.LittleEndian.AppendUint16(nil, uint16(crc32.ChecksumIEEE(h)))
+		return append(append(out, h...), data...)
+	}
+	out := []byte("Rar!\x1A\x07\x00")
+	var mainFlags uint16
+	if encryptHeaders {
+		mainFlags = 0x0080 // MHD_PASSWORD: every header after this one is encrypted
+	}
+	out = append(out, block(0x73, mainFlags, make([]byte, 6), nil)...)
+	if encryptHeaders {
+		return append(out, make([]byte, 64)...)
+	}
+	for _, n := range names {
+		data := []byte("content of " + n)
+		body := binary.LittleEndian.AppendUint32(nil, uint32(len(data))) // packed size
+		body = binary.LittleEndian.AppendUint32(body, uint32(len(data))) // unpacked size
+		body = append(body, 2)                                           // host OS: Windows
+		body = binary.LittleEndian.AppendUint32(body, crc32.ChecksumIEEE(data))
+		body = binary.LittleEndian.AppendUint32(body, 0x5A210000) // DOS time
+		body = append(body, 29, 0x30)                             // version 2.9, stored
+		body = binary.LittleEndian.AppendUint16(body, uint16(len(n)))
+		body = binary.LittleEndian.AppendUint32(body, 0x20) // attributes
+		out = append(out, block(0x74, 0x8000, append(body, n...), data)...)
+	}
+	return append(out, block(0x7B, 0x4000, nil, nil)...)
+}
+
 func TestRar(t *testing.T) {
+	wantReasons(t, walk(t, "{}", rar4([]string{"readme.txt", "bin\\setup.exe"}, false)), "archive:extension:exe")
+	wantReasons(t, walk(t, "{}", rar4([]string{"readme.txt"}, false)))
+	wantReasons(t, walk(t, "{}", rar4(nil, true)), "incomplete:archive-encrypted-names")
 	wantReasons(t, walk(t, "{}", rar5([]string{"readme.txt", "bin/setup.exe"}, false)), "archive:extension:exe")
 	wantReasons(t, walk(t, "{}", rar5([]string{"readme.txt"}, false)))
 	wantReasons(t, walk(t, "{}", rar5(nil, true)), "incomplete:archive-encrypted-names")
