@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -127,7 +128,9 @@ func (w *walker) add(code, text string) {
 
 // bound records that part of an archive could not be inspected: with block_incomplete, that blocks it.
 func (w *walker) bound(code, text string, err error) {
-	w.notes = append(w.notes, fmt.Sprintf("%s: %v", text, err))
+	if len(w.notes) < maxDetailLines {
+		w.notes = append(w.notes, fmt.Sprintf("%s: %v", text, err))
+	}
 	if w.cfg.incomplete {
 		w.add("incomplete:"+code, text)
 	}
@@ -446,6 +449,12 @@ func rarError(err error) error {
 // sevenZip lists a 7z archive from its header (decoded first when it is compressed, as 7-Zip writes it) and
 // inspects each file's content. A 7z archive can encrypt its header, names included.
 func (w *walker) sevenZip(ra readAtFunc, size int64, depth int) error {
+	// The library decodes the whole header in one go: it is charged first, from the signature header's size.
+	if sig, err := ra(0, 32); err == nil && len(sig) == 32 {
+		if err := w.charge(min(int64(binary.LittleEndian.Uint64(sig[20:28])), 1<<62)); err != nil {
+			return err
+		}
+	}
 	z, err := sevenzip.NewReader(readerAt{ra}, size)
 	if err != nil {
 		var re *sevenzip.ReadError

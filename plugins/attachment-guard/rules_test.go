@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -150,26 +149,4 @@ func TestSniff(t *testing.T) {
 			}
 		})
 	}
-}
-
-func makeZip(t *testing.T, prefix []byte, names ...string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	buf.Write(prefix)
-	w := zip.NewWriter(&buf)
-	w.SetOffset(int64(len(prefix)))
-	for _, n := range names {
-		f, err := w.CreateHeader(&zip.FileHeader{Name: n, Method: zip.Store})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "content of %s", n)
-	}
-	if err := w.SetComment("a comment to push the end record back"); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
