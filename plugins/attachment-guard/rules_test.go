@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"testing"
 )
