@@ -1,7 +1,7 @@
 // Command attachment-guard is a Postern plugin that blocks or strips attachments that can run code: by file
 // extension (double extensions and encoded names included), by declared media type, by the content's own
-// signature (a Windows executable named notes.txt is still an executable), and by the names inside ZIP
-// archives.
+// signature (a Windows executable named notes.txt is still an executable), and by what is inside archives
+// (ZIP, 7z, RAR, tar and the compressed formats, nested), which are recognised by their content.
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o attachment-guard.wasm . (see README.md).
 package main
