@@ -137,6 +137,9 @@ func TestZipConcatenated(t *testing.T) {
 	first := buildZip(t, stored("evil.exe", []byte("x")))
 	second := buildZip(t, stored("fine.txt", []byte("y")))
 	wantReasons(t, walk(t, "{}", append(slices.Clone(first), second...)), "archive:extension:exe")
+	// Three: the middle one is found after the first one's directory.
+	three := slices.Concat(buildZip(t, stored("a.txt", []byte("x"))), first, second)
+	wantReasons(t, walk(t, "{}", three), "archive:extension:exe")
 }
 
 func TestZipNameDisagreements(t *testing.T) {

@@ -90,7 +90,7 @@ func (w *walker) zipArchive(ra readAtFunc, size int64, depth int) error {
 		if err != nil {
 			return err
 		}
-		if string(head) == "PK\x03\x04" {
+		if h := string(head); h == "PK\x03\x04" || h == "PK\x07\x08" || h == "PK00" {
 			local, err := w.zipLocalScan(ra, scanTo)
 			entries = append(local, entries...)
 			if err != nil {
@@ -294,7 +294,13 @@ func (w *walker) zipLocalScan(ra readAtFunc, end int64) ([]zipEntry, error) {
 		switch string(sig) {
 		case "PK\x03\x04":
 		case "PK\x01\x02", "PK\x05\x06", "PK\x06\x06":
-			return entries, nil
+			// The directory of an archive: another may follow it (archives concatenated).
+			next, err := w.nextSignature(ra, off+4, end, "PK\x03\x04")
+			if err != nil || next < 0 {
+				return entries, err
+			}
+			off = next
+			continue
 		case "PK\x07\x08", "PK00":
 			if off == 0 {
 				off += 4 // the marker of a split archive
@@ -330,6 +336,24 @@ func (w *walker) zipLocalScan(ra readAtFunc, end int64) ([]zipEntry, error) {
 		off = next
 	}
 	return entries, nil
+}
+
+// nextSignature returns the offset of the first sig in [from, end), or -1.
+func (w *walker) nextSignature(ra readAtFunc, from, end int64, sig string) (int64, error) {
+	const chunk = 32 << 10
+	for off := from; off < end; off += chunk {
+		b, err := ra(off, int(min(chunk+int64(len(sig))-1, end-off)))
+		if err != nil {
+			return -1, err
+		}
+		if i := bytes.Index(b, []byte(sig)); i >= 0 {
+			return off + int64(i), nil
+		}
+		if len(b) < chunk {
+			break
+		}
+	}
+	return -1, nil
 }
 
 // zipLocal reads the local header at off. With central (the directory's entry), its name is checked as well
