@@ -40,3 +40,12 @@ func BenchmarkSeveralStrip(b *testing.B) {
 func BenchmarkZipWithExe(b *testing.B) {
 	harness.Bench(b, "{}", harness.Eml(b, "zip-with-exe.eml"), pluginharness.Inbound)
 }
+
+// BenchmarkNestedZip measures a zip holding a zip holding an executable under an innocent name: two levels
+// walked, two members decompressed.
+func BenchmarkNestedZip(b *testing.B) {
+	t := &testing.T{}
+	inner := buildZip(t, stored("report.txt", []byte("numbers")), stored("deep/evil.exe", peFile(0x80, 4096)))
+	data := withAttachment("photos.zip", buildZip(t, deflated("photo.jpg", inner), deflated("notes.txt", []byte("hi"))))
+	harness.Bench(b, "{}", data, pluginharness.Inbound)
+}
