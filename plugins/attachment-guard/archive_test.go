@@ -164,6 +164,14 @@ func TestZipNameDisagreements(t *testing.T) {
 	wantReasons(t, walk(t, "{}", buf.Bytes()), "archive:extension:exe")
 }
 
+func TestZipEncryptedDirectory(t *testing.T) {
+	// PKWARE central-directory encryption (flag bit 13): the names are masked, so nothing can be listed.
+	data := buildZip(t, stored("a.txt", []byte("x")))
+	flags := bytes.Index(data, []byte("PK\x01\x02")) + 8
+	binary.LittleEndian.PutUint16(data[flags:], binary.LittleEndian.Uint16(data[flags:])|zipFlagMaskedDir)
+	wantReasons(t, walk(t, "{}", data), "incomplete:archive-encrypted-names")
+}
+
 func TestZipContent(t *testing.T) {
 	pe := peFile(0x80, 1024)
 	// An executable named like a document, stored and deflated.

@@ -76,7 +76,8 @@ func (w *walker) zipArchive(ra readAtFunc, size int64, depth int) error {
 		}
 	}
 	entries, dirErr := w.zipCentral(ra, size)
-	if errors.Is(dirErr, errBudget) || errors.Is(dirErr, errEntries) {
+	if errors.Is(dirErr, errBudget) || errors.Is(dirErr, errEntries) || errors.Is(dirErr, errEncryptedNames) {
+		// An encrypted directory masks the local headers too: they hold placeholders, not the names.
 		return dirErr
 	}
 	scanTo := size
