@@ -63,7 +63,7 @@ func inspectArchive(cfg *settings, head []byte, sniffed string, ra readAtFunc, s
 			ra = bytesReadAt(all)
 		}
 	}
-	w.stopped(w.guarded(func() error { return w.archive(kind, 0, w.charged(windowed(ra)), size, nil) }))
+	w.stopped(w.guarded(func() error { return w.archive(kind, 0, w.charged(windowed(ra, size)), size, nil) }))
 	return w.reasons, w.notes
 }
 
@@ -90,7 +90,7 @@ const windowSize = 64 << 10
 // a large part as a stream, and a read behind its position starts the decoding again from the beginning, so a
 // read that starts inside the window keeps what it overlaps and reads only what follows. A new window is a new
 // buffer, because callers may still hold slices of the old one.
-func windowed(ra readAtFunc) readAtFunc {
+func windowed(ra readAtFunc, size int64) readAtFunc {
 	var win []byte
 	var winOff int64 = -1
 	return func(off int64, n int) ([]byte, error) {
@@ -98,7 +98,7 @@ func windowed(ra readAtFunc) readAtFunc {
 		if winOff >= 0 && off >= winOff && off+int64(n) <= end {
 			return win[off-winOff : off-winOff+int64(n)], nil
 		}
-		want := max(n, windowSize)
+		want := max(n, int(min(windowSize, size-off))) // a window never reaches past the content
 		var next []byte
 		if winOff >= 0 && off >= winOff && off < end && len(win) > 0 {
 			kept := win[off-winOff:]
@@ -308,7 +308,7 @@ func (w *walker) archive(kind string, depth int, ra readAtFunc, size int64, r io
 		if r != nil {
 			return r
 		}
-		return bufio.NewReaderSize(&seqReader{ra: ra, end: size}, 32<<10)
+		return bufio.NewReaderSize(&seqReader{ra: ra, end: size}, bufSize(size, 32<<10))
 	}
 	switch kind {
 	case archiveZip, archive7z:
@@ -510,6 +510,12 @@ func wrapRead(err error, what string) error {
 		return fmt.Errorf("%w: %s cut short", errDamaged, what)
 	}
 	return fmt.Errorf("%w: %s: %w", errDamaged, what, err)
+}
+
+// bufSize is the size of a read buffer for n bytes of content: at most limit, and no larger than the content
+// (most archives in mail are small, and a buffer is allocated whole).
+func bufSize(n int64, limit int) int {
+	return int(max(16, min(n, int64(limit))))
 }
 
 // seqReader reads the range [off, end) of a readAt in order.

@@ -450,7 +450,7 @@ func FuzzArchive(f *testing.F) {
 			return
 		}
 		w := newWalker(s)
-		w.stopped(w.archive(kind, 0, w.charged(windowed(r.readAt)), int64(len(data)), nil))
+		w.stopped(w.archive(kind, 0, w.charged(windowed(r.readAt, int64(len(data)))), int64(len(data)), nil))
 		if w.bytesLeft < 0 {
 			t.Errorf("budget overspent: %d", w.bytesLeft)
 		}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ulikunitz/xz"
 )
@@ -186,7 +187,7 @@ func (w *walker) zipCentral(ra readAtFunc, size int64) ([]zipEntry, error) {
 		return nil, damaged("central directory out of range")
 	}
 	shift := start - dirOff
-	br := bufio.NewReaderSize(&seqReader{ra: ra, off: start, end: eocdOff}, 64<<10)
+	br := bufio.NewReaderSize(&seqReader{ra: ra, off: start, end: eocdOff}, bufSize(eocdOff-start, 64<<10))
 	var entries []zipEntry
 	rec := make([]byte, zipCentralLen)
 	var scratch []byte
@@ -418,7 +419,7 @@ func (w *walker) zipLocal(ra readAtFunc, off int64, central *zipEntry) (*zipEntr
 func (w *walker) zipSkipData(ra readAtFunc, e *zipEntry, end int64) (int64, error) {
 	switch e.method {
 	case zipMethodFlate:
-		cr := &countingByteReader{br: bufio.NewReaderSize(&seqReader{ra: ra, off: e.dataOffset, end: end}, 32<<10)}
+		cr := &countingByteReader{br: bufio.NewReaderSize(&seqReader{ra: ra, off: e.dataOffset, end: end}, bufSize(end-e.dataOffset, 32<<10))}
 		fr := flate.NewReader(cr)
 		if _, err := io.Copy(io.Discard, w.limit(fr)); err != nil {
 			return 0, wrapRead(err, "deflate data")
@@ -434,7 +435,7 @@ func (w *walker) zipSkipData(ra readAtFunc, e *zipEntry, end int64) (int64, erro
 		}
 		return next + 12, nil // CRC and two 32-bit sizes (a ZIP64 descriptor is read as a damaged archive)
 	case zipMethodStore:
-		br := bufio.NewReaderSize(&seqReader{ra: ra, off: e.dataOffset, end: end}, 32<<10)
+		br := bufio.NewReaderSize(&seqReader{ra: ra, off: e.dataOffset, end: end}, bufSize(end-e.dataOffset, 32<<10))
 		var n int64
 		var last uint32
 		for {
@@ -492,20 +493,26 @@ func (w *walker) zipMember(ra readAtFunc, size int64, e *zipEntry, depth int) er
 	// Compressed data is read in small steps: usually only the first bytes of a member are decompressed, and
 	// what is read counts against the budget.
 	case zipMethodFlate:
+		fr := inflaters.Get().(io.ReadCloser)
+		defer inflaters.Put(fr)
 		return w.content(e.name, depth, nil, e.usize, func() (io.Reader, error) {
-			return flate.NewReader(bufio.NewReaderSize(data, 4096)), nil
+			return fr, fr.(flate.Resetter).Reset(bufio.NewReaderSize(data, bufSize(e.csize, 4096)), nil)
 		})
 	case zipMethodBzip2:
 		return w.content(e.name, depth, nil, e.usize, func() (io.Reader, error) {
-			return bzip2.NewReader(bufio.NewReaderSize(data, 4096)), nil
+			return bzip2.NewReader(bufio.NewReaderSize(data, bufSize(e.csize, 4096))), nil
 		})
 	case zipMethodXz:
 		return w.content(e.name, depth, nil, e.usize, func() (io.Reader, error) {
-			return xz.ReaderConfig{DictCap: xzMaxDict}.NewReader(bufio.NewReaderSize(data, 4096))
+			return xz.ReaderConfig{DictCap: xzMaxDict}.NewReader(bufio.NewReaderSize(data, bufSize(e.csize, 4096)))
 		})
 	}
 	return fmt.Errorf("%w: %q in compression method %d", errUnsupported, e.name, e.method)
 }
+
+// inflaters are reused deflate decompressors: each holds tens of KiB of tables and window, and a ZIP may have
+// thousands of deflated members whose first bytes are read.
+var inflaters = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
 
 // countingByteReader counts the bytes consumed through it; flate reads byte by byte from an io.ByteReader, so
 // the count is where the deflate stream ended.
