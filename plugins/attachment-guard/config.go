@@ -31,6 +31,14 @@ type config struct {
 
 	Sniff    []string `json:"sniff"` // content kinds to recognise; replaces the default (all) when given
 	Archives *bool    `json:"archives"`
+	// Bounds of the walk through one attachment's archives; past any of them the attachment is incomplete.
+	ArchiveDepth   *int   `json:"archive_depth"`   // archive levels opened, the attachment's own included
+	ArchiveBytes   *int64 `json:"archive_bytes"`   // bytes read or decompressed
+	ArchiveEntries *int   `json:"archive_entries"` // entries listed
+	BlockEncrypted *bool  `json:"block_encrypted"` // block an archive with an encrypted entry
+	// OpaqueArchives are the archive and disk-image kinds whose entries are not listed that block an attachment;
+	// replaces the default (all) when given.
+	OpaqueArchives []string `json:"opaque_archives"`
 	// BlockIncomplete blocks a message the host could not index completely (a size, depth, part, header or
 	// line limit stopped it): what was not indexed was not inspected.
 	BlockIncomplete *bool `json:"block_incomplete"`
@@ -49,15 +57,27 @@ type settings struct {
 	sniff        set
 	archives     bool
 	incomplete   bool
-	code         int
-	stripNote    string
-	stripHeader  string
-	score        float64
+
+	archiveDepth   int
+	archiveBytes   int64
+	archiveEntries int
+	blockEncrypted bool
+	opaque         set
+
+	code        int
+	stripNote   string
+	stripHeader string
+	score       float64
 }
 
 const (
 	defaultStripNote   = "Postern removed {count} attachment(s) from this message because they can run code: {files}."
 	defaultStripHeader = "X-Postern-Attachments-Removed"
+
+	defaultArchiveDepth   = 8
+	defaultArchiveBytes   = 16 << 20
+	defaultArchiveEntries = 100000
+	maxArchiveBytes       = 256 << 20 // a nested ZIP or 7z archive is decompressed into guest memory
 )
 
 // parseConfig reads the JSON configuration over the defaults. Unknown keys and bad values are errors, so the
@@ -77,10 +97,17 @@ func parseConfig(data []byte) (settings, error) {
 		sniff:        buildSet(allKinds, c.Sniff, nil, nil, strings.ToLower),
 		archives:     c.Archives == nil || *c.Archives,
 		incomplete:   c.BlockIncomplete == nil || *c.BlockIncomplete,
-		code:         c.Code,
-		stripNote:    defaultStripNote,
-		stripHeader:  defaultStripHeader,
-		score:        c.Score,
+
+		archiveDepth:   defaultArchiveDepth,
+		archiveBytes:   defaultArchiveBytes,
+		archiveEntries: defaultArchiveEntries,
+		blockEncrypted: c.BlockEncrypted == nil || *c.BlockEncrypted,
+		opaque:         buildSet(opaqueKinds, c.OpaqueArchives, nil, nil, strings.ToLower),
+
+		code:        c.Code,
+		stripNote:   defaultStripNote,
+		stripHeader: defaultStripHeader,
+		score:       c.Score,
 	}
 	if s.code == 0 {
 		s.code = 554
@@ -91,6 +118,29 @@ func parseConfig(data []byte) (settings, error) {
 		if !slices.Contains(allKinds, k) {
 			return settings{}, fmt.Errorf("attachment-guard configuration: sniff: unknown kind %q (known: %s)",
 				k, strings.Join(allKinds, ", "))
+		}
+	}
+	for k := range s.opaque {
+		if !slices.Contains(opaqueKinds, k) {
+			return settings{}, fmt.Errorf("attachment-guard configuration: opaque_archives: unknown kind %q (known: %s)",
+				k, strings.Join(opaqueKinds, ", "))
+		}
+	}
+	if c.ArchiveDepth != nil {
+		if s.archiveDepth = *c.ArchiveDepth; s.archiveDepth < 1 || s.archiveDepth > 64 {
+			return settings{}, fmt.Errorf("attachment-guard configuration: archive_depth %d: want 1 to 64", s.archiveDepth)
+		}
+	}
+	if c.ArchiveBytes != nil {
+		if s.archiveBytes = *c.ArchiveBytes; s.archiveBytes < 64<<10 || s.archiveBytes > maxArchiveBytes {
+			return settings{}, fmt.Errorf("attachment-guard configuration: archive_bytes %d: want %d to %d",
+				s.archiveBytes, 64<<10, maxArchiveBytes)
+		}
+	}
+	if c.ArchiveEntries != nil {
+		if s.archiveEntries = *c.ArchiveEntries; s.archiveEntries < 1 || s.archiveEntries > 10_000_000 {
+			return settings{}, fmt.Errorf("attachment-guard configuration: archive_entries %d: want 1 to 10000000",
+				s.archiveEntries)
 		}
 	}
 	for t := range s.contentTypes {

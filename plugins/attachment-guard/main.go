@@ -1,7 +1,7 @@
 // Command attachment-guard is a Postern plugin that blocks or strips attachments that can run code: by file
 // extension (double extensions and encoded names included), by declared media type, by the content's own
-// signature (a Windows executable named notes.txt is still an executable), and by the names inside ZIP
-// archives.
+// signature (a Windows executable named notes.txt is still an executable), and by what is inside archives
+// (ZIP, 7z, RAR, tar and the compressed formats, nested), which are recognised by their content.
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o attachment-guard.wasm . (see README.md).
 package main
@@ -299,24 +299,16 @@ func inspect(m *postern.Message, p postern.Part) ([]reason, error) {
 	}
 	head = head[:min(total, headSize)]
 	isFile := p.Filename != "" || p.Disposition == "attachment"
-	if kind := sniff(head, readAt, int64(total), isFile); kind != "" && cfg.sniff[kind] {
+	kind := sniff(head, readAt, int64(total), isFile)
+	if kind != "" && cfg.sniff[kind] {
 		rs = append(rs, reason{"magic:" + kind, kindText[kind]})
 	}
-	if cfg.archives && isZip(head) {
-		names, err := zipEntryNames(readAt, int64(total))
-		if err != nil {
-			logDetail(postern.LevelInfo, "part %d: zip archive: %v", p.ID, err)
+	if cfg.archives {
+		ars, notes := inspectArchive(&cfg, head, kind, readAt, int64(total))
+		for _, n := range notes {
+			logDetail(postern.LevelInfo, "part %d: %s", p.ID, n)
 		}
-		seen := map[string]bool{}
-		for _, n := range names {
-			base := n[strings.LastIndexAny(n, `/\`)+1:]
-			for _, r := range checkName(base, cfg.extensions) {
-				if code := "archive:" + r.Code; !seen[code] {
-					seen[code] = true
-					rs = append(rs, reason{code, fmt.Sprintf("%q inside the archive (%s)", printable(base, 100), r.Text)})
-				}
-			}
-		}
+		rs = append(rs, ars...)
 	}
 	return rs, nil
 }

@@ -45,7 +45,7 @@ func TestDetection(t *testing.T) {
 		{"pe-as-text.eml", "notes.txt", []string{"magic:pe"}},
 		{"declared-type.eml", "update.dat", []string{"content-type:application/x-msdownload"}},
 		{"script.eml", "install.sh", []string{"magic:script"}},
-		{"zip-with-exe.eml", "invoice.zip", []string{"archive:extension:exe", "archive:double-extension:pdf.exe"}},
+		{"zip-with-exe.eml", "invoice.zip", []string{"archive:extension:exe", "archive:double-extension:pdf.exe", "archive:magic:pe"}},
 		// contract<U+202E>fdp.scr, shown as contractrcs.pdf
 		{"bidi-name.eml", "contract?fdp.scr", []string{"deceptive-name", "extension:scr"}},
 		{"several.eml", "tool.exe, run.js", []string{"extension:exe", "magic:pe", "extension:js"}},

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"archive/zip"
-	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -150,79 +146,5 @@ func TestSniff(t *testing.T) {
 				t.Errorf("sniff read %d bytes beyond the head, want a few", r.read)
 			}
 		})
-	}
-}
-
-func makeZip(t *testing.T, prefix []byte, names ...string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	buf.Write(prefix)
-	w := zip.NewWriter(&buf)
-	w.SetOffset(int64(len(prefix)))
-	for _, n := range names {
-		f, err := w.CreateHeader(&zip.FileHeader{Name: n, Method: zip.Store})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "content of %s", n)
-	}
-	if err := w.SetComment("a comment to push the end record back"); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func TestZipEntryNames(t *testing.T) {
-	data := makeZip(t, nil, "docs/readme.txt", "bin/setup.exe", "photo.jpg.scr")
-	if !isZip(data) {
-		t.Fatal("isZip = false for a zip")
-	}
-	r := &bytesReader{data: data}
-	names, err := zipEntryNames(r.readAt, int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"docs/readme.txt", "bin/setup.exe", "photo.jpg.scr"}; !slices.Equal(names, want) {
-		t.Errorf("names = %q, want %q", names, want)
-	}
-
-	// A self-extractor: data before the archive shifts every offset; the names are still found.
-	sfx := makeZip(t, bytes.Repeat([]byte("stub"), 1000), "payload.js")
-	names, err = zipEntryNames((&bytesReader{data: sfx}).readAt, int64(len(sfx)))
-	if err != nil || !slices.Equal(names, []string{"payload.js"}) {
-		t.Errorf("self-extractor: names = %q, err = %v", names, err)
-	}
-
-	// Not a zip, and a zip cut short.
-	if _, err := zipEntryNames((&bytesReader{data: []byte("PK\x03\x04 but nothing else")}).readAt, 24); err == nil {
-		t.Error("a truncated zip gave no error")
-	}
-	cut := data[:len(data)-60]
-	if _, err := zipEntryNames((&bytesReader{data: cut}).readAt, int64(len(cut))); err == nil {
-		t.Error("a zip without its end record gave no error")
-	}
-}
-
-func TestZipEntryNamesLimits(t *testing.T) {
-	// More entries than the plugin reads: archive/zip switches to ZIP64 records past 65535 entries, so this
-	// also covers the ZIP64 locator.
-	names := make([]string, 70000)
-	for i := range names {
-		names[i] = fmt.Sprintf("f%d", i)
-	}
-	names[len(names)-1] = "last.exe"
-	data := makeZip(t, nil, names...)
-	got, err := zipEntryNames((&bytesReader{data: data}).readAt, int64(len(data)))
-	if !errors.Is(err, errZipLimit) {
-		t.Fatalf("err = %v, want errZipLimit", err)
-	}
-	if len(got) != zipMaxEntries || got[0] != "f0" {
-		t.Errorf("got %d names starting %q, want the first %d", len(got), got[:1], zipMaxEntries)
-	}
-	if !strings.Contains(err.Error(), "entries") {
-		t.Errorf("err = %v, want it to name the entry limit", err)
 	}
 }

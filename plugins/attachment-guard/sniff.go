@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
-	"fmt"
 )
 
 // readAtFunc reads up to n bytes of a part's decoded content at offset off. It returns fewer bytes at the end
@@ -63,7 +61,8 @@ func sniff(head []byte, readAt readAtFunc, size int64, isFile bool) string {
 	// ISO 9660: "CD001" in the first volume descriptor, sector 16 (byte 32769). Only worth a read when the
 	// content is big enough to be an image.
 	if size >= 0x8006 && readAt != nil {
-		if b, err := readAt(0x8001, 5); err == nil && string(b) == "CD001" {
+		// "BEA01" starts the volume recognition sequence of a UDF image, which Windows mounts as well.
+		if b, err := readAt(0x8001, 5); err == nil && (string(b) == "CD001" || string(b) == "BEA01") {
 			return kindISO
 		}
 	}
@@ -93,108 +92,91 @@ func isPE(head []byte, readAt readAtFunc, size int64) bool {
 	return string(sig) == "PE\x00\x00"
 }
 
-// Bounds for reading a ZIP central directory inside the guest.
+// Archive and disk-image kinds, recognised by their magic, never by their name. They are the names used in the
+// "opaque_archives" configuration key and in archive:opaque:<kind> reasons.
 const (
-	zipMaxDirBytes = 4 << 20 // the central directory is read whole; a larger one is reported, not read
-	zipMaxEntries  = 10000   // names past this many are not looked at (and that is reported)
-	zipEOCDLen     = 22
-	zipMaxComment  = 0xFFFF
+	archiveZip   = "zip"
+	archiveRar   = "rar" // RAR 1.5 to 4 and RAR 5
+	archive7z    = "7z"
+	archiveCab   = "cab"   // Microsoft Cabinet
+	archiveISO   = "iso"   // ISO 9660 or UDF optical disc image
+	archiveImg   = "img"   // raw disk image: FAT, NTFS or exFAT boot sector, or an MBR partition table
+	archiveVHD   = "vhd"   // Hyper-V virtual disk (VHD with a dynamic header, VHDX)
+	archiveGzip  = "gzip"  // compresses one file
+	archiveBzip2 = "bzip2" // compresses one file
+	archiveXz    = "xz"    // compresses one file
+	archiveTar   = "tar"   // ustar, POSIX and GNU tar
 )
 
-// errZipLimit is wrapped by zipEntryNames when a bound stopped it; the names read so far are still returned.
-var errZipLimit = errors.New("zip directory past the plugin's limits")
+// opaqueKinds are the archive and disk-image kinds whose entries the plugin does not list: Windows opens each of
+// them with a double-click (Explorer mounts disk images, expands cabinets), and each can carry executables.
+var opaqueKinds = []string{archiveCab, archiveISO, archiveImg, archiveVHD}
 
-// isZip reports whether content starts like a ZIP archive (a local file header, or an empty archive).
-func isZip(head []byte) bool {
-	return bytes.HasPrefix(head, []byte("PK\x03\x04")) || bytes.HasPrefix(head, []byte("PK\x05\x06"))
+// detectArchive names the archive or disk-image kind of content from its first bytes (head, at most headSize),
+// or returns "". sniffed is what sniff found: the ISO 9660 signature lies past the head and sniff has read it.
+func detectArchive(head []byte, sniffed string) string {
+	switch {
+	case sniffed == kindISO:
+		return archiveISO
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")), bytes.HasPrefix(head, []byte("PK\x05\x06")),
+		bytes.HasPrefix(head, []byte("PK\x07\x08PK\x03\x04")), bytes.HasPrefix(head, []byte("PK00PK\x03\x04")):
+		// A local file header, an empty archive, or the marker a split archive of one segment starts with.
+		return archiveZip
+	case bytes.HasPrefix(head, []byte("Rar!\x1A\x07\x00")), bytes.HasPrefix(head, []byte("Rar!\x1A\x07\x01\x00")):
+		return archiveRar
+	case bytes.HasPrefix(head, []byte("7z\xBC\xAF\x27\x1C")):
+		return archive7z
+	case bytes.HasPrefix(head, []byte("MSCF\x00\x00\x00\x00")):
+		return archiveCab
+	case bytes.HasPrefix(head, []byte{0x1F, 0x8B, 0x08}):
+		return archiveGzip
+	case len(head) >= 10 && string(head[:3]) == "BZh" && head[3] >= '1' && head[3] <= '9' &&
+		(string(head[4:10]) == "1AY&SY" || string(head[4:10]) == "\x17\x72\x45\x38\x50\x90"):
+		return archiveBzip2
+	case bytes.HasPrefix(head, []byte("\xFD7zXZ\x00")):
+		return archiveXz
+	case len(head) >= 263 && string(head[257:262]) == "ustar":
+		return archiveTar
+	case bytes.HasPrefix(head, []byte("vhdxfile")), bytes.HasPrefix(head, []byte("conectix")):
+		return archiveVHD
+	case isDiskImage(head):
+		return archiveImg
+	}
+	return ""
 }
 
-// zipEntryNames lists the file names in a ZIP archive's central directory without decompressing anything:
-// the names are what the extension rules need, and they are stored in clear even in encrypted archives. It
-// finds the end-of-central-directory record in the last 64 KiB, follows a ZIP64 locator if there is one,
-// allows for data prepended to the archive (self-extractors), and stops at zipMaxEntries entries or
-// zipMaxDirBytes of directory.
-func zipEntryNames(readAt readAtFunc, size int64) ([]string, error) {
-	tailLen := int64(zipEOCDLen + zipMaxComment)
-	if tailLen > size {
-		tailLen = size
+// isDiskImage recognises the first sector of a raw disk image: a FAT, NTFS or exFAT boot sector, or a master
+// boot record whose partition table is plausible. Each needs the 0x55AA boot signature and more, so that a
+// file that happens to have those two bytes at 510 is not taken for a disk.
+func isDiskImage(head []byte) bool {
+	if len(head) < 512 || head[510] != 0x55 || head[511] != 0xAA {
+		return false
 	}
-	tail, err := readAt(size-tailLen, int(tailLen))
-	if err != nil {
-		return nil, fmt.Errorf("reading zip end record: %w", err)
+	if string(head[3:11]) == "NTFS    " || string(head[3:11]) == "EXFAT   " {
+		return true
 	}
-	i := bytes.LastIndex(tail, []byte("PK\x05\x06"))
-	if i < 0 || len(tail)-i < zipEOCDLen {
-		return nil, errors.New("no zip end-of-central-directory record")
-	}
-	eocd := tail[i:]
-	eocdOff := size - tailLen + int64(i)
-	entries := int64(binary.LittleEndian.Uint16(eocd[10:12]))
-	dirSize := int64(binary.LittleEndian.Uint32(eocd[12:16]))
-	dirOff := int64(binary.LittleEndian.Uint32(eocd[16:20]))
-	if entries == 0xFFFF || dirSize == 0xFFFFFFFF || dirOff == 0xFFFFFFFF {
-		// ZIP64: the locator sits just before the end record and points at the ZIP64 end record.
-		if eocdOff < 20 {
-			return nil, errors.New("zip64 archive without a locator")
+	// FAT: a jump instruction, a power-of-two sector size and a file system type in the BPB.
+	if (head[0] == 0xEB && head[2] == 0x90) || head[0] == 0xE9 {
+		bps := binary.LittleEndian.Uint16(head[11:13])
+		if bps >= 512 && bps <= 4096 && bps&(bps-1) == 0 &&
+			(string(head[54:59]) == "FAT12" || string(head[54:59]) == "FAT16" || string(head[82:87]) == "FAT32") {
+			return true
 		}
-		loc, err := readAt(eocdOff-20, 20)
-		if err != nil || len(loc) < 20 || string(loc[:4]) != "PK\x06\x07" {
-			return nil, errors.New("zip64 archive without a locator")
+	}
+	// MBR: four 16-byte entries at 446; each is empty or has a status of 0x00/0x80, a type and a size.
+	used := 0
+	for i := 0; i < 4; i++ {
+		e := head[446+16*i : 446+16*(i+1)]
+		if e[4] == 0 {
+			if !bytes.Equal(e, make([]byte, 16)) {
+				return false
+			}
+			continue
 		}
-		rec64 := int64(binary.LittleEndian.Uint64(loc[8:16]))
-		if rec64 < 0 || rec64 > size-56 {
-			return nil, errors.New("zip64 end record out of range")
+		if (e[0] != 0 && e[0] != 0x80) || binary.LittleEndian.Uint32(e[12:16]) == 0 {
+			return false
 		}
-		r, err := readAt(rec64, 56)
-		if err != nil || len(r) < 56 || string(r[:4]) != "PK\x06\x06" {
-			return nil, errors.New("bad zip64 end record")
-		}
-		entries = int64(binary.LittleEndian.Uint64(r[32:40]))
-		dirSize = int64(binary.LittleEndian.Uint64(r[40:48]))
-		dirOff = int64(binary.LittleEndian.Uint64(r[48:56]))
-		eocdOff = rec64
+		used++
 	}
-	if dirSize < 0 || dirSize > eocdOff {
-		return nil, errors.New("zip central directory out of range")
-	}
-	// The directory ends where the end record starts; if the recorded offset disagrees, the archive was
-	// prefixed with other data (a self-extractor stub) and every offset is shifted by the same amount.
-	start := eocdOff - dirSize
-	if dirOff > start {
-		return nil, errors.New("zip central directory out of range")
-	}
-	var limitErr error
-	if dirSize > zipMaxDirBytes {
-		dirSize = zipMaxDirBytes
-		limitErr = fmt.Errorf("%w: central directory larger than %d bytes", errZipLimit, zipMaxDirBytes)
-	}
-	dir, err := readAt(start, int(dirSize))
-	if err != nil {
-		return nil, fmt.Errorf("reading zip central directory: %w", err)
-	}
-	var names []string
-	for len(dir) >= 46 && string(dir[:4]) == "PK\x01\x02" {
-		if len(names) == zipMaxEntries {
-			return names, fmt.Errorf("%w: more than %d entries", errZipLimit, zipMaxEntries)
-		}
-		nameLen := int(binary.LittleEndian.Uint16(dir[28:30]))
-		extraLen := int(binary.LittleEndian.Uint16(dir[30:32]))
-		commentLen := int(binary.LittleEndian.Uint16(dir[32:34]))
-		if 46+nameLen > len(dir) {
-			break
-		}
-		names = append(names, string(dir[46:46+nameLen]))
-		next := 46 + nameLen + extraLen + commentLen
-		if next > len(dir) {
-			break
-		}
-		dir = dir[next:]
-	}
-	if limitErr != nil {
-		return names, limitErr
-	}
-	if int64(len(names)) < entries && entries <= zipMaxEntries {
-		return names, fmt.Errorf("zip central directory lists %d of %d entries", len(names), entries)
-	}
-	return names, nil
+	return used > 0
 }
