@@ -62,9 +62,15 @@ var _ smtp.AuthSession = (*session)(nil)
 // STARTTLS, all knowledge from before TLS is discarded, so a MAIL and RCPTs given in plain text (perhaps injected
 // by someone on the path) must not stay open upstream, where the next transaction, inside TLS, would fail as a
 // nested MAIL or, with a lenient upstream, keep the injected recipients. go-smtp does not call Reset then.
+//
+// The same holds for an authentication: go-smtp forgets it for the client, but the upstream connection stays
+// logged in as that user, so a client (or an AUTH injected on the path) would keep the user's rights inside TLS
+// without logging in there. The upstream connection is therefore replaced by a new one when the session had
+// authenticated before TLS.
 func (s *session) Logout() error {
 	if s.cs.startingTLS() {
 		s.Reset()
+		s.cs.forgetAuth()
 		return nil
 	}
 	// The session is over: serveConn closes the upstream connection, without waiting for an RSET first.

@@ -305,3 +305,40 @@ func TestSTARTTLSDiscardsPlainTextTransaction(t *testing.T) {
 		t.Fatalf("audit records: %+v", recs)
 	}
 }
+
+// TestSTARTTLSDiscardsPlainTextAuth: an AUTH given before STARTTLS (allowed here by allow_insecure_auth, or
+// injected on the path) does not survive TLS (RFC 3207 §4.2). go-smtp forgets it for the client; the upstream
+// connection, logged in as that user, is replaced, so a message sent inside TLS without a new AUTH is not sent
+// with the user's rights, and the policy does not see the user.
+func TestSTARTTLSDiscardsPlainTextAuth(t *testing.T) {
+	filter := &testFilter{}
+	addr, cert, up := starttlsRelay(t, func(o *smtpproxy.Options) {
+		o.AllowInsecureAuth = true
+		o.Filters = filter
+	})
+	c := hello(t, addr)
+	c.Expect("AUTH PLAIN AGFsaWNlAHNlY3JldA==", 235) // \0alice\0secret, in plain text
+	c.StartTLS(cert.ClientConfig("localhost"))
+	c.Expect("EHLO client.test", 250)
+	if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {
+		t.Fatalf("message inside TLS: %v", r)
+	}
+	m := up.Messages()
+	if len(m) != 1 || m[0].AuthUser != "" {
+		t.Fatalf("upstream messages: %+v; want one, not authenticated", m)
+	}
+	if up.Sessions() != 2 {
+		t.Fatalf("upstream sessions: %d, want 2 (the logged-in one replaced at STARTTLS)", up.Sessions())
+	}
+	if calls := filter.at(pluginhost.HookMessage); len(calls) != 1 || calls[0].env.AuthUser != "" {
+		t.Fatalf("the policy saw the user from before TLS: %+v", calls)
+	}
+	// Logging in again inside TLS works as usual.
+	c.Expect("AUTH PLAIN AGFsaWNlAHNlY3JldA==", 235)
+	if r := c.Send("alice@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {
+		t.Fatalf("second message: %v", r)
+	}
+	if m := up.Messages(); len(m) != 2 || m[1].AuthUser != "alice" {
+		t.Fatalf("upstream messages after AUTH inside TLS: %+v", m)
+	}
+}

@@ -457,6 +457,44 @@ func (cs *connState) redial(t *txn) *smtp.SMTPError {
 	return nil
 }
 
+// forgetAuth discards an authentication made before STARTTLS (see Logout): the user is forgotten, and the
+// upstream connection, logged in as that user, is replaced by a new one (with XCLIENT again). When no new
+// connection can be had, the old one is closed and the session's next command gets the upstream-lost 421.
+func (cs *connState) forgetAuth() {
+	cs.mu.Lock()
+	user, helo := cs.authUser, cs.helo
+	cs.authUser = ""
+	cs.mu.Unlock()
+	if user == "" {
+		return
+	}
+	cs.upMu.Lock()
+	defer cs.upMu.Unlock()
+	if cs.up == nil {
+		return
+	}
+	up, err := cs.srv.dialUpstream(cs.ctx)
+	if err == nil && cs.srv.opts.XClient {
+		err = up.sendXClient(cs.remote, helo)
+	}
+	if err != nil {
+		if up != nil {
+			up.close()
+		}
+		cs.log().Warn("STARTTLS after AUTH: no new upstream connection; the session ends", "user", user, "err", err)
+		cs.up.fail(fmt.Errorf("upstream connection replaced after STARTTLS: %w", err))
+		return
+	}
+	cs.log().Info("STARTTLS after AUTH: the authentication is discarded and the upstream connection replaced",
+		"user", user)
+	cs.up.close()
+	cs.up = up
+	cs.mu.Lock()
+	cs.upRaw = up.raw
+	cs.upTLSVersion, cs.upTLSCipher = tlsInfo(up.tls)
+	cs.mu.Unlock()
+}
+
 // upstreamDropped reports whether err means the upstream let go of the connection (closed, reset, or said 421
 // as a server does when it times out an idle client), as opposed to refusing the command.
 func upstreamDropped(err error) bool {
