@@ -55,8 +55,8 @@ func (r Response) Detail() string {
 }
 
 // OK and Err build responses.
-func OK(text string) Response              { return Response{OK: true, Text: text} }
-func Err(code, text string) Response       { return Response{Code: code, Text: text} }
+func OK(text string) Response                { return Response{OK: true, Text: text} }
+func Err(code, text string) Response         { return Response{Code: code, Text: text} }
 func Errf(code, f string, a ...any) Response { return Response{Code: code, Text: fmt.Sprintf(f, a...)} }
 
 // ParseResponse parses a status line (without line end). A line that starts with neither +OK nor -ERR is an
