@@ -332,6 +332,10 @@ func (o *Outcome) Content() (io.ReaderAt, int64) {
 	return sp.ReaderAt(), sp.Size()
 }
 
+// Changed reports whether Content is a rendered copy (the policy's changes, result headers or trace fields
+// applied) rather than the message as received.
+func (o *Outcome) Changed() bool { return o.rendered != nil }
+
 // Original returns the message as received.
 func (o *Outcome) Original() *Spool { return o.original }
 

@@ -190,6 +190,9 @@ func TestResultHeadersWithoutPolicy(t *testing.T) {
 		t.Fatalf("%+v %v", out, err)
 	}
 	defer out.Close()
+	if !out.Changed() {
+		t.Fatal("a message with result headers added is not reported as changed")
+	}
 	ra, n := out.Content()
 	b, _ := io.ReadAll(io.NewSectionReader(ra, 0, n))
 	got := string(b)
@@ -256,6 +259,9 @@ func TestRecordServed(t *testing.T) {
 	out, err := s.Message(sp, MessageInput{In: &pluginhost.Input{Env: pluginhost.Envelope{Protocol: "pop3"}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if out.Changed() {
+		t.Fatal("a rejected message reported as changed")
 	}
 	out.RecordServed(audit.Reply{Status: audit.StatusPOP3OK, Text: "120 octets"}, "abc", "ref-1")
 	if len(rec.recs) != 1 || rec.recs[0].SHA256Served != "abc" || rec.recs[0].Withheld != "ref-1" ||
