@@ -15,10 +15,13 @@ type Command struct {
 	Args []string
 }
 
+// maxKeyword is the longest keyword accepted.
+const maxKeyword = 16
+
 // MaxArgs bounds the arguments of a command: RFC 1939's take at most two, AUTH takes two, APOP two.
 const MaxArgs = 8
 
-// ErrSyntax is a command line that is not a POP3 command (empty, a keyword that is not 3 or 4 letters, control
+// ErrSyntax is a command line that is not a POP3 command (empty, a keyword that is not 3 to 16 letters, control
 // characters, too many arguments). The session answers -ERR and goes on.
 var ErrSyntax = errors.New("pop3: syntax error")
 
@@ -35,7 +38,8 @@ func ParseCommand(line []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: empty command", ErrSyntax)
 	}
 	kw := fields[0]
-	if len(kw) < 3 || len(kw) > 4 {
+	// RFC 1939 keywords are 3 or 4 letters; extensions (XCLIENT) are longer.
+	if len(kw) < 3 || len(kw) > maxKeyword {
 		return Command{}, fmt.Errorf("%w: unknown command", ErrSyntax)
 	}
 	for _, c := range kw {

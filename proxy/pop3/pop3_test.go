@@ -27,7 +27,8 @@ func TestParseCommand(t *testing.T) {
 		{line: "", err: true},
 		{line: "   ", err: true},
 		{line: "RE", err: true},
-		{line: "RETRX 1", err: true},
+		{line: "XCLIENT ADDR=192.0.2.1", name: "XCLIENT", args: []string{"ADDR=192.0.2.1"}},
+		{line: "ABCDEFGHIJKLMNOPQ 1", err: true},
 		{line: "R3TR 1", err: true},
 		{line: "USER a\x00b", err: true},
 		{line: "USER a\rb", err: true},
@@ -259,7 +260,7 @@ func FuzzParseCommand(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(cmd.Name) < 3 || len(cmd.Name) > 4 || strings.ToUpper(cmd.Name) != cmd.Name || len(cmd.Args) > MaxArgs {
+		if len(cmd.Name) < 3 || len(cmd.Name) > maxKeyword || strings.ToUpper(cmd.Name) != cmd.Name || len(cmd.Args) > MaxArgs {
 			t.Fatalf("bad command %+v from %q", cmd, line)
 		}
 		for _, a := range cmd.Args {

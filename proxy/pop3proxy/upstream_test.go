@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
+
 	"github.com/postern/postern/proxy/pop3"
 )
 
@@ -24,6 +26,9 @@ type testUpstream struct {
 	noUID bool   // no UIDL
 	caps  []string
 	tls   *tls.Config // offers STLS when set
+	// implicit: TLS from the first byte (with tls); proxyV2: every connection starts with a PROXY v2 header.
+	implicit, proxyV2 bool
+	clients           []string // the client addresses PROXY headers gave
 	// fault, when set, is asked before each command: it may write garbage, stall or drop the connection, and
 	// returns true if it handled the command.
 	fault func(c net.Conn, cmd pop3.Command) bool
@@ -96,6 +101,19 @@ func (u *testUpstream) seen() []string {
 
 func (u *testUpstream) serve(c net.Conn) {
 	defer c.Close()
+	if u.proxyV2 {
+		pc := proxyproto.NewConn(c)
+		if _, err := pc.Read(nil); err != nil {
+			return
+		}
+		u.mu.Lock()
+		u.clients = append(u.clients, pc.RemoteAddr().String())
+		u.mu.Unlock()
+		c = pc
+	}
+	if u.implicit {
+		c = tls.Server(c, u.tls)
+	}
 	br := bufio.NewReader(c)
 	bw := bufio.NewWriter(c)
 	out := func(s string) { bw.WriteString(s + "\r\n"); bw.Flush() }
@@ -136,7 +154,7 @@ func (u *testUpstream) serve(c net.Conn) {
 			if !u.noUID {
 				lines = append(lines, "UIDL")
 			}
-			if u.tls != nil {
+			if u.tls != nil && !u.implicit {
 				lines = append(lines, "STLS")
 			}
 			lines = append(lines, u.caps...)
