@@ -8,7 +8,7 @@ import (
 
 // Served lists the listener protocols this build of Postern serves. A configuration may declare the others (the
 // language knows every protocol Postern proxies), but CheckServable refuses them.
-var Served = []string{ProtocolSMTP, ProtocolSubmission}
+var Served = []string{ProtocolSMTP, ProtocolSubmission, ProtocolPOP3}
 
 // CheckServable reports what would stop `postern run` from starting the configuration's listeners, judged from
 // the configuration alone (a busy address is only found by binding it): a listener whose protocol this build does
