@@ -134,7 +134,7 @@ func TestCheckConfigFlag(t *testing.T) {
 	cache := testplugins.CacheDir()
 	for _, args := range [][]string{{"check", "-cache", cache, "-config", demo}, {"check", "-cache", cache, demo}} {
 		code, out, errs := postern(t, "", args...)
-		if code != 0 || !strings.HasPrefix(out, "ok: 1 listener, 4 plugins, 2 policies") {
+		if code != 0 || !strings.HasPrefix(out, "ok: 2 listeners, 4 plugins, 2 policies") {
 			t.Errorf("%v: exit %d\n%s%s", args, code, out, errs)
 		}
 	}

@@ -42,14 +42,16 @@ func readmeCommands(t *testing.T) []string {
 	return cmds
 }
 
-// TestReadmeDemo runs `postern run` on policies/demo.hcl (on a free port) and the README's swaks commands against
-// it: the clean message is relayed to the embedded upstream with the subject marked, and the EICAR message is
-// refused with a 554 and stored nowhere.
+// TestReadmeDemo runs `postern run` on policies/demo.hcl (on free ports) and the README's swaks and curl commands
+// against it: the clean message is relayed to the embedded upstream with the subject marked, the EICAR message is
+// refused with a 554 and stored nowhere, the stored message reads back over POP3 byte for byte with its exact
+// size, and a message put in the mailbox behind Postern's back is withheld when it is read.
 func TestReadmeDemo(t *testing.T) {
-	need(t, "swaks")
+	need(t, "swaks", "curl")
 	cmds := readmeCommands(t)
-	if len(cmds) != 3 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
-		!strings.HasPrefix(cmds[2], "swaks ") {
+	if len(cmds) != 7 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+		!strings.HasPrefix(cmds[2], "swaks ") || !strings.HasPrefix(cmds[3], "curl ") ||
+		!strings.HasPrefix(cmds[4], "curl ") || !strings.HasPrefix(cmds[5], "swaks ") || !strings.HasPrefix(cmds[6], "curl ") {
 		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
 	}
 
@@ -76,7 +78,12 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("policies/demo.hcl no longer listens on 127.0.0.1:2525, as the README says")
 	}
 	cfg := filepath.Join(root, "policies", "demo.hcl")
-	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(demo), "127.0.0.1:2525", addr)), 0o644); err != nil {
+	popAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if !strings.Contains(string(demo), `"127.0.0.1:2110"`) {
+		t.Fatal("policies/demo.hcl no longer listens on 127.0.0.1:2110, as the README says")
+	}
+	demoCfg := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2110", popAddr).Replace(string(demo))
+	if err := os.WriteFile(cfg, []byte(demoCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -105,10 +112,13 @@ func TestReadmeDemo(t *testing.T) {
 
 	sh := func(line string) (string, error) {
 		line = strings.ReplaceAll(line, "127.0.0.1:2525", addr)
+		line = strings.ReplaceAll(line, "127.0.0.1:2110", popAddr)
 		line = strings.ReplaceAll(line, "/tmp/eicar.com", filepath.Join(root, "eicar.com"))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "bash", "-c", line).CombinedOutput()
+		c := exec.CommandContext(ctx, "bash", "-c", line)
+		c.Dir = root // the README's commands run from the checkout
+		out, err := c.CombinedOutput()
 		return string(out), err
 	}
 	mail := filepath.Join(root, "build", "state", "mail", "demo")
@@ -137,6 +147,28 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("%d messages stored after the EICAR message, want still 1", len(files))
 	}
 
+	// POP3: the listing gives the exact size, and the message reads back as it was stored.
+	out, err = sh(cmds[3])
+	if err != nil || out != fmt.Sprintf("1 %d\r\n", len(stored)) {
+		t.Fatalf("%s: %v\n%q (stored %d bytes)", cmds[3], err, out, len(stored))
+	}
+	out, err = sh(cmds[4])
+	if err != nil || out != string(stored) {
+		t.Fatalf("%s: %v\n%q\nstored:\n%q", cmds[4], err, out, stored)
+	}
+	// A message with the EICAR file that reached the mailbox another way is withheld when read.
+	if out, err := sh(cmds[5]); err != nil {
+		t.Fatalf("%s: %v\n%s", cmds[5], err, out)
+	}
+	out, err = sh(cmds[6])
+	if err != nil || !strings.Contains(out, "Subject: [withheld]") || !strings.Contains(out, "Policy:     malware") ||
+		strings.Contains(out, "EICAR-STANDARD") {
+		t.Fatalf("%s: %v\n%s", cmds[6], err, out)
+	}
+	if q, _ := filepath.Glob(filepath.Join(root, "build", "state", "quarantine", "*.eml")); len(q) != 1 {
+		t.Errorf("quarantine holds %v, want the withheld original", q)
+	}
+
 	// The audit log has both decisions and an intact chain.
 	cmd.Process.Signal(os.Interrupt)
 	select {
@@ -145,7 +177,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "2 records") {
+	if err != nil || !strings.Contains(string(vout), "4 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }
