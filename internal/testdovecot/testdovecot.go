@@ -37,8 +37,8 @@ type Dovecot struct {
 	// Addresses, host:port on 127.0.0.1: plain text with STLS/STARTTLS, implicit TLS, and LMTP.
 	POP3, POP3S, IMAP, IMAPS, LMTP string
 	// CertFile is the PEM certificate of the TLS listeners (self-signed, for 127.0.0.1 and localhost): a client
-	// trusts it as its CA.
-	CertFile string
+	// trusts it as its CA. KeyFile is its key, for a test that serves TLS with the same pair.
+	CertFile, KeyFile string
 	// Dir holds the configuration, the logs and the mail.
 	Dir   string
 	Users []User
@@ -88,7 +88,8 @@ func Start(t testing.TB, opts Options) *Dovecot {
 	ports := freePorts(t, 5)
 	d.POP3, d.POP3S, d.IMAP, d.IMAPS, d.LMTP = ports[0], ports[1], ports[2], ports[3], ports[4]
 	d.CertFile = filepath.Join(dir, "cert.pem")
-	keyFile := filepath.Join(dir, "key.pem")
+	d.KeyFile = filepath.Join(dir, "key.pem")
+	keyFile := d.KeyFile
 	writeCert(t, d.CertFile, keyFile)
 
 	mailDir := filepath.Join(dir, "mail")
