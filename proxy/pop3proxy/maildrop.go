@@ -34,8 +34,6 @@ type msgInfo struct {
 	res *result
 }
 
-func (d *maildrop) close() {}
-
 // loadMaildrop lists the upstream maildrop: LIST for the sizes, UIDL for the unique ids (when the upstream has
 // UIDL; without it nothing can be cached across sessions).
 func (ss *session) loadMaildrop() (*maildrop, error) {

@@ -381,3 +381,31 @@ func TestDeleteOnlyOnQuit(t *testing.T) {
 		t.Fatalf("deleted %v, want [2]", d)
 	}
 }
+
+func TestCapabilities(t *testing.T) {
+	up := newTestUpstream(t)
+	up.setMessages("alice", msg1)
+	r := newRig(t, up, nil)
+	c := r.dial()
+	c.ok("CAPA")
+	caps := c.lines()
+	for _, want := range []string{"TOP", "UIDL", "USER", "SASL PLAIN LOGIN", "RESP-CODES", "AUTH-RESP-CODE",
+		"PIPELINING", "EXPIRE NEVER"} {
+		if !contains(caps, want) {
+			t.Errorf("CAPA lacks %q: %v", want, caps)
+		}
+	}
+	if contains(caps, "STLS") {
+		t.Error("STLS offered without a certificate")
+	}
+	c.login()
+	c.ok("CAPA")
+	if caps := c.lines(); contains(caps, "USER") || contains(caps, "SASL") || !contains(caps, "UIDL") {
+		t.Errorf("CAPA after login: %v", caps)
+	}
+	// Pipelined commands are all answered, in order.
+	c.n.Write([]byte("NOOP\r\nSTAT\r\nUIDL 1\r\n"))
+	if a, b, u := c.status(), c.status(), c.status(); !a.OK || b.Text != fmt.Sprintf("1 %d", len(msg1)) || u.Text != "1 uid-alice-1" {
+		t.Fatalf("pipelined: %v %v %v", a, b, u)
+	}
+}

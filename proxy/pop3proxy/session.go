@@ -107,9 +107,6 @@ func (s *Server) serveConn(conn net.Conn) {
 	ss.reply(pop3.OK(greeting))
 	ss.bw.Flush()
 	ss.loop()
-	if ss.drop != nil {
-		ss.drop.close()
-	}
 }
 
 // burst is the command rate's bucket size.

@@ -173,6 +173,16 @@ func TestClientAddressReachesTheUpstream(t *testing.T) {
 		t.Fatalf("XCLIENT %q, client %s", got, local)
 	}
 
+	// An upstream that ignores XCLIENT gets no session.
+	up = newTestUpstream(t)
+	up.noXClient = true
+	r = newRig(t, up, func(o *Options) { o.ClientAddress = ClientAddressXClient })
+	n, _ := net.Dial("tcp", r.addr)
+	defer n.Close()
+	if resp, err := pop3.NewClient(n, 1024).ReadResponse(); err != nil || resp.OK {
+		t.Fatalf("greeting with XCLIENT ignored upstream: %+v %v", resp, err)
+	}
+
 	up = newTestUpstream(t)
 	up.proxyV2 = true
 	r = newRig(t, up, func(o *Options) { o.ClientAddress = ClientAddressProxyV2 })

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -119,7 +120,9 @@ func (s *Server) dialUpstream(ctx context.Context, client, local net.Addr) (*ups
 }
 
 // xclient passes the client's address with XCLIENT (as Dovecot's and nginx's proxies do). The upstream must
-// accept it: relaying the session as the proxy's own would defeat the upstream's per-client limits.
+// accept it: relaying the session as the proxy's own would defeat the upstream's per-client limits. Dovecot does
+// not list XCLIENT in CAPA, and answers one from outside login_trusted_networks with "+OK You are not from
+// trusted IP - ignoring": an +OK that says it ignored the command is a refusal.
 func (up *upstreamConn) xclient(client net.Addr) error {
 	ap, err := netAddrPort(client)
 	if err != nil {
@@ -129,8 +132,8 @@ func (up *upstreamConn) xclient(client net.Addr) error {
 	if err != nil {
 		return fmt.Errorf("XCLIENT: %w", err)
 	}
-	if !r.OK {
-		return fmt.Errorf("XCLIENT refused: %s", r.Line())
+	if !r.OK || strings.Contains(strings.ToLower(r.Text), "ignoring") {
+		return fmt.Errorf("XCLIENT refused: %s (Dovecot: set login_trusted_networks to the proxy's address)", r.Line())
 	}
 	return nil
 }

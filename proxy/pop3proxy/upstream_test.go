@@ -24,8 +24,10 @@ type testUpstream struct {
 	ln    net.Listener
 	stamp string // APOP timestamp in the greeting, "" for none
 	noUID bool   // no UIDL
-	caps  []string
-	tls   *tls.Config // offers STLS when set
+	// noXClient: XCLIENT is ignored, as Dovecot ignores it from an untrusted network.
+	noXClient bool
+	caps      []string
+	tls       *tls.Config // offers STLS when set
 	// implicit: TLS from the first byte (with tls); proxyV2: every connection starts with a PROXY v2 header.
 	implicit, proxyV2 bool
 	clients           []string // the client addresses PROXY headers gave
@@ -174,6 +176,10 @@ func (u *testUpstream) serve(c net.Conn) {
 			u.mu.Lock()
 			u.xclient = append(u.xclient, strings.Join(cmd.Args, " "))
 			u.mu.Unlock()
+			if u.noXClient {
+				out("+OK You are not from trusted IP - ignoring") // Dovecot's answer
+				continue
+			}
 			out("+OK")
 		case "USER":
 			user = cmd.Args[0]

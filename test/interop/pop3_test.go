@@ -277,3 +277,49 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// TestPOP3XClientWithDovecot: Dovecot takes Postern's XCLIENT from a trusted network, and Postern refuses the
+// session when Dovecot does not trust it, rather than log the client in as coming from Postern.
+func TestPOP3XClientWithDovecot(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprint("trusted=", trusted), func(t *testing.T) {
+			extra := ""
+			if trusted {
+				extra = "login_trusted_networks = 127.0.0.0/8\n"
+			}
+			dc := testdovecot.Start(t, testdovecot.Options{Extra: extra})
+			dc.Deliver(t, "alice", pop3Messages[0])
+			srv, err := pop3proxy.New(pop3proxy.Options{Upstream: dc.POP3, Hostname: "postern.test", AllowInsecureAuth: true,
+				ClientAddress: pop3proxy.ClientAddressXClient, SpoolDir: t.TempDir(),
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			go srv.Serve(ln)
+			defer srv.Close()
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			c := pop3.NewClient(conn, 4096)
+			g, err := c.ReadResponse()
+			if err != nil || g.OK != trusted {
+				t.Fatalf("greeting %+v %v", g, err)
+			}
+			if !trusted {
+				return
+			}
+			c.Cmd("USER alice")
+			if r, err := c.Cmd("PASS alicepass"); err != nil || !r.OK {
+				t.Fatalf("login after XCLIENT: %+v %v\n%s", r, err, dc.Log())
+			}
+			local := conn.LocalAddr().(*net.TCPAddr)
+			if r, _ := c.Cmd("QUIT"); !r.OK || !strings.Contains(dc.Log(), "rip=127.0.0.1") {
+				t.Fatalf("QUIT %+v, client port %d\n%s", r, local.Port, dc.Log())
+			}
+		})
+	}
+}
