@@ -66,6 +66,9 @@ func (d *daemon) addPOP3(cfg *config.Config, l *config.Listener, hostname string
 			return lerr(err)
 		}
 	}
+	if opts.Cache.DiskBytes > 0 {
+		opts.Cache.Dir = filepath.Join(cfg.StateDir, "pop3-cache", l.Name) // emptied at start
+	}
 	srv, err := pop3proxy.New(opts)
 	if err != nil {
 		return lerr(err)

@@ -108,8 +108,9 @@ type POP3 struct {
 	// UpstreamProxyProtocol sends a PROXY protocol v2 header with the client's address to the upstream (the
 	// other way to pass it being xclient).
 	UpstreamProxyProtocol bool
-	// CacheMemory, CacheEntry and CacheUser bound the cache of filtered messages (0: the proxy's defaults).
-	CacheMemory, CacheEntry, CacheUser int64
+	// CacheMemory, CacheEntry and CacheUser bound the cache of filtered messages (0: the proxy's defaults);
+	// CacheDisk keeps larger contents on disk, under state_dir (0: none).
+	CacheMemory, CacheEntry, CacheUser, CacheDisk int64
 	// SessionTime bounds a whole session and CommandRate the commands per second (limits block; 0: defaults).
 	SessionTime time.Duration
 	CommandRate int

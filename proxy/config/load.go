@@ -106,7 +106,7 @@ var listenerSchema = &hcl.BodySchema{
 }
 
 var cacheSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "memory"}, {Name: "entry"}, {Name: "per_user"},
+	{Name: "memory"}, {Name: "entry"}, {Name: "per_user"}, {Name: "disk"},
 }}
 
 var tlsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cert"}, {Name: "key"}, {Name: "mode"}}}
@@ -646,6 +646,9 @@ func (l *loader) pop3(content *hcl.BodyContent, ln *Listener) {
 		}
 		if a := c.Attributes["per_user"]; a != nil {
 			p.CacheUser = l.size(a, 1<<10, 64<<30)
+		}
+		if a := c.Attributes["disk"]; a != nil {
+			p.CacheDisk = l.size(a, 1<<20, 1<<40) // under state_dir: CheckServable wants one
 		}
 	}
 }

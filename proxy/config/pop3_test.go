@@ -9,6 +9,7 @@ import (
 
 func TestPOP3Listener(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"main.hcl": `
+state_dir = "state"
 listener "pop3" "pop" {
   address                 = "127.0.0.1:1110"
   upstream                = "embedded"
@@ -22,6 +23,7 @@ listener "pop3" "pop" {
     memory   = "32MiB"
     entry    = "512KiB"
     per_user = "4MiB"
+    disk     = "1GiB"
   }
   limits {
     session_time = "30m"
@@ -39,7 +41,7 @@ listener "pop3" "defaults" {
 	}
 	l := cfg.Listeners[0]
 	want := POP3{SizeMode: "upstream", UpstreamProxyProtocol: true, CacheMemory: 32 << 20, CacheEntry: 512 << 10,
-		CacheUser: 4 << 20, SessionTime: 30 * time.Minute, CommandRate: 20}
+		CacheUser: 4 << 20, CacheDisk: 1 << 30, SessionTime: 30 * time.Minute, CommandRate: 20}
 	if l.POP3 != want || l.Upstream != UpstreamEmbedded || l.UpstreamTLS.Mode != "starttls" || l.Direction != "retrieval" {
 		t.Fatalf("pop3 listener %+v", l)
 	}
@@ -48,6 +50,10 @@ listener "pop3" "defaults" {
 	}
 	if err := cfg.CheckServable(); err != nil {
 		t.Fatalf("a pop3 listener is not servable: %v", err)
+	}
+	cfg.StateDir = ""
+	if err := cfg.CheckServable(); err == nil || !strings.Contains(err.Error(), "cache.disk keeps its files under state_dir") {
+		t.Fatalf("a disk cache without a state directory: %v", err)
 	}
 }
 

@@ -26,6 +26,9 @@ func (c *Config) CheckServable() error {
 				"has it", l.Protocol)
 			continue
 		}
+		if l.POP3.CacheDisk > 0 && c.StateDir == "" {
+			fail("cache.disk keeps its files under state_dir: set state_dir, or remove disk")
+		}
 		u := l.UpstreamTLS
 		if u.Mode != "" && u.Mode != "none" && u.Verify && u.ServerName == "" && l.Upstream == UpstreamEmbedded {
 			fail("upstream_tls: set server_name (the upstream address has no host name to verify)")

@@ -6,7 +6,7 @@ import (
 )
 
 // FromConfig maps a pop3 `listener` block to Options. The caller adds what the configuration does not describe:
-// Filters, Audit, Logger, Hostname, SpoolDir and, for `upstream = "embedded"`, Dial.
+// Filters, Audit, Logger, Hostname, SpoolDir, Cache.Dir (with a disk cache) and, for `upstream = "embedded"`, Dial.
 func FromConfig(l *config.Listener) Options {
 	o := Options{
 		Name:     l.Name,
@@ -28,8 +28,9 @@ func FromConfig(l *config.Listener) Options {
 			SessionTime:    l.POP3.SessionTime,
 			CommandRate:    l.POP3.CommandRate,
 		},
-		SizeMode:          SizeMode(l.POP3.SizeMode),
-		Cache:             Cache{MemoryBytes: l.POP3.CacheMemory, EntryBytes: l.POP3.CacheEntry, UserBytes: l.POP3.CacheUser},
+		SizeMode: SizeMode(l.POP3.SizeMode),
+		Cache: Cache{MemoryBytes: l.POP3.CacheMemory, EntryBytes: l.POP3.CacheEntry, UserBytes: l.POP3.CacheUser,
+			DiskBytes: l.POP3.CacheDisk},
 		ResultHeaders:     l.ResultHeaders,
 		QuarantineDir:     l.QuarantineDir,
 		AllowInsecureAuth: l.AllowInsecureAuth,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -335,6 +336,7 @@ type filtered struct {
 	body    io.ReaderAt    // what is served, res.size bytes
 	out     *mailflow.Outcome
 	sp      *mailflow.Spool
+	file    *os.File // a cached content on disk
 }
 
 // record appends the decision's audit record, if a policy decided now, with the reply the client got.
@@ -351,6 +353,9 @@ func (f *filtered) record(r pop3.Response) {
 }
 
 func (f *filtered) close() {
+	if f.file != nil {
+		f.file.Close()
+	}
 	if f.out != nil {
 		f.out.Close()
 	}
@@ -392,6 +397,12 @@ func (ss *session) filter(i int, command string) (*filtered, error) {
 	}
 	if ok && r.content != nil {
 		return &filtered{res: r, body: bytes.NewReader(r.content)}, nil
+	}
+	if ok && r.file != "" {
+		if f, err := os.Open(r.file); err == nil {
+			return &filtered{res: r, body: f, file: f}, nil
+		}
+		// Evicted meanwhile: filter it again.
 	}
 	lim := ss.srv.opts.Limits.MessageSize
 	if m.upSize > lim {
@@ -482,12 +493,13 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 		body, size := out.Content()
 		res.size = size
 		if out.Changed() {
-			b := make([]byte, size)
-			if _, err := body.ReadAt(b, 0); err != nil && err != io.EOF {
-				return tempfail("Message could not be filtered, try again later")
+			// Served from the rendered copy, which stays in its spool (memory or an unlinked file) until the
+			// command ends; the cache takes its own copy within its bounds.
+			if out.SHA256Out != "" {
+				res.sha256 = out.SHA256Out
+			} else {
+				res.sha256 = digestOf(body, size)
 			}
-			res.content = b
-			res.sha256 = sha(b)
 		} else {
 			res.unchanged = true
 			res.sha256 = sumIn
@@ -514,13 +526,13 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 		d := out.Decision
 		notice := mailflow.Notice(out.Msg, mailflow.Withheld{Policy: d.DecidedBy, Action: out.Action.String(),
 			Reason: d.Text, Reference: ref, Hostname: ss.srv.opts.Hostname, Date: time.Now()})
-		res.content, res.size, res.sha256, res.withheld = notice, int64(len(notice)), sha(notice), ref
+		res.size, res.sha256, res.withheld = int64(len(notice)), sha(notice), ref
 		f.body = bytes.NewReader(notice)
 	}
 	f.res = res
 	m.res = stripped(res)
 	if k, ok := ss.key(i); ok {
-		ss.srv.cache.put(k, res)
+		ss.srv.cache.put(k, res, f.body)
 	}
 	return f, nil
 }
@@ -545,7 +557,11 @@ func digest(sp *mailflow.Spool) string {
 	if s := sp.Sum(); s != "" {
 		return s
 	}
+	return digestOf(sp.ReaderAt(), sp.Size())
+}
+
+func digestOf(ra io.ReaderAt, size int64) string {
 	h := sha256.New()
-	io.Copy(h, sp.Reader())
+	io.Copy(h, io.NewSectionReader(ra, 0, size))
 	return hex.EncodeToString(h.Sum(nil))
 }

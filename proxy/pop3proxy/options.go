@@ -99,6 +99,11 @@ type Cache struct {
 	// UserBytes bounds one user's share of the cache (default a quarter of MemoryBytes), so one large maildrop
 	// does not push everyone else's out.
 	UserBytes int64
+	// Dir and DiskBytes keep filtered contents larger than EntryBytes on disk, within DiskBytes in total; "" or 0
+	// keeps none (such a message is filtered again when it is read). The directory is private to the listener:
+	// it is emptied at New.
+	Dir       string
+	DiskBytes int64
 }
 
 // Options configure a Server: one listener in front of one upstream POP3 server.
@@ -231,7 +236,7 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&c.MemoryBytes, DefaultCacheBytes)
 	setDefault(&c.EntryBytes, min(DefaultCacheEntryBytes, c.MemoryBytes))
 	setDefault(&c.UserBytes, max(c.MemoryBytes/4, c.EntryBytes))
-	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 {
+	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 || c.DiskBytes < 0 {
 		return o, errors.New("cache sizes must not be negative")
 	}
 	setDefault(&o.ProxyProtocol.HeaderTimeout, config.DefaultProxyHeaderTimeout)

@@ -409,3 +409,31 @@ func TestCapabilities(t *testing.T) {
 		t.Fatalf("pipelined: %v %v %v", a, b, u)
 	}
 }
+
+func TestLargeChangedMessageCachedOnDisk(t *testing.T) {
+	up := newTestUpstream(t)
+	big := "From: bob@example.org\r\nSubject: big\r\n\r\n" + strings.Repeat("0123456789\r\n", 1000)
+	up.setMessages("alice", big)
+	dir := filepath.Join(t.TempDir(), "cache")
+	r := newRig(t, up, func(o *Options) { o.Cache = Cache{EntryBytes: 1024, Dir: dir, DiskBytes: 1 << 20} })
+	r.filter.set(changeSubject, "v1")
+	c := r.dial()
+	c.login()
+	first := c.retr("1")
+	c.ok("QUIT")
+	calls, retrs := r.filter.count(), up.retrCount()
+	if files, _ := os.ReadDir(dir); len(files) != 1 {
+		t.Fatalf("disk cache holds %d files", len(files))
+	}
+	c = r.dial()
+	c.login()
+	if resp := c.ok("LIST 1"); resp.Text != fmt.Sprintf("1 %d", len(first)) {
+		t.Fatalf("LIST 1 %q, served %d", resp.Text, len(first))
+	}
+	if got := c.retr("1"); got != first {
+		t.Fatal("the message served from the disk cache differs")
+	}
+	if r.filter.count() != calls || up.retrCount() != retrs {
+		t.Fatal("a message cached on disk was fetched or filtered again")
+	}
+}

@@ -36,7 +36,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pop3proxy: listener %q: %w", opts.Name, err)
 	}
-	s := &Server{opts: o, log: o.Logger.With("listener", o.Name), cache: newResultCache(o.Cache)}
+	s := &Server{opts: o, log: o.Logger.With("listener", o.Name)}
+	if s.cache, err = newResultCache(o.Cache, s.log); err != nil {
+		return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
+	}
 	if o.TLS.Mode != TLSNone {
 		if s.certs, err = listener.LoadCertificates(o.TLS.CertFile, o.TLS.KeyFile); err != nil {
 			return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
