@@ -177,3 +177,32 @@ func TestShutdownBetweenCommands(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestSlowPolicyIsBounded: a policy that does not decide within command_timeout gets the client a clear
+// -ERR [SYS/TEMP], the record says so, and nothing is deleted.
+func TestSlowPolicyIsBounded(t *testing.T) {
+	up := newTestUpstream(t)
+	up.setMessages("alice", msg1, msg2)
+	r := newRig(t, up, func(o *Options) { o.Limits.CommandTimeout = 300 * time.Millisecond })
+	r.filter.mu.Lock()
+	r.filter.slow = true
+	r.filter.mu.Unlock()
+	c := r.dial()
+	c.login()
+	c.ok("DELE 2")
+	resp := c.cmd("RETR 1")
+	if resp.OK || resp.Code != pop3.CodeSysTemp || !strings.Contains(resp.Text, "too long") {
+		t.Fatalf("RETR with a stuck policy: %s", resp.Line())
+	}
+	if !c.closed() {
+		t.Fatal("the session went on")
+	}
+	recs := r.audit.all()
+	if len(recs) != 1 || recs[0].Reply == nil || !strings.Contains(recs[0].Reply.Text, "too long") {
+		t.Fatalf("records %+v", recs)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if d := up.deletedOf("alice"); len(d) != 0 {
+		t.Fatalf("deleted %v", d)
+	}
+}

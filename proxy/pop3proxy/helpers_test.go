@@ -28,9 +28,17 @@ type fakeFilter struct {
 	calls   int
 	inputs  []pluginhost.Envelope
 	version string
+	slow    bool // Evaluate waits for its context to end, then tempfails as a cancelled plugin would
 }
 
-func (f *fakeFilter) Evaluate(_ context.Context, h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+func (f *fakeFilter) Evaluate(ctx context.Context, h pluginhost.Hook, in *pluginhost.Input) *policy.Decision {
+	f.mu.Lock()
+	slow := f.slow
+	f.mu.Unlock()
+	if slow {
+		<-ctx.Done()
+		return &policy.Decision{Hook: h, Action: pluginhost.Tempfail, Changes: &message.Changes{}}
+	}
 	f.mu.Lock()
 	f.calls++
 	f.inputs = append(f.inputs, in.Env)

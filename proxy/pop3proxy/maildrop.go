@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/proxy/audit"
@@ -445,6 +446,9 @@ func (ss *session) fetch(i int) (*mailflow.Spool, *pop3.Response, error) {
 	return sp, nil, nil
 }
 
+// errFilterTimeout ends a session whose policy did not decide within the command timeout.
+var errFilterTimeout = errors.New("filtering took longer than the command timeout")
+
 // readTimeout refreshes the upstream's deadline at every read of a message: a slow upstream that sends is
 // waited for, a stalled one is not.
 type readTimeout struct {
@@ -462,7 +466,25 @@ func (r readTimeout) Read(p []byte) (int, error) {
 func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filtered, error) {
 	m := &ss.drop.msgs[i]
 	in := &pluginhost.Input{Env: ss.envelope(m.uidl, command)}
+	// The wait for the policy is bounded by command_timeout: past it the session's plugin calls are cancelled,
+	// the client is told to try later, and the session ends (its policy context is gone).
+	var timedOut atomic.Bool
+	watchdog := time.AfterFunc(ss.srv.opts.Limits.CommandTimeout, func() {
+		timedOut.Store(true)
+		ss.cancel()
+	})
 	out, err := ss.mf.Message(sp, mailflow.MessageInput{In: in, ID: ss.id + "-" + strconv.Itoa(i+1)})
+	watchdog.Stop()
+	if timedOut.Load() {
+		ss.log.Warn("filtering took longer than the command timeout; closing session", "msg", i+1,
+			"timeout", ss.srv.opts.Limits.CommandTimeout)
+		if out != nil {
+			e := pop3.Err(pop3.CodeSysTemp, "Filtering took too long, try again later; nothing was deleted")
+			(&filtered{out: out}).record(e)
+			out.Close()
+		}
+		return nil, errFilterTimeout
+	}
 	f := &filtered{sp: sp, out: out}
 	tempfail := func(text string) (*filtered, error) {
 		e := pop3.Err(pop3.CodeSysTemp, text)

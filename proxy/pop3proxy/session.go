@@ -212,6 +212,10 @@ func (ss *session) fail(r pop3.Response) bool {
 
 // upstreamLost answers a command the upstream could not carry out, and ends the session.
 func (ss *session) upstreamLost(err error) bool {
+	if errors.Is(err, errFilterTimeout) {
+		ss.reply(pop3.Err(pop3.CodeSysTemp, "Filtering took too long, try again later; nothing was deleted"))
+		return true
+	}
 	ss.log.Warn("upstream failed; closing session", "err", err)
 	ss.reply(pop3.Err(pop3.CodeSysTemp, "Mail server not available, try again later; nothing was deleted"))
 	return true
