@@ -2,7 +2,8 @@
 #
 # An SMTP listener on 127.0.0.1:2525 and a submission listener on 127.0.0.1:2587, both with STARTTLS, whose
 # upstream is the embedded server (it stores every message it receives as an .eml file and knows two test users,
-# alice@example.com and bob@example.com), and the first-party plugins built by `make plugins`. Try it:
+# alice@example.com and bob@example.com), a POP3 listener on 127.0.0.1:2110 that serves those files back, and the
+# first-party plugins built by `make plugins`. Try it:
 #
 #   make run
 #   swaks --server 127.0.0.1:2525 --from someone@other.test --to alice@example.com   # tagged as external
@@ -50,6 +51,18 @@ listener "submission" "submission" {
   }
 }
 
+# A POP3 listener in front of the embedded maildrop: it serves the messages the SMTP listener above stored, and
+# every message read passes the retrieval policy first. Any user name and password log in (the embedded
+# maildrop is a demo); passwords in plain text are allowed because it listens on the loopback only.
+#
+#   curl -s pop3://demo:demo@127.0.0.1:2110/        # the listing: number and exact size of each message
+#   curl -s pop3://demo:demo@127.0.0.1:2110/1       # the first message, as a mail client gets it
+listener "pop3" "demo-pop3" {
+  address             = "127.0.0.1:2110"
+  upstream            = "embedded"
+  allow_insecure_auth = true
+}
+
 plugin "eicar" {
   source = "../build/plugins/eicar.wasm"
 }
@@ -75,7 +88,9 @@ plugin "dlp" {
   config = { action = "tag", score_per_match = 2 }
 }
 
-# Malware first: a message carrying the EICAR test file or an executable is refused, and nothing else runs.
+# Malware first: a message carrying the EICAR test file or an executable is refused, and nothing else runs. It
+# applies to POP3 reads too: a message stored before a rule or signature existed is withheld when it is read (the
+# client gets a notice, the original goes to the quarantine).
 policy "malware" {
   plugins = ["eicar", "attachment-guard"]
 }
@@ -92,6 +107,8 @@ policy "suspect-structure" {
 # Then every message gets the external warning, and card/IBAN numbers add to the score: three distinct numbers
 # (score 6) quarantine the message.
 policy "content" {
+  # Marking happens once, when the message arrives, not again each time it is read.
+  when    = msg.direction != "retrieval"
   plugins = ["external-tag", "dlp"]
   thresholds {
     quarantine = 6

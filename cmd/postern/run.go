@@ -23,9 +23,11 @@ import (
 	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
+	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/policy"
+	"github.com/postern/postern/proxy/pop3proxy"
 	"github.com/postern/postern/proxy/smtpproxy"
 )
 
@@ -121,6 +123,10 @@ type daemon struct {
 	control *control.Server
 	servers []*smtpproxy.Server
 	embeds  []*embedsmtp.Server
+	// pop3 are the POP3 listeners (run_pop3.go); pop3Bound those bound and not serving yet.
+	pop3      []*pop3proxy.Server
+	pop3Bound []pop3Listener
+	embedPOP3 []*embedpop3.Server
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener
@@ -187,7 +193,12 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			}
 		}
 	}()
+	var pop3Listeners []*config.Listener
 	for _, l := range cfg.Listeners {
+		if l.Protocol == config.ProtocolPOP3 {
+			pop3Listeners = append(pop3Listeners, l) // after the SMTP ones: an embedded POP3 serves their mail
+			continue
+		}
 		lerr := func(err error) error {
 			return cfg.NewError(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot start listener " + l.Name,
 				Detail: err.Error(), Subject: l.DeclRange.Ptr()}})
@@ -232,6 +243,11 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		d.servers = append(d.servers, srv)
 		toServe = append(toServe, bound{srv, ln})
 	}
+	for _, l := range pop3Listeners {
+		if err := d.addPOP3(cfg, l, hostname); err != nil {
+			return nil, err
+		}
+	}
 	d.listeners = cfg.Listeners
 
 	if cfg.ControlSocket != "" {
@@ -254,6 +270,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			}
 		}()
 	}
+	d.servePOP3()
 	bi := readBuildInfo()
 	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
 		"config_sha256", cfg.Version, "summary", cfg.Summary(),
@@ -360,6 +377,7 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 			msgs = append(msgs, "certificate of "+srv.Options().Name+" not reloaded: "+err.Error())
 		}
 	}
+	msgs = append(msgs, d.reloadPOP3Certificates()...)
 	if !res.Unchanged && !sameListeners(d.listeners, res.Config.Listeners) {
 		d.log.Warn("listener blocks changed: the new policies and plugins serve now, the listener settings " +
 			"(addresses, upstreams, limits, TLS modes) take effect at the next restart")
@@ -402,6 +420,7 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 			}
 		}()
 	}
+	d.shutdownPOP3(ctx, &wg)
 	wg.Wait()
 	d.wg.Wait()
 	d.closeRest(ctx)
@@ -418,6 +437,7 @@ func (d *daemon) closeNow() {
 	for _, srv := range d.servers {
 		srv.Close()
 	}
+	d.closePOP3()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	d.closeRest(ctx)
@@ -433,6 +453,9 @@ func (d *daemon) closeResources(ctx context.Context) {
 		d.log.Warn("closing plugins", "error", err)
 	}
 	for _, e := range d.embeds {
+		e.Close()
+	}
+	for _, e := range d.embedPOP3 {
 		e.Close()
 	}
 	if d.audit != nil {

@@ -351,7 +351,7 @@ func TestRunRefuses(t *testing.T) {
 		want      []string
 	}{
 		{"invalid", "listener \"smtp\" \"in\" {\n  adress = \"127.0.0.1:1\"\n}\n", []string{"bad.hcl:2", "Unsupported argument"}},
-		{"pop3", "listener \"pop3\" \"in\" {\n  address = \"127.0.0.1:1110\"\n  upstream = \"127.0.0.1:110\"\n}\n", []string{"bad.hcl:1", "pop3 proxy is not part"}},
+		{"imap", "listener \"imap\" \"in\" {\n  address = \"127.0.0.1:1143\"\n  upstream = \"127.0.0.1:143\"\n}\n", []string{"bad.hcl:1", "imap proxy is not part"}},
 		{"address in use", fmt.Sprintf("listener \"smtp\" \"in\" {\n  address = %q\n  upstream = \"embedded\"\n}\n",
 			busy.Addr().String()), []string{"bad.hcl:1", "address already in use"}},
 	}

@@ -19,7 +19,8 @@ const (
 	ProtocolIMAP       = "imap"
 )
 
-// UpstreamEmbedded as a listener's upstream selects the in-process SMTP server that stores messages as files.
+// UpstreamEmbedded as a listener's upstream selects the in-process SMTP server that stores messages as files
+// (smtp, submission), or the in-process POP3 server that serves those files as a maildrop (pop3).
 const UpstreamEmbedded = "embedded"
 
 // Policy modes.
@@ -95,7 +96,24 @@ type Listener struct {
 	// QuarantineDir is where quarantined messages go; "" means StateDir/quarantine, or none without a state dir.
 	QuarantineDir     string
 	AllowInsecureAuth bool
-	DeclRange         hcl.Range
+	// POP3 holds what only a pop3 listener has.
+	POP3      POP3
+	DeclRange hcl.Range
+}
+
+// POP3 is the part of a listener block only a pop3 listener has.
+type POP3 struct {
+	// SizeMode is "exact" (STAT and LIST report what RETR serves; the default) or "upstream".
+	SizeMode string
+	// UpstreamProxyProtocol sends a PROXY protocol v2 header with the client's address to the upstream (the
+	// other way to pass it being xclient).
+	UpstreamProxyProtocol bool
+	// CacheMemory, CacheEntry and CacheUser bound the cache of filtered messages (0: the proxy's defaults);
+	// CacheDisk keeps larger contents on disk, under state_dir (0: none).
+	CacheMemory, CacheEntry, CacheUser, CacheDisk int64
+	// SessionTime bounds a whole session and CommandRate the commands per second (limits block; 0: defaults).
+	SessionTime time.Duration
+	CommandRate int
 }
 
 // TLS is the client-facing TLS of a listener.

@@ -107,9 +107,15 @@ var listenerSchema = &hcl.BodySchema{
 		{Name: "address", Required: true}, {Name: "upstream", Required: true}, {Name: "direction"},
 		{Name: "xclient"}, {Name: "bare_newline"}, {Name: "received_header"}, {Name: "result_headers"},
 		{Name: "quarantine_dir"}, {Name: "allow_insecure_auth"},
+		{Name: "size_mode"}, {Name: "upstream_proxy_protocol"},
 	},
-	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "upstream_tls"}, {Type: "limits"}, {Type: "proxy_protocol"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "upstream_tls"}, {Type: "limits"}, {Type: "proxy_protocol"},
+		{Type: "cache"}},
 }
+
+var cacheSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "memory"}, {Name: "entry"}, {Name: "per_user"}, {Name: "disk"},
+}}
 
 var tlsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cert"}, {Name: "key"}, {Name: "mode"},
 	{Name: "test_certificate"}}}
@@ -122,7 +128,7 @@ var limitsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "message_size"}, {Name: "sessions"}, {Name: "recipients"}, {Name: "command_timeout"},
 	{Name: "idle_timeout"}, {Name: "errors"}, {Name: "upstream_keepalive"},
 	{Name: "sessions_per_client"}, {Name: "connection_rate"}, {Name: "stress_sessions"}, {Name: "stress_timeout"},
-	{Name: "min_data_rate"},
+	{Name: "min_data_rate"}, {Name: "session_time"}, {Name: "command_rate"},
 }}
 
 var proxyProtocolSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "trusted", Required: true}}}
@@ -501,9 +507,9 @@ func (l *loader) listener(b *hcl.Block) {
 	if a := content.Attributes["upstream"]; a != nil {
 		if v, ok := l.str(a); ok && v == UpstreamEmbedded {
 			ln.Upstream = v
-			if proto != ProtocolSMTP && proto != ProtocolSubmission {
+			if proto == ProtocolIMAP {
 				l.add(errorf(a.Expr.Range(), "No embedded upstream for "+proto, "The embedded upstream is an "+
-					"SMTP server; a %s listener needs the address of a real %s server.", proto, proto))
+					"SMTP and POP3 server; a %s listener needs the address of a real %s server.", proto, proto))
 			}
 		} else if ok {
 			ln.Upstream = l.hostPort(a)
@@ -532,7 +538,9 @@ func (l *loader) listener(b *hcl.Block) {
 	}
 	if lb := l.oneBlock(content, "limits"); lb != nil {
 		l.limits(lb, &ln.Limits)
+		l.pop3Limits(lb, ln)
 	}
+	l.pop3(content, ln)
 	if pb := l.oneBlock(content, "proxy_protocol"); pb != nil {
 		pc, diags := pb.Body.Content(proxyProtocolSchema)
 		l.add(diags...)
@@ -612,7 +620,10 @@ func (l *loader) upstreamTLS(b *hcl.Block, ln *Listener) {
 	l.add(diags...)
 	u := &ln.UpstreamTLS
 	if a := c.Attributes["mode"]; a != nil {
-		u.Mode = l.oneOf(a, "none", "starttls", "tls")
+		// stls is POP3's name for the upgrade (RFC 2595).
+		if u.Mode = l.oneOf(a, "none", "starttls", "stls", "tls"); u.Mode == "stls" {
+			u.Mode = "starttls"
+		}
 	}
 	if a := c.Attributes["server_name"]; a != nil {
 		u.ServerName, _ = l.str(a)
@@ -633,6 +644,68 @@ func (l *loader) upstreamTLS(b *hcl.Block, ln *Listener) {
 	if !u.Verify && u.Mode != "none" {
 		l.add(warnf(b.DefRange, "Upstream certificate not verified", "verify = false accepts any certificate "+
 			"from the upstream of listener %q: anyone on the path can read and change the mail.", ln.Name))
+	}
+}
+
+// pop3 reads the settings only a pop3 listener has, and refuses them elsewhere.
+func (l *loader) pop3(content *hcl.BodyContent, ln *Listener) {
+	p := &ln.POP3
+	if ln.Protocol == ProtocolPOP3 {
+		p.SizeMode = "exact"
+	}
+	only := func(rng hcl.Range, name string) bool {
+		if ln.Protocol == ProtocolPOP3 {
+			return true
+		}
+		l.add(errorf(rng, "Not a "+ln.Protocol+" setting", "%s is a setting of pop3 listeners only.", name))
+		return false
+	}
+	if a := content.Attributes["size_mode"]; a != nil && only(a.Expr.Range(), "size_mode") {
+		p.SizeMode = l.oneOf(a, "exact", "upstream")
+	}
+	if a := content.Attributes["upstream_proxy_protocol"]; a != nil && only(a.Expr.Range(), "upstream_proxy_protocol") {
+		l.boolean(a, &p.UpstreamProxyProtocol)
+		if p.UpstreamProxyProtocol && ln.XClient {
+			l.add(errorf(a.Expr.Range(), "Two ways to pass the client address", "Set xclient or "+
+				"upstream_proxy_protocol, not both."))
+		}
+	}
+	if cb := l.oneBlock(content, "cache"); cb != nil && only(cb.DefRange, "cache") {
+		c, diags := cb.Body.Content(cacheSchema)
+		l.add(diags...)
+		if a := c.Attributes["memory"]; a != nil {
+			p.CacheMemory = l.size(a, 1<<20, 64<<30)
+		}
+		if a := c.Attributes["entry"]; a != nil {
+			p.CacheEntry = l.size(a, 1<<10, 4<<30)
+		}
+		if a := c.Attributes["per_user"]; a != nil {
+			p.CacheUser = l.size(a, 1<<10, 64<<30)
+		}
+		if a := c.Attributes["disk"]; a != nil {
+			p.CacheDisk = l.size(a, 1<<20, 1<<40) // under state_dir: CheckServable wants one
+		}
+	}
+}
+
+// pop3Limits reads the limits only a pop3 listener has.
+func (l *loader) pop3Limits(b *hcl.Block, ln *Listener) {
+	c, _ := b.Body.Content(limitsSchema) // diagnostics reported by limits
+	for _, name := range []string{"session_time", "command_rate"} {
+		a := c.Attributes[name]
+		if a == nil {
+			continue
+		}
+		if ln.Protocol != ProtocolPOP3 {
+			l.add(errorf(a.Expr.Range(), "Not a "+ln.Protocol+" setting", "limits.%s is a setting of pop3 "+
+				"listeners only.", name))
+			continue
+		}
+		if name == "session_time" {
+			ln.POP3.SessionTime = l.duration(a, time.Second, 24*time.Hour)
+		} else {
+			ln.POP3.CommandRate = l.integer(a, 1, 100_000)
+		}
 	}
 }
 

@@ -177,6 +177,16 @@ func (s *Session) ID() string { return s.id }
 // Context is the context the session's plugin calls run under.
 func (s *Session) Context() context.Context { return s.ctx }
 
+// PolicyVersion identifies the configuration the session's policy comes from (the filter's Version, as
+// *policy.Snapshot has it), "" when the filter has none: a front end that caches filtered messages keys them by
+// it, so that a reload never serves what an older configuration decided.
+func (s *Session) PolicyVersion() string {
+	if v, ok := s.filter.(interface{ Version() string }); ok {
+		return v.Version()
+	}
+	return ""
+}
+
 // Wants reports whether anything runs at hook h: when it does not, the front end may skip building its input.
 func (s *Session) Wants(h pluginhost.Hook) bool {
 	return s.filter != nil && s.hooks.Has(h)
@@ -348,6 +358,10 @@ func (o *Outcome) Content() (io.ReaderAt, int64) {
 	return sp.ReaderAt(), sp.Size()
 }
 
+// Changed reports whether Content is a rendered copy (the policy's changes, result headers or trace fields
+// applied) rather than the message as received.
+func (o *Outcome) Changed() bool { return o.rendered != nil }
+
 // Original returns the message as received.
 func (o *Outcome) Original() *Spool { return o.original }
 
@@ -397,6 +411,17 @@ func (o *Outcome) RecordDurable(reply audit.Reply) error {
 
 func (o *Outcome) facts(reply audit.Reply) audit.Facts {
 	return audit.Facts{SHA256In: o.SHA256In, SHA256Out: o.SHA256Out, Reply: reply}
+}
+
+// RecordServed appends the outcome's audit record at retrieval: the reply the client was given, the digest of
+// what it was served (the message, its changed version or a notice) and, for a withheld message, the reference
+// its notice gives.
+func (o *Outcome) RecordServed(reply audit.Reply, sha256Served, withheld string) {
+	if o.Decision == nil {
+		return
+	}
+	o.sess.record(o.in, o.Decision, audit.Facts{SHA256In: o.SHA256In, SHA256Out: o.SHA256Out, Reply: reply,
+		SHA256Served: sha256Served, Withheld: withheld}, &o.RcptsAdded)
 }
 
 // Close frees the rendered copy. The original spool belongs to the caller of Message.

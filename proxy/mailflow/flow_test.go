@@ -190,6 +190,9 @@ func TestResultHeadersWithoutPolicy(t *testing.T) {
 		t.Fatalf("%+v %v", out, err)
 	}
 	defer out.Close()
+	if !out.Changed() {
+		t.Fatal("a message with result headers added is not reported as changed")
+	}
 	ra, n := out.Content()
 	b, _ := io.ReadAll(io.NewSectionReader(ra, 0, n))
 	got := string(b)
@@ -214,5 +217,55 @@ func TestReplyText(t *testing.T) {
 	}
 	if got := ReplyText(strings.Repeat("é", 400)); len(got) > 512 || !strings.HasSuffix(got, "é") {
 		t.Fatalf("cut badly: %d bytes", len(got))
+	}
+}
+
+type versionedFilter struct{ fakeFilter }
+
+func (versionedFilter) Version() string { return "v42" }
+
+func TestPolicyVersion(t *testing.T) {
+	accept := func(pluginhost.Hook, *pluginhost.Input) *policy.Decision { return nil }
+	fl, _ := newFlow(t, &versionedFilter{fakeFilter{decide: accept}}, nil, nil, false)
+	s, err := fl.Open(context.Background(), "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v := s.PolicyVersion(); v != "v42" {
+		t.Fatalf("PolicyVersion = %q", v)
+	}
+	fl, _ = newFlow(t, &fakeFilter{decide: accept}, nil, nil, false)
+	s2, _ := fl.Open(context.Background(), "s2")
+	defer s2.Close()
+	if v := s2.PolicyVersion(); v != "" {
+		t.Fatalf("a filter without a version: %q", v)
+	}
+}
+
+func TestRecordServed(t *testing.T) {
+	rec := &records{}
+	reject := func(pluginhost.Hook, *pluginhost.Input) *policy.Decision {
+		return &policy.Decision{Hook: pluginhost.HookMessage, Action: pluginhost.Reject}
+	}
+	fl, _ := newFlow(t, &fakeFilter{decide: reject, hooks: ^pluginhost.HookSet(0)}, rec, nil, false)
+	s, _ := fl.Open(context.Background(), "s1")
+	defer s.Close()
+	sp, err := s.Receive(strings.NewReader(testMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	out, err := s.Message(sp, MessageInput{In: &pluginhost.Input{Env: pluginhost.Envelope{Protocol: "pop3"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Changed() {
+		t.Fatal("a rejected message reported as changed")
+	}
+	out.RecordServed(audit.Reply{Status: audit.StatusPOP3OK, Text: "120 octets"}, "abc", "ref-1")
+	if len(rec.recs) != 1 || rec.recs[0].SHA256Served != "abc" || rec.recs[0].Withheld != "ref-1" ||
+		rec.recs[0].Reply.Status != "+OK" {
+		t.Fatalf("records: %+v", rec.recs)
 	}
 }
