@@ -201,27 +201,27 @@ func (d *qpReader) fill() {
 // uuValue decodes one uuencoded character ('`' is 0, like ' ').
 func uuValue(c byte) byte { return (c - ' ') & 0x3f }
 
-// uuReader decodes the first uuencoded block ("begin mode name" ... "end") of its input. Lines before the
-// begin line are skipped; without one, the whole input is taken as encoded lines. Line lengths are taken from
-// each line's length character, as uudecode does; a line shorter than it says is padded with zero bits.
-type uuReader struct {
-	r     *bufio.Reader
-	begun bool
-	done  bool
-	line  []byte
-	pos   int
-	err   error
+// blockReader is the frame of the uuencode and yEnc decoders: it reads its input a line at a time and serves what
+// decodeLine made of each line (in line), until decodeLine says the block is done or the input ends.
+type blockReader struct {
+	r          *bufio.Reader
+	begun      bool
+	done       bool
+	line       []byte
+	pos        int
+	err        error
+	decodeLine func(raw []byte)
 }
 
-func newUUReader(r io.Reader) *uuReader {
+func newBlockReader(r io.Reader) blockReader {
 	br, ok := r.(*bufio.Reader)
 	if !ok {
 		br = bufio.NewReader(r)
 	}
-	return &uuReader{r: br}
+	return blockReader{r: br}
 }
 
-func (d *uuReader) Read(p []byte) (int, error) {
+func (d *blockReader) Read(p []byte) (int, error) {
 	for d.pos >= len(d.line) {
 		if d.done {
 			return 0, io.EOF
@@ -236,7 +236,7 @@ func (d *uuReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (d *uuReader) fill() {
+func (d *blockReader) fill() {
 	raw, err := d.r.ReadSlice('\n')
 	if err != nil && err != bufio.ErrBufferFull {
 		d.err = err
@@ -245,6 +245,21 @@ func (d *uuReader) fill() {
 		}
 	}
 	d.line, d.pos = d.line[:0], 0
+	d.decodeLine(raw)
+}
+
+// uuReader decodes the first uuencoded block ("begin mode name" ... "end") of its input. Lines before the
+// begin line are skipped; without one, the whole input is taken as encoded lines. Line lengths are taken from
+// each line's length character, as uudecode does; a line shorter than it says is padded with zero bits.
+type uuReader struct{ blockReader }
+
+func newUUReader(r io.Reader) *uuReader {
+	d := &uuReader{newBlockReader(r)}
+	d.decodeLine = d.decode
+	return d
+}
+
+func (d *uuReader) decode(raw []byte) {
 	l := bytes.TrimRight(raw, " \t\r\n")
 	if !d.begun {
 		if _, ok := uuBegin(l); ok {
@@ -337,47 +352,15 @@ func yBegin(l []byte) (string, bool) {
 }
 
 // yencReader decodes the first yEnc block of its input.
-type yencReader struct {
-	r     *bufio.Reader
-	begun bool
-	done  bool
-	line  []byte
-	pos   int
-	err   error
-}
+type yencReader struct{ blockReader }
 
 func newYEncReader(r io.Reader) *yencReader {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReader(r)
-	}
-	return &yencReader{r: br}
+	d := &yencReader{newBlockReader(r)}
+	d.decodeLine = d.decode
+	return d
 }
 
-func (d *yencReader) Read(p []byte) (int, error) {
-	for d.pos >= len(d.line) {
-		if d.done {
-			return 0, io.EOF
-		}
-		if d.err != nil {
-			return 0, d.err
-		}
-		d.fill()
-	}
-	n := copy(p, d.line[d.pos:])
-	d.pos += n
-	return n, nil
-}
-
-func (d *yencReader) fill() {
-	raw, err := d.r.ReadSlice('\n')
-	if err != nil && err != bufio.ErrBufferFull {
-		d.err = err
-		if len(raw) == 0 {
-			return
-		}
-	}
-	d.line, d.pos = d.line[:0], 0
+func (d *yencReader) decode(raw []byte) {
 	l := bytes.TrimRight(raw, "\r\n")
 	switch {
 	case !d.begun:
