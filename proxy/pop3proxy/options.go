@@ -20,22 +20,18 @@ import (
 // Protocol is the name plugins see in the field "protocol".
 const Protocol = "pop3"
 
-// TLSMode says how a listener offers TLS to its clients.
-type TLSMode string
+// TLSMode, TLS and the mode constants are the listener package's, the same for every front end.
+type (
+	TLSMode = listener.TLSMode
+	TLS     = listener.TLS
+)
 
 // The client-side TLS modes.
 const (
-	TLSNone     TLSMode = "none"     // plain text only
-	TLSStartTLS TLSMode = "starttls" // plain text with STLS (RFC 2595, port 110)
-	TLSImplicit TLSMode = "implicit" // TLS from the first byte (port 995)
+	TLSNone     = listener.TLSNone
+	TLSStartTLS = listener.TLSStartTLS
+	TLSImplicit = listener.TLSImplicit
 )
-
-// TLS is the client-side TLS configuration of a listener.
-type TLS struct {
-	// Mode is none, starttls or implicit. The zero value is starttls when CertFile is set, none otherwise.
-	Mode              TLSMode
-	CertFile, KeyFile string
-}
 
 // SizeMode says what STAT and LIST report.
 type SizeMode string
@@ -194,18 +190,9 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("client address %q: want none, xclient or proxy_v2", o.ClientAddress)
 	}
-	switch o.TLS.Mode {
-	case "":
-		o.TLS.Mode = TLSNone
-		if o.TLS.CertFile != "" {
-			o.TLS.Mode = TLSStartTLS
-		}
-	case TLSNone, TLSStartTLS, TLSImplicit:
-	default:
-		return o, fmt.Errorf("tls mode %q: want none, starttls or implicit", o.TLS.Mode)
-	}
-	if o.TLS.Mode != TLSNone && (o.TLS.CertFile == "" || o.TLS.KeyFile == "") {
-		return o, fmt.Errorf("tls mode %s needs cert and key", o.TLS.Mode)
+	var err error
+	if o.TLS, err = o.TLS.WithDefaults(); err != nil {
+		return o, err
 	}
 	switch o.SizeMode {
 	case "":

@@ -36,24 +36,18 @@ const (
 	ProtocolSubmission = "submission"
 )
 
-// TLSMode says how a listener offers TLS to its clients.
-type TLSMode string
+// TLSMode, TLS and the mode constants are the listener package's, the same for every front end.
+type (
+	TLSMode = listener.TLSMode
+	TLS     = listener.TLS
+)
 
 // The client-side TLS modes.
 const (
-	TLSNone     TLSMode = "none"     // plain text only
-	TLSStartTLS TLSMode = "starttls" // plain text with the STARTTLS upgrade (ports 25 and 587)
-	TLSImplicit TLSMode = "implicit" // TLS from the first byte (port 465, "submissions")
+	TLSNone     = listener.TLSNone
+	TLSStartTLS = listener.TLSStartTLS
+	TLSImplicit = listener.TLSImplicit
 )
-
-// TLS is the client-side TLS configuration of a listener.
-type TLS struct {
-	// Mode is none, starttls or implicit. The zero value is starttls when CertFile is set, none otherwise.
-	Mode TLSMode
-	// CertFile and KeyFile are PEM files. They are read at New and again by Server.ReloadCertificate, so a renewed
-	// certificate is picked up without restarting (existing connections keep theirs).
-	CertFile, KeyFile string
-}
 
 // UpstreamTLSMode says how the relay protects its connection to the upstream server (upstream.TLSMode).
 type UpstreamTLSMode = upstream.TLSMode
@@ -252,18 +246,9 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("upstream_tls mode %q: want none, starttls or tls", o.UpstreamTLS.Mode)
 	}
-	switch o.TLS.Mode {
-	case "":
-		o.TLS.Mode = TLSNone
-		if o.TLS.CertFile != "" {
-			o.TLS.Mode = TLSStartTLS
-		}
-	case TLSNone, TLSStartTLS, TLSImplicit:
-	default:
-		return o, fmt.Errorf("tls mode %q: want none, starttls or implicit", o.TLS.Mode)
-	}
-	if o.TLS.Mode != TLSNone && (o.TLS.CertFile == "" || o.TLS.KeyFile == "") {
-		return o, fmt.Errorf("tls mode %s needs cert and key", o.TLS.Mode)
+	var err error
+	if o.TLS, err = o.TLS.WithDefaults(); err != nil {
+		return o, err
 	}
 	switch o.BareNewline {
 	case "":
