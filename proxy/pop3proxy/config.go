@@ -27,6 +27,9 @@ func FromConfig(l *config.Listener) Options {
 			Errors:         l.Limits.Errors,
 			SessionTime:    l.POP3.SessionTime,
 			CommandRate:    l.POP3.CommandRate,
+
+			SessionsPerClient: l.Limits.SessionsPerClient,
+			ConnectionRate:    l.Limits.ConnectionRate,
 		},
 		SizeMode: SizeMode(l.POP3.SizeMode),
 		Cache: Cache{MemoryBytes: l.POP3.CacheMemory, EntryBytes: l.POP3.CacheEntry, UserBytes: l.POP3.CacheUser,

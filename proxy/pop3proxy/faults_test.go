@@ -206,3 +206,30 @@ func TestSlowPolicyIsBounded(t *testing.T) {
 		t.Fatalf("deleted %v", d)
 	}
 }
+
+// TestPerClientLimits: the per-address session cap and connection rate of listener blocks hold for POP3 too (a
+// client holding every session slot, slowloris), refused with -ERR [SYS/TEMP] and the reason.
+func TestPerClientLimits(t *testing.T) {
+	r := newRig(t, newTestUpstream(t), func(o *Options) { o.Limits.SessionsPerClient = 2 })
+	r.dial()
+	r.dial()
+	refused := func(r *rig, want string) {
+		t.Helper()
+		n, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		n.SetDeadline(time.Now().Add(10 * time.Second))
+		resp, err := pop3.NewClient(n, 1<<20).ReadResponse()
+		if err != nil || resp.OK || resp.Code != pop3.CodeSysTemp || !strings.Contains(resp.Line(), want) {
+			t.Fatalf("third session from one address: %q %v, want -ERR [SYS/TEMP] %s", resp.Line(), err, want)
+		}
+	}
+	refused(r, "from your address")
+
+	r = newRig(t, newTestUpstream(t), func(o *Options) { o.Limits.ConnectionRate = 2 })
+	r.dial()
+	r.dial()
+	refused(r, "connections from your address")
+}

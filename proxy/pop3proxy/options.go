@@ -83,6 +83,10 @@ type Limits struct {
 	// Messages is the largest maildrop served, in messages (default 100000); a larger one is refused at login
 	// with -ERR [SYS/PERM].
 	Messages int
+	// SessionsPerClient bounds the concurrent sessions from one client address (0: no limit); one more is
+	// refused with -ERR [SYS/TEMP]. ConnectionRate bounds the connections one address may open per minute (0: no
+	// limit). Both are listener.Options'.
+	SessionsPerClient, ConnectionRate int
 }
 
 // Cache bounds the cache of filtered messages. Zero fields take the defaults.

@@ -56,7 +56,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	lo := listener.Options{Name: o.Name, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
-		Logger: s.log}
+		SessionsPerClient: max(o.Limits.SessionsPerClient, 0), ConnectionRate: o.Limits.ConnectionRate, Logger: s.log}
 	for _, t := range o.ProxyProtocol.Trusted {
 		p, _ := listener.ParsePrefix(t) // checked by withDefaults
 		lo.ProxyTrusted = append(lo.ProxyTrusted, p)
@@ -134,8 +134,13 @@ type handler struct{ s *Server }
 func (h handler) ServeConn(c net.Conn) { h.s.serveConn(c) }
 func (h handler) Refuse(c net.Conn, why error) {
 	text := "Server shutting down, try again later"
-	if errors.Is(why, listener.ErrBusy) {
+	switch {
+	case errors.Is(why, listener.ErrBusy):
 		text = "Too many sessions, try again later"
+	case errors.Is(why, listener.ErrClientBusy):
+		text = "Too many sessions from your address, try again later"
+	case errors.Is(why, listener.ErrClientRate):
+		text = "Too many connections from your address, try again later"
 	}
 	if h.s.opts.TLS.Mode != TLSImplicit {
 		w := bufio.NewWriter(c)
