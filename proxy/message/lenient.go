@@ -137,43 +137,20 @@ func (d *base64Reader) decode(final bool) {
 // with hex digits in either case is a byte, "=" at the end of a line (before optional white space) is a soft
 // line break, and any other "=" is kept as it is. White space at the end of a line is removed (RFC 2045 §6.7
 // rule 3). Line endings are kept as written.
-type qpReader struct {
-	r    *bufio.Reader
-	line []byte // decoded line being handed out
-	pos  int
-	err  error
-}
+type qpReader struct{ blockReader }
 
 func newQPReader(r io.Reader) *qpReader {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReader(r)
-	}
-	return &qpReader{r: br}
+	d := &qpReader{newBlockReader(r)}
+	d.decodeLine = d.decode
+	return d
 }
 
-func (d *qpReader) Read(p []byte) (int, error) {
-	for d.pos >= len(d.line) {
-		if d.err != nil {
-			return 0, d.err
-		}
-		d.fill()
-	}
-	n := copy(p, d.line[d.pos:])
-	d.pos += n
-	return n, nil
-}
-
-// fill decodes the next input line into d.line. Lines longer than the reader's buffer are decoded in pieces;
-// a piece boundary can only split a "=XX" escape of a line already longer than the line limit Parse allows.
-func (d *qpReader) fill() {
-	raw, err := d.r.ReadSlice('\n')
-	if err != nil && err != bufio.ErrBufferFull {
-		d.err = err
-	}
-	d.line, d.pos = d.line[:0], 0
+// decode decodes one input line into d.line. Lines longer than the reader's buffer are decoded in pieces (not
+// complete); a piece boundary can only split a "=XX" escape of a line already longer than the line limit Parse
+// allows.
+func (d *qpReader) decode(raw []byte, complete bool) {
 	content, eol := raw, []byte(nil)
-	if err == nil {
+	if complete {
 		content = trimEOL(raw)
 		eol = raw[len(content):]
 		content = bytes.TrimRight(content, " \t")
@@ -201,8 +178,9 @@ func (d *qpReader) fill() {
 // uuValue decodes one uuencoded character ('`' is 0, like ' ').
 func uuValue(c byte) byte { return (c - ' ') & 0x3f }
 
-// blockReader is the frame of the uuencode and yEnc decoders: it reads its input a line at a time and serves what
-// decodeLine made of each line (in line), until decodeLine says the block is done or the input ends.
+// blockReader is the frame of the line decoders (quoted-printable, uuencode, yEnc): it reads its input a line at
+// a time and serves what decodeLine made of each line (in line), until decodeLine says the block is done or the
+// input ends.
 type blockReader struct {
 	r          *bufio.Reader
 	begun      bool
@@ -210,7 +188,7 @@ type blockReader struct {
 	line       []byte
 	pos        int
 	err        error
-	decodeLine func(raw []byte)
+	decodeLine func(raw []byte, complete bool) // complete: raw ends with its line's LF
 }
 
 func newBlockReader(r io.Reader) blockReader {
@@ -245,7 +223,7 @@ func (d *blockReader) fill() {
 		}
 	}
 	d.line, d.pos = d.line[:0], 0
-	d.decodeLine(raw)
+	d.decodeLine(raw, err == nil)
 }
 
 // uuReader decodes the first uuencoded block ("begin mode name" ... "end") of its input. Lines before the
@@ -259,7 +237,7 @@ func newUUReader(r io.Reader) *uuReader {
 	return d
 }
 
-func (d *uuReader) decode(raw []byte) {
+func (d *uuReader) decode(raw []byte, _ bool) {
 	l := bytes.TrimRight(raw, " \t\r\n")
 	if !d.begun {
 		if _, ok := uuBegin(l); ok {
@@ -360,7 +338,7 @@ func newYEncReader(r io.Reader) *yencReader {
 	return d
 }
 
-func (d *yencReader) decode(raw []byte) {
+func (d *yencReader) decode(raw []byte, _ bool) {
 	l := bytes.TrimRight(raw, "\r\n")
 	switch {
 	case !d.begun:
