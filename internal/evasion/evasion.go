@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/postern/postern/internal/mailenc"
 )
 
 // Classes of techniques, after how far a message strays from the standards. Valid and edge-case mail is what
@@ -116,57 +118,6 @@ func mixed(subject, fields, content string) []byte {
 
 // attachment is the standard header of the zip attachment.
 const zipFields = "Content-Type: application/zip; name=\"eicar.zip\"\r\nContent-Disposition: attachment; filename=\"eicar.zip\"\r\n"
-
-func uuencode(name string, data []byte) string {
-	enc := func(v byte) byte {
-		if v == 0 {
-			return '`'
-		}
-		return v + ' '
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "begin 644 %s\r\n", name)
-	for len(data) > 0 {
-		n := min(45, len(data))
-		line := data[:n]
-		data = data[n:]
-		b.WriteByte(enc(byte(n)))
-		for i := 0; i < n; i += 3 {
-			var g [3]byte
-			copy(g[:], line[i:min(i+3, n)])
-			b.WriteByte(enc(g[0] >> 2))
-			b.WriteByte(enc((g[0]<<4 | g[1]>>4) & 0x3f))
-			b.WriteByte(enc((g[1]<<2 | g[2]>>6) & 0x3f))
-			b.WriteByte(enc(g[2] & 0x3f))
-		}
-		b.WriteString("\r\n")
-	}
-	b.WriteString("`\r\nend\r\n")
-	return b.String()
-}
-
-func yencode(name string, data []byte) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "=ybegin line=128 size=%d name=%s\r\n", len(data), name)
-	col := 0
-	for _, c := range data {
-		v := c + 42
-		switch v {
-		case 0, '\r', '\n', '=':
-			b.WriteByte('=')
-			v += 64
-			col++
-		}
-		b.WriteByte(v)
-		col++
-		if col >= 128 {
-			b.WriteString("\r\n")
-			col = 0
-		}
-	}
-	fmt.Fprintf(&b, "\r\n=yend size=%d\r\n", len(data))
-	return b.String()
-}
 
 // insertEvery puts junk after every n characters of s (not across line breaks).
 func insertEvery(s string, n int, junk string) string {
@@ -267,14 +218,14 @@ func build() []Case {
 		contentCase("qp-lower-case-hex", OffStandard, "quoted-printable with lower-case hex digits",
 			mixed("qp lower", zipFields+"Content-Transfer-Encoding: quoted-printable\r\n", lowerHex(qp(z)))),
 		contentCase("x-uuencode-part", OffStandard, "a part in Content-Transfer-Encoding: x-uuencode",
-			mixed("x-uuencode", "Content-Type: application/zip; name=\"eicar.zip\"\r\nContent-Transfer-Encoding: x-uuencode\r\n", uuencode("eicar.zip", z))),
+			mixed("x-uuencode", "Content-Type: application/zip; name=\"eicar.zip\"\r\nContent-Transfer-Encoding: x-uuencode\r\n", mailenc.UUEncode("eicar.zip", z))),
 		contentCase("uuencode-in-text", OffStandard, "a uuencoded block inside the text body",
-			[]byte(header+"Subject: uuencode in text\r\n\r\nThe file:\r\n\r\n"+uuencode("eicar.zip", z)+"\r\nbye\r\n")),
+			[]byte(header+"Subject: uuencode in text\r\n\r\nThe file:\r\n\r\n"+mailenc.UUEncode("eicar.zip", z)+"\r\nbye\r\n")),
 		contentCase("uuencode-in-base64-text", OffStandard, "a uuencoded block inside a base64-encoded text body",
 			[]byte(header+"Subject: uuencode in base64 text\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"+
-				b64([]byte("The file:\r\n\r\n"+uuencode("eicar.zip", z)+"\r\nbye\r\n")))),
+				b64([]byte("The file:\r\n\r\n"+mailenc.UUEncode("eicar.zip", z)+"\r\nbye\r\n")))),
 		contentCase("yenc-in-text", OffStandard, "a yEnc block inside the text body",
-			[]byte(header+"Subject: yEnc in text\r\n\r\nThe file:\r\n"+yencode("eicar.zip", z)+"bye\r\n")),
+			[]byte(header+"Subject: yEnc in text\r\n\r\nThe file:\r\n"+mailenc.YEncode("eicar.zip", z)+"bye\r\n")),
 		contentCase("rfc822-base64", OffStandard, "a forwarded message/rfc822 in base64 (RFC 2046 forbids it; clients decode it)",
 			mixed("rfc822 base64", "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n", b64([]byte(forwarded())))),
 		contentCase("rfc822-qp", OffStandard, "a forwarded message/rfc822 in quoted-printable",
@@ -338,10 +289,10 @@ func build() []Case {
 			"Content-Type: application/octet-stream; name=\"=?utf-8?Q?invo?= =?utf-8?Q?ice.exe?=\"\r\n"),
 		{ID: "uuencode-name", Class: OffStandard, Technique: "a uuencoded block in the text body whose begin line names the executable",
 			Payload: PayloadName, Name: "invoice.vbs",
-			Raw: []byte(header + "Subject: uuencode name\r\n\r\nAttached:\r\n\r\n" + uuencode("invoice.vbs", []byte(script)) + "\r\n")},
+			Raw: []byte(header + "Subject: uuencode name\r\n\r\nAttached:\r\n\r\n" + mailenc.UUEncode("invoice.vbs", []byte(script)) + "\r\n")},
 		{ID: "x-uuencode-name", Class: OffStandard, Technique: "an x-uuencode part named harmless whose begin line names the executable",
 			Payload: PayloadName, Name: "invoice.vbs",
-			Raw: mixed("x-uuencode name", "Content-Type: text/plain; name=\"notes.txt\"\r\nContent-Transfer-Encoding: x-uuencode\r\n", uuencode("invoice.vbs", []byte(script)))},
+			Raw: mixed("x-uuencode name", "Content-Type: text/plain; name=\"notes.txt\"\r\nContent-Transfer-Encoding: x-uuencode\r\n", mailenc.UUEncode("invoice.vbs", []byte(script)))},
 	}
 	return cases
 }

@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/mailenc"
 )
 
 func TestLenientDecoding(t *testing.T) {
-	uu := uuencode("evil.exe", []byte("MZ program"))
+	uu := mailenc.UUEncode("evil.exe", []byte("MZ program"))
 	tests := []struct {
 		name, cte, body, want string
 	}{
@@ -32,7 +34,7 @@ func TestLenientDecoding(t *testing.T) {
 		{"qp bare lf", "quoted-printable", "ab=\ncd\n", "abcd\n"},
 		{"x-uuencode", "x-uuencode", uu, "MZ program"},
 		{"uuencode without begin", "x-uue", strings.Join(strings.Split(uu, "\r\n")[1:], "\r\n"), "MZ program"},
-		{"yenc", "x-yencode", yencode("a.vbs", []byte("=\x00\r\nMsgBox")), "=\x00\r\nMsgBox"},
+		{"yenc", "x-yencode", mailenc.YEncode("a.vbs", []byte("=\x00\r\nMsgBox")), "=\x00\r\nMsgBox"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,7 +56,7 @@ func TestLenientFlags(t *testing.T) {
 		{"base64 outside the alphabet", "Content-Transfer-Encoding: base64\n\nSGVs!bG8=\n", KindBadEncoding, ""},
 		{"base64 after padding", "Content-Transfer-Encoding: base64\n\nSGk=\nSGk=\n", KindBadEncoding, AmbiguousBase64},
 		{"clean base64", "Content-Transfer-Encoding: base64\n\nSGVsbG8s\nIHdvcmxk\nIQ==\n", "", ""},
-		{"uuencode", "Content-Transfer-Encoding: x-uuencode\n\n" + uuencode("a.exe", []byte("x")), KindBadEncoding, ""},
+		{"uuencode", "Content-Transfer-Encoding: x-uuencode\n\n" + mailenc.UUEncode("a.exe", []byte("x")), KindBadEncoding, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,15 +97,15 @@ func TestDerivedParts(t *testing.T) {
 		{"rfc822 in quoted-printable", "Content-Type: message/rfc822\nContent-Transfer-Encoding: quoted-printable\n\n" +
 			strings.ReplaceAll(strings.ReplaceAll(inner, "=", "=3D"), "\r\n", "=0D=0A=\n"),
 			"evil.exe", DerivedDecoded, AmbiguousEncapsulated},
-		{"uuencode in text", "Content-Type: text/plain\n\nHello\n\n" + uuencode("evil.exe", []byte(zipHeader)) + "bye\n",
+		{"uuencode in text", "Content-Type: text/plain\n\nHello\n\n" + mailenc.UUEncode("evil.exe", []byte(zipHeader)) + "bye\n",
 			"evil.exe", DerivedUUEncode, AmbiguousEmbedded},
-		{"yenc in text", "Content-Type: text/plain\n\nHello\n" + yencode("evil.exe", []byte(zipHeader)) + "bye\n",
+		{"yenc in text", "Content-Type: text/plain\n\nHello\n" + mailenc.YEncode("evil.exe", []byte(zipHeader)) + "bye\n",
 			"evil.exe", DerivedYEnc, AmbiguousEmbedded},
 		{"uuencode in base64 text", "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n" +
-			base64.StdEncoding.EncodeToString([]byte("Hello\r\n\r\n"+uuencode("evil.exe", []byte(zipHeader))+"bye\r\n")) + "\n",
+			base64.StdEncoding.EncodeToString([]byte("Hello\r\n\r\n"+mailenc.UUEncode("evil.exe", []byte(zipHeader))+"bye\r\n")) + "\n",
 			"evil.exe", DerivedUUEncode, AmbiguousEmbedded},
 		{"yenc in quoted-printable text", "Content-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n" +
-			qpEncode("Hello\r\n"+yencode("evil.exe", []byte(zipHeader))+"bye\r\n"),
+			qpEncode("Hello\r\n"+mailenc.YEncode("evil.exe", []byte(zipHeader))+"bye\r\n"),
 			"evil.exe", DerivedYEnc, AmbiguousEmbedded},
 		{"second boundary", "Content-Type: multipart/mixed; boundary=a; boundary=b\n\n--a\n\nnothing here\n--a--\n--b\n" +
 			"Content-Type: application/zip; name=evil.exe\nContent-Transfer-Encoding: base64\n\n" +
@@ -187,7 +189,7 @@ func TestFilenameReadings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := "x\n"
 			if strings.Contains(tc.fields, "uuencode") {
-				body = uuencode("a.exe", []byte("x"))
+				body = mailenc.UUEncode("a.exe", []byte("x"))
 			}
 			m := mustParse(t, crlf(tc.fields+"\n\n"+body), Limits{})
 			p := m.Parts()[0]
@@ -231,7 +233,7 @@ func TestDerivedBounds(t *testing.T) {
 	}
 	// A uuencoded block in an encoded text part is kept in memory only within the bound.
 	text := crlf("Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n") +
-		base64.StdEncoding.EncodeToString([]byte("hi\r\n"+uuencode("evil.exe", bytes.Repeat([]byte("MZ"), 1000)))) + "\r\n"
+		base64.StdEncoding.EncodeToString([]byte("hi\r\n"+mailenc.UUEncode("evil.exe", bytes.Repeat([]byte("MZ"), 1000)))) + "\r\n"
 	if m := mustParse(t, text, Limits{}); find(m, "evil.exe") == nil || m.LimitExceeded() != "" {
 		t.Errorf("block in base64 text: limit %q", m.LimitExceeded())
 	}
@@ -254,61 +256,12 @@ func TestDerivedBounds(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("Content-Type: text/plain\r\n\r\n")
 	for i := 0; i < 50; i++ {
-		b.WriteString(uuencode(fmt.Sprintf("f%d.exe", i), []byte("x")))
+		b.WriteString(mailenc.UUEncode(fmt.Sprintf("f%d.exe", i), []byte("x")))
 	}
 	m = mustParse(t, b.String(), Limits{MaxParts: 10})
 	if m.LimitExceeded() != KindPartLimit || len(m.Parts()) != 10 {
 		t.Errorf("50 blocks, 10 parts: limit %q, %d parts", m.LimitExceeded(), len(m.Parts()))
 	}
-}
-
-// uuencode encodes data as a uuencode block with CRLF line endings.
-func uuencode(name string, data []byte) string {
-	enc := func(v byte) byte {
-		if v == 0 {
-			return '`'
-		}
-		return v + ' '
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "begin 644 %s\r\n", name)
-	for len(data) > 0 {
-		n := min(45, len(data))
-		line := data[:n]
-		data = data[n:]
-		b.WriteByte(enc(byte(n)))
-		for i := 0; i < n; i += 3 {
-			var g [3]byte
-			copy(g[:], line[i:min(i+3, n)])
-			b.WriteByte(enc(g[0] >> 2))
-			b.WriteByte(enc((g[0]<<4 | g[1]>>4) & 0x3f))
-			b.WriteByte(enc((g[1]<<2 | g[2]>>6) & 0x3f))
-			b.WriteByte(enc(g[2] & 0x3f))
-		}
-		b.WriteString("\r\n")
-	}
-	b.WriteString("`\r\nend\r\n")
-	return b.String()
-}
-
-// yencode encodes data as a single-part yEnc block with CRLF line endings.
-func yencode(name string, data []byte) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "=ybegin line=128 size=%d name=%s\r\n", len(data), name)
-	for i, c := range data {
-		v := c + 42
-		switch v {
-		case 0, '\r', '\n', '=':
-			b.WriteByte('=')
-			v += 64
-		}
-		b.WriteByte(v)
-		if i%128 == 127 {
-			b.WriteString("\r\n")
-		}
-	}
-	fmt.Fprintf(&b, "\r\n=yend size=%d\r\n", len(data))
-	return b.String()
 }
 
 func TestAttachments(t *testing.T) {
@@ -318,7 +271,7 @@ func TestAttachments(t *testing.T) {
 		"Content-Type: multipart/mixed; boundary=b\n\n--b\n\ntext\n--b\nContent-Type: application/pdf\n\n%PDF\n--b--\n":     1,
 		"Content-Type: text/plain\nContent-Disposition: attachment\n\nx\n":                                                  1,
 		"Content-Type: text/plain; name=a.txt\n\nx\n":                                                                       1,
-		"Content-Type: text/plain\n\nsee\n" + uuencode("a.exe", []byte("x")):                                                1,
+		"Content-Type: text/plain\n\nsee\n" + mailenc.UUEncode("a.exe", []byte("x")):                                        1,
 	} {
 		if got := mustParse(t, crlf(raw), Limits{}).Attachments(); got != want {
 			t.Errorf("%q: %d attachments, want %d", raw, got, want)
