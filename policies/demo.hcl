@@ -21,6 +21,13 @@ audit {
   sync_interval = "1s"
 }
 
+# The admin HTTP listener: health checks for a load balancer (and metrics and the reviewer pages).
+#
+#   curl -s http://127.0.0.1:8025/readyz
+admin {
+  address = "127.0.0.1:8025"
+}
+
 listener "smtp" "demo" {
   address  = "127.0.0.1:2525"
   upstream = "embedded"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/postern/postern/proxy/admin"
 	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
@@ -127,6 +128,12 @@ type daemon struct {
 	pop3      []*pop3proxy.Server
 	pop3Bound []pop3Listener
 	embedPOP3 []*embedpop3.Server
+	// admin is the admin HTTP listener (run_admin.go), nil without an admin block; adminLn is it bound and not
+	// serving yet; serving is its readiness: every listener serves and no shutdown has begun.
+	admin      *admin.Server
+	adminLn    net.Listener
+	adminCerts *listener.Certificates
+	serving    atomic.Bool
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener
@@ -249,6 +256,9 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}
 	}
 	d.listeners = cfg.Listeners
+	if err := d.addAdmin(cfg, hostname); err != nil {
+		return nil, err
+	}
 
 	if cfg.ControlSocket != "" {
 		handlers := manager.ControlHandlers()
@@ -271,6 +281,8 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}()
 	}
 	d.servePOP3()
+	d.serveAdmin()
+	d.serving.Store(true)
 	bi := readBuildInfo()
 	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
 		"config_sha256", cfg.Version, "summary", cfg.Summary(),
@@ -378,6 +390,7 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 		}
 	}
 	msgs = append(msgs, d.reloadPOP3Certificates()...)
+	msgs = append(msgs, d.reloadAdminCertificate()...)
 	if !res.Unchanged && !sameListeners(d.listeners, res.Config.Listeners) {
 		d.log.Warn("listener blocks changed: the new policies and plugins serve now, the listener settings " +
 			"(addresses, upstreams, limits, TLS modes) take effect at the next restart")
@@ -406,6 +419,7 @@ func sameListeners(a, b []*config.Listener) bool {
 func (d *daemon) shutdown(grace time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	d.serving.Store(false)
 	if d.control != nil {
 		d.control.Close()
 	}
@@ -431,6 +445,7 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 // closeNow closes every session and resource without waiting.
 func (d *daemon) closeNow() {
 	d.cut.Store(true)
+	d.serving.Store(false)
 	if d.control != nil {
 		d.control.Close()
 	}
@@ -449,6 +464,7 @@ func (d *daemon) closeRest(ctx context.Context) {
 }
 
 func (d *daemon) closeResources(ctx context.Context) {
+	d.closeAdmin(ctx)
 	if err := d.manager.Close(ctx); err != nil {
 		d.log.Warn("closing plugins", "error", err)
 	}

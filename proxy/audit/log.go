@@ -210,6 +210,25 @@ func (l *Log) Head() (seq uint64, hash string) {
 	return l.seq, l.hash
 }
 
+// Writable reports why a record cannot be written now, or nil: the log is closed, its last write or fsync
+// failed (the next Append retries), or its directory does not let this process create files (rotation does).
+// It is the audit part of a readiness check.
+func (l *Log) Writable() error {
+	l.mu.Lock()
+	closed, broken := l.closed, l.broken
+	l.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case broken != nil:
+		return broken
+	}
+	if err := dirWritable(filepath.Dir(l.path)); err != nil {
+		return fmt.Errorf("audit: %s: directory not writable: %w", filepath.Dir(l.path), err)
+	}
+	return nil
+}
+
 // Close fsyncs and closes the log. Appends after Close return ErrClosed.
 func (l *Log) Close() error {
 	l.mu.Lock()

@@ -392,9 +392,15 @@ func TestWriteFailureThenReopen(t *testing.T) {
 	l := openLog(t, Options{Path: path, Logger: slogTo(&logs)})
 	l.Append(sampleRecord(1))
 	cf := wrap(l)
+	if err := l.Writable(); err != nil {
+		t.Fatalf("Writable before the failure: %v", err)
+	}
 	cf.failWrite.Store(100) // a full disk after 100 bytes
 	if err := l.Append(sampleRecord(2)); err == nil || !strings.Contains(err.Error(), "no space") {
 		t.Fatalf("Append on a failing disk: %v", err)
+	}
+	if err := l.Writable(); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("Writable after a failed write = %v, want the failure", err)
 	}
 	// The next Append reopens, removes the 100 bytes with a recovery record and goes on.
 	r := sampleRecord(3)
@@ -404,7 +410,13 @@ func TestWriteFailureThenReopen(t *testing.T) {
 	if r.Seq != 3 {
 		t.Fatalf("seq %d, want 3 (1, the recovery record, this)", r.Seq)
 	}
+	if err := l.Writable(); err != nil {
+		t.Fatalf("Writable after the reopen: %v", err)
+	}
 	l.Close()
+	if err := l.Writable(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Writable after Close = %v, want ErrClosed", err)
+	}
 	s := mustIntact(t, path, 3)
 	if len(s.Recoveries) != 1 || s.Recoveries[0].Recovery.Bytes != 100 {
 		t.Fatalf("recoveries %+v", s.Recoveries)

@@ -57,6 +57,8 @@ type Config struct {
 	ReloadTimeout time.Duration
 	// Audit configures the audit log; nil when there is no audit block.
 	Audit *Audit
+	// Admin configures the admin HTTP listener (metrics, health checks, reviewer pages); nil when off.
+	Admin *Admin
 	// Listeners, Plugins and Policies are in file order, includes inlined where they appear.
 	Listeners []*Listener
 	Plugins   []*Plugin
@@ -225,6 +227,13 @@ type Policy struct {
 type Threshold struct {
 	Score  float64
 	Action string // one of the Action constants
+}
+
+// Admin is the `admin` block: the HTTP listener for metrics, health checks and the reviewer pages.
+type Admin struct {
+	Address   string // host:port; loopback unless TLS is on
+	TLS       TLS    // Mode "none" (default) or "implicit" (HTTPS)
+	DeclRange hcl.Range
 }
 
 // Audit configures the audit log.

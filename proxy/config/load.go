@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,6 +100,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "plugin", LabelNames: []string{"name"}},
 		{Type: "policy", LabelNames: []string{"name"}},
 		{Type: "audit"},
+		{Type: "admin"},
 	},
 }
 
@@ -149,6 +151,11 @@ var policySchema = &hcl.BodySchema{
 var thresholdsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: ActionTag}, {Name: ActionQuarantine}, {Name: ActionTempfail}, {Name: ActionReject}, {Name: ActionDiscard},
 }}
+
+var adminSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "address", Required: true}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "tls"}},
+}
 
 var auditSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "path", Required: true}, {Name: "max_bytes"}, {Name: "sync_interval"},
@@ -217,7 +224,7 @@ type loader struct {
 	addresses         map[string]hcl.Range            // listener address → where
 	singles           map[string]hcl.Range            // top-level settings that may be given once → where
 	quarantineDefault []*Listener                     // listeners whose quarantine_dir defaults from state_dir
-	testCerts         []*Listener                     // listeners with test_certificate, given their files in finish
+	testCerts         []*TLS                          // tls blocks with test_certificate, given their files in finish
 	// lenient goes on past syntax errors with what the parser recovered (ControlSocket).
 	lenient bool
 }
@@ -287,6 +294,10 @@ func (l *loader) file(path string, from *hcl.Range, depth int) {
 		case "audit":
 			if l.single("audit", b.DefRange) {
 				l.cfg.Audit = l.audit(b)
+			}
+		case "admin":
+			if l.single("admin", b.DefRange) {
+				l.cfg.Admin = l.admin(b)
 			}
 		}
 	}
@@ -385,14 +396,14 @@ func (l *loader) finish() {
 			ln.QuarantineDir = filepath.Join(cfg.StateDir, "quarantine")
 		}
 	}
-	for _, ln := range l.testCerts {
+	for _, t := range l.testCerts {
 		if cfg.StateDir == "" {
-			l.add(errorf(ln.TLS.Range, "No place for the test certificate", "test_certificate keeps the "+
+			l.add(errorf(t.Range, "No place for the test certificate", "test_certificate keeps the "+
 				"certificate it makes in state_dir/tls: set state_dir, or give cert and key."))
 			continue
 		}
-		ln.TLS.Cert = filepath.Join(cfg.StateDir, "tls", "test-cert.pem")
-		ln.TLS.Key = filepath.Join(cfg.StateDir, "tls", "test-key.pem")
+		t.Cert = filepath.Join(cfg.StateDir, "tls", "test-cert.pem")
+		t.Key = filepath.Join(cfg.StateDir, "tls", "test-key.pem")
 		// `postern run` says at every start that the certificate is for testing; `check` stays quiet, so that
 		// the demonstration's configuration checks clean.
 	}
@@ -531,7 +542,7 @@ func (l *loader) listener(b *hcl.Block) {
 		l.quarantineDefault = append(l.quarantineDefault, ln)
 	}
 	if tb := l.oneBlock(content, "tls"); tb != nil {
-		l.tls(tb, ln)
+		l.tls(tb, &ln.TLS, "starttls", "starttls", "implicit", "none")
 	}
 	if ub := l.oneBlock(content, "upstream_tls"); ub != nil {
 		l.upstreamTLS(ub, ln)
@@ -563,55 +574,56 @@ func (l *loader) listener(b *hcl.Block) {
 	l.cfg.Listeners = append(l.cfg.Listeners, ln)
 }
 
-func (l *loader) tls(b *hcl.Block, ln *Listener) {
+// tls reads a tls block into t: mode defaults to def, and modes lists the modes the block may name.
+func (l *loader) tls(b *hcl.Block, t *TLS, def string, modes ...string) {
 	c, diags := b.Body.Content(tlsSchema)
 	l.add(diags...)
-	ln.TLS.Mode = "starttls"
-	ln.TLS.Range = b.DefRange
+	t.Mode = def
+	t.Range = b.DefRange
 	if a := c.Attributes["mode"]; a != nil {
-		ln.TLS.Mode = l.oneOf(a, "starttls", "implicit", "none")
+		t.Mode = l.oneOf(a, modes...)
 	}
 	cert, key := c.Attributes["cert"], c.Attributes["key"]
-	l.boolean(c.Attributes["test_certificate"], &ln.TLS.TestCertificate)
-	if ln.TLS.TestCertificate {
+	l.boolean(c.Attributes["test_certificate"], &t.TestCertificate)
+	if t.TestCertificate {
 		if cert != nil || key != nil {
 			l.add(errorf(b.DefRange, "Certificate given twice", "Set either test_certificate or cert and key."))
 			return
 		}
-		if ln.TLS.Mode != "none" {
-			l.testCerts = append(l.testCerts, ln)
+		if t.Mode != "none" {
+			l.testCerts = append(l.testCerts, t)
 		}
 		return
 	}
 	if cert != nil {
-		ln.TLS.Cert = l.path(cert)
+		t.Cert = l.path(cert)
 	}
 	if key != nil {
-		ln.TLS.Key = l.path(key)
+		t.Key = l.path(key)
 	}
-	if ln.TLS.Mode == "none" {
+	if t.Mode == "none" {
 		return
 	}
 	if cert == nil || key == nil {
-		l.add(errorf(b.DefRange, "Missing certificate", "TLS mode %q needs both cert and key.", ln.TLS.Mode))
+		l.add(errorf(b.DefRange, "Missing certificate", "TLS mode %q needs both cert and key.", t.Mode))
 		return
 	}
-	if ln.TLS.Cert == "" || ln.TLS.Key == "" {
+	if t.Cert == "" || t.Key == "" {
 		return // already reported
 	}
-	certPEM, err := readBounded(ln.TLS.Cert, maxPEMBytes)
+	certPEM, err := readBounded(t.Cert, maxPEMBytes)
 	if err != nil {
 		l.add(errorf(cert.Expr.Range(), "Cannot read certificate", "%v.", err))
 		return
 	}
-	keyPEM, err := readBounded(ln.TLS.Key, maxPEMBytes)
+	keyPEM, err := readBounded(t.Key, maxPEMBytes)
 	if err != nil {
 		l.add(errorf(key.Expr.Range(), "Cannot read key", "%v.", err))
 		return
 	}
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		l.add(errorf(cert.Expr.Range(), "Unusable certificate", "Cannot load the key pair %s / %s: %v.",
-			ln.TLS.Cert, ln.TLS.Key, err))
+			t.Cert, t.Key, err))
 	}
 }
 
@@ -935,6 +947,39 @@ func (l *loader) policy(b *hcl.Block, src []byte) {
 			"never does anything.", name))
 	}
 	l.cfg.Policies = append(l.cfg.Policies, p)
+}
+
+// admin reads the admin block. The admin listener serves metrics, health checks and the reviewer pages, which
+// carry passwords and mail: off the loopback it must have TLS.
+func (l *loader) admin(b *hcl.Block) *Admin {
+	c, diags := b.Body.Content(adminSchema)
+	l.add(diags...)
+	a := &Admin{TLS: TLS{Mode: "none"}, DeclRange: b.DefRange}
+	if at := c.Attributes["address"]; at != nil {
+		a.Address = l.hostPort(at)
+	}
+	if tb := l.oneBlock(c, "tls"); tb != nil {
+		l.tls(tb, &a.TLS, "implicit", "implicit", "none")
+	}
+	if a.Address != "" && a.TLS.Mode == "none" && !loopbackAddress(a.Address) {
+		l.add(errorf(c.Attributes["address"].Expr.Range(), "Admin listener without TLS off the loopback",
+			"%s is not a loopback address, and the admin listener carries passwords and mail: listen on "+
+				"127.0.0.1 or [::1] (behind a TLS proxy), or give it a tls block with cert and key.", a.Address))
+	}
+	return a
+}
+
+// loopbackAddress reports whether host:port names a loopback host.
+func loopbackAddress(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (l *loader) audit(b *hcl.Block) *Audit {

@@ -130,6 +130,14 @@ listener "smtp" "b" {
   upstream = "embedded"
 }
 `}, []string{"main.hcl:6:13: Duplicate listener address"}},
+		{"admin off the loopback without tls", map[string]string{"main.hcl": "admin {\n  address = \"0.0.0.0:8025\"\n}\n"},
+			[]string{"main.hcl:2:13: Admin listener without TLS off the loopback"}},
+		{"admin without address", map[string]string{"main.hcl": "admin {\n}\n"},
+			[]string{"main.hcl:1:7: Missing required argument"}},
+		{"admin twice", map[string]string{"main.hcl": "admin {\n  address = \"127.0.0.1:1\"\n}\nadmin {\n  address = \"127.0.0.1:2\"\n}\n"},
+			[]string{"main.hcl:4:1: Duplicate admin"}},
+		{"admin tls without a key", map[string]string{"main.hcl": "admin {\n  address = \":8025\"\n  tls {\n    cert = \"c.pem\"\n  }\n}\n"},
+			[]string{"main.hcl:3:3: Missing certificate"}},
 		{"unknown plugin in policy", map[string]string{"main.hcl": okPlugin + "policy \"x\" {\n  plugins = [\"p\", \"q\"]\n}\n"},
 			[]string{"main.hcl:6:19: Unknown plugin"}},
 		{"plugin listed twice", map[string]string{"main.hcl": okPlugin + "policy \"x\" {\n  plugins = [\"p\", \"p\"]\n}\n"},
@@ -528,5 +536,28 @@ func TestParseDuration(t *testing.T) {
 		if got, err := ParseDuration(in); err == nil {
 			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
 		}
+	}
+}
+
+func TestAdmin(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8025", "[::1]:8025", "localhost:8025"} {
+		dir := writeFiles(t, map[string]string{"main.hcl": "admin {\n  address = \"" + addr + "\"\n}\n"})
+		cfg, err := Load(filepath.Join(dir, "main.hcl"))
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		if cfg.Admin == nil || cfg.Admin.Address != addr || cfg.Admin.TLS.Mode != "none" {
+			t.Fatalf("%s: admin %+v", addr, cfg.Admin)
+		}
+	}
+	// Off the loopback with TLS: HTTPS (the default mode of an admin tls block), test certificate in state_dir.
+	dir := writeFiles(t, map[string]string{"main.hcl": "state_dir = \"s\"\nadmin {\n  address = \":8025\"\n" +
+		"  tls {\n    test_certificate = true\n  }\n}\n"})
+	cfg, err := Load(filepath.Join(dir, "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Admin; a.TLS.Mode != "implicit" || a.TLS.Cert != filepath.Join(dir, "s", "tls", "test-cert.pem") {
+		t.Fatalf("admin %+v", a)
 	}
 }

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package audit
+
+func dirWritable(string) error { return nil }
