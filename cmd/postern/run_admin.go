@@ -113,4 +113,3 @@ func (d *daemon) reloadAdminCertificate() []string {
 	}
 	return nil
 }
-
