@@ -13,9 +13,9 @@ import (
 
 // Route delivers released messages: SMTPRoute (SMTP or LMTP) and IMAPRoute (APPEND with an administrative login).
 type Route interface {
-	// Deliver delivers msg, the trace field followed by the original bytes, for entry m, and returns the server's
-	// final reply. An error means it was not delivered (or not to every recipient: nothing is then delivered).
-	Deliver(ctx context.Context, m *Meta, msg io.Reader) (reply string, err error)
+	// Deliver delivers msg, size bytes (the trace field followed by the original), for entry m, and returns the
+	// server's final reply. An error means it was not delivered. A *ReplyError carries the server's refusal.
+	Deliver(ctx context.Context, m *Meta, msg io.Reader, size int64) (reply string, err error)
 	// String describes the route for logs and audit records: "smtp 192.0.2.1:25", "imap 192.0.2.1:143 INBOX".
 	String() string
 }
@@ -79,6 +79,10 @@ func (s *Store) Release(ctx context.Context, id string, who Actor, reason string
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
 
 	now := s.now().UTC()
 	rec := actionRecord(audit.EventQuarantineRelease, m, who, reason)
@@ -87,7 +91,7 @@ func (s *Store) Release(ctx context.Context, id string, who Actor, reason string
 		return nil, fmt.Errorf("quarantine: %s not released: %w", id, err)
 	}
 	trace := TraceField(s.opts.Hostname, m, who, now)
-	reply, derr := route.Deliver(ctx, m, io.MultiReader(strings.NewReader(trace), f))
+	reply, derr := route.Deliver(ctx, m, io.MultiReader(strings.NewReader(trace), f), int64(len(trace))+fi.Size())
 	s.outcome(rec.Seq, reply, derr)
 	if derr != nil {
 		s.log.Warn("quarantine release failed", "id", id, "route", route.String(), "by", who.String(), "err", derr)

@@ -74,7 +74,7 @@ func (r *SMTPRoute) Envelope(m *Meta) (from string, rcpts []string, err error) {
 // Deliver sends the message in one transaction. A recipient refused at RCPT ends it before DATA: a release goes
 // to every original recipient or to none (an LMTP server may still refuse single recipients after DATA; that is
 // an error naming them, and the others have it).
-func (r *SMTPRoute) Deliver(ctx context.Context, m *Meta, msg io.Reader) (string, error) {
+func (r *SMTPRoute) Deliver(ctx context.Context, m *Meta, msg io.Reader, _ int64) (string, error) {
 	from, rcpts, err := r.Envelope(m)
 	if err != nil {
 		return "", err

@@ -661,7 +661,7 @@ func (s *Store) Expire() ([]Expired, error) {
 			continue
 		}
 		if err := s.expire(e.id, why); err != nil {
-			if !errors.Is(err, ErrNotFound) {
+			if !errors.Is(err, ErrNotFound) && !errors.Is(err, errBusy) {
 				errs = append(errs, err)
 			}
 			continue
