@@ -99,6 +99,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "plugin", LabelNames: []string{"name"}},
 		{Type: "policy", LabelNames: []string{"name"}},
 		{Type: "audit"},
+		{Type: "quarantine"},
 	},
 }
 
@@ -288,6 +289,10 @@ func (l *loader) file(path string, from *hcl.Range, depth int) {
 			if l.single("audit", b.DefRange) {
 				l.cfg.Audit = l.audit(b)
 			}
+		case "quarantine":
+			if l.single("quarantine", b.DefRange) {
+				l.cfg.Quarantine = l.quarantine(b)
+			}
 		}
 	}
 	if !included {
@@ -380,11 +385,7 @@ func (l *loader) finish() {
 	if cfg.ControlSocket == "" && cfg.StateDir != "" {
 		cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	}
-	for _, ln := range l.quarantineDefault {
-		if cfg.StateDir != "" {
-			ln.QuarantineDir = filepath.Join(cfg.StateDir, "quarantine")
-		}
-	}
+	l.finishQuarantine()
 	for _, ln := range l.testCerts {
 		if cfg.StateDir == "" {
 			l.add(errorf(ln.TLS.Range, "No place for the test certificate", "test_certificate keeps the "+
