@@ -451,6 +451,23 @@ func (s *Store) ids() ([]string, error) {
 	return ids, nil
 }
 
+// maxMetaBytes bounds a metadata file that is read: a decision with every trace is a few KiB; a larger file is
+// not one the store wrote.
+const maxMetaBytes = 4 << 20
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, err
+}
+
 const (
 	extMessage = ".eml"
 	extMeta    = ".json"
@@ -461,7 +478,7 @@ func (s *Store) path(id, ext string) string { return filepath.Join(s.dir, id+ext
 // read loads an entry's metadata; an entry whose metadata file is missing is an orphan with what its message
 // file tells.
 func (s *Store) read(id string) (*Meta, error) {
-	b, err := os.ReadFile(s.path(id, extMeta))
+	b, err := readBounded(s.path(id, extMeta), maxMetaBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		fi, serr := os.Stat(s.path(id, extMessage))
 		if serr != nil {
