@@ -424,13 +424,14 @@ func (s *Store) List(f Filter) ([]*Meta, error) {
 			s.log.Warn("quarantine: unreadable entry", "id", ids[i], "err", err)
 			continue
 		}
-		if !f.Match(m) {
-			continue
+		if f.Match(m) {
+			out = append(out, m)
 		}
-		out = append(out, m)
-		if f.Limit > 0 && len(out) == f.Limit {
-			break
-		}
+	}
+	// IDs order entries by the second; within one, the stored time (to the nanosecond) does.
+	slices.SortStableFunc(out, func(a, b *Meta) int { return b.Time.Compare(a.Time) })
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
 	}
 	return out, nil
 }

@@ -614,3 +614,15 @@ func TestOversizedMetadataIsRefused(t *testing.T) {
 		t.Fatalf("List: %d %v", len(list), err)
 	}
 }
+
+func TestListOrdersWithinOneSecond(t *testing.T) {
+	c := newClock()
+	s := openStore(t, Options{Now: c.now})
+	older := store(t, s, smtpMeta("zzz"))
+	c.add(time.Millisecond)
+	newer := store(t, s, smtpMeta("aaa"))
+	list, err := s.List(Filter{Limit: 1})
+	if err != nil || len(list) != 1 || list[0].ID != newer {
+		t.Fatalf("newest first: %v %v (older %s)", list, err, older)
+	}
+}
