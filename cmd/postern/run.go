@@ -191,6 +191,13 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		if d.quarantine, err = openQuarantine(cfg, d.audit, d.router(hostname), hostname, logger); err != nil {
 			return nil, err
 		}
+		for _, l := range cfg.Listeners {
+			if l.Direction == "retrieval" && l.Upstream != config.UpstreamEmbedded && cfg.Quarantine.Release(l.Name) == nil {
+				logger.Warn("messages this listener withholds are kept in the quarantine but cannot be released "+
+					"without a route: add quarantine { release \""+l.Name+"\" { ... } } (docs/QUARANTINE.md)",
+					"listener", l.Name)
+			}
+		}
 	}
 	type bound struct {
 		srv *smtpproxy.Server
