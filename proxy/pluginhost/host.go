@@ -18,6 +18,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/postern/postern/proxy/guestprof"
 )
 
 // Defaults of Config (ABI §6).
@@ -38,6 +40,7 @@ type Host struct {
 	cache    wazero.CompilationCache
 	log      *slog.Logger
 	patterns patternCache
+	prof     *guestprof.Profiler // nil: plugins run without function listeners
 
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}
@@ -47,7 +50,7 @@ type Host struct {
 // NewHost makes a host. With opts.CacheDir set, compiled plugins are kept on disk there and reused by later
 // processes (wazero keys them by module bytes, wazero version and CPU).
 func NewHost(ctx context.Context, opts Options) (*Host, error) {
-	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{})}
+	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{}), prof: opts.Profiler}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -164,7 +167,14 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 			_ = rt.Close(context.Background())
 		}
 	}()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	// With a profiler, the guest's functions, the host functions and WASI's are compiled with its listeners.
+	var prof *guestprof.Plugin
+	lctx := ctx
+	if h.prof != nil {
+		prof = h.prof.Plugin(cfg.Name)
+		lctx = prof.Listen(ctx)
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(lctx, rt); err != nil {
 		return fail("instantiating WASI: %v", err)
 	}
 	hb := rt.NewHostModuleBuilder(hostModule)
@@ -172,10 +182,10 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 		hf := &hostFuncs[i]
 		hb.NewFunctionBuilder().WithGoModuleFunction(hf.goFunc(), hf.params, i32Result).Export(hf.name)
 	}
-	if _, err := hb.Instantiate(ctx); err != nil {
+	if _, err := hb.Instantiate(lctx); err != nil {
 		return fail("instantiating host functions: %v", err)
 	}
-	compiled, err := rt.CompileModule(ctx, cfg.Wasm)
+	compiled, err := rt.CompileModule(lctx, cfg.Wasm)
 	if err != nil {
 		if refusedFeature(err) {
 			return fail("compiling: %v (a guest may use WebAssembly 2.0 only: no threads or atomics, tail calls, "+
@@ -215,6 +225,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 		memLimit:    pages * pageSize,
 		onError:     onError,
 		log:         h.log,
+		prof:        prof,
 		rt:          rt,
 		compiled:    compiled,
 		modCfg:      modCfg,

@@ -11,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
 )
 
@@ -28,6 +29,7 @@ type Plugin struct {
 	memLimit    uint64 // bytes
 	onError     Verdict
 	log         *slog.Logger
+	prof        *guestprof.Plugin // nil unless the host profiles
 
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
@@ -177,8 +179,14 @@ func (p *Plugin) run(ctx context.Context, inst *instance, hook Hook, in *Input, 
 	}()
 
 	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	cctx := context.WithValue(tctx, stateKey{}, st)
+	done := func() {}
+	if p.prof != nil {
+		cctx, done = p.prof.Begin(cctx)
+	}
 	inst.stack[0] = 0
-	err := inst.hooks[hook].CallWithStack(context.WithValue(tctx, stateKey{}, st), inst.stack)
+	err := inst.hooks[hook].CallWithStack(cctx, inst.stack)
+	done()
 	cancel()
 	inst.calls++
 	res.Logs = st.logs

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
 )
 
@@ -187,6 +188,10 @@ type Options struct {
 	CacheDir string
 	// Logger receives the host's own records (instance failures, replacements). nil discards them.
 	Logger *slog.Logger
+	// Profiler, when set, profiles the guest code of every plugin the host loads (package guestprof): the
+	// plugins are compiled with function listeners, which makes their calls several times slower. For
+	// `postern plugin test -cpuprofile` and `postern run -plugin-cpuprofile`, never for normal service.
+	Profiler *guestprof.Profiler
 }
 
 // Envelope is the connection and SMTP envelope a plugin can read with field_get (ABI §3.2).
