@@ -14,6 +14,7 @@ type host interface {
 	HeaderAll(part int32, buf *byte, limit uint32) int32
 	PartCount() int32
 	PartField(part int32, name string, buf *byte, limit uint32) int32
+	PartsGet(buf *byte, limit uint32) int32
 	PartRead(part int32, mode, offset uint32, buf *byte, limit uint32) int32
 	MessageRead(offset uint32, buf *byte, limit uint32) int32
 	PatternsCompile(patterns string) int32
@@ -58,6 +59,7 @@ func hostPartCount() int32 { return h("part_count").PartCount() }
 func hostPartField(part int32, name string, buf *byte, limit uint32) int32 {
 	return h("part_field").PartField(part, name, buf, limit)
 }
+func hostPartsGet(buf *byte, limit uint32) int32 { return h("parts_get").PartsGet(buf, limit) }
 func hostPartRead(part int32, mode, offset uint32, buf *byte, limit uint32) int32 {
 	return h("part_read").PartRead(part, mode, offset, buf, limit)
 }

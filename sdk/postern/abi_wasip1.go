@@ -21,6 +21,9 @@ func hostPartCount() int32
 //go:wasmimport postern part_field
 func hostPartField(part int32, name string, buf *byte, limit uint32) int32
 
+//go:wasmimport postern parts_get
+func hostPartsGet(buf *byte, limit uint32) int32
+
 //go:wasmimport postern part_read
 func hostPartRead(part int32, mode uint32, offset uint32, buf *byte, limit uint32) int32
 
