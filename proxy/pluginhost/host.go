@@ -243,6 +243,13 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 		return nil, fmt.Errorf("plugin %q: %w%s", cfg.Name, err, formatLogs(logs))
 	}
 	p.hooks = exported
+	switch {
+	case check.wants&^knownWants != 0:
+		h.log.Warn("plugin declares message shapes this host does not know; it is called on every message",
+			"plugin", cfg.Name, "postern_wants", fmt.Sprintf("%#x", uint32(check.wants)))
+	case check.wants != 0 && exported.Has(HookMessage):
+		p.wants = check.wants
+	}
 	if check.hasMask {
 		p.hooks &= check.mask
 		if p.hooks == 0 {
@@ -359,7 +366,7 @@ func checkExports(compiled wazero.CompiledModule) (HookSet, error) {
 	if err := want("postern_abi_version", i32, true); err != nil {
 		return 0, err
 	}
-	for _, name := range []string{"postern_init", "postern_hooks"} {
+	for _, name := range []string{"postern_init", "postern_hooks", "postern_wants"} {
 		if err := want(name, i32, false); err != nil {
 			return 0, err
 		}

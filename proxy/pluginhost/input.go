@@ -27,6 +27,7 @@ type Input struct {
 	ambiguous []string   // message.ambiguous values, made once
 	headers   map[headerKey][]string
 	parts     []byte // parts_get's answer, made once
+	shape     uint8  // 0 not known yet, 1 no part may be a file, 2 some may (mayCarryFiles)
 }
 
 // partList returns parts_get's answer for the message.

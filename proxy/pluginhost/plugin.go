@@ -22,6 +22,7 @@ type Plugin struct {
 	name        string
 	sha         string
 	hooks       HookSet
+	wants       Wants // postern_wants: message shapes the message hook is for; 0 every message
 	config      []byte
 	timeout     time.Duration
 	initTimeout time.Duration
@@ -48,7 +49,7 @@ type Plugin struct {
 	mu    sync.Mutex // guards insts
 	insts map[*instance]struct{}
 
-	created, discarded, recycled, calls, failures atomic.Uint64
+	created, discarded, recycled, calls, failures, skipped atomic.Uint64
 }
 
 // instance is one instantiated module. It is used by one call at a time: the pool hands it out exclusively.
@@ -80,6 +81,7 @@ func (p *Plugin) Stats() Stats {
 		Discarded: p.discarded.Load(),
 		Recycled:  p.recycled.Load(),
 		Calls:     p.calls.Load(),
+		Skipped:   p.skipped.Load(),
 		Failures:  p.failures.Load(),
 	}
 	p.mu.Lock()
@@ -146,6 +148,14 @@ func (p *Plugin) Call(ctx context.Context, hook Hook, in *Input) (res *Result) {
 	}
 	if in == nil {
 		in = &Input{}
+	}
+	if hook == HookMessage {
+		if why := p.skipReason(in); why != "" {
+			p.skipped.Add(1)
+			res.Skipped = why
+			res.Changes = new(message.Changes)
+			return res
+		}
 	}
 	p.calls.Add(1)
 	if err := ctx.Err(); err != nil {
@@ -413,6 +423,14 @@ func (p *Plugin) newInstance(ctx context.Context, check *loadCheck) (*instance, 
 			return nil, st.logs, fmt.Errorf("postern_init returned %d (%w)", int32(rc), ErrConfigRefused)
 		}
 	}
+	if check != nil && mod.ExportedFunction("postern_wants") != nil {
+		// After postern_init: what a plugin wants may depend on its configuration.
+		w, err := call("postern_wants")
+		if err != nil {
+			return closeWith("postern_wants", err)
+		}
+		check.wants = Wants(uint32(w))
+	}
 	for h := range numHooks {
 		in.hooks[h] = mod.ExportedFunction(hookExports[h])
 	}
@@ -425,4 +443,5 @@ func (p *Plugin) newInstance(ctx context.Context, check *loadCheck) (*instance, 
 type loadCheck struct {
 	mask    HookSet
 	hasMask bool
+	wants   Wants
 }

@@ -240,6 +240,9 @@ type Result struct {
 	Changes  *message.Changes // never nil
 	Logs     []LogLine
 	Duration time.Duration
+	// Skipped is why the guest was not called, or "": the plugin declared that its message hook is for messages
+	// of a shape this one is not (Plugin.Wants). The result is then an accept with nothing set.
+	Skipped string
 	// Err is non-nil when the call failed; Verdict is then the OnError outcome and Tags, Score and Changes are
 	// empty. Logs are kept: they often say why. Err is a *CallError.
 	Err error
@@ -253,6 +256,7 @@ type Stats struct {
 	Discarded   uint64 // instances thrown away after a failure
 	Recycled    uint64 // instances retired after MaxCalls or memory growth
 	Calls       uint64 // hook calls made (including failed ones)
+	Skipped     uint64 // message hook calls not made: the message was not of a shape the plugin wants
 	Failures    uint64 // calls that failed
 	MemoryBytes uint64 // sum of the live instances' linear memory, as of their last call
 }

@@ -320,7 +320,7 @@ func (s *Snapshot) runChain(ctx context.Context, p *compiledPolicy, hook pluginh
 		res := c.Call(ctx, hook, in)
 		pt := PluginTrace{
 			Name: c.Name(), SHA256: c.SHA256(), Verdict: res.Verdict, Tags: res.Tags, Score: res.Score,
-			Duration: res.Duration,
+			Duration: res.Duration, Skipped: res.Skipped,
 		}
 		if res.Changes != nil {
 			pt.Changes = res.Changes.List()

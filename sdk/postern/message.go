@@ -200,6 +200,11 @@ var attrNames = [...]string{"parent", "depth", "content_type", "charset", "encod
 
 var requiredAttrs = attrNames[:attrFilenames]
 
+// hostOrder is the order in which the host of this SDK's revision lists the attributes (ABI §3.3): names are
+// matched against it first, and against every known name only when it differs.
+var hostOrder = [...]int{attrParent, attrDepth, attrContentType, attrCharset, attrEncoding, attrDisposition,
+	attrFilename, attrFilenames, attrAmbiguities, attrDerived, attrIncomplete, attrSize, attrMultipart, attrDefects}
+
 // errPartList is a parts_get answer that does not follow ABI §3.3.
 var errPartList = errors.New("malformed part list from the host")
 
@@ -239,10 +244,14 @@ func decodeParts(s string, list []Part) ([]Part, error) {
 			return nil, errPartList
 		}
 		a := attrUnknown
-		for i, known := range attrNames {
-			if name == known {
-				a = i
-				break
+		if guess := len(attrs); guess < len(hostOrder) && name == attrNames[hostOrder[guess]] {
+			a = hostOrder[guess] // the order this SDK's host sends
+		} else {
+			for i, known := range attrNames {
+				if name == known {
+					a = i
+					break
+				}
 			}
 		}
 		if a < len(requiredAttrs) {
