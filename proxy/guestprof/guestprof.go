@@ -98,7 +98,6 @@ type funcKey struct {
 type funcInfo struct {
 	key  funcKey
 	name string
-	id   uint64 // pprof function and location id, from 2 (1 is the plugin's root frame)
 }
 
 // Listen returns ctx carrying the plugin's function listener factory: a module compiled (or a host module

@@ -15,9 +15,6 @@ func hostHeaderGet(part int32, name string, index uint32, flags uint32, buf *byt
 //go:wasmimport postern header_all
 func hostHeaderAll(part int32, buf *byte, limit uint32) int32
 
-//go:wasmimport postern part_count
-func hostPartCount() int32
-
 //go:wasmimport postern part_field
 func hostPartField(part int32, name string, buf *byte, limit uint32) int32
 

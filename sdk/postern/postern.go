@@ -101,6 +101,7 @@ type Want uint32
 // such a message.
 const WantFiles Want = 0x1
 
+//lint:ignore U1000 read by the postern_wants export (exports_wasip1.go)
 var wants Want
 
 // Wants declares the kinds of message the OnMessage handler is for, so that the host skips the call for any other
