@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -45,12 +46,16 @@ type Host struct {
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}
 	closed  bool
+	stop    chan struct{} // closed by Close: ends the pool trimmer
 }
+
+// DefaultIdleTimeout is Options.IdleTimeout's default.
+const DefaultIdleTimeout = 10 * time.Second
 
 // NewHost makes a host. With opts.CacheDir set, compiled plugins are kept on disk there and reused by later
 // processes (wazero keys them by module bytes, wazero version and CPU).
 func NewHost(ctx context.Context, opts Options) (*Host, error) {
-	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{}), prof: opts.Profiler}
+	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{}), prof: opts.Profiler, stop: make(chan struct{})}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -63,13 +68,55 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	} else {
 		h.cache = wazero.NewCompilationCache()
 	}
+	idle := opts.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	if idle > 0 {
+		go h.trimPools(idle)
+	}
 	return h, nil
+}
+
+// trimPools closes, every half idle timeout, the pool instances idle for longer than it (Plugin.trimIdle).
+func (h *Host) trimPools(idle time.Duration) {
+	t := time.NewTicker(idle / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			h.mu.Lock()
+			plugins := make([]*Plugin, 0, len(h.plugins))
+			for p := range h.plugins {
+				plugins = append(plugins, p)
+			}
+			h.mu.Unlock()
+			trimmed := 0
+			for _, p := range plugins {
+				if n := p.trimIdle(now.Add(-idle)); n > 0 {
+					trimmed += n
+					h.log.Debug("closed idle plugin instances", "plugin", p.name, "instances", n)
+				}
+			}
+			if trimmed > 0 {
+				// A Go guest's instance is megabytes of Go heap; without this the runtime keeps the pages for
+				// minutes (it returns memory to the system slowly), and a proxy that saw one burst of mail would
+				// keep the memory of its largest pool. At most once per tick, and only after a burst.
+				debug.FreeOSMemory()
+			}
+		}
+	}
 }
 
 // Close closes every plugin still loaded, aborting calls in flight (they fail with ErrClosed or a trap), and the
 // compilation cache. The on-disk cache stays for the next process.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.stop)
+	}
 	h.closed = true
 	plugins := make([]*Plugin, 0, len(h.plugins))
 	for p := range h.plugins {

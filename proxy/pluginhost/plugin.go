@@ -49,7 +49,7 @@ type Plugin struct {
 	mu    sync.Mutex // guards insts
 	insts map[*instance]struct{}
 
-	created, discarded, recycled, calls, failures, skipped atomic.Uint64
+	created, discarded, recycled, calls, failures, skipped, trimmed atomic.Uint64
 }
 
 // instance is one instantiated module. It is used by one call at a time: the pool hands it out exclusively.
@@ -61,6 +61,9 @@ type instance struct {
 	mem      atomic.Uint64 // linear memory size after the last call, for Stats
 	initMem  uint64        // linear memory size when the instance was ready
 	patterns []*patternSet // handles from patterns_compile, valid for the instance's life
+	// idleSince is when the instance was last put back in the pool (set before the put, read by trimIdle after
+	// taking it out: the channel orders the two).
+	idleSince time.Time
 }
 
 // Name returns the plugin's name.
@@ -82,6 +85,7 @@ func (p *Plugin) Stats() Stats {
 		Recycled:  p.recycled.Load(),
 		Calls:     p.calls.Load(),
 		Skipped:   p.skipped.Load(),
+		Trimmed:   p.trimmed.Load(),
 		Failures:  p.failures.Load(),
 	}
 	p.mu.Lock()
@@ -300,6 +304,7 @@ func (p *Plugin) release(inst *instance, healthy bool) {
 		recycle = inst.calls >= p.maxCalls || size > p.memLimit/2 && size > inst.initMem
 	}
 	if healthy && !recycle && !p.closed.Load() {
+		inst.idleSince = time.Now()
 		p.idle <- inst
 		if p.closed.Load() {
 			// Close ran between our check and the put: it may have missed this instance.
@@ -317,6 +322,33 @@ func (p *Plugin) release(inst *instance, healthy bool) {
 	if !p.closed.Load() {
 		go p.replace()
 	}
+}
+
+// trimIdle closes the instances that have been idle since before cutoff, keeping at least one instance: a pool
+// that grew for a burst of mail shrinks back to one warm instance, and gives back the instances' memory (a Go
+// guest's is megabytes). It returns how many it closed.
+func (p *Plugin) trimIdle(cutoff time.Time) int {
+	closed := 0
+	for range len(p.idle) {
+		var in *instance
+		select {
+		case in = <-p.idle:
+		default:
+			return closed
+		}
+		if p.live.Load() > 1 && in.idleSince.Before(cutoff) && !p.closed.Load() {
+			p.trimmed.Add(1)
+			p.destroy(in)
+			closed++
+			continue
+		}
+		p.idle <- in
+		if p.closed.Load() {
+			p.drainIdle()
+			return closed
+		}
+	}
+	return closed
 }
 
 // replace creates an instance in the background after one was discarded, so that the next call finds one ready.

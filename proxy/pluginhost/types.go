@@ -188,6 +188,10 @@ type Options struct {
 	CacheDir string
 	// Logger receives the host's own records (instance failures, replacements). nil discards them.
 	Logger *slog.Logger
+	// IdleTimeout is how long an instance beyond the first may stay unused in its plugin's pool before it is
+	// closed: a pool grows for a burst of mail and shrinks back to one warm instance. Default 10s; negative keeps
+	// every instance.
+	IdleTimeout time.Duration
 	// Profiler, when set, profiles the guest code of every plugin the host loads (package guestprof): the
 	// plugins are compiled with function listeners, which makes their calls several times slower. For
 	// `postern plugin test -cpuprofile` and `postern run -plugin-cpuprofile`, never for normal service.
@@ -257,6 +261,7 @@ type Stats struct {
 	Recycled    uint64 // instances retired after MaxCalls or memory growth
 	Calls       uint64 // hook calls made (including failed ones)
 	Skipped     uint64 // message hook calls not made: the message was not of a shape the plugin wants
+	Trimmed     uint64 // idle instances closed because the pool had more than it needed (Options.IdleTimeout)
 	Failures    uint64 // calls that failed
 	MemoryBytes uint64 // sum of the live instances' linear memory, as of their last call
 }

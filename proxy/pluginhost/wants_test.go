@@ -1,8 +1,10 @@
 package pluginhost
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 const plainMessage = "From: a@example.org\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nJust text.\r\n"
@@ -71,5 +73,56 @@ func TestWantsNothingOrUnknown(t *testing.T) {
 		if res.Skipped != "" || res.Tags["ran"] != "1" {
 			t.Errorf("config %s: skipped %q, tags %v", cfg, res.Skipped, res.Tags)
 		}
+	}
+}
+
+// TestPoolShrinksWhenIdle: instances created for a burst are closed once idle past the timeout, down to one warm
+// instance; trimIdle keeps those used since the cutoff.
+func TestPoolShrinksWhenIdle(t *testing.T) {
+	h, err := NewHost(context.Background(), Options{IdleTimeout: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	p := load(t, h, "header", func(c *Config) { c.PoolSize = 4 })
+	burst := func() {
+		var held []*instance
+		for range 3 {
+			in, err := p.acquire(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, in)
+		}
+		for _, in := range held {
+			p.release(in, true)
+		}
+	}
+	burst()
+	if st := p.Stats(); st.Live != 3 || st.Idle != 3 {
+		t.Fatalf("after the burst: %d live, %d idle; want 3 and 3", st.Live, st.Idle)
+	}
+	eventually(t, "the pool shrinks to one instance", func() bool { st := p.Stats(); return st.Live == 1 && st.Idle == 1 })
+	if st := p.Stats(); st.Trimmed != 2 {
+		t.Errorf("trimmed %d, want 2", st.Trimmed)
+	}
+	wantOK(t, call(t, p, HookMessage, messageInput(t)))
+
+	// trimIdle itself: instances used after the cutoff stay.
+	h2 := newHost(t) // the default timeout (10s): its trimmer does not run during the test
+	q := load(t, h2, "header", func(c *Config) { c.PoolSize = 4 })
+	var held []*instance
+	for range 3 {
+		in, _ := q.acquire(context.Background())
+		held = append(held, in)
+	}
+	for _, in := range held {
+		q.release(in, true)
+	}
+	if n := q.trimIdle(time.Now().Add(-time.Hour)); n != 0 || q.Stats().Live != 3 {
+		t.Errorf("trimmed %d recently used instances, %d live", n, q.Stats().Live)
+	}
+	if n := q.trimIdle(time.Now().Add(time.Hour)); n != 2 || q.Stats().Live != 1 {
+		t.Errorf("trimmed %d, %d live; want 2 and 1", n, q.Stats().Live)
 	}
 }
