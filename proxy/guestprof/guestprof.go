@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,16 +63,24 @@ func (p *Profiler) Stop() {
 	}
 }
 
-// Plugin returns the profile of the plugin called name, making it on first use. Each loaded plugin of a host has
-// one; two plugins of the same name (a reload) share it.
-func (p *Profiler) Plugin(name string) *Plugin {
+// Plugin returns the profile of the plugin called name whose module has the hex SHA-256 sha, making it on first
+// use. A plugin loaded again with the same module (a reload) shares it; a different module of the same name (an
+// upgrade while profiling) gets its own, shown with the start of its hash.
+func (p *Profiler) Plugin(name, sha string) *Plugin {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pl := p.plugins[name]; pl != nil {
+	key := name + "\x00" + sha
+	if pl := p.plugins[key]; pl != nil {
 		return pl
 	}
 	pl := &Plugin{prof: p, name: name}
-	p.plugins[name] = pl
+	for _, other := range p.order {
+		if other.name == name || strings.HasPrefix(other.name, name+" (") {
+			pl.name = name + " (" + sha[:min(12, len(sha))] + ")"
+			break
+		}
+	}
+	p.plugins[key] = pl
 	p.order = append(p.order, pl)
 	return pl
 }

@@ -218,7 +218,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	var prof *guestprof.Plugin
 	lctx := ctx
 	if h.prof != nil {
-		prof = h.prof.Plugin(cfg.Name)
+		prof = h.prof.Plugin(cfg.Name, hex.EncodeToString(sum[:]))
 		lctx = prof.Listen(ctx)
 	}
 	if _, err := wasi_snapshot_preview1.Instantiate(lctx, rt); err != nil {
