@@ -161,9 +161,13 @@ func (d *dataStream) unstuff(dst, src []byte) (used, out int) {
 			i++
 			dst[o] = c
 			o++
-			if c == '\n' {
+			switch c {
+			case '\n':
 				d.state = dataBeginLine
-			} else {
+			case '\r':
+				// A second CR may start the CRLF: "\r\r\n.\r\n" ends the message (go-smtp's reader does not
+				// see that end; see teeData).
+			default:
 				d.state = dataMid
 			}
 		case dataBeginLine:
@@ -201,6 +205,9 @@ func (d *dataStream) unstuff(dst, src []byte) (used, out int) {
 			dst[o] = c
 			o++
 			d.state = dataMid
+			if c == '\r' {
+				d.state = dataCR
+			}
 		default:
 			return i, o
 		}
@@ -229,15 +236,37 @@ func (d *dataStream) checkLines(b []byte) bool {
 	return true
 }
 
+// readTracker follows what go-smtp reads from the client, to tell when its buffer holds nothing it has not used
+// (see the comment at the top of this file).
+type readTracker struct {
+	dataLast bool // the last read go-smtp made left nothing in its buffer after a line
+	aligned  bool // the last read go-smtp made ended with an LF
+	off      bool // STARTTLS seen: the relay can no longer tell
+	head     [8]byte
+	headLen  int // the first bytes of the line being read, for sawStartTLS
+}
+
 // noteChunk records what go-smtp got from a read, for fastDataReady.
 func (c *clientConn) noteChunk(b []byte) {
-	if c.noFast || len(b) == 0 {
+	if c.noFast {
+		return
+	}
+	c.note(b, c.reads.Phase())
+	if c.off {
+		c.noFast = true
+	}
+}
+
+// note records what go-smtp got from a read made in phase p.
+func (c *readTracker) note(b []byte, p listener.Phase) {
+	if c.off || len(b) == 0 {
 		return
 	}
 	if c.sawStartTLS(b) {
-		// go-smtp drops what it buffered when TLS starts, and keeps it when the handshake fails: from now on
-		// the relay cannot tell, so the session keeps go-smtp's path.
-		c.noFast = true
+		// In plain text the relay answers STARTTLS itself and go-smtp's connection ends (clientConn.handover),
+		// except where the listener has no TLS: go-smtp refuses it then. Either way, from here on the relay does
+		// not follow; inside TLS, STARTTLS is refused too.
+		c.off = true
 		c.dataLast = false
 		return
 	}
@@ -245,7 +274,7 @@ func (c *clientConn) noteChunk(b []byte) {
 	aligned := c.aligned
 	c.aligned = endsLine
 	c.dataLast = false
-	if c.reads.Phase() == listener.PhaseCommand || !endsLine {
+	if p == listener.PhaseCommand || !endsLine {
 		// Read while a message is received (go-smtp's own DATA path, or BDAT), or a line not complete yet.
 		return
 	}
@@ -270,7 +299,7 @@ func (c *clientConn) noteChunk(b []byte) {
 
 // sawStartTLS reports whether a line of b, or of the line b continues, starts with STARTTLS (which go-smtp takes
 // for the command whatever follows it).
-func (c *clientConn) sawStartTLS(b []byte) bool {
+func (c *readTracker) sawStartTLS(b []byte) bool {
 	const verb = "STARTTLS"
 	for len(b) > 0 {
 		seg := b

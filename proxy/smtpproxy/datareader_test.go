@@ -15,7 +15,8 @@ import (
 // refData is go-smtp's dataReader state machine (data.go) and line limit (lengthlimit_reader.go), a byte at a
 // time, as the reference the fast path must match: the content it produces, where it stops, and the errors. (go-smtp
 // applies its line limit to whole socket reads, so where both limits are exceeded close together it may report
-// the other one: either way the message is refused.)
+// the other one: either way the message is refused.) It differs from go-smtp's machine where the relay's does: a
+// CR after a CR may start the line ending, so "\r\r\n.\r\n" ends the message (teedata.go).
 func refData(in []byte, maxSize int64, lineLimit int) (out []byte, used int, err error) {
 	const (
 		begin = iota
@@ -59,12 +60,17 @@ func refData(in []byte, maxSize int64, lineLimit int) (out []byte, used int, err
 				return out, i + 1, nil
 			}
 			state = mid
+			if c == '\r' {
+				state = cr
+			}
 		case cr:
 			if c == '\n' {
 				state = begin
 				break
 			}
-			state = mid
+			if c != '\r' {
+				state = mid
+			}
 		case mid:
 			if c == '\r' {
 				state = cr
