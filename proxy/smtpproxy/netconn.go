@@ -47,11 +47,11 @@ type clientConn struct {
 	wdl  time.Time // the write deadline in force
 
 	// Read side, for the DATA fast path (datareader.go); used by go-smtp's goroutine only.
-	rbuf     *[]byte // read ahead from the socket, handed to go-smtp before anything else; nil when empty
-	rpos     int
-	rerr     error  // a read error of the fast path, returned to go-smtp from then on
-	inject   string // the end-of-data line for go-smtp's own DATA reader, after the fast path
-	noFast   bool   // the fast path is off for this session (TLS, or STARTTLS seen)
+	rbuf   *[]byte // read ahead from the socket, handed to go-smtp before anything else; nil when empty
+	rpos   int
+	rerr   error  // a read error of the fast path, returned to go-smtp from then on
+	inject string // the end-of-data line for go-smtp's own DATA reader, after the fast path
+	noFast bool   // the fast path is off for this session (TLS, or STARTTLS seen)
 	readTracker
 
 	// replies rewrites what go-smtp writes in plain text (replies.go); nil: only sequenceReply.

@@ -43,7 +43,7 @@ type teeData struct {
 	d       dataStream
 	pos     int // bytes of tap.buf used
 	goState int // go-smtp's state machine, run over the same bytes
-	pump    [4096]byte
+	pump    [1]byte
 	// outOfStep is set when the message ended where go-smtp's reader does not see an end.
 	outOfStep bool
 	pumpErr   error // the error go-smtp's reader returned, for when the bytes it read are used
@@ -109,6 +109,9 @@ func (t *teeData) Read(p []byte) (int, error) {
 			}
 			return 0, t.err
 		}
+		// One byte at a time: go-smtp's reader returns only when the buffer is full (or the message ended), and
+		// the bytes go-smtp has buffered are in the tap already; a read that needs more makes go-smtp read the
+		// connection, which the tap sees.
 		_, t.pumpErr = t.r.Read(t.pump[:])
 	}
 	return 0, nil
