@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -314,33 +315,32 @@ func (ss *session) serve(i int, command string, lines int) bool {
 var earlyOK = pop3.OK("message follows")
 
 // filterAhead is filter for RETR and TOP, with the wait bounded for the client: when the message is not ready
-// after Limits.EarlyOK, "+OK" is sent at once (early is true) and the result waited for. The filtering runs on
-// its own goroutine meanwhile; the session's goroutine only writes to the client.
+// after Limits.EarlyOK, "+OK" is sent from a timer (early is true) while the filtering goes on. The session's
+// goroutine does not write to the client while it filters, so the timer's write is the only one.
 func (ss *session) filterAhead(i int, command string) (f *filtered, early bool, err error) {
-	type result struct {
-		f   *filtered
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		f, err := ss.filter(i, command)
-		done <- result{f, err}
-	}()
-	t := time.NewTimer(ss.srv.opts.Limits.EarlyOK)
-	defer t.Stop()
-	var r result
-	select {
-	case r = <-done:
-		return r.f, false, r.err
-	case <-t.C:
-	}
-	ss.earlyOK.Store(true) // until serve is done with this command
-	ss.log.Info("filtering takes long; +OK sent ahead of the message", "msg", i+1, "command", command,
-		"after", ss.srv.opts.Limits.EarlyOK)
-	ss.reply(earlyOK)
-	ss.bw.Flush() // a client that left is noticed when the message is written
-	r = <-done
-	return r.f, true, r.err
+	var (
+		mu   sync.Mutex
+		done bool
+	)
+	t := time.AfterFunc(ss.srv.opts.Limits.EarlyOK, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		early = true
+		ss.earlyOK.Store(true) // until serve is done with this command
+		ss.log.Info("filtering takes long; +OK sent ahead of the message", "msg", i+1, "command", command,
+			"after", ss.srv.opts.Limits.EarlyOK)
+		ss.reply(earlyOK)
+		ss.bw.Flush() // a client that left is noticed when the message is written
+	})
+	f, err = ss.filter(i, command)
+	t.Stop()
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	return f, early, err
 }
 
 func (ss *session) dele(cmd pop3.Command) bool {
