@@ -43,8 +43,8 @@ const readBufSize = 32 << 10
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // dataStream is the client's message content, read by the relay itself: dot-unstuffed, ending at the
-// end-of-data line, bounded by the message size like go-smtp's reader (ErrDataTooLarge) and by the line length
-// like go-smtp's line limit (ErrTooLongLine, which also ends the session).
+// end-of-data line, bounded by the message size (ErrDataTooLarge past it) and by the line length like go-smtp's
+// line limit (ErrTooLongLine, which also ends the session).
 type dataStream struct {
 	c         *clientConn
 	state     int
@@ -64,7 +64,9 @@ func (c *clientConn) fastDataReady() bool {
 // beginData starts reading a message with the fast path; maxSize and lineLimit are go-smtp's limits for this
 // connection (0: none).
 func (c *clientConn) beginData(maxSize int64, lineLimit int) *dataStream {
-	return &dataStream{c: c, limited: maxSize > 0, n: maxSize, lineLimit: lineLimit, lineLen: 1}
+	// One byte more than the limit may be read: a message of exactly maxSize bytes is allowed (RFC 1870), and
+	// the byte after it, if any, is the one that refuses it.
+	return &dataStream{c: c, limited: maxSize > 0, n: maxSize + 1, lineLimit: lineLimit, lineLen: 1}
 }
 
 // endData finishes a message read with the fast path: what the relay did not read is read and dropped (as

@@ -201,6 +201,21 @@ func TestSizeRefusalsRecorded(t *testing.T) {
 				if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {
 					t.Fatalf("message after the refusals: %v", r)
 				}
+				wantUp := 1
+				if upSize == 0 {
+					// SIZE n means up to n octets (RFC 1870), by DATA and by BDAT.
+					exact := "Subject: x\r\n\r\n" + strings.Repeat("y", int(limit)-16) + "\r\n"
+					if r := c.Send("a@example.org", []string{"b@example.net"}, exact); r.Code != 250 {
+						t.Fatalf("message of exactly %d bytes: %v", limit, r)
+					}
+					c.Expect("MAIL FROM:<a@example.org>", 250)
+					c.Expect("RCPT TO:<b@example.net>", 250)
+					c.Write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(exact), exact))
+					if r := c.Reply(); r.Code != 250 {
+						t.Fatalf("BDAT of exactly %d bytes: %v", limit, r)
+					}
+					wantUp = 3
+				}
 				c.Expect("QUIT", 221)
 				recs := rec.records()
 				if len(recs) != 2 {
@@ -220,8 +235,8 @@ func TestSizeRefusalsRecorded(t *testing.T) {
 						t.Errorf("no message log line for %s:\n%s", who, logs.String())
 					}
 				}
-				if n := len(up.Messages()); n != 1 {
-					t.Fatalf("upstream got %d messages", n)
+				if n := len(up.Messages()); n != wantUp {
+					t.Fatalf("upstream got %d messages, want %d", n, wantUp)
 				}
 			})
 		}

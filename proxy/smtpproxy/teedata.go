@@ -53,7 +53,7 @@ type teeData struct {
 // newTeeData starts reading a message through go-smtp's reader r; maxSize is the size limit (0: none).
 func newTeeData(tap *dataTap, r io.Reader, maxSize int64) *teeData {
 	tap.rec, tap.buf = true, tap.buf[:0]
-	return &teeData{tap: tap, r: r, d: dataStream{limited: maxSize > 0, n: maxSize}}
+	return &teeData{tap: tap, r: r, d: dataStream{limited: maxSize > 0, n: maxSize + 1}} // as beginData
 }
 
 // stop ends the recording; it reports whether go-smtp's reader is out of step with the relay's (see outOfStep).
