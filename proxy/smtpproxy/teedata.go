@@ -42,8 +42,10 @@ type teeData struct {
 	r       io.Reader // go-smtp's reader, pumped
 	d       dataStream
 	pos     int // bytes of tap.buf used
-	goState int // go-smtp's state machine, run over the same bytes
-	pump    [1]byte
+	goState int   // go-smtp's state machine, run over the same bytes
+	goOut   int64 // the content go-smtp makes of those bytes, in bytes
+	pumped  int64 // the content go-smtp's reader returned so far
+	pump    [4096]byte
 	// outOfStep is set when the message ended where go-smtp's reader does not see an end.
 	outOfStep bool
 	pumpErr   error // the error go-smtp's reader returned, for when the bytes it read are used
@@ -109,23 +111,29 @@ func (t *teeData) Read(p []byte) (int, error) {
 			}
 			return 0, t.err
 		}
-		// One byte at a time: go-smtp's reader returns only when the buffer is full (or the message ended), and
-		// the bytes go-smtp has buffered are in the tap already; a read that needs more makes go-smtp read the
-		// connection, which the tap sees.
-		_, t.pumpErr = t.r.Read(t.pump[:])
+		// go-smtp's reader returns only when the buffer is full (or the message ended). Every byte go-smtp has
+		// read is in the tap, and the relay has used them all: as much content as go-smtp makes of them and has
+		// not returned yet can be read without waiting, and no more. With none, a read of one byte makes go-smtp
+		// read the connection, which the tap sees.
+		k := min(max(t.goOut-t.pumped, 1), int64(len(t.pump)))
+		var n int
+		n, t.pumpErr = t.r.Read(t.pump[:k])
+		t.pumped += int64(n)
 	}
 	return 0, nil
 }
 
-// goSMTP runs go-smtp's end-of-data state machine (its dataReader) over b.
+// goSMTP runs go-smtp's end-of-data state machine (its dataReader) over b, and counts the content it makes.
 func (t *teeData) goSMTP(b []byte) {
 	s := t.goState
 	for _, c := range b {
+		t.goOut++ // every byte is content but a dot at the start of a line, the CR after it, and the end
 		switch s {
 		case dataBeginLine:
 			switch c {
 			case '.':
 				s = dataDot
+				t.goOut--
 			case '\r':
 				s = dataCR
 			default:
@@ -134,12 +142,14 @@ func (t *teeData) goSMTP(b []byte) {
 		case dataDot:
 			if c == '\r' {
 				s = dataDotCR
+				t.goOut--
 			} else {
 				s = dataMid
 			}
 		case dataDotCR:
 			if c == '\n' {
 				s = dataEOF
+				t.goOut--
 			} else {
 				s = dataMid
 			}
