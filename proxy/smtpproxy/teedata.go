@@ -41,7 +41,7 @@ type teeData struct {
 	tap     *dataTap
 	r       io.Reader // go-smtp's reader, pumped
 	d       dataStream
-	pos     int // bytes of tap.buf used
+	pos     int   // bytes of tap.buf used
 	goState int   // go-smtp's state machine, run over the same bytes
 	goOut   int64 // the content go-smtp makes of those bytes, in bytes
 	pumped  int64 // the content go-smtp's reader returned so far
