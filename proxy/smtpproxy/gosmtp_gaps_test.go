@@ -242,3 +242,38 @@ func TestSizeRefusalsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// TestREQUIRETLSInsideTLSOnly: REQUIRETLS (RFC 8689), which the upstream offers, is offered inside TLS and not in
+// plain text, where the parameter is refused; go-smtp, which sees no TLS, offers it through the relay.
+func TestREQUIRETLSInsideTLSOnly(t *testing.T) {
+	for _, mode := range allModes {
+		t.Run(string(mode), func(t *testing.T) {
+			// go-smtp offers REQUIRETLS only inside TLS: the upstream connection is TLS too.
+			cert := smtptest.NewCert(t, "mx.upstream.test", "127.0.0.1")
+			up := (&smtptest.Upstream{TLS: cert.ServerConfig(), Implicit: true,
+				Configure: func(s *smtp.Server) { s.EnableREQUIRETLS = true }}).Start(t)
+			c, ehlo := relayIn(t, mode, smtpproxy.Options{Upstream: up.Addr, UpstreamTLS: smtpproxy.UpstreamTLS{
+				Mode: smtpproxy.UpstreamTLSImplicit, CAFile: cert.CAFile, ServerName: "mx.upstream.test"}})
+			if got := hasLine(ehlo, "REQUIRETLS"); got != (mode != modePlain) {
+				t.Fatalf("EHLO %v: REQUIRETLS offered %v", ehlo, got)
+			}
+			r := c.Cmd("MAIL FROM:<a@example.org> REQUIRETLS")
+			if mode == modePlain {
+				if r.Code != 504 {
+					t.Fatalf("MAIL REQUIRETLS in plain text: %v", r)
+				}
+				return
+			}
+			if r.Code != 250 {
+				t.Fatalf("MAIL REQUIRETLS inside TLS: %v", r)
+			}
+			c.Expect("RCPT TO:<b@example.net>", 250)
+			c.Expect("DATA", 354)
+			c.Write(simpleMessage + ".\r\n")
+			c.Expect("", 250)
+			if m := up.Messages(); len(m) != 1 || !m[0].MailOpts.RequireTLS {
+				t.Fatalf("upstream got %+v", m)
+			}
+		})
+	}
+}
