@@ -120,6 +120,9 @@ type POP3 struct {
 	// SessionTime bounds a whole session and CommandRate the commands per second (limits block; 0: defaults).
 	SessionTime time.Duration
 	CommandRate int
+	// EarlyOK is how long RETR or TOP may filter before "+OK" is sent ahead of the result (limits block; 0:
+	// the default).
+	EarlyOK time.Duration
 }
 
 // TLS is the client-facing TLS of a listener.

@@ -131,7 +131,7 @@ var limitsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "message_size"}, {Name: "sessions"}, {Name: "recipients"}, {Name: "command_timeout"},
 	{Name: "idle_timeout"}, {Name: "errors"}, {Name: "upstream_keepalive"},
 	{Name: "sessions_per_client"}, {Name: "connection_rate"}, {Name: "stress_sessions"}, {Name: "stress_timeout"},
-	{Name: "min_data_rate"}, {Name: "session_time"}, {Name: "command_rate"},
+	{Name: "min_data_rate"}, {Name: "session_time"}, {Name: "command_rate"}, {Name: "early_ok"},
 }}
 
 var proxyProtocolSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "trusted", Required: true}}}
@@ -704,7 +704,7 @@ func (l *loader) pop3(content *hcl.BodyContent, ln *Listener) {
 // pop3Limits reads the limits only a pop3 listener has.
 func (l *loader) pop3Limits(b *hcl.Block, ln *Listener) {
 	c, _ := b.Body.Content(limitsSchema) // diagnostics reported by limits
-	for _, name := range []string{"session_time", "command_rate"} {
+	for _, name := range []string{"session_time", "command_rate", "early_ok"} {
 		a := c.Attributes[name]
 		if a == nil {
 			continue
@@ -714,9 +714,12 @@ func (l *loader) pop3Limits(b *hcl.Block, ln *Listener) {
 				"listeners only.", name))
 			continue
 		}
-		if name == "session_time" {
+		switch name {
+		case "session_time":
 			ln.POP3.SessionTime = l.duration(a, time.Second, 24*time.Hour)
-		} else {
+		case "early_ok":
+			ln.POP3.EarlyOK = l.duration(a, time.Second, time.Hour)
+		default:
 			ln.POP3.CommandRate = l.integer(a, 1, 100_000)
 		}
 	}

@@ -28,6 +28,7 @@ listener "pop3" "pop" {
   limits {
     session_time = "30m"
     command_rate = 20
+    early_ok     = "4s"
   }
 }
 listener "pop3" "defaults" {
@@ -41,7 +42,8 @@ listener "pop3" "defaults" {
 	}
 	l := cfg.Listeners[0]
 	want := POP3{SizeMode: "upstream", UpstreamProxyProtocol: true, CacheMemory: 32 << 20, CacheEntry: 512 << 10,
-		CacheUser: 4 << 20, CacheDisk: 1 << 30, SessionTime: 30 * time.Minute, CommandRate: 20}
+		CacheUser: 4 << 20, CacheDisk: 1 << 30, SessionTime: 30 * time.Minute, CommandRate: 20,
+		EarlyOK: 4 * time.Second}
 	if l.POP3 != want || l.Upstream != UpstreamEmbedded || l.UpstreamTLS.Mode != "starttls" || l.Direction != "retrieval" {
 		t.Fatalf("pop3 listener %+v", l)
 	}

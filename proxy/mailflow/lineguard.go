@@ -112,6 +112,12 @@ func (g *LineGuard) clean(p []byte) bool {
 
 // repair writes p with every bare CR and bare LF turned into CRLF and every NUL dropped.
 func (g *LineGuard) repair(w io.Writer, p []byte) error {
+	if !g.pendingCR && len(p) > 0 && p[len(p)-1] != '\r' && g.clean(p) {
+		// Nothing to repair (the usual case), found with clean's whole-buffer scans.
+		g.off += int64(len(p))
+		_, err := w.Write(p)
+		return err
+	}
 	out := g.scratch[:0]
 	for _, c := range p {
 		if g.pendingCR {

@@ -267,3 +267,42 @@ func TestDotReaderEndings(t *testing.T) {
 		}
 	}
 }
+
+// TestLineGuardNormalizeRandom checks normalize mode, whose clean chunks skip the byte loop, against a model of
+// the repair on random content cut into random pieces: every bare CR and LF becomes CRLF, NULs go.
+func TestLineGuardNormalizeRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	alphabet := []byte("ab\r\n\r\n\x00.")
+	for range 3000 {
+		in := make([]byte, r.IntN(200))
+		for i := range in {
+			in[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		var want []byte
+		for i := 0; i < len(in); i++ {
+			switch c := in[i]; c {
+			case '\r':
+				want = append(want, '\r', '\n')
+				if i+1 < len(in) && in[i+1] == '\n' {
+					i++
+				}
+			case '\n':
+				want = append(want, '\r', '\n')
+			case 0:
+			default:
+				want = append(want, c)
+			}
+		}
+		var out bytes.Buffer
+		g := &LineGuard{Normalize: true}
+		if err := chunks(r, in, func(p []byte) error { return g.Write(&out, p) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Finish(&out); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Fatalf("%q: got %q, want %q", in, out.Bytes(), want)
+		}
+	}
+}

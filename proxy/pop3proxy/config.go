@@ -27,6 +27,7 @@ func FromConfig(l *config.Listener) Options {
 			Errors:         l.Limits.Errors,
 			SessionTime:    l.POP3.SessionTime,
 			CommandRate:    l.POP3.CommandRate,
+			EarlyOK:        l.POP3.EarlyOK,
 
 			SessionsPerClient: l.Limits.SessionsPerClient,
 			ConnectionRate:    l.Limits.ConnectionRate,

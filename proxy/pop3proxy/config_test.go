@@ -29,6 +29,7 @@ listener "pop3" "pop" {
   limits {
     session_time = "20m"
     command_rate = 7
+    early_ok     = "3s"
     idle_timeout = "2m"
   }
 }
@@ -44,6 +45,7 @@ listener "pop3" "pop" {
 	if o.SizeMode != SizeUpstream || o.ClientAddress != ClientAddressXClient || !o.AllowInsecureAuth ||
 		o.UpstreamTLS.Mode != "starttls" || o.UpstreamTLS.SkipVerify || o.Cache.MemoryBytes != 8<<20 ||
 		o.Cache.UserBytes != 2<<20 || o.Limits.SessionTime != 20*time.Minute || o.Limits.CommandRate != 7 ||
+		o.Limits.EarlyOK != 3*time.Second ||
 		o.Limits.IdleTimeout != 2*time.Minute || o.QuarantineDir != filepath.Join(dir, "q") {
 		t.Fatalf("options %+v", o)
 	}

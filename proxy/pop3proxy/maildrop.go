@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -163,19 +164,35 @@ func (ss *session) stat(cmd pop3.Command) bool {
 func (ss *session) list(cmd pop3.Command) bool {
 	switch len(cmd.Args) {
 	case 0:
-		var lines []string
+		// The lines are sent as the messages are filtered (in exact size mode, the first LIST filters them all),
+		// so a client sees progress instead of a silence it may time out on. An upstream that fails part way
+		// cuts the connection: a listing that ends early would be a false end.
+		count := 0
+		for _, m := range ss.drop.msgs {
+			if !m.deleted {
+				count++
+			}
+		}
+		ss.reply(pop3.OK(fmt.Sprintf("%d messages", count)))
 		for i := range ss.drop.msgs {
-			if ss.drop.msgs[i].deleted {
+			m := &ss.drop.msgs[i]
+			if m.deleted {
 				continue
 			}
+			known := m.res != nil
 			n, err := ss.size(i)
 			if err != nil {
-				return ss.upstreamLost(err)
+				ss.log.Warn("upstream failed during LIST; closing the connection, nothing was deleted", "err", err)
+				return true
 			}
-			lines = append(lines, fmt.Sprintf("%d %d", i+1, n))
+			fmt.Fprintf(ss.bw, "%d %d\r\n", i+1, n)
+			if !known {
+				if err := ss.bw.Flush(); err != nil {
+					return true
+				}
+			}
 		}
-		ss.reply(pop3.OK(fmt.Sprintf("%d messages", len(lines))))
-		pop3.WriteLines(ss.bw, lines)
+		ss.bw.WriteString(".\r\n")
 	case 1:
 		i, e := ss.msgArg(cmd.Args[0])
 		if e != nil {
@@ -244,9 +261,24 @@ func (ss *session) top(cmd pop3.Command) bool {
 	return ss.serve(i, "top", n)
 }
 
-// serve answers RETR (lines < 0) or TOP: the filtered message, or the part of it TOP asks for.
+// serve answers RETR (lines < 0) or TOP: the filtered message, or the part of it TOP asks for. A message that
+// takes longer than Limits.EarlyOK to filter gets its "+OK" first (filterAhead).
 func (ss *session) serve(i int, command string, lines int) bool {
-	f, err := ss.filter(i, command)
+	f, early, err := ss.filterAhead(i, command)
+	defer ss.earlyOK.Store(false)
+	if early && (err != nil || f.refusal != nil) {
+		// "+OK" is out, an -ERR cannot follow it, and a short message would be taken for the message: the
+		// connection is closed, with nothing deleted (no QUIT), and the client will ask again.
+		why := "the upstream failed"
+		if err == nil {
+			why = f.refusal.Line()
+			f.record(*f.refusal)
+			f.close()
+		}
+		ss.log.Warn("message not servable after an early +OK; closing the connection, nothing was deleted",
+			"msg", i+1, "command", command, "outcome", why, "err", err)
+		return true
+	}
 	if err != nil {
 		return ss.upstreamLost(err)
 	}
@@ -267,12 +299,48 @@ func (ss *session) serve(i int, command string, lines int) bool {
 		}
 		r = pop3.OK("")
 	}
-	ss.reply(r)
+	if early {
+		r = earlyOK
+	} else {
+		ss.reply(r)
+	}
 	err = mailflow.CopyBuffer(func(buf []byte) error {
 		return pop3.WriteMessage(ss.bw, io.NewSectionReader(f.body, 0, size), buf)
 	})
 	f.record(r)
 	return err != nil
+}
+
+// earlyOK is the "+OK" sent ahead of a message that takes long to filter.
+var earlyOK = pop3.OK("message follows")
+
+// filterAhead is filter for RETR and TOP, with the wait bounded for the client: when the message is not ready
+// after Limits.EarlyOK, "+OK" is sent from a timer (early is true) while the filtering goes on. The session's
+// goroutine does not write to the client while it filters, so the timer's write is the only one.
+func (ss *session) filterAhead(i int, command string) (f *filtered, early bool, err error) {
+	var (
+		mu   sync.Mutex
+		done bool
+	)
+	t := time.AfterFunc(ss.srv.opts.Limits.EarlyOK, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		early = true
+		ss.earlyOK.Store(true) // until serve is done with this command
+		ss.log.Info("filtering takes long; +OK sent ahead of the message", "msg", i+1, "command", command,
+			"after", ss.srv.opts.Limits.EarlyOK)
+		ss.reply(earlyOK)
+		ss.bw.Flush() // a client that left is noticed when the message is written
+	})
+	f, err = ss.filter(i, command)
+	t.Stop()
+	mu.Lock()
+	done = true
+	mu.Unlock()
+	return f, early, err
 }
 
 func (ss *session) dele(cmd pop3.Command) bool {
@@ -338,6 +406,8 @@ type filtered struct {
 	out     *mailflow.Outcome
 	sp      *mailflow.Spool
 	file    *os.File // a cached content on disk
+	// early: "+OK" went to the client ahead of the outcome, so a refusal reaches it as a closed connection.
+	early *atomic.Bool
 }
 
 // record appends the decision's audit record, if a policy decided now, with the reply the client got.
@@ -349,8 +419,18 @@ func (f *filtered) record(r pop3.Response) {
 	if f.res != nil {
 		sha, withheld = f.res.sha256, f.res.withheld
 	}
-	f.out.RecordServed(audit.Reply{Status: r.Status(), Text: r.Detail()}, sha, withheld)
+	f.out.RecordServed(servedReply(r, f.early), sha, withheld)
 	f.out = nil
+}
+
+// servedReply is the reply the audit record gives: r, or, when "+OK" was sent ahead of an outcome that is an
+// error, the closed connection the client got instead.
+func servedReply(r pop3.Response, early *atomic.Bool) audit.Reply {
+	if r.OK || early == nil || !early.Load() {
+		return audit.Reply{Status: r.Status(), Text: r.Detail()}
+	}
+	return audit.Reply{Status: "cut", Text: "no reply: +OK was sent ahead of the outcome and the connection was " +
+		"closed instead of the message (the reply would have been " + r.Line() + ")"}
 }
 
 func (f *filtered) close() {
@@ -480,12 +560,12 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 			"timeout", ss.srv.opts.Limits.CommandTimeout)
 		if out != nil {
 			e := pop3.Err(pop3.CodeSysTemp, "Filtering took too long, try again later; nothing was deleted")
-			(&filtered{out: out}).record(e)
+			(&filtered{out: out, early: &ss.earlyOK}).record(e)
 			out.Close()
 		}
 		return nil, errFilterTimeout
 	}
-	f := &filtered{sp: sp, out: out}
+	f := &filtered{sp: sp, out: out, early: &ss.earlyOK}
 	tempfail := func(text string) (*filtered, error) {
 		e := pop3.Err(pop3.CodeSysTemp, text)
 		f.refusal = &e

@@ -73,6 +73,11 @@ type Limits struct {
 	CommandTimeout time.Duration
 	// IdleTimeout is how long a client may stay silent between commands (default 10 minutes, RFC 1939 §3).
 	IdleTimeout time.Duration
+	// EarlyOK is how long RETR or TOP may filter a message before "+OK" is sent ahead of the result, so that the
+	// client, which has heard nothing since its command, does not time out (default 10 s). The message, or the
+	// notice, follows once known; when the outcome is that nothing can be served (a tempfail, the command
+	// timeout), the connection is closed instead of the message: never a false end, and nothing is deleted.
+	EarlyOK time.Duration
 	// SessionTime bounds a whole session (default 1 hour): past it the next command is answered
 	// -ERR [SYS/TEMP] and the connection closed, with nothing deleted.
 	SessionTime time.Duration
@@ -217,11 +222,12 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&l.CommandTimeout, def.CommandTimeout)
 	setDefault(&l.IdleTimeout, def.IdleTimeout)
 	setDefault(&l.SessionTime, DefaultSessionTime)
+	setDefault(&l.EarlyOK, DefaultEarlyOK)
 	setDefault(&l.CommandRate, DefaultCommandRate)
 	setDefault(&l.Errors, def.Errors)
 	setDefault(&l.Messages, DefaultMessages)
 	if l.MessageSize < 0 || l.Sessions < 0 || l.LineLength < 0 || l.CommandTimeout < 0 || l.IdleTimeout < 0 ||
-		l.SessionTime < 0 || l.CommandRate < 0 || l.Errors < 0 || l.Messages < 0 {
+		l.EarlyOK < 0 || l.SessionTime < 0 || l.CommandRate < 0 || l.Errors < 0 || l.Messages < 0 {
 		return o, errors.New("limits must not be negative")
 	}
 	if l.LineLength < 512 {
@@ -259,6 +265,7 @@ func (o Options) withDefaults() (Options, error) {
 // Defaults of the limits and the cache.
 const (
 	DefaultSessionTime     = time.Hour
+	DefaultEarlyOK         = 10 * time.Second
 	DefaultCommandRate     = 100
 	DefaultMessages        = 100_000
 	DefaultCacheBytes      = 64 << 20

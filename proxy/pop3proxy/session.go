@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/proxy/listener"
@@ -44,6 +45,10 @@ type session struct {
 	tokens float64   // the command rate's bucket
 	last   time.Time
 	errors int
+
+	// earlyOK is set while a RETR or TOP whose "+OK" went out ahead of its result is filtered: a refusal can no
+	// longer be told to the client (see Limits.EarlyOK).
+	earlyOK atomic.Bool
 
 	mu       sync.Mutex
 	busy     bool // a command is being carried out

@@ -12,6 +12,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/pop3"
 	"github.com/postern/postern/proxy/upstream"
 )
@@ -21,6 +22,7 @@ type upstreamConn struct {
 	conn    *upstream.Conn
 	c       *pop3.Client
 	timeout time.Duration
+	dl      time.Time // the deadline in force, as deadline set it
 	// stamp is the APOP timestamp of the upstream's greeting ("<...>"), "" without one: the proxy greets with
 	// the same one, so a client's APOP digest is valid upstream.
 	stamp string
@@ -106,6 +108,7 @@ func (s *Server) dialUpstream(ctx context.Context, client, local net.Addr) (*ups
 		if err != nil {
 			return fail(err)
 		}
+		up.dl = time.Time{} // the handshake may have set its own
 		up.deadline()
 		if up.caps, err = up.c.Capa(); err != nil {
 			return fail(fmt.Errorf("CAPA after STLS: %w", err))
@@ -138,9 +141,16 @@ func (up *upstreamConn) xclient(client net.Addr) error {
 	return nil
 }
 
-// deadline bounds the next exchange with the upstream.
+// deadline bounds the next exchange with the upstream. It is called before every command and every read of a
+// message, and moves the deadline only when it would move by more than listener.Slack: setting a deadline takes
+// the runtime's timer locks, once per read otherwise. A deadline left behind expires while nothing waits.
 func (up *upstreamConn) deadline() {
-	up.conn.Raw.SetDeadline(time.Now().Add(up.timeout))
+	t := time.Now().Add(up.timeout)
+	if t.Sub(up.dl) <= listener.Slack(up.timeout) {
+		return
+	}
+	up.dl = t
+	up.conn.Raw.SetDeadline(t)
 }
 
 // cmd sends one command and reads its status line; an I/O or protocol error is an upstreamError.

@@ -39,6 +39,10 @@ type connState struct {
 	cutOff     atomic.Bool // Cut was called: no reply reaches the client any more
 	clientGone atomic.Bool // the client left while its message was evaluated
 
+	// replies completes go-smtp's replies (replies.go); tap is go-smtp's Debug writer (teedata.go).
+	replies replyRewriter
+	tap     dataTap
+
 	// upMu serialises use of the upstream between the session's callbacks (BDAT runs Data on its own
 	// goroutine) and the final clean-up.
 	upMu      sync.Mutex
@@ -50,7 +54,7 @@ type connState struct {
 	mu         sync.Mutex
 	smtpConn   *smtp.Conn // the go-smtp connection, once the client said EHLO
 	upRaw      net.Conn   // the upstream socket, for interruptUpstream
-	top        net.Conn   // the client connection as go-smtp got it (TLS for implicit TLS)
+	top        net.Conn   // the client connection go-smtp serves (inside TLS, the TLS connection)
 	cancelDial func()     // stops opening the upstream connection
 	tlsState   *tls.ConnectionState
 	// upTLSVersion and upTLSCipher describe the upstream connection once it is attached (at the first EHLO).
@@ -93,13 +97,16 @@ func (s *Server) serveConn(conn net.Conn) {
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		cs.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
+	cs.client.replies = &cs.replies
+	cs.replies.offerSTARTTLS.Store(s.opts.TLS.Mode == TLSStartTLS)
+	cs.replies.size.Store(s.opts.Limits.MessageSize)
 	s.deadlines(cs)
 	if !s.ln.Track(cs) {
 		s.refuse(conn, listener.ErrShuttingDown)
 		return
 	}
 	defer s.ln.Untrack(cs)
-	defer cs.client.Close()
+	defer cs.client.closeSocket()
 	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
 	if debug {
 		cs.log().Debug("connected", "client", cs.remote.String())
@@ -107,19 +114,9 @@ func (s *Server) serveConn(conn net.Conn) {
 
 	var top net.Conn = cs.client
 	if s.opts.TLS.Mode == TLSImplicit {
-		tc := tls.Server(cs.client, s.tlsConf)
-		cs.client.reads.SetPhase(listener.PhaseCommand)
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Limits.CommandTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		cs.client.reads.SetPhase(listener.PhaseIdle)
-		if err != nil {
-			cs.log().Info("TLS handshake failed", "client", cs.remote.String(), "err", err)
+		if top = cs.startTLS(false); top == nil {
 			return
 		}
-		st := tc.ConnectionState()
-		cs.tlsState = &st
-		top = tc
 	}
 
 	mf, err := s.flow.Open(cs.ctx, cs.id)
@@ -151,11 +148,22 @@ func (s *Server) serveConn(conn net.Conn) {
 	}()
 	cs.dialed = dialed
 
-	cs.smtpSrv = s.newSMTPServer(cs)
-	_ = cs.smtpSrv.Serve(&oneConnListener{conn: top, done: cs.client.closed})
-	// Serve returned because the connection closed; Shutdown waits until go-smtp's handler has returned, so no
-	// callback is still using the upstream.
-	_ = cs.smtpSrv.Shutdown(context.Background())
+	for {
+		srv := s.newSMTPServer(cs, top != net.Conn(cs.client))
+		cs.mu.Lock()
+		cs.smtpSrv, cs.top = srv, top
+		cs.mu.Unlock()
+		_ = srv.Serve(&oneConnListener{conn: top, done: cs.client.closed, handover: cs.client.handedOver})
+		// Serve returned because the connection closed (or, for STARTTLS, go-smtp's plain-text part of it);
+		// Shutdown waits until go-smtp's handler has returned, so no callback is still using the upstream.
+		_ = srv.Shutdown(context.Background())
+		if top != net.Conn(cs.client) || !cs.client.handover.Load() {
+			break
+		}
+		if top = cs.startTLS(true); top == nil {
+			break
+		}
+	}
 	if !cs.client.heard.Load() {
 		s.earlyDisconnects.Add(1)
 		cs.log().Debug("client left before saying anything", "client", cs.remote.String())
@@ -175,6 +183,31 @@ func (s *Server) serveConn(conn net.Conn) {
 	if debug {
 		cs.log().Debug("disconnected", "messages", cs.messages, "duration", time.Since(cs.started).Round(time.Millisecond))
 	}
+}
+
+// startTLS does the TLS handshake with the client (at connect time for implicit TLS, after the relay answered
+// STARTTLS otherwise) and returns the connection go-smtp is to serve next, or nil when the handshake failed.
+// Nothing the client sent in plain text after STARTTLS is read (clientConn.Write dropped it).
+func (cs *connState) startTLS(starttls bool) net.Conn {
+	s := cs.srv
+	tc := tls.Server(socketSide{cs.client}, s.tlsConf)
+	cs.client.reads.SetPhase(listener.PhaseCommand)
+	ctx, cancel := context.WithTimeout(cs.ctx, s.opts.Limits.CommandTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	cs.client.reads.SetPhase(listener.PhaseIdle)
+	if err != nil {
+		cs.log().Info("TLS handshake failed", "client", cs.remote.String(), "starttls", starttls, "err", err)
+		return nil
+	}
+	st := tc.ConnectionState()
+	cs.mu.Lock()
+	cs.tlsState = &st
+	cs.mu.Unlock()
+	cs.replies.offerSTARTTLS.Store(false)
+	cs.replies.inTLS.Store(true)
+	return &tlsView{Conn: tc, cc: cs.client, replies: &cs.replies, noGreeting: starttls,
+		track: readTracker{aligned: true}}
 }
 
 type dialResult struct {
@@ -203,7 +236,7 @@ func (cs *connState) attachUpstream() *smtp.SMTPError {
 	cs.upRaw = r.up.raw
 	cs.upTLSVersion, cs.upTLSCipher = tlsInfo(r.up.tls)
 	cs.mu.Unlock()
-	cs.srv.advertise(cs.smtpSrv, r.up)
+	cs.srv.advertise(cs, cs.smtpSrv, r.up)
 	if cs.srv.log.Enabled(context.Background(), slog.LevelDebug) {
 		v, c := tlsInfo(r.up.tls)
 		cs.log().Debug("upstream connected", "upstream_tls", v, "upstream_cipher", c)
@@ -211,34 +244,39 @@ func (cs *connState) attachUpstream() *smtp.SMTPError {
 	return nil
 }
 
-// newSMTPServer configures a go-smtp server for one connection. Each connection gets its own, because what the
-// relay may advertise depends on this session's upstream (see advertise).
-func (s *Server) newSMTPServer(cs *connState) *smtp.Server {
+// newSMTPServer configures a go-smtp server for one connection (for STARTTLS, one for each side of it). Each
+// connection gets its own, because what the relay may advertise depends on this session's upstream (see
+// advertise). go-smtp gets no TLS configuration and no message size limit: the relay does both itself (see
+// replyRewriter), so the server is told when the connection is TLS.
+func (s *Server) newSMTPServer(cs *connState, inTLS bool) *smtp.Server {
 	srv := smtp.NewServer(smtp.BackendFunc(cs.newSession))
 	srv.Domain = s.opts.Hostname
 	srv.ErrorLog = connErrorLog{cs}
-	srv.MaxMessageBytes = s.opts.Limits.MessageSize
+	srv.Debug = &cs.tap
 	srv.MaxRecipients = s.opts.Limits.Recipients
 	srv.MaxLineLength = s.opts.Limits.LineLength
 	srv.WriteTimeout = s.opts.Limits.CommandTimeout
-	srv.AllowInsecureAuth = s.opts.AllowInsecureAuth
-	if s.opts.TLS.Mode == TLSStartTLS {
-		srv.TLSConfig = s.tlsConf
+	srv.AllowInsecureAuth = s.opts.AllowInsecureAuth || inTLS
+	if cs.up != nil {
+		// A second go-smtp server, inside TLS: the upstream is attached already.
+		s.advertise(cs, srv, cs.up)
 	}
 	return srv
 }
 
 // advertise sets what depends on the upstream: SIZE is the smaller of both limits, and DSN, SMTPUTF8, REQUIRETLS
-// and the other pass-through extensions are offered only when the upstream offers them. It runs inside go-smtp's
-// EHLO handling, before the reply is built from these fields.
-func (s *Server) advertise(srv *smtp.Server, up *upstreamConn) {
-	if n, ok := up.c.MaxMessageSize(); ok && n > 0 && int64(n) < srv.MaxMessageBytes {
-		srv.MaxMessageBytes = int64(n)
+// (inside TLS only) and the other pass-through extensions are offered only when the upstream offers them. It runs
+// inside go-smtp's EHLO handling, before the reply is built from these fields.
+func (s *Server) advertise(cs *connState, srv *smtp.Server, up *upstreamConn) {
+	if n, ok := up.c.MaxMessageSize(); ok && n > 0 && int64(n) < cs.replies.size.Load() {
+		cs.replies.size.Store(int64(n))
 	}
 	has := func(ext string) bool { ok, _ := up.c.Extension(ext); return ok }
 	srv.EnableSMTPUTF8 = has("SMTPUTF8")
 	srv.EnableDSN = has("DSN")
-	srv.EnableREQUIRETLS = has("REQUIRETLS")
+	requireTLS := has("REQUIRETLS") && cs.replies.inTLS.Load()
+	srv.EnableREQUIRETLS = requireTLS
+	cs.replies.requireTLS.Store(requireTLS)
 	srv.EnableRRVS = has("RRVS")
 	srv.EnableDELIVERBY = has("DELIVERBY")
 	srv.EnableMTPRIORITY = has("MT-PRIORITY")
@@ -252,12 +290,13 @@ func (cs *connState) newSession(c *smtp.Conn) (smtp.Session, error) {
 		return nil, cs.countError(&smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
 			Message: "Syntax: EHLO hostname"})
 	}
+	if cs.handingOver() {
+		// An EHLO pipelined after STARTTLS: never answered (clientConn.Write), never acted on.
+		return nil, errHandedOver
+	}
 	cs.mu.Lock()
 	cs.smtpConn = c
 	cs.helo = c.Hostname()
-	if st, ok := c.TLSConnectionState(); ok {
-		cs.tlsState = &st
-	}
 	cs.mu.Unlock()
 	cs.upMu.Lock()
 	defer cs.upMu.Unlock()
@@ -296,7 +335,7 @@ func (cs *connState) Cut() {
 	// The socket first: a write blocked on a client that does not read holds the reply buffer, which
 	// clientConn.Close would wait for to send what is pending.
 	cs.client.Conn.Close()
-	cs.client.Close()
+	cs.client.closeSocket()
 	cs.interruptUpstream()
 }
 
@@ -318,15 +357,12 @@ func (cs *connState) interruptUpstream() {
 func (cs *connState) sayAndClose(code int, enh, text string) {
 	cs.mu.Lock()
 	var top net.Conn = cs.client
-	switch {
-	case cs.smtpConn != nil:
-		top = cs.smtpConn.Conn() // after STARTTLS, the TLS connection
-	case cs.top != nil:
-		top = cs.top
+	if cs.top != nil {
+		top = cs.top // inside TLS, the TLS connection
 	}
 	cs.mu.Unlock()
 	writeRaw(top, code, enh, text)
-	cs.client.Close()
+	cs.client.closeSocket()
 }
 
 // closing makes e the last reply of the session.

@@ -43,8 +43,8 @@ const readBufSize = 32 << 10
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
 // dataStream is the client's message content, read by the relay itself: dot-unstuffed, ending at the
-// end-of-data line, bounded by the message size like go-smtp's reader (ErrDataTooLarge) and by the line length
-// like go-smtp's line limit (ErrTooLongLine, which also ends the session).
+// end-of-data line, bounded by the message size (ErrDataTooLarge past it) and by the line length like go-smtp's
+// line limit (ErrTooLongLine, which also ends the session).
 type dataStream struct {
 	c         *clientConn
 	state     int
@@ -64,7 +64,9 @@ func (c *clientConn) fastDataReady() bool {
 // beginData starts reading a message with the fast path; maxSize and lineLimit are go-smtp's limits for this
 // connection (0: none).
 func (c *clientConn) beginData(maxSize int64, lineLimit int) *dataStream {
-	return &dataStream{c: c, limited: maxSize > 0, n: maxSize, lineLimit: lineLimit, lineLen: 1}
+	// One byte more than the limit may be read: a message of exactly maxSize bytes is allowed (RFC 1870), and
+	// the byte after it, if any, is the one that refuses it.
+	return &dataStream{c: c, limited: maxSize > 0, n: maxSize + 1, lineLimit: lineLimit, lineLen: 1}
 }
 
 // endData finishes a message read with the fast path: what the relay did not read is read and dropped (as
@@ -161,9 +163,13 @@ func (d *dataStream) unstuff(dst, src []byte) (used, out int) {
 			i++
 			dst[o] = c
 			o++
-			if c == '\n' {
+			switch c {
+			case '\n':
 				d.state = dataBeginLine
-			} else {
+			case '\r':
+				// A second CR may start the CRLF: "\r\r\n.\r\n" ends the message (go-smtp's reader does not
+				// see that end; see teeData).
+			default:
 				d.state = dataMid
 			}
 		case dataBeginLine:
@@ -201,6 +207,9 @@ func (d *dataStream) unstuff(dst, src []byte) (used, out int) {
 			dst[o] = c
 			o++
 			d.state = dataMid
+			if c == '\r' {
+				d.state = dataCR
+			}
 		default:
 			return i, o
 		}
@@ -229,15 +238,37 @@ func (d *dataStream) checkLines(b []byte) bool {
 	return true
 }
 
+// readTracker follows what go-smtp reads from the client, to tell when its buffer holds nothing it has not used
+// (see the comment at the top of this file).
+type readTracker struct {
+	dataLast bool // the last read go-smtp made left nothing in its buffer after a line
+	aligned  bool // the last read go-smtp made ended with an LF
+	off      bool // STARTTLS seen: the relay can no longer tell
+	head     [8]byte
+	headLen  int // the first bytes of the line being read, for sawStartTLS
+}
+
 // noteChunk records what go-smtp got from a read, for fastDataReady.
 func (c *clientConn) noteChunk(b []byte) {
-	if c.noFast || len(b) == 0 {
+	if c.noFast {
+		return
+	}
+	c.note(b, c.reads.Phase())
+	if c.off {
+		c.noFast = true
+	}
+}
+
+// note records what go-smtp got from a read made in phase p.
+func (c *readTracker) note(b []byte, p listener.Phase) {
+	if c.off || len(b) == 0 {
 		return
 	}
 	if c.sawStartTLS(b) {
-		// go-smtp drops what it buffered when TLS starts, and keeps it when the handshake fails: from now on
-		// the relay cannot tell, so the session keeps go-smtp's path.
-		c.noFast = true
+		// In plain text the relay answers STARTTLS itself and go-smtp's connection ends (clientConn.handover),
+		// except where the listener has no TLS: go-smtp refuses it then. Either way, from here on the relay does
+		// not follow; inside TLS, STARTTLS is refused too.
+		c.off = true
 		c.dataLast = false
 		return
 	}
@@ -245,7 +276,7 @@ func (c *clientConn) noteChunk(b []byte) {
 	aligned := c.aligned
 	c.aligned = endsLine
 	c.dataLast = false
-	if c.reads.Phase() == listener.PhaseCommand || !endsLine {
+	if p == listener.PhaseCommand || !endsLine {
 		// Read while a message is received (go-smtp's own DATA path, or BDAT), or a line not complete yet.
 		return
 	}
@@ -270,7 +301,7 @@ func (c *clientConn) noteChunk(b []byte) {
 
 // sawStartTLS reports whether a line of b, or of the line b continues, starts with STARTTLS (which go-smtp takes
 // for the command whatever follows it).
-func (c *clientConn) sawStartTLS(b []byte) bool {
+func (c *readTracker) sawStartTLS(b []byte) bool {
 	const verb = "STARTTLS"
 	for len(b) > 0 {
 		seg := b

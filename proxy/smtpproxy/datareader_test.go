@@ -15,7 +15,9 @@ import (
 // refData is go-smtp's dataReader state machine (data.go) and line limit (lengthlimit_reader.go), a byte at a
 // time, as the reference the fast path must match: the content it produces, where it stops, and the errors. (go-smtp
 // applies its line limit to whole socket reads, so where both limits are exceeded close together it may report
-// the other one: either way the message is refused.)
+// the other one: either way the message is refused.) Unlike go-smtp's, its limit lets a message of exactly
+// maxSize bytes through. It differs from go-smtp's machine where the relay's does: a
+// CR after a CR may start the line ending, so "\r\r\n.\r\n" ends the message (teedata.go).
 func refData(in []byte, maxSize int64, lineLimit int) (out []byte, used int, err error) {
 	const (
 		begin = iota
@@ -26,7 +28,7 @@ func refData(in []byte, maxSize int64, lineLimit int) (out []byte, used int, err
 	)
 	state, lineLen := begin, 1
 	for i, c := range in {
-		if maxSize > 0 && int64(len(out)) >= maxSize {
+		if maxSize > 0 && int64(len(out)) > maxSize {
 			return out, i, smtp.ErrDataTooLarge
 		}
 		if lineLimit > 0 {
@@ -59,12 +61,17 @@ func refData(in []byte, maxSize int64, lineLimit int) (out []byte, used int, err
 				return out, i + 1, nil
 			}
 			state = mid
+			if c == '\r' {
+				state = cr
+			}
 		case cr:
 			if c == '\n' {
 				state = begin
 				break
 			}
-			state = mid
+			if c != '\r' {
+				state = mid
+			}
 		case mid:
 			if c == '\r' {
 				state = cr
@@ -72,7 +79,7 @@ func refData(in []byte, maxSize int64, lineLimit int) (out []byte, used int, err
 		}
 		out = append(out, c)
 	}
-	if maxSize > 0 && int64(len(out)) >= maxSize {
+	if maxSize > 0 && int64(len(out)) > maxSize {
 		return out, len(in), smtp.ErrDataTooLarge
 	}
 	return out, len(in), io.ErrUnexpectedEOF

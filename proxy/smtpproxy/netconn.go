@@ -1,7 +1,9 @@
 package smtpproxy
 
 import (
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 
 	"github.com/postern/postern/proxy/listener"
@@ -45,27 +47,37 @@ type clientConn struct {
 	wdl  time.Time // the write deadline in force
 
 	// Read side, for the DATA fast path (datareader.go); used by go-smtp's goroutine only.
-	rbuf     *[]byte // read ahead from the socket, handed to go-smtp before anything else; nil when empty
-	rpos     int
-	rerr     error  // a read error of the fast path, returned to go-smtp from then on
-	inject   string // the end-of-data line for go-smtp's own DATA reader, after the fast path
-	noFast   bool   // the fast path is off for this session (TLS, or STARTTLS seen)
-	dataLast bool   // the last read go-smtp made left nothing in its buffer after a line
-	aligned  bool   // the last read go-smtp made ended with an LF
-	head     [8]byte
-	headLen  int // the first bytes of the line being read, for sawStartTLS
+	rbuf   *[]byte // read ahead from the socket, handed to go-smtp before anything else; nil when empty
+	rpos   int
+	rerr   error  // a read error of the fast path, returned to go-smtp from then on
+	inject string // the end-of-data line for go-smtp's own DATA reader, after the fast path
+	noFast bool   // the fast path is off for this session (TLS, or STARTTLS seen)
+	readTracker
+
+	// replies rewrites what go-smtp writes in plain text (replies.go); nil: only sequenceReply.
+	replies *replyRewriter
+	// handover is set when the relay answered STARTTLS (replies.go): go-smtp's plain-text connection is over
+	// (its reads end, its writes are dropped, its Close does not close the socket but closes handedOver), and
+	// the socket is the TLS connection's from then on (socketSide).
+	handover     atomic.Bool
+	handedOver   chan struct{}
+	handOverOnce sync.Once
 }
 
 // maxPending is the most a clientConn buffers before writing anyway.
 const maxPending = 16 << 10
 
 func newClientConn(c net.Conn, idle, command time.Duration) *clientConn {
-	cc := &clientConn{Conn: c, command: command, closed: make(chan struct{}), aligned: true}
+	cc := &clientConn{Conn: c, command: command, closed: make(chan struct{}), handedOver: make(chan struct{}),
+		readTracker: readTracker{aligned: true}}
 	cc.reads.Timeouts = listener.Timeouts{Idle: idle, Command: command}
 	return cc
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	if c.handover.Load() {
+		return 0, io.EOF
+	}
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
@@ -142,13 +154,40 @@ func (c *clientConn) releaseReadBuf() {
 	}
 }
 
+// Write is go-smtp's write of a reply line in plain text.
 func (c *clientConn) Write(p []byte) (int, error) {
+	if c.handover.Load() {
+		// go-smtp answering what the client pipelined after STARTTLS: never sent (RFC 3207 §4.2).
+		return len(p), nil
+	}
+	out, startTLS := c.replies.rewrite(p)
+	n, err := c.write(out)
+	if startTLS && err == nil {
+		// The "220 Ready to start TLS" goes out now; what the client sent after STARTTLS is dropped.
+		if err = c.flush(); err == nil {
+			c.releaseReadBuf()
+			c.inject = ""
+			c.noFast = true
+			c.handover.Store(true)
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n < len(out) {
+		return 0, io.ErrShortWrite
+	}
+	return len(p), nil
+}
+
+// write buffers p (see flush), and sends it when enough is pending.
+func (c *clientConn) write(p []byte) (int, error) {
 	c.wmu.Lock()
 	if c.werr != nil {
 		c.wmu.Unlock()
 		return 0, c.werr
 	}
-	c.wbuf = append(c.wbuf, sequenceReply(p)...)
+	c.wbuf = append(c.wbuf, p...)
 	// A reply: the wait for the next request starts when it has gone out.
 	c.reads.Request()
 	var err error
@@ -157,7 +196,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Unlock()
 	if c.closeNext.Load() {
-		c.Close()
+		c.closeSocket()
 	}
 	if err != nil {
 		return 0, err
@@ -187,7 +226,18 @@ func (c *clientConn) flushLocked() error {
 // closeAfterWrite makes the next reply the last one.
 func (c *clientConn) closeAfterWrite() { c.closeNext.Store(true) }
 
+// Close is go-smtp's close of its connection: the end of the session, or of its plain-text part when the relay
+// answered STARTTLS.
 func (c *clientConn) Close() error {
+	if c.handover.Load() {
+		c.handOverOnce.Do(func() { close(c.handedOver) })
+		return nil
+	}
+	return c.closeSocket()
+}
+
+// closeSocket sends what is pending and closes the connection.
+func (c *clientConn) closeSocket() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.flush()
@@ -226,12 +276,69 @@ func (c *clientConn) SetWriteDeadline(t time.Time) error {
 // deadlineSlack is listener.Slack: see there.
 func deadlineSlack(d time.Duration) time.Duration { return listener.Slack(d) }
 
+// socketSide is the client connection below TLS: what crypto/tls reads and writes. It has clientConn's timeouts
+// and write coalescing, and none of what clientConn does for go-smtp in plain text.
+type socketSide struct{ *clientConn }
+
+func (s socketSide) Read(p []byte) (int, error) {
+	c := s.clientConn
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	if c.rbuf != nil {
+		// Read while the message was evaluated (watchGone).
+		n := copy(p, (*c.rbuf)[c.rpos:])
+		if c.rpos += n; c.rpos == len(*c.rbuf) {
+			c.releaseReadBuf()
+		}
+		return n, nil
+	}
+	return c.readSocket(p)
+}
+
+func (s socketSide) Write(p []byte) (int, error) { return s.write(p) }
+func (s socketSide) Close() error                { return s.closeSocket() }
+
+// tlsView is the client connection inside TLS as go-smtp sees it: the TLS connection, with the relay's rewriting
+// of go-smtp's replies (go-smtp is given no TLS of its own: the relay does the handshake, for implicit TLS and
+// STARTTLS alike, so that it sees the plain text both ways).
+type tlsView struct {
+	*tls.Conn
+	cc      *clientConn
+	replies *replyRewriter
+	// noGreeting drops go-smtp's greeting: after STARTTLS the session goes on, and the client expects none.
+	noGreeting bool
+	track      readTracker // used by go-smtp's goroutine only
+}
+
+func (v *tlsView) Read(p []byte) (int, error) {
+	n, err := v.Conn.Read(p)
+	v.track.note(p[:n], v.cc.reads.Phase())
+	return n, err
+}
+
+func (v *tlsView) Write(p []byte) (int, error) {
+	if v.noGreeting {
+		v.noGreeting = false
+		if len(p) > 4 && string(p[:4]) == "220 " {
+			return len(p), nil
+		}
+	}
+	out, _ := v.replies.rewrite(p)
+	if _, err := v.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
 // oneConnListener hands a single connection to a go-smtp server. Its second Accept blocks until that connection is
-// closed and then fails, which makes smtp.Server.Serve return exactly when the session is over.
+// closed (or handed over to TLS) and then fails, which makes smtp.Server.Serve return exactly when the session, or
+// its plain-text part, is over.
 type oneConnListener struct {
-	conn net.Conn      // the client connection as go-smtp should see it (TLS for implicit TLS)
-	done chan struct{} // closed when the connection is closed
-	used bool
+	conn     net.Conn      // the client connection as go-smtp should see it
+	done     chan struct{} // closed when the connection is closed
+	handover chan struct{} // closed when go-smtp's plain-text connection ended for STARTTLS
+	used     bool
 }
 
 var errSessionOver = &net.OpError{Op: "accept", Net: "postern", Err: net.ErrClosed}
@@ -241,7 +348,10 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 		l.used = true
 		return l.conn, nil
 	}
-	<-l.done
+	select {
+	case <-l.done:
+	case <-l.handover:
+	}
 	return nil, errSessionOver
 }
 

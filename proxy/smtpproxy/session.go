@@ -1,7 +1,6 @@
 package smtpproxy
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -67,8 +66,11 @@ var _ smtp.AuthSession = (*session)(nil)
 // logged in as that user, so a client (or an AUTH injected on the path) would keep the user's rights inside TLS
 // without logging in there. The upstream connection is therefore replaced by a new one when the session had
 // authenticated before TLS.
+//
+// The relay answers STARTTLS itself (replyRewriter): go-smtp's plain-text connection then ends, and Logout is
+// called for it before anything inside TLS is read.
 func (s *session) Logout() error {
-	if s.cs.startingTLS() {
+	if s.cs.handingOver() {
 		s.Reset()
 		s.cs.forgetAuth()
 		return nil
@@ -78,17 +80,15 @@ func (s *session) Logout() error {
 	return nil
 }
 
-// startingTLS reports whether go-smtp is in the middle of STARTTLS: it has put the TLS connection in place, and
-// no session has seen TLS yet.
-func (cs *connState) startingTLS() bool {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	if cs.smtpConn == nil || cs.tlsState != nil {
-		return false
-	}
-	_, ok := cs.smtpConn.Conn().(*tls.Conn)
-	return ok
+// handingOver reports whether go-smtp's plain-text connection is winding down after STARTTLS: what it still
+// reads was pipelined after STARTTLS and is not acted on.
+func (cs *connState) handingOver() bool {
+	return cs.client.handover.Load() && !cs.replies.inTLS.Load()
 }
+
+// errHandedOver is the reply to a command go-smtp read after STARTTLS in plain text; it is never sent.
+var errHandedOver = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+	Message: "Command pipelined after STARTTLS"}
 
 // Reset ends the transaction: after RSET, after each message, after a new EHLO. An upstream transaction still
 // open (the message was refused or never sent) is reset too.
@@ -131,6 +131,15 @@ func (cs *connState) noteHelo() {
 // usable returns the reply for a session that cannot go on: the upstream connection is gone, or (for a command
 // that would start a transaction) the server is shutting down. A transaction already open may finish.
 func (cs *connState) usable(starting bool) *smtp.SMTPError {
+	if cs.handingOver() {
+		return errHandedOver
+	}
+	select {
+	case <-cs.client.closed:
+		// go-smtp going through what it had read when the session was closed after a reply.
+		return errUpstreamLost(cs)
+	default:
+	}
 	if starting && cs.isShuttingDown() {
 		return cs.closing(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
 			Message: cs.srv.opts.Hostname + " Service shutting down, try again later"})
@@ -275,6 +284,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return e
 	}
 	s.txn = &txn{id: newID(), started: time.Now(), from: from, utf8: smtputf8}
+	if limit := cs.replies.size.Load(); limit > 0 && opts != nil && opts.Size > limit {
+		// RFC 1870 §6.1, in Postfix's words. go-smtp would refuse it itself, unlogged (replyRewriter).
+		reply := cs.countError(&smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: "Message size exceeds fixed limit"})
+		s.refusedAt(pluginhost.HookMailFrom, reply, opts.Size)
+		s.txn = nil
+		return reply
+	}
 	if cs.mf.Wants(pluginhost.HookMailFrom) {
 		in := s.input()
 		in.Env.Rcpts = nil
@@ -354,14 +371,40 @@ func (s *session) Data(r io.Reader) error {
 			close(done)
 		}()
 	}
-	if !bdat && cs.plainText() && cs.client.fastDataReady() {
+	var tee *teeData
+	limit := cs.replies.size.Load()
+	switch {
+	case bdat:
+		// go-smtp has no limit of its own (replyRewriter).
+		r = &sizeLimit{r: r, n: limit}
+	case cs.plainText() && cs.client.fastDataReady():
 		// The relay reads the content itself (datareader.go); go-smtp's reader r is left to go-smtp.
-		fast = cs.client.beginData(cs.smtpSrv.MaxMessageBytes, cs.smtpSrv.MaxLineLength)
+		fast = cs.client.beginData(limit, cs.smtpSrv.MaxLineLength)
 		r = fast
+	case cs.goSMTPBufferEmpty():
+		// go-smtp reads, the relay finds the end (teedata.go).
+		tee = newTeeData(&cs.tap, r, limit)
+		r = tee
+	default:
+		// The client sent content before the 354 (RFC 2920 §3.1 forbids it): go-smtp has some of it in its
+		// buffer, where the relay cannot see it, so go-smtp's reader decides where the message ends.
+		r = &sizeLimit{r: r, n: limit}
 	}
 	reply := s.data(r)
 	if fast != nil {
 		cs.client.endData(fast)
+	}
+	if tee != nil {
+		tee.d.limited = false
+		_, _ = io.Copy(io.Discard, tee) // up to the end, as go-smtp does after Data
+		if tee.stop() {
+			// go-smtp's reader sees no end here: what the client sends next would be more of the message to
+			// it. Its reads fail from now on, and the session ends with this reply.
+			cs.log().Info("message ended with a bare CR before the final CRLF, which go-smtp's reader does not see as the end; closing the session after the reply",
+				"txn", s.txnID())
+			cs.client.rerr = io.EOF
+			cs.closing(reply)
+		}
 	}
 	cs.mu.Lock()
 	cs.messages++
@@ -370,6 +413,40 @@ func (s *session) Data(r io.Reader) error {
 		cs.closing(reply)
 	}
 	return reply
+}
+
+// goSMTPBufferEmpty reports whether go-smtp holds no client input it has not used yet, so that everything it
+// reads from now on goes through its Debug writer (teeData). It must be called from go-smtp's DATA handler.
+func (cs *connState) goSMTPBufferEmpty() bool {
+	if cs.plainText() {
+		return cs.client.dataLast && cs.client.inject == "" && cs.client.rerr == nil
+	}
+	v, ok := cs.smtpConn.Conn().(*tlsView)
+	return ok && v.track.dataLast
+}
+
+// txnID returns the transaction's id, or "" outside a transaction.
+func (s *session) txnID() string {
+	if s.txn == nil {
+		return ""
+	}
+	return s.txn.id
+}
+
+// sizeLimit refuses content longer than n bytes (0: no limit) with go-smtp's 552.
+type sizeLimit struct {
+	r io.Reader
+	n int64
+}
+
+func (l *sizeLimit) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.n > 0 {
+		if l.n -= int64(n); l.n < 0 {
+			return 0, smtp.ErrDataTooLarge
+		}
+	}
+	return n, err
 }
 
 // plainText reports whether go-smtp talks to the client over clientConn directly, without TLS. It must be called
@@ -530,13 +607,22 @@ func (s *session) logMessage(size int64, action pluginhost.Kind, reply *smtp.SMT
 // ending, a line too long, a timeout, a local error): the audit record is a message-stage decision of the relay
 // itself (no policy decided it), so that refusals can be counted from the audit log as from the log.
 func (s *session) refused(reply *smtp.SMTPError, size int64) {
+	s.refusedAt(pluginhost.HookMessage, reply, size)
+}
+
+// refusedAt is refused for a refusal at another stage (a MAIL FROM whose SIZE is over the limit); size is the
+// message's size, or the size the client declared.
+func (s *session) refusedAt(hook pluginhost.Hook, reply *smtp.SMTPError, size int64) {
 	action := pluginhost.Reject
 	if reply.Code/100 == 4 {
 		action = pluginhost.Tempfail
 	}
-	d := &policy.Decision{Hook: pluginhost.HookMessage, Action: action, Code: reply.Code, Enhanced: enhanced(reply),
+	d := &policy.Decision{Hook: hook, Action: action, Code: reply.Code, Enhanced: enhanced(reply),
 		Text: reply.Message}
 	in := s.input()
+	if hook == pluginhost.HookMailFrom {
+		in.Env.Rcpts = nil
+	}
 	s.cs.mf.Record(in, d, s.cs.auditReply(reply))
 	s.logMessage(size, action, reply)
 }

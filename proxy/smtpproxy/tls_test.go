@@ -46,8 +46,8 @@ func TestSTARTTLSInjectionIsDiscarded(t *testing.T) {
 				t.Fatalf("first reply inside TLS is %v: the injected %q was answered", r, injected)
 			}
 			// An injected EHLO would have introduced the client again inside TLS.
-			if r := c.Cmd("MAIL FROM:<a@example.org>"); r.Code != 502 {
-				t.Fatalf("MAIL before EHLO inside TLS: %v, want 502", r)
+			if r := c.Cmd("MAIL FROM:<a@example.org>"); r.Code != 503 {
+				t.Fatalf("MAIL before EHLO inside TLS: %v, want 503", r)
 			}
 			c.Expect("EHLO client.test", 250)
 			if r := c.Send("a@example.org", []string{"b@example.net"}, simpleMessage); r.Code != 250 {

@@ -300,7 +300,7 @@ func TestSTARTTLSInjection(t *testing.T) {
 		if got := lineAfter(out, "FIRST "); got != "250 2.0.0 I have successfully done nothing" {
 			t.Fatalf("%s: first reply inside TLS %q: the injected command was answered\n%s", payload, got, out)
 		}
-		if got := lineAfter(out, "MAIL "); !strings.HasPrefix(got, "502") {
+		if got := lineAfter(out, "MAIL "); !strings.HasPrefix(got, "503") {
 			t.Fatalf("%s: MAIL inside TLS before EHLO got %q: an injected EHLO took effect\n%s", payload, got, out)
 		}
 	}

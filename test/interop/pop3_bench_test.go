@@ -147,6 +147,32 @@ func BenchmarkPOP3Retr(b *testing.B) {
 	})
 }
 
+// noPluginsPolicy is a configuration with no policy: the pipeline runs (fetch, line guard, index, evaluation,
+// rendering, audit facts) and no plugin, to measure what is Postern's own.
+func noPluginsPolicy(b *testing.B) mailflow.FilterSource {
+	path := filepath.Join(b.TempDir(), "postern.hcl")
+	if err := os.WriteFile(path, []byte("# no policies\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	m, err := policy.NewManager(context.Background(), path, policy.Options{CacheDir: testplugins.CacheDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close(context.Background()) })
+	return mailflow.Policies(m)
+}
+
+// BenchmarkPOP3RetrNoPlugins is BenchmarkPOP3Retr's first pass without plugins: Postern's own cost of a RETR
+// that is fetched from the upstream and run through the pipeline, next to a direct RETR in the same run.
+func BenchmarkPOP3RetrNoPlugins(b *testing.B) {
+	dc := benchMaildrop(b)
+	filters := noPluginsPolicy(b)
+	b.Run("direct", func(b *testing.B) { retrLoop(b, dc.POP3) })
+	b.Run("postern-first-pass", func(b *testing.B) {
+		retrLoop(b, startBenchProxy(b, dc, filters, pop3proxy.Cache{MemoryBytes: 1, EntryBytes: 1, UserBytes: 1}))
+	})
+}
+
 // warm reads every message once, so that the cache holds them.
 func warm(b *testing.B, addr string) {
 	conn, err := net.Dial("tcp", addr)
