@@ -27,6 +27,7 @@ import (
 	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/pop3proxy"
 	"github.com/postern/postern/proxy/smtpproxy"
@@ -283,6 +284,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	d.servePOP3()
 	d.serveAdmin()
 	d.serving.Store(true)
+	publishMetrics(cfg)
 	bi := readBuildInfo()
 	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
 		"config_sha256", cfg.Version, "summary", cfg.Summary(),
@@ -337,7 +339,8 @@ func (d *daemon) hup(ctx context.Context) {
 // what SIGHUP and `postern reload` do. One runs at a time: a reload asked for while another runs is refused with
 // the reason, and a reload that does not finish within reload_timeout is reported as such while it ends in the
 // background (a file system can hang a read beyond any cancellation).
-func (d *daemon) reload(ctx context.Context) (string, error) {
+func (d *daemon) reload(ctx context.Context) (msg string, err error) {
+	defer func() { metrics.ConfigReload(err) }()
 	d.reloadMu.Lock()
 	if started := d.reloading; !started.IsZero() {
 		d.reloadMu.Unlock()
@@ -379,6 +382,7 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	metrics.ConfigLoaded(res.Config.Version)
 	msgs := []string{res.String()}
 	for _, srv := range d.servers {
 		if srv.Options().TLS.CertFile == "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/postern/postern/proxy/admin"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // addAdmin builds and binds the admin listener of cfg's admin block, if any. Its readiness checks: the
@@ -40,6 +41,7 @@ func (d *daemon) addAdmin(cfg *config.Config, hostname string) error {
 		opts.TLS = certs.TLSConfig()
 	}
 	srv := admin.New(opts)
+	srv.Handle("GET /metrics", metrics.Handler())
 	srv.Ready("config", func(context.Context) error {
 		snap, release := d.manager.Acquire()
 		defer release()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
@@ -299,6 +300,7 @@ func (s *Snapshot) Evaluate(ctx context.Context, hook pluginhost.Hook, in *plugi
 		}
 	}
 	d.Duration = time.Since(start)
+	metrics.PolicyEvaluation(hook.String(), d.Duration)
 	return d
 }
 
