@@ -86,10 +86,14 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	ctx := context.Background()
+	notify := newNotifier(logger)
+	defer notify.close()
 	d, err := startDaemon(ctx, *configPath, *cacheDir, logger)
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
+	d.notify = notify
+	notify.ready("serving")
 	for {
 		select {
 		case err := <-d.failed:
@@ -140,6 +144,8 @@ type daemon struct {
 	listeners []*config.Listener
 	failed    chan error
 	wg        sync.WaitGroup
+	// notify tells systemd about start, reloads and stop (nil: nobody to tell).
+	notify    *notifier
 	closeOnce sync.Once
 	// cut records that sessions were closed before they finished (the shutdown deadline, or a second signal).
 	cut atomic.Bool
@@ -349,6 +355,7 @@ func (d *daemon) reload(ctx context.Context) (msg string, err error) {
 	}
 	d.reloading = time.Now()
 	d.reloadMu.Unlock()
+	d.notify.reloading()
 	d.log.Info("reload started", "timeout", d.manager.ReloadTimeout().String())
 	type reply struct {
 		msg string
@@ -361,6 +368,11 @@ func (d *daemon) reload(ctx context.Context) (msg string, err error) {
 		d.reloadMu.Lock()
 		d.reloading = time.Time{}
 		d.reloadMu.Unlock()
+		if err != nil {
+			d.notify.ready("serving; the last reload was refused: " + firstLine(err.Error()))
+		} else {
+			d.notify.ready("serving")
+		}
 		done <- reply{msg, err}
 	}()
 	limit := d.manager.ReloadTimeout() + reloadGrace
@@ -403,6 +415,12 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 	return strings.Join(msgs, "; "), nil
 }
 
+// firstLine is s up to its first line end.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
+
 // sameListeners reports whether two configurations declare the same listeners, wherever in the file they are.
 func sameListeners(a, b []*config.Listener) bool {
 	if len(a) != len(b) {
@@ -423,6 +441,7 @@ func sameListeners(a, b []*config.Listener) bool {
 func (d *daemon) shutdown(grace time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	d.notify.stopping()
 	d.serving.Store(false)
 	if d.control != nil {
 		d.control.Close()
