@@ -3,6 +3,7 @@
 package metricstest
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -28,10 +29,16 @@ func Get(t testing.TB, url string) Scrape {
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
+	return Parse(t, resp.Body)
+}
+
+// Parse parses metrics in the Prometheus text format (a whole scrape, or sample lines picked from one).
+func Parse(t testing.TB, r io.Reader) Scrape {
+	t.Helper()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := parser.TextToMetricFamilies(r)
 	if err != nil {
-		t.Fatalf("parsing %s: %v", url, err)
+		t.Fatalf("parsing metrics: %v", err)
 	}
 	return fams
 }
