@@ -233,7 +233,9 @@ type Threshold struct {
 type Admin struct {
 	Address   string // host:port; loopback unless TLS is on
 	TLS       TLS    // Mode "none" (default) or "implicit" (HTTPS)
-	DeclRange hcl.Range
+	// ReadyUpstream adds a readiness check per listener: its upstream accepts a TCP connection.
+	ReadyUpstream bool
+	DeclRange     hcl.Range
 }
 
 // Audit configures the audit log.
