@@ -111,5 +111,5 @@ sleep 4 # one more scrape
 mkdir -p docs/img
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
 	--disable-component-update --disable-sync --user-data-dir="$work/chromium" --hide-scrollbars \
-	--window-size=1600,1180 --screenshot="$root/docs/img/dashboard.png" "file://$work/dashboard.html"
+	--window-size=1600,1720 --screenshot="$root/docs/img/dashboard.png" "file://$work/dashboard.html"
 echo "wrote docs/img/dashboard.png (work files in $work)"

@@ -208,7 +208,8 @@ func writeChart(w *strings.Builder, all []series, unit string, t0, t1 float64, h
 	if hi == lo {
 		hi = lo + 1
 	}
-	fmt.Fprintf(w, `<svg viewBox="0 0 %g %g" preserveAspectRatio="none">`, width+50, height+18)
+	// Room above the chart for the top axis label.
+	fmt.Fprintf(w, `<svg viewBox="0 -8 %g %g" preserveAspectRatio="none">`, width+50, height+26)
 	for i := 0; i <= 4; i++ {
 		y := height - height*float64(i)/4
 		fmt.Fprintf(w, `<line x1="50" x2="%g" y1="%g" y2="%g" class=gl /><text x="46" y="%g" class=axis text-anchor="end">%s</text>`,
