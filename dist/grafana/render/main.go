@@ -268,6 +268,8 @@ func format(v float64, unit string) string {
 		return strconv.FormatFloat(v/1e6, 'g', 3, 64) + "M" + suffix
 	case a >= 1e4:
 		return strconv.FormatFloat(v/1e3, 'g', 3, 64) + "k" + suffix
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64) + suffix
 	}
 	return strconv.FormatFloat(v, 'g', 3, 64) + suffix
 }
