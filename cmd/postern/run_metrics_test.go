@@ -64,7 +64,7 @@ plugin "memory" {
 }
 plugin "loop" {
   source    = %q
-  timeout   = "300ms"
+  timeout   = "1s"
   pool_size = 1
   on_error  = "accept"
 }
@@ -178,12 +178,16 @@ func TestRunMetrics(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, "reload: reloaded")
 
-	// The quarantine's count is refreshed every few seconds: wait for it.
+	// The quarantine's count is refreshed every few seconds, and a session's gauge falls just after its client
+	// has gone: wait for them to settle.
 	var after metricstest.Scrape
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		after = metricstest.Get(t, url)
-		if n, _ := after.Value("postern_quarantine_messages", nil); n == 1 || time.Now().After(deadline) {
+		q, _ := after.Value("postern_quarantine_messages", nil)
+		in, _ := after.Value("postern_sessions_open", metricstest.L("listener", "in"))
+		tinyOpen, _ := after.Value("postern_sessions_open", metricstest.L("listener", "tiny"))
+		if q == 1 && in == 0 && tinyOpen == 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
