@@ -12,7 +12,6 @@ package metrics
 import (
 	"net/http"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -212,7 +211,7 @@ func ReplyClass(status string, code int) string {
 		}
 		return "other"
 	case code >= 200 && code < 600:
-		return strconv.Itoa(code/100) + "xx"
+		return [...]string{"2xx", "3xx", "4xx", "5xx"}[code/100-2]
 	case code == 0:
 		return "none"
 	}
