@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/pop3proxy"
 	"github.com/postern/postern/proxy/quarantine"
@@ -89,6 +90,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	ctx := context.Background()
+	notify := newNotifier(logger)
+	defer notify.close()
 	var prof *pluginProfile
 	if *profPath != "" {
 		prof = &pluginProfile{path: *profPath, prof: guestprof.New(), log: logger}
@@ -97,6 +100,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
+	d.notify = notify
+	notify.ready("serving")
 	if prof != nil {
 		logger.Warn("profiling the plugins' guest code: they run several times slower until restarted without -plugin-cpuprofile",
 			"file", prof.path, "seconds", *profSecs)
@@ -186,6 +191,8 @@ type daemon struct {
 	listeners []*config.Listener
 	failed    chan error
 	wg        sync.WaitGroup
+	// notify tells systemd about start, reloads and stop (nil: nobody to tell).
+	notify    *notifier
 	closeOnce sync.Once
 	// cut records that sessions were closed before they finished (the shutdown deadline, or a second signal).
 	cut atomic.Bool
@@ -353,6 +360,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	if d.quarantine != nil {
 		d.quarantine.Run() // retention: now, then every interval
 	}
+	publishMetrics(cfg)
 	bi := readBuildInfo()
 	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
 		"config_sha256", cfg.Version, "summary", cfg.Summary(),
@@ -407,7 +415,8 @@ func (d *daemon) hup(ctx context.Context) {
 // what SIGHUP and `postern reload` do. One runs at a time: a reload asked for while another runs is refused with
 // the reason, and a reload that does not finish within reload_timeout is reported as such while it ends in the
 // background (a file system can hang a read beyond any cancellation).
-func (d *daemon) reload(ctx context.Context) (string, error) {
+func (d *daemon) reload(ctx context.Context) (msg string, err error) {
+	defer func() { metrics.ConfigReload(err) }()
 	d.reloadMu.Lock()
 	if started := d.reloading; !started.IsZero() {
 		d.reloadMu.Unlock()
@@ -416,6 +425,7 @@ func (d *daemon) reload(ctx context.Context) (string, error) {
 	}
 	d.reloading = time.Now()
 	d.reloadMu.Unlock()
+	d.notify.reloading()
 	d.log.Info("reload started", "timeout", d.manager.ReloadTimeout().String())
 	type reply struct {
 		msg string
@@ -428,6 +438,11 @@ func (d *daemon) reload(ctx context.Context) (string, error) {
 		d.reloadMu.Lock()
 		d.reloading = time.Time{}
 		d.reloadMu.Unlock()
+		if err != nil {
+			d.notify.ready("serving; the last reload was refused: " + firstLine(err.Error()))
+		} else {
+			d.notify.ready("serving")
+		}
 		done <- reply{msg, err}
 	}()
 	limit := d.manager.ReloadTimeout() + reloadGrace
@@ -449,6 +464,7 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	metrics.ConfigLoaded(res.Config.Version)
 	msgs := []string{res.String()}
 	for _, srv := range d.servers {
 		if srv.Options().TLS.CertFile == "" {
@@ -467,6 +483,12 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 		msgs = append(msgs, "listener changes take effect at the next restart")
 	}
 	return strings.Join(msgs, "; "), nil
+}
+
+// firstLine is s up to its first line end.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }
 
 // sameListeners reports whether two configurations declare the same listeners, wherever in the file they are.
@@ -489,6 +511,7 @@ func sameListeners(a, b []*config.Listener) bool {
 func (d *daemon) shutdown(grace time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	d.notify.stopping()
 	d.serving.Store(false)
 	if d.control != nil {
 		d.control.Close()

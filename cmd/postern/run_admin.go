@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/postern/postern/proxy/admin"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // addAdmin builds and binds the admin listener of cfg's admin block, if any. Its readiness checks: the
 // configuration is loaded, every listener is serving (false from the start of a shutdown, so a load balancer
-// stops sending new sessions to a node that drains), and the audit log can be written.
+// stops sending new sessions to a node that drains), the audit log can be written, and with ready_upstream each
+// listener's upstream accepts a connection.
 func (d *daemon) addAdmin(cfg *config.Config, hostname string) error {
 	a := cfg.Admin
 	if a == nil {
@@ -40,6 +43,7 @@ func (d *daemon) addAdmin(cfg *config.Config, hostname string) error {
 		opts.TLS = certs.TLSConfig()
 	}
 	srv := admin.New(opts)
+	srv.Handle("GET /metrics", metrics.Handler())
 	srv.Ready("config", func(context.Context) error {
 		snap, release := d.manager.Acquire()
 		defer release()
@@ -56,6 +60,23 @@ func (d *daemon) addAdmin(cfg *config.Config, hostname string) error {
 	})
 	if d.audit != nil {
 		srv.Ready("audit", func(context.Context) error { return d.audit.Writable() })
+	}
+	if a.ReadyUpstream {
+		for _, l := range cfg.Listeners {
+			if l.Upstream == config.UpstreamEmbedded {
+				continue
+			}
+			address := l.Upstream
+			srv.Ready("upstream:"+l.Name, func(ctx context.Context) error {
+				// A connect only, closed at once: what the node needs to serve, without a session upstream.
+				var nd net.Dialer
+				c, err := nd.DialContext(ctx, "tcp", address)
+				if err != nil {
+					return fmt.Errorf("%s: %w", address, err)
+				}
+				return c.Close()
+			})
+		}
 	}
 	ln, err := admin.Listen(a.Address)
 	if err != nil {

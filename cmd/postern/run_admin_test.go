@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/smtp"
 	"os"
@@ -87,5 +89,42 @@ func TestRunAdminHealth(t *testing.T) {
 	c.Quit()
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit status %d", code)
+	}
+}
+
+// TestRunAdminReadyUpstream checks the optional readiness check of each listener's upstream: /readyz is 200 while
+// the upstream accepts connections and 503, naming the listener, once it does not.
+func TestRunAdminReadyUpstream(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "run.hcl")
+	adminAddr := freePort(t)
+	cfg := fmt.Sprintf("admin {\n  address = %q\n  ready_upstream = true\n}\nlistener \"smtp\" \"mx\" {\n"+
+		"  address  = %q\n  upstream = %q\n}\n", adminAddr, freePort(t), up.Addr().String())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPostern(t, "-config", cfgPath)
+	p.waitLog(t, "admin listener serving")
+	if code, body := getURL(t, "http://"+adminAddr+"/readyz"); code != 200 || !strings.Contains(body, "[+]upstream:mx ok") {
+		t.Fatalf("/readyz with the upstream up = %d %q", code, body)
+	}
+	up.Close()
+	if code, body := getURL(t, "http://"+adminAddr+"/readyz"); code != http.StatusServiceUnavailable ||
+		!strings.Contains(body, "[-]upstream:mx failed") {
+		t.Fatalf("/readyz with the upstream down = %d %q", code, body)
 	}
 }

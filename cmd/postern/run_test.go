@@ -67,12 +67,21 @@ type proc struct {
 
 func startPostern(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startPosternEnv(t, nil, args...)
+}
+
+// startPosternEnv is startPostern with env added to the process's environment.
+func startPosternEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	bin, err := binary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: exec.Command(bin, append([]string{"run", "-cache", testplugins.CacheDir()}, args...)...),
 		log: &syncBuffer{}, done: make(chan error, 1)}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

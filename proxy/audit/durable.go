@@ -3,7 +3,13 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/postern/postern/proxy/metrics"
 )
+
+// observe puts an append that started at start and ended with *err in the metrics.
+func observe(start time.Time, err *error) { metrics.AuditAppend(time.Since(start), *err) }
 
 // ErrNotRecorded is wrapped by every error of Append, AppendDurable, AppendPending and Pending.Outcome: the record
 // is not known to be in the log (the disk is full, a write or fsync failed, the log is closed). A caller that must
@@ -16,7 +22,8 @@ var ErrNotRecorded = errors.New("audit record not written")
 // nil error means a power loss cannot take the record. An error wraps ErrNotRecorded and the cause (for a full
 // disk, syscall.ENOSPC); the record may or may not be in the file, and the chain stays valid either way: the next
 // Append reopens the log, removing a partial line with a recovery record.
-func (l *Log) AppendDurable(r *Record) error {
+func (l *Log) AppendDurable(r *Record) (err error) {
+	defer observe(time.Now(), &err)
 	seq, err := l.append(r)
 	if err != nil {
 		return err

@@ -163,7 +163,8 @@ func Open(opts Options) (*Log, error) {
 // does; until that succeeds every Append fails. A record whose Append failed may still be in the log.
 //
 // Every error wraps ErrNotRecorded. AppendDurable fsyncs whatever SyncInterval is.
-func (l *Log) Append(r *Record) error {
+func (l *Log) Append(r *Record) (err error) {
+	defer observe(time.Now(), &err)
 	seq, err := l.append(r)
 	if err != nil {
 		return err

@@ -238,9 +238,11 @@ type Threshold struct {
 
 // Admin is the `admin` block: the HTTP listener for metrics, health checks and the reviewer pages.
 type Admin struct {
-	Address   string // host:port; loopback unless TLS is on
-	TLS       TLS    // Mode "none" (default) or "implicit" (HTTPS)
-	DeclRange hcl.Range
+	Address string // host:port; loopback unless TLS is on
+	TLS     TLS    // Mode "none" (default) or "implicit" (HTTPS)
+	// ReadyUpstream adds a readiness check per listener: its upstream accepts a TCP connection.
+	ReadyUpstream bool
+	DeclRange     hcl.Range
 }
 
 // Audit configures the audit log.

@@ -154,7 +154,7 @@ var thresholdsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 }}
 
 var adminSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "address", Required: true}},
+	Attributes: []hcl.AttributeSchema{{Name: "address", Required: true}, {Name: "ready_upstream"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "tls"}},
 }
 
@@ -964,6 +964,9 @@ func (l *loader) admin(b *hcl.Block) *Admin {
 	}
 	if tb := l.oneBlock(c, "tls"); tb != nil {
 		l.tls(tb, &a.TLS, "implicit", "implicit", "none")
+	}
+	if at := c.Attributes["ready_upstream"]; at != nil {
+		l.boolean(at, &a.ReadyUpstream)
 	}
 	if a.Address != "" && a.TLS.Mode == "none" && !loopbackAddress(a.Address) {
 		l.add(errorf(c.Attributes["address"].Expr.Range(), "Admin listener without TLS off the loopback",

@@ -557,7 +557,16 @@ func TestAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := cfg.Admin; a.TLS.Mode != "implicit" || a.TLS.Cert != filepath.Join(dir, "s", "tls", "test-cert.pem") {
+	if a := cfg.Admin; a.TLS.Mode != "implicit" || a.TLS.Cert != filepath.Join(dir, "s", "tls", "test-cert.pem") ||
+		a.ReadyUpstream {
 		t.Fatalf("admin %+v", a)
+	}
+	dir = writeFiles(t, map[string]string{"main.hcl": "admin {\n  address = \"127.0.0.1:8025\"\n  ready_upstream = true\n}\n"})
+	if cfg, err = Load(filepath.Join(dir, "main.hcl")); err != nil || !cfg.Admin.ReadyUpstream {
+		t.Fatalf("ready_upstream = true: %v %+v", err, cfg)
+	}
+	dir = writeFiles(t, map[string]string{"main.hcl": "admin {\n  address = \"127.0.0.1:8025\"\n  ready_upstream = \"yes\"\n}\n"})
+	if _, err = Load(filepath.Join(dir, "main.hcl")); err == nil || !strings.Contains(err.Error(), "main.hcl:3") {
+		t.Fatalf("ready_upstream = \"yes\": %v, want an error at main.hcl:3", err)
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // Session is one tracked client session.
@@ -57,8 +59,10 @@ var ErrServerClosed = errors.New("listener: server closed")
 
 // Options configure a Server. Every field is explicit: the configuration package holds the defaults.
 type Options struct {
-	// Name is the listener's name, in logs and errors.
+	// Name is the listener's name, in logs, errors and metrics.
 	Name string
+	// Protocol is the protocol the listener speaks ("smtp", "submission", "pop3", "imap"), in metrics.
+	Protocol string
 	// Sessions is the number of concurrent sessions; one more is refused (Handler.Refuse with ErrBusy).
 	Sessions int
 	// ProxyTrusted lists the sources allowed to connect with a PROXY protocol (v1 or v2) header, which every
@@ -93,6 +97,7 @@ type Server struct {
 	clients  clients
 	stressed atomic.Bool
 	stats    stats
+	metrics  *metrics.Listener
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -110,8 +115,8 @@ func New(opts Options, h Handler) *Server {
 	if opts.RateWindow <= 0 {
 		opts.RateWindow = time.Minute
 	}
-	return &Server{opts: opts, h: h, log: opts.Logger, listeners: map[net.Listener]struct{}{},
-		conns: map[Session]struct{}{}, drained: make(chan struct{})}
+	return &Server{opts: opts, h: h, log: opts.Logger, metrics: metrics.NewListener(opts.Name, opts.Protocol),
+		listeners: map[net.Listener]struct{}{}, conns: map[Session]struct{}{}, drained: make(chan struct{})}
 }
 
 // Listen opens a TCP listener. TCP keep-alives are off: sessions are bounded by their timeouts, and each
@@ -177,8 +182,11 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) serveConn(raw net.Conn) {
 	n := s.sessions.Add(1)
 	defer s.leave()
+	s.metrics.Accepted()
+	raw = countingConn{raw, s.metrics}
 	if n > int64(s.opts.Sessions) {
 		s.stats.refusedBusy.Add(1)
+		s.metrics.Refused(metrics.RefusedSessions)
 		s.log.Warn("session limit reached; refusing connection", "client", raw.RemoteAddr().String(),
 			"limit", s.opts.Sessions)
 		s.h.Refuse(raw, ErrBusy)
@@ -189,6 +197,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if len(s.opts.ProxyTrusted) > 0 {
 		var err error
 		if conn, err = s.acceptProxy(raw); err != nil {
+			s.metrics.Refused(metrics.RefusedProxyHeader)
 			s.log.Warn("connection refused", "err", err)
 			raw.Close()
 			return
@@ -211,10 +220,12 @@ func (s *Server) serveConn(raw net.Conn) {
 func (s *Server) refuseClient(c net.Conn, key netip.Prefix, why error) {
 	if errors.Is(why, ErrClientRate) {
 		s.stats.refusedClientRate.Add(1)
+		s.metrics.Refused(metrics.RefusedClientRate)
 		s.log.Warn("client connection rate limit reached; refusing connection", "client", c.RemoteAddr().String(),
 			"network", key.String(), "limit", s.opts.ConnectionRate, "window", s.opts.RateWindow.String())
 	} else {
 		s.stats.refusedClientBusy.Add(1)
+		s.metrics.Refused(metrics.RefusedClientSessions)
 		s.log.Warn("per-client session limit reached; refusing connection", "client", c.RemoteAddr().String(),
 			"network", key.String(), "limit", s.opts.SessionsPerClient)
 	}
@@ -223,6 +234,7 @@ func (s *Server) refuseClient(c net.Conn, key netip.Prefix, why error) {
 
 // leave counts a session out, and ends stress mode when the sessions fell far enough.
 func (s *Server) leave() {
+	s.metrics.Closed()
 	n := s.sessions.Add(-1)
 	if t := int64(s.opts.StressSessions); t > 0 && n <= t*9/10 && s.stressed.CompareAndSwap(true, false) {
 		s.log.Info("stress mode off: timeouts back to normal", "sessions", n)
@@ -257,6 +269,7 @@ func (s *Server) Track(c Session) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
+		s.metrics.Refused(metrics.RefusedShuttingDown)
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -371,4 +384,22 @@ func (s *Server) acceptProxy(c net.Conn) (net.Conn, error) {
 		return nil, fmt.Errorf("PROXY protocol header from %s: %w", c.RemoteAddr(), err)
 	}
 	return pc, nil
+}
+
+// countingConn counts a client connection's bytes in the listener's metrics.
+type countingConn struct {
+	net.Conn
+	m *metrics.Listener
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.m.BytesIn(n)
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.m.BytesOut(n)
+	return n, err
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
 )
@@ -209,7 +210,17 @@ func (s *Session) Stage(h pluginhost.Hook, in *pluginhost.Input) *policy.Decisio
 // Record appends the audit record of a stage decision with the reply the client was given. Accepts at envelope
 // stages are not recorded by the front ends (every RCPT would make a line); every refusal is.
 func (s *Session) Record(in *pluginhost.Input, d *policy.Decision, reply audit.Reply) {
+	countStage(in, d, reply)
 	s.record(in, d, audit.Facts{Reply: reply}, nil)
+}
+
+// countStage counts a stage decision and its reply in the metrics.
+func countStage(in *pluginhost.Input, d *policy.Decision, reply audit.Reply) {
+	if in == nil || d == nil {
+		return
+	}
+	metrics.StageDecision(in.Env.Listener, in.Env.Protocol, d.Hook.String(), d.Action.String(),
+		metrics.ReplyClass(reply.Status, reply.Code))
 }
 
 // RecordDurable appends the record of a stage decision and returns once it is on disk, when the auditor is a
@@ -221,7 +232,12 @@ func (s *Session) RecordDurable(in *pluginhost.Input, d *policy.Decision, reply 
 		s.Record(in, d, reply)
 		return nil
 	}
-	return da.AppendDurable(s.newRecord(in, d, audit.Facts{Reply: reply}, nil))
+	err := da.AppendDurable(s.newRecord(in, d, audit.Facts{Reply: reply}, nil))
+	if err != nil {
+		reply = audit.UnavailableReply
+	}
+	countStage(in, d, reply)
+	return err
 }
 
 // record appends a record; added, when not nil, replaces the recipients the decision added.
@@ -382,6 +398,7 @@ func (o *Outcome) Original() *Spool { return o.original }
 
 // Record appends the outcome's audit record, with the reply the client was given.
 func (o *Outcome) Record(reply audit.Reply) {
+	o.count(reply)
 	if o.Decision == nil {
 		return
 	}
@@ -402,9 +419,11 @@ func (o *Outcome) Pending() (done func(reply audit.Reply), err error) {
 	rec := o.sess.newRecord(o.in, o.Decision, o.facts(audit.Reply{}), &o.RcptsAdded)
 	p, err := da.AppendPending(rec)
 	if err != nil {
+		o.count(audit.UnavailableReply)
 		return nil, err
 	}
 	return func(reply audit.Reply) {
+		o.count(reply)
 		if err := p.Outcome(reply); err != nil {
 			o.sess.flow.log.Error("audit outcome not written", "session", o.sess.id, "pending", p.Seq(), "err", err)
 		}
@@ -422,11 +441,28 @@ func (o *Outcome) RecordDurable(reply audit.Reply) error {
 		return nil
 	}
 	rec := o.sess.newRecord(o.in, o.Decision, o.facts(reply), &o.RcptsAdded)
-	if err := da.AppendDurable(rec); err != nil {
-		return err
+	err := da.AppendDurable(rec)
+	if err != nil {
+		reply = audit.UnavailableReply
+	} else {
+		o.sess.link(o.QuarantineID, rec)
 	}
-	o.sess.link(o.QuarantineID, rec)
-	return nil
+	o.count(reply)
+	return err
+}
+
+// count counts the outcome and the reply the client got in the metrics: the hook that decided (the message
+// stage, or the envelope stage a pending decision came from) and the final action, tempfail when the action could
+// not be carried out.
+func (o *Outcome) count(reply audit.Reply) {
+	hook, action := pluginhost.HookMessage.String(), o.Action.String()
+	if o.Decision != nil {
+		hook = o.Decision.Hook.String()
+	}
+	if o.Err != nil {
+		action = pluginhost.Tempfail.String()
+	}
+	metrics.Message(o.in.Env.Listener, o.in.Env.Protocol, hook, action, metrics.ReplyClass(reply.Status, reply.Code))
 }
 
 // facts are the outcome's audit facts. A quarantined message's record names its entry in Withheld, as a
@@ -439,6 +475,7 @@ func (o *Outcome) facts(reply audit.Reply) audit.Facts {
 // what it was served (the message, its changed version or a notice) and, for a withheld message, the reference
 // its notice gives.
 func (o *Outcome) RecordServed(reply audit.Reply, sha256Served, withheld string) {
+	o.count(reply)
 	if o.Decision == nil {
 		return
 	}

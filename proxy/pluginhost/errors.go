@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // Reasons a call fails. A Result's Err matches exactly one of them with errors.Is, so callers can count failures
@@ -37,6 +39,34 @@ type CallError struct {
 	Reason error  // one of the Err* reasons above
 	Detail string // the reason in words
 	Err    error  // the underlying error (wazero's), if any
+	// Memory is set for a trap that happened with the instance's linear memory within an eighth of its limit:
+	// almost always an allocation that failed (a guest's out-of-memory ends in a trap, not an error code).
+	Memory bool
+}
+
+// metricKind is the kind of a failed call in the metrics.
+func metricKind(err error) string {
+	var ce *CallError
+	if !errors.As(err, &ce) {
+		return metrics.KindTrap
+	}
+	switch {
+	case ce.Memory:
+		return metrics.KindMemory
+	case errors.Is(ce.Reason, ErrTimeout):
+		return metrics.KindTimeout
+	case errors.Is(ce.Reason, ErrTrap), errors.Is(ce.Reason, ErrExit):
+		return metrics.KindTrap
+	case errors.Is(ce.Reason, ErrHookFailed), errors.Is(ce.Reason, ErrOutOfRange), errors.Is(ce.Reason, ErrBudget):
+		return metrics.KindBadResult
+	case errors.Is(ce.Reason, ErrBusy):
+		return metrics.KindBusy
+	case errors.Is(ce.Reason, ErrCanceled):
+		return metrics.KindCanceled
+	case errors.Is(ce.Reason, ErrClosed):
+		return metrics.KindClosed
+	}
+	return metrics.KindInstance
 }
 
 // Error returns `plugin "name": reason`.

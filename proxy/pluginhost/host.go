@@ -21,6 +21,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/postern/postern/proxy/guestprof"
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // Defaults of Config (ABI §6).
@@ -308,9 +309,11 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 	p.register(in)
 	p.idle <- in
 
+	p.pool = metrics.RegisterPool(p.name, func() (int, int) { return int(p.live.Load()), len(p.idle) })
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		p.pool.Unregister()
 		_ = in.mod.Close(ctx)
 		return fail("host closed")
 	}

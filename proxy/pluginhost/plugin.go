@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // Plugin is a loaded plugin: its compiled module, its own wazero runtime and a pool of ready instances. It is safe
@@ -48,6 +49,7 @@ type Plugin struct {
 
 	mu    sync.Mutex // guards insts
 	insts map[*instance]struct{}
+	pool  *metrics.Pool // the pool's gauges, while the plugin is loaded
 
 	created, discarded, recycled, calls, failures, skipped, trimmed atomic.Uint64
 }
@@ -104,6 +106,7 @@ func (p *Plugin) Close(ctx context.Context) error {
 		return nil
 	}
 	close(p.done)
+	p.pool.Unregister()
 	p.host.forget(p)
 	p.drainIdle()
 	if p.live.Load() == 0 {
@@ -145,6 +148,13 @@ func (p *Plugin) Call(ctx context.Context, hook Hook, in *Input) (res *Result) {
 			p.fail(res, ErrTrap, fmt.Sprintf("internal error: %v", r), nil)
 		}
 		res.Duration = time.Since(start)
+		if p.hooks.Has(hook) {
+			kind := ""
+			if res.Err != nil {
+				kind = metricKind(res.Err)
+			}
+			metrics.PluginCall(p.name, hook.String(), res.Duration, kind)
+		}
 	}()
 	if !p.hooks.Has(hook) {
 		res.Changes = new(message.Changes)
@@ -211,6 +221,9 @@ func (p *Plugin) run(ctx context.Context, inst *instance, hook Hook, in *Input, 
 			reason, detail = ErrClosed, "plugin closed during the call"
 		}
 		p.fail(res, reason, detail, err)
+		if mem := inst.mod.Memory(); reason == ErrTrap && mem != nil && uint64(mem.Size()) >= p.memLimit-p.memLimit/8 {
+			res.Err.(*CallError).Memory = true
+		}
 	case inst.stack[0] != 0:
 		p.fail(res, ErrHookFailed, fmt.Sprintf("%s hook returned %d", hook, int32(inst.stack[0])), nil)
 	default:
@@ -254,11 +267,15 @@ func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 	case in := <-p.idle:
 		return in, nil
 	case <-p.tokens:
-		in, err := p.create(ctx)
-		if err != nil {
-			return nil, p.callError(ErrInstance, err.Error(), err)
-		}
+		return p.createFor(ctx)
+	default:
+		metrics.PluginPoolWait(p.name) // every instance busy and the pool at its size
+	}
+	select {
+	case in := <-p.idle:
 		return in, nil
+	case <-p.tokens:
+		return p.createFor(ctx)
 	case <-p.done:
 		return nil, p.callError(ErrClosed, "plugin closed", nil)
 	case <-ctx.Done():
@@ -267,6 +284,15 @@ func (p *Plugin) acquire(ctx context.Context) (*instance, error) {
 		}
 		return nil, p.callError(ErrBusy, fmt.Sprintf("no free instance before the deadline (all %d busy)", cap(p.tokens)), ctx.Err())
 	}
+}
+
+// createFor makes a new instance for a call (create, with the call's error).
+func (p *Plugin) createFor(ctx context.Context) (*instance, error) {
+	in, err := p.create(ctx)
+	if err != nil {
+		return nil, p.callError(ErrInstance, err.Error(), err)
+	}
+	return in, nil
 }
 
 // create makes a new instance; the caller holds a token, which create gives back on failure.

@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/pluginhost"
 )
 
@@ -302,6 +303,7 @@ func (s *Snapshot) Evaluate(ctx context.Context, hook pluginhost.Hook, in *plugi
 		}
 	}
 	d.Duration = time.Since(start)
+	metrics.PolicyEvaluation(hook.String(), d.Duration)
 	return d
 }
 

@@ -55,7 +55,7 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
 		}
 	}
-	lo := listener.Options{Name: o.Name, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
+	lo := listener.Options{Name: o.Name, Protocol: Protocol, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
 		SessionsPerClient: max(o.Limits.SessionsPerClient, 0), ConnectionRate: o.Limits.ConnectionRate, Logger: s.log}
 	for _, t := range o.ProxyProtocol.Trusted {
 		p, _ := listener.ParsePrefix(t) // checked by withDefaults

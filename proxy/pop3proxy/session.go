@@ -16,6 +16,7 @@ import (
 
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/pop3"
 )
 
@@ -95,6 +96,7 @@ func (s *Server) serveConn(conn net.Conn) {
 
 	up, err := s.dialUpstream(ss.ctx, conn.RemoteAddr(), conn.LocalAddr())
 	if err != nil {
+		metrics.UpstreamError(s.opts.Name, Protocol)
 		ss.log.Warn("upstream unavailable; refusing session", "client", ss.remote.String(), "err", err)
 		ss.reply(pop3.Err(pop3.CodeSysTemp, "Mail server not available, try again later"))
 		return
@@ -221,6 +223,7 @@ func (ss *session) upstreamLost(err error) bool {
 		ss.reply(pop3.Err(pop3.CodeSysTemp, "Filtering took too long, try again later; nothing was deleted"))
 		return true
 	}
+	metrics.UpstreamError(ss.srv.opts.Name, Protocol)
 	ss.log.Warn("upstream failed; closing session", "err", err)
 	ss.reply(pop3.Err(pop3.CodeSysTemp, "Mail server not available, try again later; nothing was deleted"))
 	return true

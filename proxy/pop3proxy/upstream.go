@@ -47,7 +47,8 @@ var apopStamp = regexp.MustCompile(`<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3
 // STLS when configured, and reads the capabilities.
 func (s *Server) dialUpstream(ctx context.Context, client, local net.Addr) (*upstreamConn, error) {
 	o := &s.opts
-	d := upstream.Dialer{Address: o.Upstream, Dial: o.Dial, Timeout: o.Limits.CommandTimeout}
+	d := upstream.Dialer{Address: o.Upstream, Dial: o.Dial, Timeout: o.Limits.CommandTimeout, Listener: o.Name,
+		Protocol: Protocol}
 	if o.UpstreamTLS.Mode == upstream.TLSImplicit && o.ClientAddress != ClientAddressProxyV2 {
 		d.TLS = s.upTLS
 	}

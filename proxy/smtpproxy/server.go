@@ -53,7 +53,7 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("smtpproxy: listener %q: %w", o.Name, err)
 		}
 	}
-	lo := listener.Options{Name: o.Name, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
+	lo := listener.Options{Name: o.Name, Protocol: o.Protocol, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
 		SessionsPerClient: max(o.Limits.SessionsPerClient, 0), ConnectionRate: o.Limits.ConnectionRate,
 		StressSessions: max(o.Limits.StressSessions, 0), Logger: s.log}
 	for _, t := range o.ProxyProtocol.Trusted {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/upstream"
 )
 
@@ -26,7 +27,8 @@ type upstreamConn struct {
 	c       *smtp.Client
 	tls     *tls.ConnectionState
 	timeout time.Duration
-	host    string // our EHLO name
+	host    string    // our EHLO name
+	metrics [2]string // listener and protocol, for the upstream error metric
 	xclient []string
 	sentXC  string // the XCLIENT line last sent, to send it again only when something changed
 	inTxn   bool   // a MAIL FROM was accepted and the transaction is not finished
@@ -44,11 +46,17 @@ func upstreamTLSConfig(o Options) (*tls.Config, error) {
 
 // dialUpstream opens the upstream connection for a new session: connect, TLS as configured, greeting and EHLO. An
 // error means the client must get a 421 greeting.
-func (s *Server) dialUpstream(ctx context.Context) (*upstreamConn, error) {
+func (s *Server) dialUpstream(ctx context.Context) (_ *upstreamConn, err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			metrics.UpstreamError(s.opts.Name, s.opts.Protocol)
+		}
+	}()
 	timeout := s.opts.Limits.CommandTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	d := upstream.Dialer{Address: s.opts.Upstream, Dial: s.opts.Dial, Timeout: timeout}
+	d := upstream.Dialer{Address: s.opts.Upstream, Dial: s.opts.Dial, Timeout: timeout, Listener: s.opts.Name,
+		Protocol: s.opts.Protocol}
 	if s.opts.Dial == nil && s.opts.Upstream == "embedded" {
 		d.Dial = s.opts.Embedded.Dial
 	}
@@ -59,7 +67,8 @@ func (s *Server) dialUpstream(ctx context.Context) (*upstreamConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := &upstreamConn{raw: uc.Raw, conn: uc.Conn, tls: uc.TLS, timeout: timeout, host: s.opts.Hostname}
+	up := &upstreamConn{raw: uc.Raw, conn: uc.Conn, tls: uc.TLS, timeout: timeout, host: s.opts.Hostname,
+		metrics: [2]string{s.opts.Name, s.opts.Protocol}}
 	// The client may leave while the upstream is still greeting: give up then rather than at the timeout.
 	stop := context.AfterFunc(ctx, func() { uc.Raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -262,6 +271,7 @@ func xtext(s string) string {
 // fail records that the connection is unusable and returns err.
 func (up *upstreamConn) fail(err error) error {
 	if up.dead == nil {
+		metrics.UpstreamError(up.metrics[0], up.metrics[1])
 		up.dead = err
 		up.raw.Close()
 	}

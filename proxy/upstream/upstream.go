@@ -14,6 +14,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/proxy/metrics"
 )
 
 // TLSMode says how a connection to the upstream is protected.
@@ -77,6 +79,8 @@ type Dialer struct {
 	Timeout time.Duration
 	// TLS is used for TLSImplicit; nil means no TLS at dial time.
 	TLS *tls.Config
+	// Listener and Protocol name the front end in the dial metrics.
+	Listener, Protocol string
 }
 
 // Conn is an open upstream connection.
@@ -91,13 +95,16 @@ type Conn struct {
 
 // DialContext connects, within Timeout, and with d.TLS set does the TLS handshake. TCP keep-alives are off: the
 // session's timeouts bound the connection.
-func (d *Dialer) DialContext(ctx context.Context) (*Conn, error) {
+func (d *Dialer) DialContext(ctx context.Context) (_ *Conn, err error) {
+	defer func() {
+		// A dial the session gave up on (the client left) is not the upstream's failure.
+		if !errors.Is(err, context.Canceled) {
+			metrics.UpstreamDial(d.Listener, d.Protocol, err)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
-	var (
-		c   net.Conn
-		err error
-	)
+	var c net.Conn
 	if d.Dial != nil {
 		c, err = d.Dial(ctx)
 	} else {

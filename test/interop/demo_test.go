@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/metricstest"
 	"github.com/postern/postern/internal/testplugins"
 )
 
@@ -51,12 +52,13 @@ func readmeCommands(t *testing.T) []string {
 func TestReadmeDemo(t *testing.T) {
 	need(t, "swaks", "curl")
 	cmds := readmeCommands(t)
-	if len(cmds) != 12 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+	if len(cmds) != 13 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
 		!strings.HasPrefix(cmds[2], "swaks ") || !strings.HasPrefix(cmds[3], "curl ") ||
 		!strings.HasPrefix(cmds[4], "curl ") || !strings.HasPrefix(cmds[5], "swaks ") || !strings.HasPrefix(cmds[6], "curl ") ||
 		!strings.Contains(cmds[7], " --tls ") || !strings.Contains(cmds[8], " --auth-user ") ||
 		!strings.Contains(cmds[9], "Subject: cards") || !strings.HasPrefix(cmds[10], "build/postern quarantine list ") ||
-		!strings.HasPrefix(cmds[11], "build/postern quarantine release ") {
+		!strings.HasPrefix(cmds[11], "build/postern quarantine release ") ||
+		!strings.HasPrefix(cmds[12], "curl -s http://127.0.0.1:8025/metrics") {
 		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
 	}
 
@@ -81,13 +83,15 @@ func TestReadmeDemo(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	subAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	popAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2110"} {
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2110", "127.0.0.1:8025"} {
 		if !strings.Contains(string(demo), `"`+a+`"`) {
 			t.Fatalf("policies/demo.hcl no longer listens on %s, as the README says", a)
 		}
 	}
 	cfg := filepath.Join(root, "policies", "demo.hcl")
-	ports := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", subAddr, "127.0.0.1:2110", popAddr)
+	ports := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", subAddr, "127.0.0.1:2110", popAddr,
+		"127.0.0.1:8025", adminAddr)
 	if err := os.WriteFile(cfg, []byte(ports.Replace(string(demo))), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +236,29 @@ func TestReadmeDemo(t *testing.T) {
 	if !strings.HasPrefix(released, "Received: by ") || !strings.Contains(released, "(Postern quarantine)") ||
 		!strings.Contains(released, "\r\nSubject: cards\r\n") {
 		t.Errorf("released message:\n%s", released)
+	}
+
+	// The metrics count what happened above: the sample lines the README's grep keeps parse as Prometheus text.
+	out, err = sh(cmds[12])
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmds[12], err, out)
+	}
+	m := metricstest.Parse(t, strings.NewReader(out))
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"postern_messages_total", metricstest.L("listener", "demo", "protocol", "smtp", "action", "accept"), 2},
+		{"postern_messages_total", metricstest.L("listener", "demo", "protocol", "smtp", "action", "reject"), 1},
+		{"postern_messages_total", metricstest.L("listener", "submission", "protocol", "submission", "action", "accept"), 1},
+		{"postern_messages_total", metricstest.L("listener", "demo-pop3", "protocol", "pop3", "action", "reject"), 1},
+		{"postern_replies_total", metricstest.L("listener", "demo", "class", "5xx"), 1},
+		{"postern_replies_total", metricstest.L("listener", "demo-pop3", "class", "+OK"), 2},
+	} {
+		if v, _ := m.Value(c.name, c.labels); v < c.want {
+			t.Errorf("%s%v = %v, want at least %v\n%s", c.name, c.labels, v, c.want, out)
+		}
 	}
 
 	// The audit log has every decision and an intact chain: each relayed message as a pending record and its
