@@ -219,8 +219,8 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 			if uw == nil {
 				ss.noteChange() // announced at the next point that may
 			} else {
-				ss.prefilter(ss.newest(fresh))
 				v.uids = append(v.uids, fresh...)
+				ss.prefilter(ss.newest(fresh))
 				if err := uw.WriteNumMessages(uint32(len(v.uids))); err != nil {
 					return err
 				}
@@ -266,6 +266,12 @@ func (ss *session) refreshFlags(uw *imapserver.UpdateWriter, uids []imap.UID) er
 
 // Poll runs after most commands: it delivers what the upstream announced.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if ss.calls == ss.pollMark && ss.user != "" {
+		if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
+			return err
+		}
+	}
+	defer func() { ss.pollMark = ss.calls }()
 	var ew expungeWriter
 	if allowExpunge {
 		ew = w

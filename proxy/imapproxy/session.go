@@ -44,6 +44,9 @@ type session struct {
 	caps        imap.CapSet
 	appendLimit uint32
 	user        string
+	// calls counts upstream commands; pollMark is its value at the last Poll: a command that did not talk to
+	// the upstream (NOOP, CHECK) polls it with NOOP.
+	calls, pollMark int
 
 	view mailboxView
 
@@ -302,6 +305,7 @@ func (ss *session) lost(err error) error {
 
 // wait runs one upstream command under the watchdog.
 func (ss *session) wait(f func() error) error {
+	ss.calls++
 	stop := ss.up.watch()
 	defer stop()
 	return ss.upErr(f())
