@@ -306,6 +306,10 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 		defer poll.Stop()
 		pollC = poll.C
 	}
+	// What the upstream has not announced yet (a message that arrived while the client's IDLE started).
+	if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
+		return err
+	}
 	if err := ss.sync(w, w); err != nil {
 		return err
 	}
