@@ -158,6 +158,9 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *im
 			}
 			continue
 		}
+		if w == nil && md.size > ss.srv.cache.entryBytes && ss.srv.cache.diskDir == "" {
+			continue // the cache could not keep it: filtered when the client reads it
+		}
 		missing = append(missing, md)
 	}
 	if len(missing) > 0 {

@@ -35,7 +35,6 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 		d.FirstUnseenSeqNum = 0
 	}
 	d.List = nil
-	ss.prefilter(ss.newest(uids))
 	return d, nil
 }
 

@@ -372,10 +372,10 @@ func TestSequenceNumbersFollowUpstreamExpunge(t *testing.T) {
 	d.Select("INBOX", nil).Wait()
 	d.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
 	d.Expunge().Close()
-	// FETCH may not announce it; the client still numbers "one" as 1.
-	m := fetchOne(t, c, 1, &imap.FetchOptions{Envelope: true, UID: true})
-	if m.UID != 1 {
-		t.Errorf("before NOOP, message 1 is UID %d", m.UID)
+	// FETCH may not announce it: the client still numbers "two" as 2.
+	m := fetchOne(t, c, 2, &imap.FetchOptions{Envelope: true, UID: true})
+	if m.UID != 2 || m.Envelope.Subject != "two" {
+		t.Errorf("before NOOP, message 2 is UID %d %q", m.UID, m.Envelope.Subject)
 	}
 	if err := c.Noop().Wait(); err != nil {
 		t.Fatal(err)
