@@ -339,6 +339,12 @@ func TestAppendThroughOutboundPolicy(t *testing.T) {
 	if emls, _ := filepath.Glob(filepath.Join(r.qdir, "*.eml")); len(emls) != 1 {
 		t.Errorf("%d quarantined copies, want 1", len(emls))
 	}
+	r.filter.set(func(*pluginhost.Input) *policy.Decision {
+		return &policy.Decision{Action: pluginhost.Discard}
+	})
+	if d, err := appendMsg(multipartMsg); err != nil || d.UID != 0 {
+		t.Errorf("discarded APPEND = %+v, %v; want OK without APPENDUID", d, err)
+	}
 	direct := r.up.direct()
 	sd, _ := direct.Select("Sent", nil).Wait()
 	if sd.NumMessages != 1 {
@@ -354,8 +360,8 @@ func TestAppendThroughOutboundPolicy(t *testing.T) {
 			appends++
 		}
 	}
-	if appends != 4 {
-		t.Errorf("%d audit records for 4 APPENDs", appends)
+	if appends != 5 {
+		t.Errorf("%d audit records for 5 APPENDs", appends)
 	}
 }
 
