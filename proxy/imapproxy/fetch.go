@@ -199,8 +199,13 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 		cmd.Close()
 		return toSeen, ss.lost(err)
 	}
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+	// The watchdog runs while the upstream is waited for, not while the proxy filters a message or writes it to
+	// the client.
+	next := func() *imapclient.FetchMessageData {
 		reset()
+		return cmd.Next()
+	}
+	for msg := next(); msg != nil; msg = next() {
 		var (
 			uid  imap.UID
 			sp   *mailflow.Spool
@@ -216,6 +221,7 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 				}
 			}
 		}
+		pause()
 		md, ok := byUID[uid]
 		if rerr != nil {
 			if errors.Is(rerr, mailflow.ErrTooLarge) {
@@ -238,9 +244,7 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 			continue
 		}
 		delete(byUID, uid)
-		pause()
 		f, err := ss.filter(md, sp)
-		reset()
 		if err != nil {
 			sp.Close()
 			cmd.Close()

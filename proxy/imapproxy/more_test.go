@@ -198,3 +198,78 @@ func TestUnknownCommandBeforeLogin(t *testing.T) {
 		t.Errorf("ID: %q", lines)
 	}
 }
+
+func TestCloseUnselectAndUIDExpunge(t *testing.T) {
+	r := newRig(t, nil, nil)
+	for i := 0; i < 4; i++ {
+		r.up.add("INBOX", plainMsg)
+	}
+	c := r.client(nil)
+	count := func() uint32 {
+		d := r.up.direct()
+		sd, err := d.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *sd.NumMessages
+	}
+	deleted := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
+	r.selectBox(c, "INBOX", false)
+	if err := c.Store(imap.SeqSetNum(1, 2), deleted, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	// UID EXPUNGE removes only the UIDs named, though two are \Deleted.
+	exp, err := c.UIDExpunge(imap.UIDSetNum(2)).Collect()
+	if err != nil || len(exp) != 1 || exp[0] != 2 {
+		t.Errorf("UID EXPUNGE 2 = %v, %v", exp, err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("%d messages upstream after UID EXPUNGE, want 3", n)
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("UNSELECT expunged: %d messages", n)
+	}
+	r.selectBox(c, "INBOX", true)
+	if err := c.UnselectAndExpunge().Wait(); err != nil { // CLOSE under EXAMINE: nothing expunged
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("CLOSE under EXAMINE expunged: %d messages", n)
+	}
+	r.selectBox(c, "INBOX", false)
+	if err := c.UnselectAndExpunge().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("%d messages upstream after CLOSE, want 2", n)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Errorf("SELECT after CLOSE: %v", err)
+	}
+}
+
+func TestLSUB(t *testing.T) {
+	r := newRig(t, nil, nil)
+	c := r.client(nil)
+	if err := c.Subscribe("Archive").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb LSUB \"\" \"*\"\r\n")
+	lines := rc.until("b ")
+	var found bool
+	for _, l := range lines {
+		if strings.HasPrefix(l, "* LSUB") && strings.Contains(l, "Archive") {
+			found = true
+		}
+		if strings.HasPrefix(l, "* LSUB") && strings.Contains(l, "INBOX") {
+			t.Errorf("an unsubscribed mailbox in LSUB: %q", l)
+		}
+	}
+	if !found || !strings.HasPrefix(lines[len(lines)-1], "b OK") {
+		t.Errorf("LSUB: %q", lines)
+	}
+}
