@@ -169,9 +169,9 @@ func (ss *session) watchUpstream() {
 	case <-ss.done:
 	case <-ss.up.c.Closed():
 		ss.mu.Lock()
-		busy := ss.busy
+		quiet := !ss.busy && !ss.byeSent
 		ss.mu.Unlock()
-		if !busy {
+		if quiet {
 			ss.log.Info("upstream closed the connection; closing session")
 			ss.bye("Mail server closed the connection, try again later")
 		}
@@ -314,6 +314,9 @@ func (ss *session) wait(f func() error) error {
 // Close is called by imapserver when the connection ends.
 func (ss *session) Close() error {
 	ss.once.Do(func() {
+		ss.mu.Lock()
+		ss.byeSent = true // the connection is ending: the upstream's goodbye is not the client's news
+		ss.mu.Unlock()
 		if !ss.up.closed() {
 			stop := ss.up.watch()
 			ss.up.c.Logout().Wait()
