@@ -19,7 +19,7 @@ import (
 
 // rawClient speaks IMAP lines to the proxy.
 type rawClient struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
