@@ -192,13 +192,6 @@ func (c *resultCache) remove(e *list.Element) {
 	}
 }
 
-// stats reports the entries and memory bytes held.
-func (c *resultCache) stats() (entries int, bytes int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len(), c.bytes
-}
-
 func (c *resultCache) write(k cacheKey, body io.ReaderAt, size int64) (string, error) {
 	sum := sha256.Sum256([]byte(k.String()))
 	path := filepath.Join(c.diskDir, hex.EncodeToString(sum[:16]))

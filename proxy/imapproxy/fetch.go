@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -55,11 +54,6 @@ func setsSeen(o *imap.FetchOptions) bool {
 	}
 	return false
 }
-
-// errNotFiltered is the reply to a FETCH some of whose messages could not be filtered now: the others were
-// served, and the client tries these again later.
-var errNotFiltered = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
-	Text: "Some messages could not be filtered now, try again later"}
 
 // Fetch answers FETCH: metadata is relayed by UID, and every item derived from content comes from the message
 // as filtered (or its notice), taken from the cache or fetched with BODY.PEEK[] and filtered now, one message at
@@ -565,4 +559,3 @@ func digestOf(ra io.ReaderAt, size int64) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-var _ = strconv.Itoa
