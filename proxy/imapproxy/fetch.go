@@ -558,4 +558,3 @@ func digestOf(ra io.ReaderAt, size int64) string {
 	io.Copy(h, io.NewSectionReader(ra, 0, size))
 	return hex.EncodeToString(h.Sum(nil))
 }
-

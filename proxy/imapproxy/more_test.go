@@ -2,6 +2,7 @@ package imapproxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,5 +273,69 @@ func TestLSUB(t *testing.T) {
 	}
 	if !found || !strings.HasPrefix(lines[len(lines)-1], "b OK") {
 		t.Errorf("LSUB: %q", lines)
+	}
+}
+
+// noIdleConn hides the upstream's IDLE capability (the bytes " IDLE" read become " XIDL") and notes whether an
+// IDLE command was sent.
+type noIdleConn struct {
+	net.Conn
+	sent *atomic.Bool
+}
+
+func (c noIdleConn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(" IDLE\r\n")) {
+		c.sent.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c noIdleConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	copy(p[:n], bytes.ReplaceAll(p[:n], []byte(" IDLE"), []byte(" XIDL")))
+	return n, err
+}
+
+func TestIdleWithoutUpstreamIdlePolls(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	up.add("INBOX", plainMsg)
+	var idleSent atomic.Bool
+	r := newRig(t, up, func(o *Options) {
+		o.IdlePoll = 200 * time.Millisecond
+		o.IdleKeepalive = 50 * time.Millisecond
+		o.Dial = func(ctx context.Context) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
+			if err != nil {
+				return nil, err
+			}
+			return noIdleConn{c, &idleSent}, nil
+		}
+	})
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	rc.until("b OK")
+	rc.send("c IDLE\r\n")
+	if l := rc.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	if l := rc.line(); l != "* 1 EXISTS" { // a keep-alive: the IDLE loop runs
+		t.Fatalf("during IDLE: %q", l)
+	}
+	up.add("INBOX", plainMsg)
+	for {
+		l := rc.line()
+		if l == "* 2 EXISTS" {
+			break
+		}
+		if l != "* 1 EXISTS" {
+			t.Fatalf("during IDLE with a polled upstream: %q, want * 2 EXISTS", l)
+		}
+	}
+	if idleSent.Load() {
+		t.Error("IDLE sent to an upstream without it")
+	}
+	rc.send("DONE\r\n")
+	if l := rc.until("c "); !strings.HasPrefix(l[len(l)-1], "c OK") {
+		t.Errorf("IDLE end: %q", l)
 	}
 }
