@@ -140,6 +140,17 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *im
 				continue
 			}
 		}
+		if r, ok := ss.srv.cache.getMeta(ss.key(m.UID)); ok && (w == nil || metaServes(o)) {
+			if w != nil {
+				if err := ss.write(w, seq, md, r, bytes.NewReader(r.header), o, setSeen); err != nil {
+					return err
+				}
+				if setSeen {
+					toSeen = append(toSeen, m.UID)
+				}
+			}
+			continue
+		}
 		if md.size > ss.srv.opts.Limits.MessageSize {
 			r, body := ss.oversize(md)
 			if w != nil {
@@ -322,6 +333,20 @@ func (f *filtered) close() {
 	}
 }
 
+// metaServes reports whether a FETCH asks only for what the cache's metadata of a message answers: the size,
+// the envelope, the structure and header sections of the whole message (a folder listing).
+func metaServes(o *imap.FetchOptions) bool {
+	if len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, bs := range o.BodySection {
+		if bs.Specifier != imap.PartSpecifierHeader || len(bs.Part) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // errFilterTimeout ends a session whose policy did not decide within the command timeout.
 var errFilterTimeout = errors.New("filtering took longer than the command timeout")
 
@@ -444,8 +469,13 @@ func (ss *session) oversize(md meta) (*result, io.ReaderAt) {
 	return r, bytes.NewReader(r.content)
 }
 
-// write answers one message's FETCH items, every content item from body (r.size bytes).
+// write answers one message's FETCH items, every content item from body (r.size bytes; for a result of which
+// the cache kept only the metadata, body is its header block and o asks only for what that answers).
 func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *result, body io.ReaderAt, o *imap.FetchOptions, setSeen bool) error {
+	bodyLen := r.size
+	if r.metaOnly {
+		bodyLen = int64(len(r.header))
+	}
 	mw := w.CreateMessage(seq)
 	mw.WriteUID(md.uid)
 	if o.Flags || setSeen {
@@ -461,7 +491,7 @@ func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *resu
 	if o.RFC822Size {
 		mw.WriteRFC822Size(r.size)
 	}
-	whole := func() io.Reader { return io.NewSectionReader(body, 0, r.size) }
+	whole := func() io.Reader { return io.NewSectionReader(body, 0, bodyLen) }
 	if o.Envelope {
 		mw.WriteEnvelope(r.envelopeOf(whole))
 	}
@@ -471,7 +501,7 @@ func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *resu
 	for _, bs := range o.BodySection {
 		var wc io.WriteCloser
 		var err error
-		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
+		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 && !r.metaOnly {
 			// The whole message (or a window of it) is streamed, never held in memory.
 			off, n := int64(0), r.size
 			if p := bs.Partial; p != nil {

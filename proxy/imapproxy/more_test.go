@@ -339,3 +339,42 @@ func TestIdleWithoutUpstreamIdlePolls(t *testing.T) {
 		t.Errorf("IDLE end: %q", l)
 	}
 }
+
+func TestListingAgainAfterEvictionRunsNoPlugin(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) {
+		// Room for about one message's bytes: every other one is evicted to its metadata.
+		o.Cache = Cache{MemoryBytes: 2*entryOverhead + 600, EntryBytes: 600, UserBytes: 2*entryOverhead + 600}
+		o.ResultHeaders = true
+	})
+	for i := 0; i < 5; i++ {
+		r.up.add("INBOX", strings.Replace(plainMsg, "hello", "msg "+string(rune('a'+i)), 1))
+	}
+	c := r.client(nil)
+	r.selectBox(c, "INBOX", true)
+	hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "X-Postern-Verdict"}}
+	list := func() []*imapclient.FetchMessageBuffer {
+		msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true, Envelope: true,
+			BodyStructure: &imap.FetchItemBodyStructure{}, BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
+		if err != nil || len(msgs) != 5 {
+			t.Fatalf("listing: %d messages, %v", len(msgs), err)
+		}
+		return msgs
+	}
+	first := list()
+	second := list()
+	if n := r.filter.count(); n != 5 {
+		t.Errorf("policy ran %d times for 5 messages listed twice", n)
+	}
+	for i := range first {
+		a, b := first[i], second[i]
+		if a.RFC822Size != b.RFC822Size || a.Envelope.Subject != b.Envelope.Subject ||
+			!bytes.Equal(a.FindBodySection(hdr), b.FindBodySection(hdr)) || !bytes.Contains(b.FindBodySection(hdr), []byte("X-Postern-Verdict")) {
+			t.Errorf("message %d listed differently the second time", a.SeqNum)
+		}
+	}
+	// The body of an evicted message is filtered again, and agrees with the size listed.
+	m := fetchOne(t, c, 1, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	if got := int64(len(m.FindBodySection(&imap.FetchItemBodySection{Peek: true}))); got != first[0].RFC822Size {
+		t.Errorf("BODY[] %d bytes, listed RFC822.SIZE %d", got, first[0].RFC822Size)
+	}
+}

@@ -63,6 +63,10 @@ type Cache struct {
 	// is fetched and filtered again at each FETCH). The directory is private to the listener: it is emptied at New.
 	Dir       string
 	DiskBytes int64
+	// MetaBytes bounds the metadata kept of messages whose filtered bytes were evicted (size, digest, envelope,
+	// structure, header block: what a folder listing asks), so that listing a large folder again runs no plugin
+	// (default 64 MiB, some 20,000 messages).
+	MetaBytes int64
 }
 
 // Options configure a Server: one listener in front of one upstream IMAP server.
@@ -125,6 +129,7 @@ type ProxyProtocol struct {
 const (
 	DefaultCacheBytes      = 256 << 20
 	DefaultCacheEntryBytes = 4 << 20
+	DefaultCacheMetaBytes  = 64 << 20
 	DefaultUIDSetLength    = 8000
 	DefaultIdleKeepalive   = 2 * time.Minute
 	DefaultIdlePoll        = 30 * time.Second
@@ -183,7 +188,8 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&c.MemoryBytes, DefaultCacheBytes)
 	setDefault(&c.EntryBytes, min(DefaultCacheEntryBytes, c.MemoryBytes))
 	setDefault(&c.UserBytes, max(c.MemoryBytes/4, c.EntryBytes))
-	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 || c.DiskBytes < 0 {
+	setDefault(&c.MetaBytes, DefaultCacheMetaBytes)
+	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 || c.DiskBytes < 0 || c.MetaBytes < 0 {
 		return o, errors.New("cache sizes must not be negative")
 	}
 	setDefault(&o.IdleKeepalive, DefaultIdleKeepalive)
