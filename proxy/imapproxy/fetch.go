@@ -264,15 +264,20 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 		if w != nil && seq > 0 {
 			setSeen := seen && !slices.Contains(md.flags, imap.FlagSeen)
 			err := ss.write(w, seq, md, f.r, f.body, o, setSeen)
-			f.close()
 			if err != nil {
+				f.record(audit.Reply{Status: audit.StatusIMAPBye, Text: "Connection to the client failed"})
+				f.close()
 				cmd.Close()
 				return toSeen, err
 			}
+			f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"})
+			f.close()
 			if setSeen {
 				toSeen = append(toSeen, uid)
 			}
 		} else {
+			// Filtered ahead of the client's FETCH (new mail), which the cache will answer.
+			f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "Filtered on arrival"})
 			f.close()
 		}
 	}
@@ -442,8 +447,14 @@ func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
 	} else {
 		f.r = r
 	}
-	out.RecordServed(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"}, r.sha256, r.withheld)
 	return f, nil
+}
+
+// record appends the decision's record with the reply the client got.
+func (f *filtered) record(reply audit.Reply) {
+	if f.out != nil && f.r != nil {
+		f.out.RecordServed(reply, f.r.sha256, f.r.withheld)
+	}
 }
 
 // oversize is what a message larger than the scan size is served as: a notice saying it was not inspected
