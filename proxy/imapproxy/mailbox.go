@@ -1,6 +1,7 @@
 package imapproxy
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -27,6 +28,12 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 	uids, err := ss.allUIDs()
 	if err != nil {
 		return nil, err
+	}
+	if lim := ss.srv.opts.Limits.Messages; len(uids) > lim {
+		ss.log.Warn("mailbox larger than the proxy serves; SELECT refused", "mailbox", mailbox, "messages", len(uids), "limit", lim)
+		ss.wait(func() error { return ss.up.c.Unselect().Wait() })
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("Mailbox holds %d messages, more than the %d this proxy serves", len(uids), lim)}
 	}
 	ss.view = mailboxView{name: mailbox, readOnly: options != nil && options.ReadOnly, uidValidity: d.UIDValidity,
 		uids: uids}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -376,5 +377,22 @@ func TestListingAgainAfterEvictionRunsNoPlugin(t *testing.T) {
 	m := fetchOne(t, c, 1, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
 	if got := int64(len(m.FindBodySection(&imap.FetchItemBodySection{Peek: true}))); got != first[0].RFC822Size {
 		t.Errorf("BODY[] %d bytes, listed RFC822.SIZE %d", got, first[0].RFC822Size)
+	}
+}
+
+func TestMailboxOverTheLimit(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.Messages = 2 })
+	for i := 0; i < 3; i++ {
+		r.up.add("INBOX", plainMsg)
+	}
+	r.up.add("Archive", plainMsg)
+	c := r.client(nil)
+	_, err := c.Select("INBOX", nil).Wait()
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeLimit {
+		t.Errorf("SELECT of 3 messages with a limit of 2: %v, want NO [LIMIT]", err)
+	}
+	if _, err := c.Select("Archive", nil).Wait(); err != nil {
+		t.Errorf("the session did not go on: %v", err)
 	}
 }

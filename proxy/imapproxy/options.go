@@ -46,6 +46,9 @@ type Limits struct {
 	CommandTimeout time.Duration
 	// SessionsPerClient and ConnectionRate are listener.Options' (0: no limit).
 	SessionsPerClient, ConnectionRate int
+	// Messages is the largest mailbox served, in messages (default 1,000,000): the session keeps a UID per
+	// message of the selected mailbox. SELECT of a larger one is refused NO [LIMIT].
+	Messages int
 	// UIDSetLength bounds the UID set of one command sent upstream, in bytes (default 8000, well under every
 	// server's line limit: Dovecot allows 64 KiB, go-imap 50 KiB); a larger set is sent in several commands.
 	UIDSetLength int
@@ -131,6 +134,7 @@ const (
 	DefaultCacheEntryBytes = 4 << 20
 	DefaultCacheMetaBytes  = 64 << 20
 	DefaultUIDSetLength    = 8000
+	DefaultMessages        = 1_000_000
 	DefaultIdleKeepalive   = 2 * time.Minute
 	DefaultIdlePoll        = 30 * time.Second
 	DefaultPrefilter       = 20
@@ -175,7 +179,8 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&l.Sessions, def.Sessions)
 	setDefault(&l.CommandTimeout, def.CommandTimeout)
 	setDefault(&l.UIDSetLength, DefaultUIDSetLength)
-	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 {
+	setDefault(&l.Messages, DefaultMessages)
+	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 || l.Messages < 0 {
 		return o, errors.New("limits must not be negative")
 	}
 	if l.MessageSize > 1<<32-1 {
