@@ -14,6 +14,7 @@ import (
 // list's positions from now on, and only UIDs are sent upstream.
 func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	defer ss.begin()()
+	ss.relayed = false // imapserver does not poll after SELECT
 	ss.view = mailboxView{}
 	ss.umu.Lock()
 	ss.dirty, ss.flagUpdates, ss.flagsUnknown = false, nil, false
@@ -272,12 +273,13 @@ func (ss *session) refreshFlags(uw *imapserver.UpdateWriter, uids []imap.UID) er
 
 // Poll runs after most commands: it delivers what the upstream announced.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if ss.calls == ss.pollMark && ss.user != "" {
+	relayed := ss.relayed
+	ss.relayed = false
+	if !relayed && ss.user != "" {
 		if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
 			return err
 		}
 	}
-	defer func() { ss.pollMark = ss.calls }()
 	var ew expungeWriter
 	if allowExpunge {
 		ew = w

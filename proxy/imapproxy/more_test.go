@@ -396,3 +396,31 @@ func TestMailboxOverTheLimit(t *testing.T) {
 		t.Errorf("the session did not go on: %v", err)
 	}
 }
+
+func TestStatusRecentAndNoopPollsUpstream(t *testing.T) {
+	r := newRig(t, nil, nil)
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc STATUS INBOX (MESSAGES RECENT)\r\n")
+	lines := rc.until("c ")
+	if !strings.HasPrefix(lines[len(lines)-1], "c OK") || !strings.Contains(strings.Join(lines, "\n"), "RECENT 0") {
+		t.Errorf("STATUS (MESSAGES RECENT): %q", lines)
+	}
+	// Right after SELECT, a NOOP still asks the upstream: new mail shows.
+	rc.send("d SELECT INBOX\r\n")
+	rc.until("d OK")
+	r.up.add("INBOX", plainMsg)
+	rc.send("e NOOP\r\n")
+	lines = rc.until("e ")
+	if !slicesContains(lines, "* 1 EXISTS") {
+		t.Errorf("NOOP after SELECT: %q, want * 1 EXISTS", lines)
+	}
+}
+
+func slicesContains(lines []string, s string) bool {
+	for _, l := range lines {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}

@@ -44,9 +44,9 @@ type session struct {
 	caps        imap.CapSet
 	appendLimit uint32
 	user        string
-	// calls counts upstream commands; pollMark is its value at the last Poll: a command that did not talk to
-	// the upstream (NOOP, CHECK) polls it with NOOP.
-	calls, pollMark int
+	// relayed is set by a relayed command whose success imapserver follows with Poll; a Poll without it
+	// follows a command the upstream did not see (NOOP, CHECK), and polls the upstream with NOOP.
+	relayed bool
 
 	view mailboxView
 
@@ -197,6 +197,7 @@ func (ss *session) bye(text string) {
 // begin marks a command in progress; the returned function ends it. A shutdown that began meanwhile says
 // goodbye once the command's reply is out.
 func (ss *session) begin() func() {
+	ss.relayed = true
 	ss.mu.Lock()
 	ss.busy = true
 	ss.mu.Unlock()
@@ -292,6 +293,7 @@ func (ss *session) upErr(err error) error {
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
+		ss.relayed = false // a refused command is not followed by Poll
 		return ie
 	}
 	return ss.lost(err)
@@ -305,7 +307,6 @@ func (ss *session) lost(err error) error {
 
 // wait runs one upstream command under the watchdog.
 func (ss *session) wait(f func() error) error {
-	ss.calls++
 	stop := ss.up.watch()
 	defer stop()
 	return ss.upErr(f())
@@ -330,6 +331,7 @@ func (ss *session) Close() error {
 // Login relays LOGIN: the client is logged in exactly when the upstream says so.
 func (ss *session) Login(username, password string) error {
 	defer ss.begin()()
+	ss.relayed = false // imapserver does not poll after LOGIN
 	if err := ss.wait(func() error { return ss.up.c.Login(username, password).Wait() }); err != nil {
 		return err
 	}
@@ -345,6 +347,7 @@ func (ss *session) Authenticate(mech string) (sasl.Server, error) {
 	case "PLAIN":
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			defer ss.begin()()
+			ss.relayed = false
 			var c sasl.Client
 			if ss.up.c.Caps().Has(imap.AuthCap("PLAIN")) {
 				c = sasl.NewPlainClient(identity, username, password)
@@ -450,6 +453,10 @@ func (ss *session) Unsubscribe(mailbox string) error {
 // pattern.
 func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	defer ss.begin()()
+	if len(patterns) == 0 {
+		// imapserver drops an empty pattern: `LIST "" ""` asks for the hierarchy delimiter (RFC 3501 §6.3.8).
+		patterns = []string{""}
+	}
 	seen := map[string]bool{}
 	for _, p := range patterns {
 		var list []*imap.ListData
@@ -475,11 +482,19 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	defer ss.begin()()
+	// imapclient cannot ask for RECENT (obsolete, IMAP4rev1 only): the proxy's own upstream session is never
+	// the first to see a message, so it would be 0 anyway.
+	o := *options
+	o.NumRecent = false
 	var d *imap.StatusData
 	err := ss.wait(func() (err error) {
-		d, err = ss.up.c.Status(mailbox, options).Wait()
+		d, err = ss.up.c.Status(mailbox, &o).Wait()
 		return err
 	})
+	if err == nil && options.NumRecent {
+		var zero uint32
+		d.NumRecent = &zero
+	}
 	return d, err
 }
 
