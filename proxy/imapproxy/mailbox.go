@@ -2,6 +2,7 @@ package imapproxy
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -187,13 +188,20 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 	if !v.selected() {
 		return nil
 	}
+	ss.settle()
 	ss.umu.Lock()
-	dirty, flags, unknown := ss.dirty, ss.flagUpdates, ss.flagsUnknown
+	dirty, flags, unknown, boxFlags := ss.dirty, ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags
 	ss.dirty = false
 	if uw != nil {
-		ss.flagUpdates, ss.flagsUnknown = nil, false
+		ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags = nil, false, nil
 	}
 	ss.umu.Unlock()
+	if uw != nil && boxFlags != nil {
+		// Before the messages' flags: a client must know a keyword before a message carries it.
+		if err := uw.WriteMailboxFlags(boxFlags); err != nil {
+			return err
+		}
+	}
 	if dirty || v.pendingExpunge {
 		now, err := ss.allUIDs()
 		if err != nil {
@@ -248,6 +256,16 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 		}
 	}
 	return nil
+}
+
+// settle gives the unsolicited FETCH responses that came with the last upstream reply time to be noted:
+// imapclient hands each to a goroutine of its own, which may not have run yet when the reply's command returns.
+// It waits a little for handlers that run, never for long.
+func (ss *session) settle() {
+	runtime.Gosched()
+	for i := 0; i < 50 && ss.fetchers.Load() > 0; i++ {
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // refreshFlags reads the flags of uids again and tells the client.
@@ -524,6 +542,23 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 			return err
 		}); err != nil {
 			return err
+		}
+		ss.settle()
+		ss.umu.Lock()
+		newKeywords := ss.mailboxFlags != nil
+		if newKeywords {
+			// The store made a keyword the mailbox did not have: the client must hear the mailbox's new FLAGS
+			// first, which only Poll (right after this) can write, so the answers go out there.
+			if ss.flagUpdates == nil {
+				ss.flagUpdates = map[imap.UID][]imap.Flag{}
+			}
+			for _, m := range msgs {
+				ss.flagUpdates[m.UID] = m.Flags
+			}
+		}
+		ss.umu.Unlock()
+		if newKeywords {
+			continue
 		}
 		for _, m := range msgs {
 			seq := ss.view.seqOf(m.UID)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -55,6 +56,10 @@ type session struct {
 	flagUpdates  map[imap.UID][]imap.Flag // FETCH FLAGS that named their UID
 	flagsUnknown bool                     // a FETCH FLAGS without UID arrived: every message's flags are read again
 	notify       chan struct{}            // wakes Idle
+	mailboxFlags []imap.Flag              // the mailbox's FLAGS changed (a new keyword)
+	// fetchers counts unsolicited FETCH handlers running: a poll lets them finish before it reads what they
+	// noted.
+	fetchers atomic.Int32
 
 	mu       sync.Mutex
 	busy     bool // a command is being carried out
@@ -117,6 +122,12 @@ func (s *Server) serveConn(conn net.Conn) {
 	up, err := s.dialUpstream(ss.ctx, conn.RemoteAddr(), conn.LocalAddr(), &imapclient.UnilateralDataHandler{
 		Expunge: func(uint32) { ss.noteChange() },
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.Flags != nil {
+				ss.umu.Lock()
+				ss.mailboxFlags = d.Flags
+				ss.umu.Unlock()
+				ss.wake()
+			}
 			if d.NumMessages != nil {
 				ss.noteChange()
 			}
@@ -249,6 +260,8 @@ func (ss *session) noteChange() {
 // message's flags again", since imapclient hands it over on a goroutine of its own and its sequence number may
 // no longer mean the same message.
 func (ss *session) noteFetch(msg *imapclient.FetchMessageData) {
+	ss.fetchers.Add(1)
+	defer ss.fetchers.Add(-1)
 	var (
 		uid      imap.UID
 		flags    []imap.Flag
@@ -486,6 +499,9 @@ func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.St
 	// the first to see a message, so it would be 0 anyway.
 	o := *options
 	o.NumRecent = false
+	if o == (imap.StatusOptions{}) {
+		o.NumMessages = true // STATUS (RECENT) alone: ask something, so that a missing mailbox is still a NO
+	}
 	var d *imap.StatusData
 	err := ss.wait(func() (err error) {
 		d, err = ss.up.c.Status(mailbox, &o).Wait()
