@@ -27,6 +27,7 @@ import (
 	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/guestprof"
+	"github.com/postern/postern/proxy/imapproxy"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/policy"
@@ -186,6 +187,9 @@ type daemon struct {
 	adminLn    net.Listener
 	adminCerts *listener.Certificates
 	serving    atomic.Bool
+	// imap are the IMAP listeners (run_imap.go); imapBound those bound and not serving yet.
+	imap      []*imapproxy.Server
+	imapBound []imapListener
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener
@@ -266,10 +270,14 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			}
 		}
 	}()
-	var pop3Listeners []*config.Listener
+	var pop3Listeners, imapListeners []*config.Listener
 	for _, l := range cfg.Listeners {
 		if l.Protocol == config.ProtocolPOP3 {
 			pop3Listeners = append(pop3Listeners, l) // after the SMTP ones: an embedded POP3 serves their mail
+			continue
+		}
+		if l.Protocol == config.ProtocolIMAP {
+			imapListeners = append(imapListeners, l)
 			continue
 		}
 		lerr := func(err error) error {
@@ -326,6 +334,11 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			return nil, err
 		}
 	}
+	for _, l := range imapListeners {
+		if err := d.addIMAP(cfg, l, hostname); err != nil {
+			return nil, err
+		}
+	}
 	d.listeners = cfg.Listeners
 	if err := d.addAdmin(cfg, hostname); err != nil {
 		return nil, err
@@ -355,6 +368,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}()
 	}
 	d.servePOP3()
+	d.serveIMAP()
 	d.serveAdmin()
 	d.serving.Store(true)
 	if d.quarantine != nil {
@@ -477,6 +491,7 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 	}
 	msgs = append(msgs, d.reloadPOP3Certificates()...)
 	msgs = append(msgs, d.reloadAdminCertificate()...)
+	msgs = append(msgs, d.reloadIMAPCertificates()...)
 	if !res.Unchanged && !sameListeners(d.listeners, res.Config.Listeners) {
 		d.log.Warn("listener blocks changed: the new policies and plugins serve now, the listener settings " +
 			"(addresses, upstreams, limits, TLS modes) take effect at the next restart")
@@ -528,6 +543,7 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 		}()
 	}
 	d.shutdownPOP3(ctx, &wg)
+	d.shutdownIMAP(ctx, &wg)
 	wg.Wait()
 	d.wg.Wait()
 	d.closeRest(ctx)
@@ -546,6 +562,7 @@ func (d *daemon) closeNow() {
 		srv.Close()
 	}
 	d.closePOP3()
+	d.closeIMAP()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	d.closeRest(ctx)
