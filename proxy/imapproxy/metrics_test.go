@@ -34,7 +34,9 @@ func TestMetricsCountIMAP(t *testing.T) {
 	r.filter.set(func(*pluginhost.Input) *policy.Decision {
 		return &policy.Decision{Action: pluginhost.Reject, Text: "EICAR test signature", DecidedBy: "antivirus"}
 	})
-	l := func(kv ...string) map[string]string { return metricstest.L(append([]string{"listener", "imap-test"}, kv...)...) }
+	l := func(kv ...string) map[string]string {
+		return metricstest.L(append([]string{"listener", "imap-test"}, kv...)...)
+	}
 	before := metricstest.Serve(t, metrics.Handler())
 
 	c := r.client(nil)
