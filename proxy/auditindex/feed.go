@@ -22,6 +22,10 @@ const (
 
 // FeedOptions configure a Feeder.
 type FeedOptions struct {
+	// Index is the index to feed. When nil, Run opens one with Open (again after a failure, until it can) and
+	// closes it when it returns: a database that is down when Postern starts delays the index, not the mail.
+	Index *Index
+	Open  Options
 	// Node is the name of this node's chain in the index.
 	Node string
 	// LogPath is the audit log (audit.Options.Path), read to catch up.
@@ -46,6 +50,7 @@ type FeedStats struct {
 // audit.Options.Written, then call Run.
 type Feeder struct {
 	ix   *Index
+	open Options
 	node string
 	path string
 	log  *slog.Logger
@@ -68,9 +73,9 @@ type Feeder struct {
 
 const maxRetry = time.Minute
 
-// NewFeeder returns a Feeder for node's log at opts.LogPath into ix.
-func NewFeeder(ix *Index, opts FeedOptions) *Feeder {
-	f := &Feeder{ix: ix, node: opts.Node, path: opts.LogPath, log: opts.Logger, maxRecords: opts.QueueRecords,
+// NewFeeder returns a Feeder for node's log at opts.LogPath.
+func NewFeeder(opts FeedOptions) *Feeder {
+	f := &Feeder{ix: opts.Index, open: opts.Open, node: opts.Node, path: opts.LogPath, log: opts.Logger, maxRecords: opts.QueueRecords,
 		maxBytes: opts.QueueBytes, wake: make(chan struct{}, 1), retry: time.Second, minRetry: time.Second}
 	if f.log == nil {
 		f.log = slog.Default()
@@ -117,6 +122,18 @@ func (f *Feeder) Run(ctx context.Context, drain time.Duration) {
 	for {
 		if ctx.Err() != nil {
 			break
+		}
+		if f.ix == nil {
+			if f.open.Logger == nil {
+				f.open.Logger = f.log
+			}
+			ix, err := Open(ctx, f.open)
+			if err != nil {
+				f.fail(ctx, "opening the index", err)
+				continue
+			}
+			f.ix = ix
+			defer ix.Close()
 		}
 		if !caught {
 			if err := f.start(ctx); err != nil {
@@ -308,7 +325,7 @@ func Reindex(ctx context.Context, ix *Index, node, logPath string) (int, error) 
 	if err := ix.DeleteNode(ctx, node); err != nil {
 		return 0, err
 	}
-	f := NewFeeder(ix, FeedOptions{Node: node, LogPath: logPath, Logger: slog.New(slog.DiscardHandler)})
+	f := NewFeeder(FeedOptions{Index: ix, Node: node, LogPath: logPath, Logger: slog.New(slog.DiscardHandler)})
 	if err := f.catchUp(ctx); err != nil {
 		return int(f.indexed.Load()), err
 	}
