@@ -1,6 +1,10 @@
 package audit
 
-import "os"
+import (
+	"errors"
+	"io/fs"
+	"os"
+)
 
 // ReadFrom calls fn, in chain order, with the seq and line (without its newline) of every record of the log at
 // path whose seq is greater than after: the rotated files and the active file, as ChainFiles lists them. Files
@@ -14,7 +18,7 @@ import "os"
 // It returns the number of records passed to fn. A log that does not exist yet has none.
 func ReadFrom(path string, after uint64, fn func(seq uint64, line []byte) error) (int, error) {
 	files, err := ChainFiles(path)
-	if os.IsNotExist(err) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {

@@ -268,8 +268,11 @@ func (f *Feeder) catchUp(ctx context.Context) error {
 		}
 		return ctx.Err()
 	})
-	if err == nil {
-		err = f.add(ctx, batch)
+	if _, broken := errors.AsType[*audit.ChainError](err); err == nil || broken {
+		// Everything before a broken record is good: index it, then report the break.
+		if aerr := f.add(ctx, batch); aerr != nil {
+			err = aerr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s after seq %d: %w", f.path, after, err)
