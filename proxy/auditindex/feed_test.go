@@ -55,7 +55,10 @@ func appendN(t *testing.T, l *audit.Log, from, to int) {
 
 // TestFeederLive: records are indexed as they are written, through the log's write hook.
 func TestFeederLive(t *testing.T) {
-	ix := openSQLite(t)
+	backends(t, func(t *testing.T, open func(*testing.T) *Index) { testFeederLive(t, open(t)) })
+}
+
+func testFeederLive(t *testing.T, ix *Index) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	f := NewFeeder(FeedOptions{Index: ix, Node: "mx1", LogPath: path, Logger: quiet})
 	l := openLog(t, path, f.Written)
