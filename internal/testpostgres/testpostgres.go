@@ -4,7 +4,8 @@
 //
 // With POSTERN_TEST_POSTGRES_DSN set to a server's connection string, a database is created there instead.
 // Tests skip when PostgreSQL is not installed or the process is not root (it must switch to the postgres user);
-// CI installs it (.ci/deps) and runs as root.
+// CI installs it (.ci/deps) and runs as root, and there (CI set) a missing PostgreSQL fails the test instead: the
+// fleet tests must not pass by being skipped.
 package testpostgres
 
 import (
@@ -45,18 +46,22 @@ func Start(t testing.TB) *Cluster {
 	if dsn := os.Getenv(EnvDSN); dsn != "" {
 		return &Cluster{DSN: dsn, t: t}
 	}
+	skip := t.Skip
+	if os.Getenv("CI") != "" {
+		skip = t.Fatal
+	}
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
-		t.Skip("PostgreSQL is not installed (apt-get install postgresql), and " + EnvDSN + " is not set")
+		skip("PostgreSQL is not installed (apt-get install postgresql), and " + EnvDSN + " is not set")
 	}
 	slices.Sort(bins) // the newest version last (single digits have been past for years)
 	bin := filepath.Dir(bins[len(bins)-1])
 	if os.Geteuid() != 0 {
-		t.Skip("starting PostgreSQL needs root (to run it as the postgres user), or set " + EnvDSN)
+		skip("starting PostgreSQL needs root (to run it as the postgres user), or set " + EnvDSN)
 	}
 	pg, err := user.Lookup("postgres")
 	if err != nil {
-		t.Skipf("no postgres user: %v", err)
+		skip("no postgres user: " + err.Error())
 	}
 	uid, _ := strconv.Atoi(pg.Uid)
 	gid, _ := strconv.Atoi(pg.Gid)
