@@ -308,3 +308,29 @@ func TestAuditIndexFleet(t *testing.T) {
 		t.Fatalf("verify after a change in the database: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestAuditIndexDownMailFlows: with the index's database unreachable, postern starts, relays and records mail as
+// always, and says in its log that the index is failing; no reply waits for it.
+func TestAuditIndexDownMailFlows(t *testing.T) {
+	dir := exampleTree(t)
+	cfgPath := filepath.Join(dir, "run.hcl")
+	addr := freePort(t)
+	closed := freePort(t) // nothing listens there
+	indexConfig(t, cfgPath, addr, fmt.Sprintf("    driver = \"postgres\"\n    dsn    = \"postgres://postern:secret@%s/postern?connect_timeout=2\"\n    node   = \"mx1\"", closed))
+	p := startPostern(t, "-config", cfgPath)
+	p.waitLog(t, "postern running")
+	if err := send(addr, "hello", "clean"); err != nil {
+		t.Fatalf("a message while the index is down: %v", err)
+	}
+	p.waitLog(t, "audit index: opening the index failed; mail is unaffected, retrying")
+	if strings.Contains(p.log.String(), "secret") {
+		t.Errorf("the log shows the database password:\n%s", p.log.String())
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	if code, out, errs := postern(t, dir, "audit", "verify", filepath.Join(dir, "state", "audit.log")); code != 0 || !strings.Contains(out, "2 records") {
+		t.Fatalf("the log: exit %d\n%s%s", code, out, errs)
+	}
+}

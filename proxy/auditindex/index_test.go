@@ -242,3 +242,42 @@ func testSearchFilters(t *testing.T, ix *Index) {
 		t.Fatalf("Get of a missing record: %v", err)
 	}
 }
+
+// TestSQLiteFileMode: the index file and its WAL are private, as the log is.
+func TestSQLiteFileMode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new")
+	path := filepath.Join(dir, "index.db")
+	ix, err := Open(context.Background(), Options{Driver: DriverSQLite, DSN: path, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if err := ix.Add(context.Background(), "mx1", []Line{{Seq: 1, Data: benchLine(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v", p, fi.Mode().Perm())
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []Options{{Driver: "mysql", DSN: "x"}, {Driver: DriverSQLite}, {Driver: DriverPostgres}} {
+		if _, err := Open(ctx, o); err == nil {
+			t.Errorf("Open(%+v) succeeded", o)
+		}
+	}
+	// A database that is not there: the error names it, without the password.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := Open(cctx, Options{Driver: DriverPostgres, DSN: "postgres://postern:secret@127.0.0.1:1/postern?connect_timeout=5"})
+	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Open of an unreachable database: %v", err)
+	}
+}
