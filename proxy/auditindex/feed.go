@@ -164,6 +164,9 @@ func (f *Feeder) Run(ctx context.Context, drain time.Duration) {
 				"error", err)
 		}
 	}
+	s := f.Stats()
+	f.log.Info("audit index stopped", "indexed", s.Indexed, "dropped_from_queue", s.Dropped, "failures", s.Failures,
+		"last_seq", s.Last)
 }
 
 // fail counts and logs a failure, marks the feeder behind (the log is read again) and waits before the retry.
