@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -27,8 +28,23 @@ func init() {
 	register(command{name: "audit reindex", summary: "rebuild the audit index from the audit log", run: runAuditReindex})
 }
 
-// openConfiguredIndex loads the configuration and opens its audit index.
-func openConfiguredIndex(ctx context.Context, configPath string) (*config.Config, *auditindex.Index, error) {
+// errNoIndexYet says that a SQLite index has not been made yet: reading commands do not make an empty one.
+var errNoIndexYet = errors.New("no audit index yet")
+
+// indexExists checks that a SQLite index file exists (a PostgreSQL one is checked by connecting).
+func indexExists(ix *config.AuditIndex) error {
+	if ix.Driver != auditindex.DriverSQLite {
+		return nil
+	}
+	if _, err := os.Stat(ix.Path); errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("%w at %s: postern run makes it, and postern audit reindex builds it from the log", errNoIndexYet, ix.Path)
+	}
+	return nil
+}
+
+// openConfiguredIndex loads the configuration and opens its audit index; without create, a SQLite index must
+// exist already.
+func openConfiguredIndex(ctx context.Context, configPath string, create bool) (*config.Config, *auditindex.Index, error) {
 	if configPath == "" {
 		return nil, nil, errors.New("no -config given: the audit index is configured in the audit block")
 	}
@@ -38,6 +54,11 @@ func openConfiguredIndex(ctx context.Context, configPath string) (*config.Config
 	}
 	if cfg.Audit == nil || cfg.Audit.Index == nil {
 		return nil, nil, fmt.Errorf("%s has no audit index (an index block inside audit)", configPath)
+	}
+	if !create {
+		if err := indexExists(cfg.Audit.Index); err != nil {
+			return nil, nil, err
+		}
 	}
 	ix, err := auditindex.Open(ctx, auditIndexOptions(cfg.Audit.Index, slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -171,7 +192,7 @@ flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	_, ix, err := openConfiguredIndex(ctx, *configPath)
+	_, ix, err := openConfiguredIndex(ctx, *configPath, false)
 	if err != nil {
 		reportConfigError(stderr, err)
 		return searchTrouble
@@ -398,7 +419,7 @@ flags:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	cfg, ix, err := openConfiguredIndex(ctx, *configPath)
+	cfg, ix, err := openConfiguredIndex(ctx, *configPath, true)
 	if err != nil {
 		return reportConfigError(stderr, err)
 	}
@@ -440,6 +461,10 @@ func worseVerify(a, b int) int {
 // and returns the exit status.
 func verifyIndexChains(cfg *config.Config, stdout, stderr io.Writer) int {
 	ctx := context.Background()
+	if err := indexExists(cfg.Audit.Index); err != nil {
+		fmt.Fprintf(stdout, "note: %v\n", err)
+		return verifyIntact
+	}
 	ix, err := auditindex.Open(ctx, auditIndexOptions(cfg.Audit.Index, slog.New(slog.DiscardHandler)))
 	if err != nil {
 		fmt.Fprintf(stderr, "postern audit verify: the audit index: %v\n", err)

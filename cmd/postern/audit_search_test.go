@@ -217,6 +217,18 @@ func TestAuditSearchUsage(t *testing.T) {
 	if code, _, errs := run("audit", "reindex", "-config", noIndex); code != 1 || !strings.Contains(errs, "has no audit index") {
 		t.Errorf("reindex without an index: exit %d, %q", code, errs)
 	}
+	// An index not made yet: search says so and makes no empty file; verify notes it.
+	notYet := filepath.Join(dir, "notyet.hcl")
+	os.WriteFile(notYet, []byte("audit {\n  path = \"audit.log\"\n  index {\n    driver = \"sqlite\"\n    path = \"ix.db\"\n  }\n}\n"), 0o644)
+	if code, _, errs := run("audit", "search", "-config", notYet); code != 2 || !strings.Contains(errs, "no audit index yet at "+filepath.Join(dir, "ix.db")) {
+		t.Errorf("search of an index not made yet: exit %d, %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ix.db")); err == nil {
+		t.Error("search made an index file")
+	}
+	if code, out, _ := run("audit", "verify", "-config", notYet); !strings.Contains(out, "note: no audit index yet") {
+		t.Errorf("verify of an index not made yet: exit %d, %q", code, out)
+	}
 }
 
 func TestParseWhen(t *testing.T) {
