@@ -155,11 +155,11 @@ func (f *Feeder) Run(ctx context.Context, drain time.Duration) {
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if f.ix != nil {
-		drain := f.step
+		finish := f.step
 		if !caught {
-			drain = f.start
+			finish = f.start
 		}
-		if err := drain(dctx); err != nil {
+		if err := finish(dctx); err != nil {
 			f.log.Warn("audit index: records left unindexed at shutdown; they are indexed from the log at the next start",
 				"error", err)
 		}
