@@ -174,29 +174,6 @@ func entryState(m *quarantine.Meta) string {
 	return "held"
 }
 
-// parseWhen reads a -since/-until value: RFC 3339, a date (local midnight), or an age before now ("24h", "7d").
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
-		return t, nil
-	}
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		if _, err := fmt.Sscanf(n, "%d", &days); err == nil && days >= 0 && fmt.Sprint(days) == n {
-			return now.AddDate(0, 0, -days), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is neither a time (2006-01-02T15:04:05Z07:00, 2006-01-02) nor an age (24h, 7d)", s)
-}
-
 // safe makes text from a message fit for a terminal: control characters and invalid UTF-8 are escaped (a
 // Subject can carry escape sequences), and it is cut to n runes (0: not cut).
 func safe(s string, n int) string {

@@ -259,24 +259,6 @@ func TestSafeEscapesTerminalControls(t *testing.T) {
 	}
 }
 
-func TestParseWhen(t *testing.T) {
-	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Time{
-		"24h":                  now.Add(-24 * time.Hour),
-		"7d":                   now.AddDate(0, 0, -7),
-		"2026-12-01T10:00:00Z": time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
-	} {
-		if got, err := parseWhen(in, now); err != nil || !got.Equal(want) {
-			t.Errorf("%q: %v %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"yesterday", "-1h", "1.5d"} {
-		if _, err := parseWhen(in, now); err == nil {
-			t.Errorf("%q accepted", in)
-		}
-	}
-}
-
 // TestRunExpiresOldEntriesAtStart: an entry older than max_age is removed when `postern run` starts, with an
 // expiry record naming it.
 func TestRunExpiresOldEntriesAtStart(t *testing.T) {
