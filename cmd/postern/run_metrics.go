@@ -19,6 +19,9 @@ func publishMetrics(cfg *config.Config) {
 	metrics.SetBuild(bi.Version, bi.Commit)
 	metrics.ConfigLoaded(cfg.Version)
 	var dirs []string
+	if cfg.Quarantine != nil {
+		dirs = append(dirs, cfg.Quarantine.Dir) // the store every listener shares
+	}
 	for _, l := range cfg.Listeners {
 		if l.QuarantineDir != "" && !slices.Contains(dirs, l.QuarantineDir) {
 			dirs = append(dirs, l.QuarantineDir)
