@@ -28,6 +28,13 @@ const (
 	// EventReview records what a user of the reviewer pages did: a login (refused ones too), a logout, a message
 	// body viewed or downloaded, an action refused for the user's role. Review says who, what and why.
 	EventReview Event = "review"
+	// EventQuarantineRelease, EventQuarantineDelete and EventQuarantineExpiry record what became of a quarantined
+	// message: released (delivered to its recipients or put back in its mailbox), deleted by someone, or removed by
+	// the quarantine's retention. Quarantine says which entry, who and why. A release is written before the
+	// delivery and completed by an EventOutcome record naming it in Pending, with the delivery route's reply.
+	EventQuarantineRelease Event = "quarantine_release"
+	EventQuarantineDelete  Event = "quarantine_delete"
+	EventQuarantineExpiry  Event = "quarantine_expiry"
 )
 
 // Record is one line of the audit log. The JSON names are a stable interface: tools outside Postern parse them.
@@ -101,6 +108,9 @@ type Record struct {
 	Pending uint64 `json:"pending,omitempty"`
 	// Truncation, in an EventTruncation record, describes the loss an operator accepted.
 	Truncation *Truncation `json:"truncation,omitempty"`
+	// Quarantine, in a quarantine event record, names the entry, who acted, why, and the decision record the
+	// entry was stored with.
+	Quarantine *QuarantineAction `json:"quarantine,omitempty"`
 	// Policies trace every policy considered, in evaluation order.
 	Policies   []Policy  `json:"policies,omitempty"`
 	DurationNS int64     `json:"duration_ns,omitempty"` // policy evaluation time
@@ -172,6 +182,27 @@ type Change struct {
 	Part        int    `json:"part,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
 	Bytes       int    `json:"bytes,omitempty"` // size of the value, banner or content the change carries
+}
+
+// QuarantineAction is what a quarantine event record says about the entry acted on. The record's own envelope
+// fields (listener, protocol, sender, recipients or mailbox, Message-ID, size, sha256_in) describe the message.
+type QuarantineAction struct {
+	// ID is the quarantine entry's ID.
+	ID string `json:"id"`
+	// Actor is who released or deleted the entry (the -by of the command line, or $USER; the reviewer's login);
+	// "retention" for an expiry. Via says through what: "cli", "web", "retention".
+	Actor string `json:"actor,omitempty"`
+	Via   string `json:"via,omitempty"`
+	// Reason is the reason given, as typed.
+	Reason string `json:"reason,omitempty"`
+	// DecisionSeq and DecisionHash are the seq and hash of the decision record the entry was stored with (absent
+	// when it was not known, as for an entry stored before its record could be linked).
+	DecisionSeq  uint64 `json:"decision_seq,omitempty"`
+	DecisionHash string `json:"decision_hash,omitempty"`
+	// Route, for a release, is where the message went: "smtp 192.0.2.1:25", "lmtp ...", "imap ... INBOX".
+	Route string `json:"route,omitempty"`
+	// Expired, for an expiry, is the bound that removed it: "max_age" or "max_bytes".
+	Expired string `json:"expired,omitempty"`
 }
 
 // Recovery describes bytes an interrupted write left at the end of the log, which the writer removed before

@@ -59,6 +59,9 @@ type Config struct {
 	Audit *Audit
 	// Admin configures the admin HTTP listener (metrics, health checks, reviewer pages); nil when off.
 	Admin *Admin
+	// Quarantine is the store every listener shares: the quarantine block, or its defaults (state_dir/quarantine);
+	// nil when there is neither a block nor a state_dir.
+	Quarantine *Quarantine
 	// Listeners, Plugins and Policies are in file order, includes inlined where they appear.
 	Listeners []*Listener
 	Plugins   []*Plugin
@@ -95,7 +98,8 @@ type Listener struct {
 	ReceivedHeader bool
 	// ResultHeaders adds X-Postern-* fields (verdict, tags, score). Off by default, for the same reason.
 	ResultHeaders bool
-	// QuarantineDir is where quarantined messages go; "" means StateDir/quarantine, or none without a state dir.
+	// QuarantineDir is the shared quarantine's directory (Config.Quarantine.Dir), "" when there is none. A
+	// listener may still set quarantine_dir, as before the store was shared, only to the same directory.
 	QuarantineDir     string
 	AllowInsecureAuth bool
 	// POP3 holds what only a pop3 listener has.

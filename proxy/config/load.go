@@ -101,6 +101,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "policy", LabelNames: []string{"name"}},
 		{Type: "audit"},
 		{Type: "admin"},
+		{Type: "quarantine"},
 	},
 }
 
@@ -303,6 +304,10 @@ func (l *loader) file(path string, from *hcl.Range, depth int) {
 			if l.single("admin", b.DefRange) {
 				l.cfg.Admin = l.admin(b)
 			}
+		case "quarantine":
+			if l.single("quarantine", b.DefRange) {
+				l.cfg.Quarantine = l.quarantine(b)
+			}
 		}
 	}
 	if !included {
@@ -395,11 +400,7 @@ func (l *loader) finish() {
 	if cfg.ControlSocket == "" && cfg.StateDir != "" {
 		cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	}
-	for _, ln := range l.quarantineDefault {
-		if cfg.StateDir != "" {
-			ln.QuarantineDir = filepath.Join(cfg.StateDir, "quarantine")
-		}
-	}
+	l.finishQuarantine()
 	for _, t := range l.testCerts {
 		if cfg.StateDir == "" {
 			l.add(errorf(t.Range, "No place for the test certificate", "test_certificate keeps the "+

@@ -230,8 +230,23 @@ func (s *Session) record(in *pluginhost.Input, d *policy.Decision, f audit.Facts
 	if a == nil || d == nil {
 		return
 	}
-	if err := a.Append(s.newRecord(in, d, f, added)); err != nil {
+	rec := s.newRecord(in, d, f, added)
+	if err := a.Append(rec); err != nil {
 		s.flow.log.Error("audit record not written", "session", s.id, "err", err, "hook", d.Hook.String())
+		return
+	}
+	s.link(f.Withheld, rec)
+}
+
+// link records in the quarantine entry id (if any) which audit record its decision was written as.
+func (s *Session) link(id string, rec *audit.Record) {
+	q := s.flow.opts.Quarantine
+	if id == "" || q == nil || rec.Seq == 0 {
+		return
+	}
+	if err := q.Link(id, rec.Seq, rec.Hash); err != nil {
+		s.flow.log.Warn("quarantine entry not linked to its audit record", "session", s.id, "quarantine_id", id,
+			"seq", rec.Seq, "err", err)
 	}
 }
 
@@ -406,11 +421,18 @@ func (o *Outcome) RecordDurable(reply audit.Reply) error {
 		o.Record(reply)
 		return nil
 	}
-	return da.AppendDurable(o.sess.newRecord(o.in, o.Decision, o.facts(reply), &o.RcptsAdded))
+	rec := o.sess.newRecord(o.in, o.Decision, o.facts(reply), &o.RcptsAdded)
+	if err := da.AppendDurable(rec); err != nil {
+		return err
+	}
+	o.sess.link(o.QuarantineID, rec)
+	return nil
 }
 
+// facts are the outcome's audit facts. A quarantined message's record names its entry in Withheld, as a
+// message withheld at retrieval does.
 func (o *Outcome) facts(reply audit.Reply) audit.Facts {
-	return audit.Facts{SHA256In: o.SHA256In, SHA256Out: o.SHA256Out, Reply: reply}
+	return audit.Facts{SHA256In: o.SHA256In, SHA256Out: o.SHA256Out, Reply: reply, Withheld: o.QuarantineID}
 }
 
 // RecordServed appends the outcome's audit record at retrieval: the reply the client was given, the digest of
@@ -470,11 +492,9 @@ func (s *Session) Message(sp *Spool, mi MessageInput) (*Outcome, error) {
 			out.Err = errors.New("quarantine verdict but no quarantine directory configured")
 			break
 		}
-		env := &in.Env
-		out.QuarantineID, out.Err = o.Quarantine.Store(sp.Reader(), QuarantineRecord{ID: mi.ID, Listener: env.Listener,
-			Session: s.id, ClientIP: env.ClientIP, HELO: env.HELO, TLS: env.TLSVersion, AuthUser: env.AuthUser,
-			MailFrom: env.MailFrom, Rcpts: env.Rcpts, MessageID: out.MessageID, Size: sp.Size(), SHA256: sp.Sum(),
-			Decision: d})
+		qm := QuarantineMeta(s.id, &in.Env, d, out.Msg)
+		qm.ID, qm.Size, qm.SHA256 = mi.ID, sp.Size(), sp.Sum()
+		out.QuarantineID, out.Err = o.Quarantine.Store(sp.Reader(), qm)
 	default:
 		out.Err = s.render(out, d, mi)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -267,5 +268,55 @@ func TestRecordServed(t *testing.T) {
 	if len(rec.recs) != 1 || rec.recs[0].SHA256Served != "abc" || rec.recs[0].Withheld != "ref-1" ||
 		rec.recs[0].Reply.Status != "+OK" {
 		t.Fatalf("records: %+v", rec.recs)
+	}
+}
+
+// TestQuarantineLinkedToItsRecord checks that a quarantined message's entry names its audit record (seq and
+// hash) and the record names the entry, whichever way the front end records it.
+func TestQuarantineLinkedToItsRecord(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		al, err := audit.Open(audit.Options{Path: filepath.Join(t.TempDir(), "audit.log"), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer al.Close()
+		q, err := OpenQuarantine(filepath.Join(t.TempDir(), "q"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &fakeFilter{hooks: ^pluginhost.HookSet(0), decide: func(pluginhost.Hook, *pluginhost.Input) *policy.Decision {
+			return &policy.Decision{Hook: pluginhost.HookMessage, Action: pluginhost.Quarantine, DecidedBy: "content"}
+		}}
+		fl, _ := newFlow(t, f, al, q, false)
+		s, _ := fl.Open(context.Background(), "sess")
+		sp, _ := s.Receive(strings.NewReader(testMessage))
+		in := &pluginhost.Input{Env: pluginhost.Envelope{Protocol: "smtp", Direction: "inbound", Listener: "mx",
+			MailFrom: "a@example.org", HasMailFrom: true, Rcpts: []string{"b@example.com"}}}
+		out, err := s.Message(sp, MessageInput{ID: "txn1", In: in})
+		if err != nil || out.Err != nil {
+			t.Fatal(err, out.Err)
+		}
+		if durable {
+			err = out.RecordDurable(audit.Reply{Code: 250})
+		} else {
+			out.Record(audit.Reply{Code: 250})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := q.Get(out.QuarantineID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, hash := al.Head()
+		if m.AuditSeq != seq || m.AuditHash != hash || seq == 0 {
+			t.Fatalf("durable %v: linked to %d %s, the record is %d %s", durable, m.AuditSeq, m.AuditHash, seq, hash)
+		}
+		if m.Subject != "hi" || m.MessageID != "<1@example.org>" || m.Stage != "smtp" || m.Policy != "content" ||
+			m.Listener != "mx" || len(m.Rcpts) != 1 {
+			t.Fatalf("meta %+v", m)
+		}
+		sp.Close()
+		s.Close()
 	}
 }

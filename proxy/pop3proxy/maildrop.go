@@ -535,11 +535,9 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 				ss.log.Error("message withheld but no quarantine to keep it in; not served", "msg", i+1)
 				return tempfail("Message temporarily unavailable, try again later")
 			}
-			env := &in.Env
-			ref, err = q.Store(sp.Reader(), mailflow.QuarantineRecord{ID: ss.id + "-" + strconv.Itoa(i+1),
-				Listener: env.Listener, Session: ss.id, ClientIP: env.ClientIP, TLS: env.TLSVersion,
-				AuthUser: env.AuthUser, MessageID: out.MessageID, Size: sp.Size(), SHA256: sumIn,
-				Decision: out.Decision})
+			qm := mailflow.QuarantineMeta(ss.id, &in.Env, out.Decision, out.Msg)
+			qm.ID, qm.Size, qm.SHA256 = ss.id+"-"+strconv.Itoa(i+1), sp.Size(), sumIn
+			ref, err = q.Store(sp.Reader(), qm)
 			if err != nil {
 				ss.log.Error("withheld message could not be kept; not served", "msg", i+1, "err", err)
 				return tempfail("Message temporarily unavailable, try again later")

@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/quarantine"
 	"github.com/postern/postern/proxy/upstream"
 )
 
@@ -141,6 +142,9 @@ type Options struct {
 	// QuarantineDir keeps the originals of withheld messages; without it a withheld message is answered
 	// -ERR [SYS/TEMP] (its original cannot be kept, so it is not replaced by a notice).
 	QuarantineDir string
+	// Quarantine is the proxy's shared store (`postern run` opens one for every listener); when set it is used
+	// instead of QuarantineDir.
+	Quarantine *quarantine.Store
 	// SpoolDir and MemoryThreshold: where messages larger than the threshold are held while filtered (default
 	// os.TempDir() and 1 MiB).
 	SpoolDir        string

@@ -67,7 +67,8 @@ func New(opts Options) (*Server, error) {
 	fo := mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir, MemoryThreshold: o.MemoryThreshold,
 		MessageSize: o.Limits.MessageSize, NormalizeNewlines: true, MessageLimits: o.MessageLimits,
 		ResultHeaders: o.ResultHeaders, Logger: s.log}
-	if o.QuarantineDir != "" {
+	fo.Quarantine = o.Quarantine
+	if fo.Quarantine == nil && o.QuarantineDir != "" {
 		if fo.Quarantine, err = mailflow.OpenQuarantine(o.QuarantineDir); err != nil {
 			return nil, fmt.Errorf("pop3proxy: listener %q: quarantine_dir: %w", o.Name, err)
 		}

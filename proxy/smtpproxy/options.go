@@ -15,6 +15,7 @@ import (
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/quarantine"
 	"github.com/postern/postern/proxy/upstream"
 )
 
@@ -175,6 +176,9 @@ type Options struct {
 	// QuarantineDir receives quarantined messages: NAME.eml as received and NAME.json with the decision. A
 	// quarantine verdict without a directory tempfails the message rather than losing it.
 	QuarantineDir string
+	// Quarantine is the proxy's shared store (`postern run` opens one for every listener); when set it is used
+	// instead of QuarantineDir.
+	Quarantine *quarantine.Store
 
 	// SpoolDir holds messages larger than MemoryThreshold while they are filtered (default os.TempDir()). The files
 	// are unlinked as soon as they are created, so nothing is left behind by a crash.

@@ -65,7 +65,8 @@ func New(opts Options) (*Server, error) {
 		MemoryThreshold: o.MemoryThreshold, MessageSize: o.Limits.MessageSize,
 		NormalizeNewlines: o.BareNewline == BareNewlineNormalize, MessageLimits: o.MessageLimits,
 		ResultHeaders: o.ResultHeaders, Logger: s.log}
-	if o.QuarantineDir != "" {
+	fo.Quarantine = o.Quarantine
+	if fo.Quarantine == nil && o.QuarantineDir != "" {
 		if fo.Quarantine, err = mailflow.OpenQuarantine(o.QuarantineDir); err != nil {
 			return nil, fmt.Errorf("smtpproxy: listener %q: quarantine_dir: %w", o.Name, err)
 		}

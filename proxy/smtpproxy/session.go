@@ -237,7 +237,7 @@ func (s *session) withhold(in *pluginhost.Input, d *policy.Decision, to string) 
 	cs := s.cs
 	t := s.txn
 	if d.Action == pluginhost.Quarantine {
-		if cs.srv.opts.QuarantineDir == "" {
+		if cs.srv.flow.Options().Quarantine == nil {
 			cs.log().Error("quarantine verdict but no quarantine directory configured; deferring the recipient",
 				"txn", t.id, "rcpt", to)
 			return cs.countError(localError())
