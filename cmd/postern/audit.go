@@ -74,7 +74,7 @@ const (
 )
 
 // runAuditVerify checks one audit log (its rotated files and the active one, as one chain) or the files given.
-func runAuditVerify(args []string, stdout, stderr io.Writer) int {
+func runAuditVerify(args []string, stdout, stderr io.Writer) (status int) {
 	fs := flag.NewFlagSet("postern audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	prev := fs.String("prev", "", "`HASH` of the record before the first one checked, or \"any\" (default: the first record starts the chain)")
@@ -93,6 +93,10 @@ or one rotated file. With several arguments exactly those files are checked, in 
 order given. With the chain head (-head, or -config), a chain that ends before it
 (records cut off the end, a file truncated or deleted) is broken too.
 
+With -config and an audit index (an index block), every chain in the index is
+checked too, from the lines it stores: in a PostgreSQL index shared by several
+nodes, the chain of each node.
+
 Exit status: 0 chain intact, 1 chain broken, 2 usage or read error.
 
 flags:
@@ -108,6 +112,10 @@ flags:
 	if fs.NArg() == 0 && *configPath == "" {
 		fs.Usage()
 		return verifyFailed
+	}
+	if cfg := indexToVerify(*configPath); cfg != nil {
+		// After the log's own files: every chain the audit index holds (all nodes of a shared database).
+		defer func() { status = worseVerify(status, verifyIndexChains(cfg, stdout, stderr)) }()
 	}
 	path, headPath, err := auditTarget(*configPath, *headFlag, fs.Args())
 	if err != nil {

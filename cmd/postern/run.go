@@ -121,6 +121,7 @@ type daemon struct {
 	log     *slog.Logger
 	manager *policy.Manager
 	audit   *audit.Log
+	index   *indexFeed // nil without an audit index
 	control *control.Server
 	servers []*smtpproxy.Server
 	embeds  []*embedsmtp.Server
@@ -171,8 +172,10 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	}
 
 	if cfg.Audit != nil {
+		d.index = newIndexFeed(cfg, logger)
 		d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.Path, HeadPath: auditHeadPath(cfg),
-			MaxBytes: cfg.Audit.MaxBytes, SyncInterval: cfg.Audit.SyncInterval, Logger: logger})
+			MaxBytes: cfg.Audit.MaxBytes, SyncInterval: cfg.Audit.SyncInterval, Logger: logger,
+			Written: d.index.written()})
 		if errors.Is(err, audit.ErrTruncated) {
 			return nil, fmt.Errorf("%w\nto check: postern audit verify -config %s\nto accept: postern audit "+
 				"accept-truncation -config %s", err, path, path)
@@ -180,6 +183,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		if err != nil {
 			return nil, err
 		}
+		d.index.start()
 	} else {
 		logger.Warn("no audit block: decisions are not recorded")
 	}
@@ -479,4 +483,5 @@ func (d *daemon) closeResources(ctx context.Context) {
 			d.log.Error("closing the audit log", "error", err)
 		}
 	}
+	d.index.stop() // after the log: the records of the last sessions are indexed too
 }

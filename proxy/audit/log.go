@@ -54,16 +54,21 @@ type Options struct {
 	// Logger receives opening, rotation (with the chain head, an anchor worth keeping elsewhere), recovery and
 	// failures. nil means slog.Default().
 	Logger *slog.Logger
+	// Written, if set, is called after each record is written to the file (before its fsync), in chain order,
+	// with the record's seq and its line without the newline. It runs under the log's lock, so it must not block
+	// or call the log; line is valid only during the call. The search index is fed this way.
+	Written func(seq uint64, line []byte)
 }
 
 // Log is an append-only, hash-chained audit log. Its methods are safe for concurrent use.
 type Log struct {
-	path string
-	max  int64
-	sync time.Duration
-	log  *slog.Logger
-	lock io.Closer
-	now  func() time.Time // tests set it to control rotation names
+	path    string
+	max     int64
+	sync    time.Duration
+	log     *slog.Logger
+	lock    io.Closer
+	now     func() time.Time // tests set it to control rotation names
+	written func(seq uint64, line []byte)
 
 	head     *headFile   // nil without Options.HeadPath
 	kept     *Head       // the head found at Open, nil when none was kept
@@ -103,7 +108,8 @@ func Open(opts Options) (*Log, error) {
 	if opts.SyncInterval < 0 {
 		return nil, fmt.Errorf("audit: negative sync interval %v", opts.SyncInterval)
 	}
-	l := &Log{path: opts.Path, max: opts.MaxBytes, sync: opts.SyncInterval, log: opts.Logger, now: time.Now}
+	l := &Log{path: opts.Path, max: opts.MaxBytes, sync: opts.SyncInterval, log: opts.Logger, now: time.Now,
+		written: opts.Written}
 	if l.max == 0 {
 		l.max = DefaultMaxBytes
 	}
@@ -305,6 +311,9 @@ func (l *Log) write(b []byte, mayRotate bool) (seq uint64, prev, hash string, er
 	prev = l.hash
 	l.seq++
 	l.hash = hash
+	if l.written != nil {
+		l.written(l.seq, line[:len(line)-1])
+	}
 	return l.seq, prev, hash, nil
 }
 

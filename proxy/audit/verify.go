@@ -175,6 +175,8 @@ type checker struct {
 	anchors map[string]bool // wanted hash → found
 	pending map[uint64]bool // pending records not completed yet
 	sum     Summary
+	// each, if set, is called with every good record; its error stops check and is returned unchanged.
+	each func(seq uint64, line []byte) error
 }
 
 func newChecker(prevHash string) (*checker, error) {
@@ -273,6 +275,11 @@ func (c *checker) check(file string, r io.Reader) error {
 		}
 		c.sum.Records++
 		c.prev, c.seq = h.hash, h.seq
+		if c.each != nil {
+			if err := c.each(h.seq, line); err != nil {
+				return err
+			}
+		}
 	}
 }
 

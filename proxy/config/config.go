@@ -258,6 +258,19 @@ type Audit struct {
 	Path         string
 	MaxBytes     int64         // rotate past this size
 	SyncInterval time.Duration // 0: fsync after every record
+	// Index is the search index of the records; nil when there is no index block.
+	Index *AuditIndex
+}
+
+// AuditIndex configures the search index of the audit records (the index block inside audit).
+type AuditIndex struct {
+	// Driver is "sqlite" (a file, Path) or "postgres" (a database, DSN, which several nodes may share).
+	Driver string
+	Path   string
+	DSN    string
+	// Node names this node's chain in the index; "" means the host name.
+	Node      string
+	DeclRange hcl.Range
 }
 
 // Summary counts the blocks: "2 listeners, 4 plugins, 3 policies".

@@ -164,6 +164,10 @@ var reviewSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 
 var auditSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "path", Required: true}, {Name: "max_bytes"}, {Name: "sync_interval"},
+}, Blocks: []hcl.BlockHeaderSchema{{Type: "index"}}}
+
+var auditIndexSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "driver", Required: true}, {Name: "path"}, {Name: "dsn"}, {Name: "node"},
 }}
 
 // Load reads the configuration file at path and every file it includes, and validates all of it: syntax, block
@@ -229,6 +233,7 @@ type loader struct {
 	addresses         map[string]hcl.Range            // listener address → where
 	singles           map[string]hcl.Range            // top-level settings that may be given once → where
 	quarantineDefault []*Listener                     // listeners whose quarantine_dir defaults from state_dir
+	indexDefault      *AuditIndex                     // a sqlite audit index whose path defaults from state_dir
 	testCerts         []*TLS                          // tls blocks with test_certificate, given their files in finish
 	// lenient goes on past syntax errors with what the parser recovered (ControlSocket).
 	lenient bool
@@ -401,6 +406,14 @@ func (l *loader) finish() {
 		cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	}
 	l.finishQuarantine()
+	if ix := l.indexDefault; ix != nil {
+		if cfg.StateDir == "" {
+			l.add(errorf(ix.DeclRange, "No place for the audit index", "A sqlite index without a path is kept "+
+				"in state_dir/audit-index.db: set state_dir, or give path."))
+		} else {
+			ix.Path = filepath.Join(cfg.StateDir, "audit-index.db")
+		}
+	}
 	for _, t := range l.testCerts {
 		if cfg.StateDir == "" {
 			l.add(errorf(t.Range, "No place for the test certificate", "test_certificate keeps the "+
@@ -1029,7 +1042,49 @@ func (l *loader) audit(b *hcl.Block) *Audit {
 	if at := c.Attributes["sync_interval"]; at != nil {
 		a.SyncInterval = l.duration(at, 0, time.Hour)
 	}
+	if ib := l.oneBlock(c, "index"); ib != nil {
+		a.Index = l.auditIndex(ib)
+	}
 	return a
+}
+
+// auditIndex reads the index block. A sqlite index without a path goes to state_dir/audit-index.db (finish).
+func (l *loader) auditIndex(b *hcl.Block) *AuditIndex {
+	c, diags := b.Body.Content(auditIndexSchema)
+	l.add(diags...)
+	ix := &AuditIndex{DeclRange: b.DefRange}
+	if at := c.Attributes["driver"]; at != nil {
+		n := len(l.diags)
+		if ix.Driver = l.oneOf(at, "sqlite", "postgres"); len(l.diags) > n {
+			ix.Driver = "" // reported; the other checks would only add noise
+		}
+	}
+	path, dsn := c.Attributes["path"], c.Attributes["dsn"]
+	switch {
+	case ix.Driver == "sqlite" && dsn != nil:
+		l.add(errorf(dsn.NameRange, "Unexpected dsn", "A sqlite index is a file: give its path, not a dsn."))
+	case ix.Driver == "postgres" && path != nil:
+		l.add(errorf(path.NameRange, "Unexpected path", "A postgres index is a database: give its dsn, not a path."))
+	case ix.Driver == "postgres" && dsn == nil:
+		l.add(errorf(b.DefRange, "Missing dsn", "A postgres index needs dsn, the database's connection string "+
+			"(\"postgres://user@host:5432/postern\" or \"host=… dbname=…\")."))
+	}
+	if path != nil {
+		ix.Path = l.path(path)
+	}
+	if dsn != nil {
+		ix.DSN, _ = l.str(dsn)
+	}
+	if at := c.Attributes["node"]; at != nil {
+		if ix.Node, _ = l.str(at); ix.Node == "" || len(ix.Node) > 255 || strings.ContainsAny(ix.Node, " \t\r\n/") {
+			l.add(errorf(at.Expr.Range(), "Invalid node", "node names this node's chain in the index: 1 to 255 "+
+				"characters, no spaces or slashes."))
+		}
+	}
+	if ix.Driver == "sqlite" && ix.Path == "" {
+		l.indexDefault = ix
+	}
+	return ix
 }
 
 // Value helpers. Each evaluates a constant attribute (no variables, no functions: settings are data), reports a
