@@ -70,25 +70,37 @@ type Quarantine interface {
 // DecisionQuery selects decision records, like `postern audit search`; empty fields select everything.
 type DecisionQuery struct {
 	From, To  time.Time
-	Sender    string // envelope sender, exact (case-insensitive)
+	Sender    string // envelope sender: an address (case-insensitive); the index also takes "@domain"
 	Recipient string
 	User      string // the authenticated user or the mailbox user
 	Mailbox   string
 	MessageID string
 	Digest    string // sha256_in, sha256_out or sha256_served
 	Action    string
+	Event     string // decision, pending, review, quarantine_release, ...; "" is every event but outcome
 	Policy    string // a policy that matched
 	Plugin    string
 	Listener  string
 	Protocol  string
+	Tag       string // a tag name, or name=value
+	Node      string // the node whose chain the record is in (an index of a fleet)
 	Limit     int    // at most this many, newest first
-	BeforeSeq uint64 // paging: only records before this seq (0: from the newest)
+	Offset    int    // paging: skip this many first
+}
+
+// DecisionRow is a decision record found, with the node whose chain holds it and, for a pending record, the
+// reply its outcome record gave.
+type DecisionRow struct {
+	Node    string
+	Record  audit.Record
+	Outcome *audit.Reply
 }
 
 // Decisions finds decision records: the audit index when one is configured, else a scan of the log.
 type Decisions interface {
-	Search(ctx context.Context, q DecisionQuery) ([]audit.Record, error)
-	Record(ctx context.Context, seq uint64) (*audit.Record, error)
+	Search(ctx context.Context, q DecisionQuery) ([]DecisionRow, error)
+	// Record returns the record at seq in node's chain ("" for this node's own log), or ErrNotFound.
+	Record(ctx context.Context, node string, seq uint64) (*DecisionRow, error)
 }
 
 // Recorder appends the pages' own audit records (logins, views, refusals). *audit.Log is one.

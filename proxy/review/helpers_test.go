@@ -131,20 +131,20 @@ func (q *memQuarantine) Delete(_ context.Context, id string, by Actor, reason st
 // memDecisions serves fixed records.
 type memDecisions struct{ recs []audit.Record }
 
-func (d memDecisions) Search(_ context.Context, q DecisionQuery) ([]audit.Record, error) {
-	var out []audit.Record
+func (d memDecisions) Search(_ context.Context, q DecisionQuery) ([]DecisionRow, error) {
+	var out []DecisionRow
 	for i := len(d.recs) - 1; i >= 0; i-- {
 		if Matches(&d.recs[i], q) {
-			out = append(out, d.recs[i])
+			out = append(out, DecisionRow{Record: d.recs[i]})
 		}
 	}
 	return out, nil
 }
 
-func (d memDecisions) Record(_ context.Context, seq uint64) (*audit.Record, error) {
+func (d memDecisions) Record(_ context.Context, node string, seq uint64) (*DecisionRow, error) {
 	for i := range d.recs {
-		if d.recs[i].Seq == seq {
-			return &d.recs[i], nil
+		if d.recs[i].Seq == seq && node == "" {
+			return &DecisionRow{Record: d.recs[i]}, nil
 		}
 	}
 	return nil, ErrNotFound

@@ -22,35 +22,45 @@ type LogScan struct {
 // maxRecordLine bounds one line of the log (a record is at most 1 MiB).
 const maxRecordLine = 2 << 20
 
+// maxScanWindow bounds what a search of the log keeps in memory (Limit + Offset records).
+const maxScanWindow = 10000
+
 // Search returns the records matching q, newest first.
-func (s LogScan) Search(ctx context.Context, q DecisionQuery) ([]audit.Record, error) {
+func (s LogScan) Search(ctx context.Context, q DecisionQuery) ([]DecisionRow, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	ring := make([]audit.Record, 0, limit)
+	keep := min(limit+max(q.Offset, 0), maxScanWindow)
+	ring := make([]DecisionRow, 0, keep)
 	err := s.scan(ctx, func(r *audit.Record) bool {
 		if !Matches(r, q) {
 			return true
 		}
-		if len(ring) == limit {
+		if len(ring) == keep {
 			copy(ring, ring[1:])
-			ring = ring[:limit-1]
+			ring = ring[:keep-1]
 		}
-		ring = append(ring, *r)
+		ring = append(ring, DecisionRow{Record: *r})
 		return true
 	})
 	slices.Reverse(ring)
-	return ring, err
+	if q.Offset >= len(ring) {
+		return nil, err
+	}
+	ring = ring[max(q.Offset, 0):]
+	return ring[:min(limit, len(ring))], err
 }
 
-// Record returns the record with that seq.
-func (s LogScan) Record(ctx context.Context, seq uint64) (*audit.Record, error) {
-	var found *audit.Record
+// Record returns the record with that seq; node must be "" (the log is this node's).
+func (s LogScan) Record(ctx context.Context, node string, seq uint64) (*DecisionRow, error) {
+	if node != "" {
+		return nil, ErrNotFound
+	}
+	var found *DecisionRow
 	err := s.scan(ctx, func(r *audit.Record) bool {
 		if r.Seq == seq {
-			c := *r
-			found = &c
+			found = &DecisionRow{Record: *r}
 			return false
 		}
 		return true
@@ -103,13 +113,10 @@ func (s LogScan) scan(ctx context.Context, fn func(*audit.Record) bool) error {
 	return nil
 }
 
-// Matches reports whether r is selected by q (Limit and BeforeSeq aside from BeforeSeq's bound).
+// Matches reports whether r is selected by q's filters (Node, Limit and Offset aside).
 func Matches(r *audit.Record, q DecisionQuery) bool {
-	if q.BeforeSeq != 0 && r.Seq >= q.BeforeSeq {
-		return false
-	}
-	if r.Event != audit.EventDecision && r.Event != audit.EventPending {
-		// Outcomes, recoveries and the pages' own records are not decisions; they are found by seq.
+	if q.Event != "" && string(r.Event) != q.Event || q.Event == "" && r.Event == audit.EventOutcome {
+		// An outcome's reply is shown with the pending record it completes.
 		return false
 	}
 	if !q.From.IsZero() && r.Time.Before(q.From) || !q.To.IsZero() && !r.Time.Before(q.To) {
@@ -143,6 +150,13 @@ func Matches(r *audit.Record, q DecisionQuery) bool {
 	}
 	if q.Protocol != "" && r.Protocol != q.Protocol {
 		return false
+	}
+	if q.Tag != "" {
+		name, value, hasValue := strings.Cut(q.Tag, "=")
+		v, ok := r.Tags[name]
+		if !ok || hasValue && v != value {
+			return false
+		}
 	}
 	if q.Policy != "" || q.Plugin != "" {
 		ok := false

@@ -160,10 +160,11 @@ func parseTime(s string) (time.Time, error) {
 
 type decisionsData struct {
 	Q       url.Values
-	Records []audit.Record
+	Rows    []DecisionRow
 	Older   string // the query of the next page
 	Error   string
 	Actions []string
+	Events  []string
 }
 
 func (h *Handler) decisions(w http.ResponseWriter, req *request) {
@@ -172,11 +173,14 @@ func (h *Handler) decisions(w http.ResponseWriter, req *request) {
 		return
 	}
 	v := req.URL.Query()
-	d := decisionsData{Q: v, Actions: []string{"accept", "reject", "tempfail", "discard", "quarantine"}}
+	d := decisionsData{Q: v, Actions: []string{"accept", "reject", "tempfail", "discard", "quarantine"},
+		Events: []string{"decision", "pending", "review", "quarantine_release", "quarantine_delete", "quarantine_expiry",
+			"recovery", "truncation"}}
 	q := DecisionQuery{Sender: strings.TrimSpace(v.Get("sender")), Recipient: strings.TrimSpace(v.Get("rcpt")),
 		User: strings.TrimSpace(v.Get("user")), Mailbox: v.Get("mailbox"), MessageID: strings.TrimSpace(v.Get("message_id")),
 		Digest: strings.TrimSpace(v.Get("digest")), Action: v.Get("action"), Policy: strings.TrimSpace(v.Get("policy")),
-		Plugin: strings.TrimSpace(v.Get("plugin")), Listener: strings.TrimSpace(v.Get("listener")), Limit: 100}
+		Plugin: strings.TrimSpace(v.Get("plugin")), Listener: strings.TrimSpace(v.Get("listener")),
+		Protocol: v.Get("protocol"), Event: v.Get("event"), Tag: strings.TrimSpace(v.Get("tag")), Node: strings.TrimSpace(v.Get("node")), Limit: pageSize}
 	var errs []string
 	var err error
 	if q.From, err = parseTime(v.Get("from")); err != nil {
@@ -185,9 +189,9 @@ func (h *Handler) decisions(w http.ResponseWriter, req *request) {
 	if q.To, err = parseTime(v.Get("to")); err != nil {
 		errs = append(errs, "To: "+err.Error())
 	}
-	if b := v.Get("before"); b != "" {
-		if q.BeforeSeq, err = strconv.ParseUint(b, 10, 64); err != nil {
-			errs = append(errs, "before: not a sequence number")
+	if o := v.Get("offset"); o != "" {
+		if q.Offset, err = strconv.Atoi(o); err != nil || q.Offset < 0 || q.Offset > maxOffset {
+			errs = append(errs, fmt.Sprintf("offset: not a number from 0 to %d", maxOffset))
 		}
 	}
 	if len(errs) > 0 {
@@ -204,21 +208,29 @@ func (h *Handler) decisions(w http.ResponseWriter, req *request) {
 		h.render(w, req, http.StatusInternalServerError, "decisions", "Decisions", d)
 		return
 	}
-	d.Records = recs
-	if len(recs) == q.Limit {
+	d.Rows = recs
+	if len(recs) == q.Limit && q.Offset+q.Limit <= maxOffset {
 		older := url.Values{}
 		for k, vs := range v {
 			older[k] = vs
 		}
-		older.Set("before", strconv.FormatUint(recs[len(recs)-1].Seq, 10))
+		older.Set("offset", strconv.Itoa(q.Offset+q.Limit))
 		d.Older = older.Encode()
 	}
 	h.render(w, req, http.StatusOK, "decisions", "Decisions", d)
 }
 
+// Paging of the decision search.
+const (
+	pageSize  = 100
+	maxOffset = 9900
+)
+
 type decisionData struct {
-	R    *audit.Record
-	JSON string
+	R       *audit.Record
+	Node    string
+	Outcome *audit.Reply
+	JSON    string
 }
 
 func (h *Handler) decision(w http.ResponseWriter, req *request) {
@@ -233,7 +245,8 @@ func (h *Handler) decision(w http.ResponseWriter, req *request) {
 	}
 	ctx, cancel := withTimeout(req.Request)
 	defer cancel()
-	rec, err := h.o.Decisions.Record(ctx, seq)
+	node := req.URL.Query().Get("node")
+	row, err := h.o.Decisions.Record(ctx, node, seq)
 	if errors.Is(err, ErrNotFound) {
 		h.failPage(w, req, http.StatusNotFound, "No such record.")
 		return
@@ -243,8 +256,9 @@ func (h *Handler) decision(w http.ResponseWriter, req *request) {
 		h.failPage(w, req, http.StatusInternalServerError, "The record could not be read.")
 		return
 	}
-	js, _ := json.MarshalIndent(rec, "", "  ")
-	h.render(w, req, http.StatusOK, "decision", fmt.Sprintf("Record %d", seq), decisionData{R: rec, JSON: string(js)})
+	js, _ := json.MarshalIndent(&row.Record, "", "  ")
+	h.render(w, req, http.StatusOK, "decision", fmt.Sprintf("Record %d", seq),
+		decisionData{R: &row.Record, Node: row.Node, Outcome: row.Outcome, JSON: string(js)})
 }
 
 type quarantineData struct {

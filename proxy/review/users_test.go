@@ -137,7 +137,7 @@ func TestLogScan(t *testing.T) {
 		}
 		var out []uint64
 		for _, r := range rs {
-			out = append(out, r.Seq)
+			out = append(out, r.Record.Seq)
 		}
 		return out
 	}
@@ -145,10 +145,13 @@ func TestLogScan(t *testing.T) {
 		q    DecisionQuery
 		want []uint64
 	}{
-		"all":        {DecisionQuery{}, []uint64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		"all":        {DecisionQuery{}, []uint64{11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		"decisions":  {DecisionQuery{Event: "decision"}, []uint64{10, 9, 8, 7, 6, 5, 4, 3, 2, 1}},
+		"review":     {DecisionQuery{Event: "review"}, []uint64{11}},
 		"sender":     {DecisionQuery{Sender: "B@example.org"}, []uint64{10, 7, 4, 1}},
 		"limit":      {DecisionQuery{Sender: "b@example.org", Limit: 2}, []uint64{10, 7}},
-		"page":       {DecisionQuery{Sender: "b@example.org", Limit: 2, BeforeSeq: 7}, []uint64{4, 1}},
+		"page":       {DecisionQuery{Sender: "b@example.org", Limit: 2, Offset: 2}, []uint64{4, 1}},
+		"past end":   {DecisionQuery{Sender: "b@example.org", Limit: 2, Offset: 4}, nil},
 		"message-id": {DecisionQuery{MessageID: "m5@x"}, []uint64{6}},
 		"action":     {DecisionQuery{Action: "quarantine"}, []uint64{10, 7, 4, 1}},
 		"policy":     {DecisionQuery{Policy: "content", Plugin: "dlp"}, []uint64{10, 7, 4, 1}},
@@ -159,11 +162,11 @@ func TestLogScan(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, got, c.want)
 		}
 	}
-	r, err := s.Record(ctx, 6)
-	if err != nil || r.MessageID != "<m5@x>" {
+	r, err := s.Record(ctx, "", 6)
+	if err != nil || r.Record.MessageID != "<m5@x>" {
 		t.Fatalf("record 6: %v %v", r, err)
 	}
-	if _, err := s.Record(ctx, 99); err != ErrNotFound {
+	if _, err := s.Record(ctx, "", 99); err != ErrNotFound {
 		t.Fatalf("record 99: %v", err)
 	}
 }
