@@ -12,6 +12,9 @@
 //	postern audit verify PATH                 check an audit log's hash chain
 //	postern audit accept-truncation           continue an audit log that lost records, on record
 //	postern reload -config FILE               ask a running proxy to reload its configuration
+//	postern quarantine list -config FILE      list quarantined messages (filters, -json)
+//	postern quarantine show -config FILE ID   show a quarantined message's record, or the message
+//	postern quarantine release|delete ID      release or delete a quarantined message, on record
 //	postern version                           print the version
 //	postern help [COMMAND]                    print the usage of postern or of a command
 //

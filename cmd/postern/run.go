@@ -29,6 +29,7 @@ import (
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/pop3proxy"
+	"github.com/postern/postern/proxy/quarantine"
 	"github.com/postern/postern/proxy/smtpproxy"
 )
 
@@ -125,6 +126,11 @@ type daemon struct {
 	control *control.Server
 	servers []*smtpproxy.Server
 	embeds  []*embedsmtp.Server
+	// embedded are the embedded SMTP upstreams by listener name, for releases from the quarantine.
+	embedded map[string]*embedsmtp.Server
+	// quarantine is the store every listener shares (nil without one); the control socket's quarantine
+	// command and the reviewer page act on it.
+	quarantine *quarantine.Store
 	// pop3 are the POP3 listeners (run_pop3.go); pop3Bound those bound and not serving yet.
 	pop3      []*pop3proxy.Server
 	pop3Bound []pop3Listener
@@ -192,6 +198,11 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		return nil, err
 	}
 	hostname, _ := os.Hostname()
+	if cfg.Quarantine != nil {
+		if d.quarantine, err = openQuarantine(cfg, d.audit, d.router(hostname), hostname, logger); err != nil {
+			return nil, err
+		}
+	}
 	type bound struct {
 		srv *smtpproxy.Server
 		ln  net.Listener
@@ -221,6 +232,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		if d.audit != nil {
 			opts.Audit = d.audit
 		}
+		opts.Quarantine = d.quarantine
 		if l.TLS.TestCertificate && l.TLS.Mode != "none" {
 			made, err := listener.EnsureTestCertificate(l.TLS.Cert, l.TLS.Key, hostname)
 			if err != nil {
@@ -240,6 +252,10 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 				return nil, lerr(err)
 			}
 			d.embeds = append(d.embeds, e)
+			if d.embedded == nil {
+				d.embedded = map[string]*embedsmtp.Server{}
+			}
+			d.embedded[l.Name] = e
 			opts.Embedded = e
 			logger.Info("embedded upstream: every relayed message is stored as an .eml file", "listener", l.Name, "dir", dir)
 		}
@@ -267,6 +283,9 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	if cfg.ControlSocket != "" {
 		handlers := manager.ControlHandlers()
 		handlers["reload"] = func(ctx context.Context, _ []string) (string, error) { return d.reload(ctx) }
+		if d.quarantine != nil {
+			handlers[controlQuarantine] = quarantineHandler(d.quarantine)
+		}
 		if d.control, err = control.Listen(cfg.ControlSocket, handlers, logger); err != nil {
 			return nil, err
 		}
@@ -285,6 +304,9 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}()
 	}
 	d.servePOP3()
+	if d.quarantine != nil {
+		d.quarantine.Run() // retention: now, then every interval
+	}
 	d.serveAdmin()
 	d.serving.Store(true)
 	bi := readBuildInfo()
@@ -478,10 +500,38 @@ func (d *daemon) closeResources(ctx context.Context) {
 	for _, e := range d.embedPOP3 {
 		e.Close()
 	}
+	if d.quarantine != nil {
+		d.quarantine.Close() // before the audit log its expiries are recorded in
+	}
 	if d.audit != nil {
 		if err := d.audit.Close(); err != nil {
 			d.log.Error("closing the audit log", "error", err)
 		}
 	}
 	d.index.stop() // after the log: the records of the last sessions are indexed too
+}
+
+// router is how the daemon's quarantine releases entries: with the configuration current at the release and the
+// embedded upstreams this process runs.
+func (d *daemon) router(hostname string) quarantine.Router {
+	return &quarantineRouter{
+		hostname: hostname,
+		config: func() *config.Config {
+			snap, release := d.manager.Acquire()
+			defer release()
+			if snap == nil {
+				return nil
+			}
+			return snap.Config()
+		},
+		embedded: func(listener string) func(ctx context.Context) (net.Conn, error) {
+			if e := d.embedded[listener]; e != nil {
+				return e.Dial
+			}
+			if listener == "" && len(d.embeds) > 0 {
+				return d.embeds[0].Dial
+			}
+			return nil
+		},
+	}
 }

@@ -36,6 +36,7 @@ func (d *daemon) addPOP3(cfg *config.Config, l *config.Listener, hostname string
 	if d.audit != nil {
 		opts.Audit = d.audit
 	}
+	opts.Quarantine = d.quarantine
 	if l.Upstream == config.UpstreamEmbedded {
 		var dirs []string
 		for _, e := range d.embeds {

@@ -51,6 +51,9 @@ type Options struct {
 	Users []User
 	// Extra is appended to the configuration (settings for one test: login_trusted_networks, limits).
 	Extra string
+	// MasterUsers may log in as any user with "user*master" and the master's password (Dovecot's master
+	// users, auth_master_user_separator "*"): what an administrative tool such as a quarantine release uses.
+	MasterUsers []User
 }
 
 // Start starts Dovecot and stops it when t ends. It skips t without dovecot or without root.
@@ -100,6 +103,16 @@ func Start(t testing.TB, opts Options) *Dovecot {
 		fmt.Fprintf(&passwd, "%s:{PLAIN}%s:%d:%d::%s::\n", u.Name, u.Password, uid, gid, filepath.Join(mailDir, u.Name))
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "passwd"), []byte(passwd.String()), 0o644))
+	var master string
+	if len(opts.MasterUsers) > 0 {
+		var mp strings.Builder
+		for _, u := range opts.MasterUsers {
+			fmt.Fprintf(&mp, "%s:{PLAIN}%s\n", u.Name, u.Password)
+		}
+		must(t, os.WriteFile(filepath.Join(dir, "master-passwd"), []byte(mp.String()), 0o644))
+		master = fmt.Sprintf("auth_master_user_separator = *\npassdb {\n  driver = passwd-file\n  args = scheme=PLAIN %s\n"+
+			"  master = yes\n  pass = yes\n}\n", filepath.Join(dir, "master-passwd"))
+	}
 
 	port := func(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 	d.conf = filepath.Join(dir, "dovecot.conf")
@@ -123,7 +136,7 @@ pop3_uidl_format = %%08Xu%%08Xv
 mail_max_userip_connections = 1000
 default_process_limit = 200
 default_client_limit = 2000
-passdb {
+%[12]spassdb {
   driver = passwd-file
   args = scheme=PLAIN %[1]s/passwd
 }
@@ -167,7 +180,7 @@ protocol lmtp {
 }
 %[11]s
 `, dir, d.CertFile, keyFile, uid, mailDir, port(d.POP3), port(d.POP3S), port(d.IMAP), port(d.IMAPS),
-		port(d.LMTP), opts.Extra)
+		port(d.LMTP), opts.Extra, master)
 	must(t, os.WriteFile(d.conf, []byte(conf), 0o644))
 	// Output to a file, not a pipe: the daemon's children inherit it, and a pipe would stay open while they run.
 	out, err := os.Create(filepath.Join(dir, "start.out"))

@@ -121,7 +121,7 @@ func (r *IMAPRoute) Deliver(ctx context.Context, m *Meta, msg io.Reader, size in
 	if err := c.sendLiteralBody(box.literal); err != nil {
 		return "", fmt.Errorf("APPEND: %w", err)
 	}
-	if err := c.send(" {" + strconv.FormatInt(size, 10) + "}"); err != nil {
+	if err := c.send(" {" + strconv.FormatInt(size, 10) + "}\r\n"); err != nil {
 		return "", err
 	}
 	if err := c.waitContinuation(tag); err != nil {
