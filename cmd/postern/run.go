@@ -22,6 +22,7 @@ import (
 
 	"github.com/postern/postern/proxy/admin"
 	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/auditindex"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
 	"github.com/postern/postern/proxy/embedpop3"
@@ -140,7 +141,9 @@ type daemon struct {
 	admin      *admin.Server
 	adminLn    net.Listener
 	adminCerts *listener.Certificates
-	serving    atomic.Bool
+	// reviewIndex is the audit index the reviewer pages search, closed with the admin listener.
+	reviewIndex *auditindex.Index
+	serving     atomic.Bool
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/postern/postern/proxy/admin"
+	"github.com/postern/postern/proxy/auditindex"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/review"
 )
 
 // addAdmin builds and binds the admin listener of cfg's admin block, if any. Its readiness checks: the
@@ -57,6 +60,13 @@ func (d *daemon) addAdmin(cfg *config.Config, hostname string) error {
 	if d.audit != nil {
 		srv.Ready("audit", func(context.Context) error { return d.audit.Writable() })
 	}
+	if a.Review != nil {
+		h, err := d.reviewPages(cfg, a.Review)
+		if err != nil {
+			return err
+		}
+		srv.Handle("/", h)
+	}
 	ln, err := admin.Listen(a.Address)
 	if err != nil {
 		return fail(err)
@@ -100,6 +110,51 @@ func (d *daemon) closeAdmin(ctx context.Context) {
 			d.admin.Close()
 		}
 	}
+	if d.reviewIndex != nil {
+		d.reviewIndex.Close()
+		d.reviewIndex = nil
+	}
+}
+
+// reviewPages builds the reviewer pages of the review block: users from its file, the shared quarantine, and
+// decisions from the audit index (or, without one, from the log files). Every action on them is recorded, so
+// they need the audit log.
+func (d *daemon) reviewPages(cfg *config.Config, r *config.Review) (http.Handler, error) {
+	fail := func(rng hcl.Range, summary string, err error) error {
+		return cfg.NewError(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rng.Ptr()}})
+	}
+	if d.audit == nil {
+		return nil, fail(r.DeclRange, "Reviewer pages without an audit log",
+			errors.New("every login, view, release and deletion on the reviewer pages is recorded: add an audit block"))
+	}
+	users, err := review.OpenUsers(r.UsersFile)
+	if err != nil {
+		return nil, fail(r.UsersFileRange, "Cannot read the reviewer users", fmt.Errorf("%w\nAdd a user with: "+
+			"postern review adduser -config FILE -role reviewer NAME", err))
+	}
+	logger := d.log.With("listener", "admin")
+	opts := review.Options{Users: users, Audit: d.audit, Logger: logger, Secure: r.SecureCookies,
+		IdleTimeout: r.SessionIdle, MaxAge: r.SessionMaxAge}
+	if d.quarantine != nil {
+		opts.Quarantine = review.Store{S: d.quarantine}
+	}
+	if ix := cfg.Audit.Index; ix != nil {
+		idx, err := auditindex.Open(context.Background(), auditIndexOptions(ix, logger))
+		if err != nil {
+			return nil, fail(ix.DeclRange, "Cannot open the audit index for the reviewer pages", err)
+		}
+		d.reviewIndex = idx
+		opts.Decisions = review.Index{S: idx, Node: auditNode(ix)}
+	} else {
+		opts.Decisions = review.LogScan{Path: cfg.Audit.Path}
+	}
+	h, err := review.New(opts)
+	if err != nil {
+		return nil, fail(r.DeclRange, "Cannot start the reviewer pages", err)
+	}
+	logger.Info("reviewer pages on the admin listener", "users", len(users.All()), "quarantine", d.quarantine != nil,
+		"index", cfg.Audit.Index != nil)
+	return h, nil
 }
 
 // reloadAdminCertificate re-reads the admin listener's certificate.

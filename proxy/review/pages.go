@@ -33,6 +33,14 @@ func (h *Handler) setCookie(w http.ResponseWriter, name, value string, maxAge in
 type loginData struct {
 	Next, Error, Name string
 	Token             string
+	NoUsers           string // the users file, when it names no user yet
+}
+
+func (h *Handler) loginData(d loginData) loginData {
+	if h.o.Users.Empty() {
+		d.NoUsers = h.o.Users.Path()
+	}
+	return d
 }
 
 // loginPage shows the form. Its token, also set in a cookie, is checked at the POST (a login form another site
@@ -40,7 +48,7 @@ type loginData struct {
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	tok := randomToken()
 	h.setCookie(w, h.loginCookieName(), tok, 3600)
-	h.render(w, nil, http.StatusOK, "login", "Log in", loginData{Next: safeNext(r.URL.Query().Get("next")), Token: tok})
+	h.render(w, nil, http.StatusOK, "login", "Log in", h.loginData(loginData{Next: safeNext(r.URL.Query().Get("next")), Token: tok}))
 }
 
 // safeNext keeps a redirect after login on this site.
@@ -62,7 +70,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	again := func(status int, msg string) {
 		tok := randomToken()
 		h.setCookie(w, h.loginCookieName(), tok, 3600)
-		h.render(w, nil, status, "login", "Log in", loginData{Next: next, Error: msg, Name: name, Token: tok})
+		h.render(w, nil, status, "login", "Log in", h.loginData(loginData{Next: next, Error: msg, Name: name, Token: tok}))
 	}
 	c, err := r.Cookie(h.loginCookieName())
 	if err != nil || !tokensEqual(r.PostForm.Get("csrf"), c.Value) {

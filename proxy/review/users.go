@@ -274,7 +274,8 @@ type Users struct {
 	err     error
 }
 
-// OpenUsers reads the users file at path. It is an error if it cannot be read or has an error.
+// OpenUsers reads the users file at path. It is an error if it cannot be read or has an error; a file that does
+// not exist yet is no user, until `postern review adduser` makes it.
 func OpenUsers(path string) (*Users, error) {
 	u := &Users{path: path}
 	if err := u.reload(time.Now()); err != nil {
@@ -306,6 +307,19 @@ func (u *Users) All() []User {
 	return out
 }
 
+// Path is the users file.
+func (u *Users) Path() string { return u.path }
+
+// Empty reports whether the file names no user (or does not exist yet).
+func (u *Users) Empty() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if time.Since(u.checked) >= time.Second {
+		u.err = u.reloadLocked(time.Now())
+	}
+	return len(u.users) == 0
+}
+
 // Err is the error of the last reload, if the file stopped parsing.
 func (u *Users) Err() error {
 	u.mu.Lock()
@@ -322,6 +336,10 @@ func (u *Users) reload(now time.Time) error {
 func (u *Users) reloadLocked(now time.Time) error {
 	u.checked = now
 	fi, err := os.Stat(u.path)
+	if errors.Is(err, os.ErrNotExist) {
+		u.users, u.mtime, u.size = map[string]User{}, time.Time{}, -1
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("users file: %w", err)
 	}

@@ -182,3 +182,29 @@ func slicesEqual(a, b []uint64) bool {
 	}
 	return true
 }
+
+func TestUsersFileAppears(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	u, err := OpenUsers(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.Empty() {
+		t.Fatal("a missing file has users")
+	}
+	h, _ := HashPassword("password1")
+	if err := AddUser(path, "rita", RoleReviewer, h); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // looked at again at most every second
+	if usr, ok := u.Lookup("rita"); !ok || usr.Role != RoleReviewer || u.Empty() {
+		t.Fatalf("the new file is not read: %+v %v", usr, ok)
+	}
+	// A file that stops parsing keeps the users last read, and says why.
+	os.WriteFile(path, []byte("rita:boss:x\n"), 0o600)
+	os.Chtimes(path, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+	time.Sleep(1100 * time.Millisecond)
+	if _, ok := u.Lookup("rita"); !ok || u.Err() == nil || !strings.Contains(u.Err().Error(), "users:1:") {
+		t.Fatalf("a broken file: %v", u.Err())
+	}
+}
