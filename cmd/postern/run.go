@@ -22,7 +22,6 @@ import (
 
 	"github.com/postern/postern/proxy/admin"
 	"github.com/postern/postern/proxy/audit"
-	"github.com/postern/postern/proxy/auditindex"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
 	"github.com/postern/postern/proxy/embedpop3"
@@ -142,7 +141,7 @@ type daemon struct {
 	adminLn    net.Listener
 	adminCerts *listener.Certificates
 	// reviewIndex is the audit index the reviewer pages search, closed with the admin listener.
-	reviewIndex *auditindex.Index
+	reviewIndex *lazyIndex
 	serving     atomic.Bool
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).

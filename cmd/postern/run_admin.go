@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -139,12 +140,8 @@ func (d *daemon) reviewPages(cfg *config.Config, r *config.Review) (http.Handler
 		opts.Quarantine = review.Store{S: d.quarantine}
 	}
 	if ix := cfg.Audit.Index; ix != nil {
-		idx, err := auditindex.Open(context.Background(), auditIndexOptions(ix, logger))
-		if err != nil {
-			return nil, fail(ix.DeclRange, "Cannot open the audit index for the reviewer pages", err)
-		}
-		d.reviewIndex = idx
-		opts.Decisions = review.Index{S: idx, Node: auditNode(ix)}
+		d.reviewIndex = &lazyIndex{opts: auditIndexOptions(ix, logger)}
+		opts.Decisions = review.Index{S: d.reviewIndex, Node: auditNode(ix)}
 	} else {
 		opts.Decisions = review.LogScan{Path: cfg.Audit.Path}
 	}
@@ -167,4 +164,62 @@ func (d *daemon) reloadAdminCertificate() []string {
 		return []string{"certificate of the admin listener not reloaded: " + err.Error()}
 	}
 	return nil
+}
+
+// lazyIndex opens the audit index at the first search, and again after a failed open: at start the index's
+// feeder creates and migrates the database, and a second connection opened at that moment finds it locked.
+type lazyIndex struct {
+	opts auditindex.Options
+
+	mu sync.Mutex
+	ix *auditindex.Index
+}
+
+func (l *lazyIndex) get(ctx context.Context) (*auditindex.Index, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ix == nil {
+		ix, err := auditindex.Open(ctx, l.opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening the audit index: %w", err)
+		}
+		l.ix = ix
+	}
+	return l.ix, nil
+}
+
+func (l *lazyIndex) Search(ctx context.Context, q auditindex.Query) ([]auditindex.Row, error) {
+	ix, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ix.Search(ctx, q)
+}
+
+func (l *lazyIndex) Count(ctx context.Context, q auditindex.Query) (int64, error) {
+	ix, err := l.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ix.Count(ctx, q)
+}
+
+func (l *lazyIndex) Get(ctx context.Context, node string, seq uint64) (auditindex.Row, error) {
+	ix, err := l.get(ctx)
+	if err != nil {
+		return auditindex.Row{}, err
+	}
+	return ix.Get(ctx, node, seq)
+}
+
+// Close closes the index if it was opened.
+func (l *lazyIndex) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ix == nil {
+		return nil
+	}
+	err := l.ix.Close()
+	l.ix = nil
+	return err
 }

@@ -414,6 +414,9 @@ func RemoveUser(path, name string) error {
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("users file: %w", err)
+	}
 	f, err := os.CreateTemp(dir, ".users-*")
 	if err != nil {
 		return fmt.Errorf("users file: %w", err)
