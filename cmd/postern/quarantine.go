@@ -81,10 +81,11 @@ func runQuarantineList(args []string, stdout, stderr io.Writer) int {
 	state := fs.String("state", "all", "`STATE`: held (not released), released or all")
 	fs.IntVar(&f.Limit, "limit", 0, "at most `N` entries, newest first (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON lines, one entry's metadata each")
+	quiet := fs.Bool("q", false, "print only the IDs, one a line (for release and delete in scripts)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *configPath == "" || fs.NArg() != 0 {
+	if *configPath == "" || fs.NArg() != 0 || (*quiet && *asJSON) {
 		fs.Usage()
 		return 2
 	}
@@ -124,6 +125,12 @@ func runQuarantineList(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "postern quarantine list: %v\n", err)
 		return 1
+	}
+	if *quiet {
+		for _, m := range list {
+			fmt.Fprintln(stdout, m.ID)
+		}
+		return 0
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

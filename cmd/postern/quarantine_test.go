@@ -240,3 +240,39 @@ func TestQuarantineCommands(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+func TestSafeEscapesTerminalControls(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain subject":       "plain subject",
+		"Grüße":               "Grüße",
+		"\x1b[2Jclear":        `\u001b[2Jclear`,
+		"a\u202eevil":         `a\u202eevil`,
+		"bad \xff byte":       `bad \xff byte`,
+		"tab\tand\r\nnewline": `tab\u0009and\u000d\u000anewline`,
+	} {
+		if got := safe(in, 0); got != want {
+			t.Errorf("safe(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := safe("abcdef", 3); got != "abc…" {
+		t.Errorf("cut: %q", got)
+	}
+}
+
+func TestParseQuarantineWhen(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"24h":                  now.Add(-24 * time.Hour),
+		"7d":                   now.AddDate(0, 0, -7),
+		"2026-12-01T10:00:00Z": time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+	} {
+		if got, err := parseQuarantineWhen(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"yesterday", "-1h", "1.5d"} {
+		if _, err := parseQuarantineWhen(in, now); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}

@@ -16,7 +16,8 @@ import (
 type Quarantine struct {
 	// Dir is the store's directory: dir, or state_dir/quarantine by default.
 	Dir string
-	// MaxAge and MaxBytes bound the store (0: no bound); the proxy applies them at start and every Interval.
+	// MaxAge and MaxBytes bound the store (0: no bound; MaxAge is DefaultQuarantineMaxAge unless max_age says
+	// otherwise); the proxy applies them at start and every Interval.
 	MaxAge   time.Duration
 	MaxBytes int64
 	Interval time.Duration
@@ -61,6 +62,10 @@ func (q *Quarantine) Release(listener string) *Release {
 // DefaultQuarantineInterval is how often the retention is applied when interval is not set.
 const DefaultQuarantineInterval = 10 * time.Minute
 
+// DefaultQuarantineMaxAge is how long entries are kept when max_age is not set: a month, within the week to
+// month that amavisd and Proxmox sites keep quarantined mail, so that a store nobody tends does not fill the disk.
+const DefaultQuarantineMaxAge = 30 * 24 * time.Hour
+
 var quarantineSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "dir"}, {Name: "max_age"}, {Name: "max_bytes"}, {Name: "interval"}},
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "release", LabelNames: []string{"listener"}}},
@@ -77,12 +82,15 @@ var releaseSchema = &hcl.BodySchema{
 func (l *loader) quarantine(b *hcl.Block) *Quarantine {
 	c, diags := b.Body.Content(quarantineSchema)
 	l.add(diags...)
-	q := &Quarantine{DeclRange: b.DefRange, Interval: DefaultQuarantineInterval}
+	q := &Quarantine{DeclRange: b.DefRange, Interval: DefaultQuarantineInterval, MaxAge: DefaultQuarantineMaxAge}
 	if a := c.Attributes["dir"]; a != nil {
 		q.Dir = l.path(a)
 	}
 	if a := c.Attributes["max_age"]; a != nil {
-		q.MaxAge = l.days(a, time.Minute, 100*365*24*time.Hour)
+		// "0s" keeps entries until someone deletes them.
+		if q.MaxAge = l.days(a, 0, 100*365*24*time.Hour); q.MaxAge > 0 && q.MaxAge < time.Minute {
+			l.add(errorf(a.Expr.Range(), "Invalid max_age", "max_age must be at least 1m, or \"0s\" to keep entries until they are deleted."))
+		}
 	}
 	if a := c.Attributes["max_bytes"]; a != nil {
 		q.MaxBytes = l.size(a, 1<<20, 1<<50)
@@ -230,7 +238,7 @@ func (l *loader) finishQuarantine() {
 		}
 	}
 	if q == nil {
-		q = &Quarantine{Interval: DefaultQuarantineInterval}
+		q = &Quarantine{Interval: DefaultQuarantineInterval, MaxAge: DefaultQuarantineMaxAge}
 	}
 	switch {
 	case q.Dir != "":

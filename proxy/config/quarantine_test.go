@@ -73,7 +73,7 @@ func TestQuarantineDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := cfg.Quarantine; q == nil || q.Dir != filepath.Join(dir, "state", "quarantine") || q.MaxAge != 0 ||
+	if q := cfg.Quarantine; q == nil || q.Dir != filepath.Join(dir, "state", "quarantine") || q.MaxAge != DefaultQuarantineMaxAge || q.MaxBytes != 0 ||
 		q.Interval != DefaultQuarantineInterval {
 		t.Fatalf("quarantine %+v", q)
 	}
@@ -104,6 +104,21 @@ listener "pop3" "pop" {
 	}
 	if cfg.Quarantine == nil || cfg.Quarantine.Dir != filepath.Join(dir, "old") || cfg.Listeners[1].QuarantineDir != cfg.Quarantine.Dir {
 		t.Fatalf("quarantine %+v", cfg.Quarantine)
+	}
+}
+
+func TestQuarantineKeptForEver(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"main.hcl": "state_dir = \"s\"\nquarantine {\n  max_age = \"0s\"\n}\n" + quarantineListeners})
+	cfg, err := Load(filepath.Join(dir, "main.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Quarantine.MaxAge != 0 {
+		t.Fatalf("max_age %v", cfg.Quarantine.MaxAge)
+	}
+	got := loadErrors(t, writeFiles(t, map[string]string{"main.hcl": "state_dir = \"s\"\nquarantine {\n  max_age = \"5s\"\n}\n" + quarantineListeners}))
+	if !slices.Contains(got, "main.hcl:3:13: Invalid max_age") {
+		t.Fatalf("errors %q", got)
 	}
 }
 

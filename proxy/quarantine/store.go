@@ -424,13 +424,14 @@ func (s *Store) List(f Filter) ([]*Meta, error) {
 			s.log.Warn("quarantine: unreadable entry", "id", ids[i], "err", err)
 			continue
 		}
-		if !f.Match(m) {
-			continue
+		if f.Match(m) {
+			out = append(out, m)
 		}
-		out = append(out, m)
-		if f.Limit > 0 && len(out) == f.Limit {
-			break
-		}
+	}
+	// IDs order entries by the second; within one, the stored time (to the nanosecond) does.
+	slices.SortStableFunc(out, func(a, b *Meta) int { return b.Time.Compare(a.Time) })
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
 	}
 	return out, nil
 }
@@ -451,6 +452,23 @@ func (s *Store) ids() ([]string, error) {
 	return ids, nil
 }
 
+// maxMetaBytes bounds a metadata file that is read: a decision with every trace is a few KiB; a larger file is
+// not one the store wrote.
+const maxMetaBytes = 4 << 20
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(b)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, err
+}
+
 const (
 	extMessage = ".eml"
 	extMeta    = ".json"
@@ -461,7 +479,7 @@ func (s *Store) path(id, ext string) string { return filepath.Join(s.dir, id+ext
 // read loads an entry's metadata; an entry whose metadata file is missing is an orphan with what its message
 // file tells.
 func (s *Store) read(id string) (*Meta, error) {
-	b, err := os.ReadFile(s.path(id, extMeta))
+	b, err := readBounded(s.path(id, extMeta), maxMetaBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		fi, serr := os.Stat(s.path(id, extMessage))
 		if serr != nil {

@@ -564,6 +564,9 @@ func TestConcurrentReleasesDeliverOnce(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	close(route.block)
 	e1, e2 := <-errs, <-errs
+	if e1 != nil {
+		e1, e2 = e2, e1
+	}
 	if e1 != nil || !errors.Is(e2, ErrAlreadyReleased) {
 		t.Fatalf("errors %v / %v", e1, e2)
 	}
@@ -595,5 +598,31 @@ func TestEncodeMailbox(t *testing.T) {
 		if got := encodeMailbox(in); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestOversizedMetadataIsRefused(t *testing.T) {
+	s := openStore(t, Options{})
+	id := store(t, s, smtpMeta("big"))
+	if err := os.WriteFile(s.path(id, extMeta), bytes.Repeat([]byte(" "), maxMetaBytes+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(id); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("Get: %v", err)
+	}
+	if list, err := s.List(Filter{}); err != nil || len(list) != 0 {
+		t.Fatalf("List: %d %v", len(list), err)
+	}
+}
+
+func TestListOrdersWithinOneSecond(t *testing.T) {
+	c := newClock()
+	s := openStore(t, Options{Now: c.now})
+	older := store(t, s, smtpMeta("zzz"))
+	c.add(time.Millisecond)
+	newer := store(t, s, smtpMeta("aaa"))
+	list, err := s.List(Filter{Limit: 1})
+	if err != nil || len(list) != 1 || list[0].ID != newer {
+		t.Fatalf("newest first: %v %v (older %s)", list, err, older)
 	}
 }

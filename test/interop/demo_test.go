@@ -51,10 +51,12 @@ func readmeCommands(t *testing.T) []string {
 func TestReadmeDemo(t *testing.T) {
 	need(t, "swaks", "curl")
 	cmds := readmeCommands(t)
-	if len(cmds) != 9 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+	if len(cmds) != 12 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
 		!strings.HasPrefix(cmds[2], "swaks ") || !strings.HasPrefix(cmds[3], "curl ") ||
 		!strings.HasPrefix(cmds[4], "curl ") || !strings.HasPrefix(cmds[5], "swaks ") || !strings.HasPrefix(cmds[6], "curl ") ||
-		!strings.Contains(cmds[7], " --tls ") || !strings.Contains(cmds[8], " --auth-user ") {
+		!strings.Contains(cmds[7], " --tls ") || !strings.Contains(cmds[8], " --auth-user ") ||
+		!strings.Contains(cmds[9], "Subject: cards") || !strings.HasPrefix(cmds[10], "build/postern quarantine list ") ||
+		!strings.HasPrefix(cmds[11], "build/postern quarantine release ") {
 		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
 	}
 
@@ -115,6 +117,7 @@ func TestReadmeDemo(t *testing.T) {
 
 	sh := func(line string) (string, error) {
 		line = ports.Replace(line)
+		line = strings.ReplaceAll(line, "build/postern ", bin+" ")
 		line = strings.ReplaceAll(line, "/tmp/eicar.com", filepath.Join(root, "eicar.com"))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -199,8 +202,41 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("AUTH without TLS: %v\n%s", err, out)
 	}
 
+	// The card numbers: quarantined (accepted, not delivered), listed, released to the embedded upstream.
+	before, _ := filepath.Glob(filepath.Join(mail, "*.eml"))
+	out, err = sh(cmds[9])
+	if err != nil || !strings.Contains(out, "<-  250 2.0.0 Ok: accepted as") {
+		t.Fatalf("card numbers: %v\n%s", err, out)
+	}
+	if files, _ := filepath.Glob(filepath.Join(mail, "*.eml")); len(files) != len(before) {
+		t.Fatalf("the quarantined message was delivered")
+	}
+	out, err = sh(cmds[10])
+	if err != nil || !strings.Contains(out, "content") || !strings.Contains(out, "cards") || !strings.Contains(out, "2 entries") {
+		t.Fatalf("%s: %v\n%s", cmds[10], err, out)
+	}
+	out, err = sh(cmds[11])
+	if err != nil || !strings.Contains(out, "released ") || !strings.Contains(out, "through smtp embedded: 250") {
+		t.Fatalf("%s: %v\n%s", cmds[11], err, out)
+	}
+	after, _ := filepath.Glob(filepath.Join(mail, "*.eml"))
+	if len(after) != len(before)+1 {
+		t.Fatalf("%d messages delivered after the release, want %d", len(after), len(before)+1)
+	}
+	var released string
+	for _, f := range after {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "4111 1111 1111 1111") {
+			released = string(b)
+		}
+	}
+	if !strings.HasPrefix(released, "Received: by ") || !strings.Contains(released, "(Postern quarantine)") ||
+		!strings.Contains(released, "\r\nSubject: cards\r\n") {
+		t.Errorf("released message:\n%s", released)
+	}
+
 	// The audit log has every decision and an intact chain: each relayed message as a pending record and its
-	// outcome (three), the EICAR refusal, and the two messages filtered as POP3 read them.
+	// outcome (three), the EICAR refusal, the two messages filtered as POP3 read them, the quarantined message,
+	// and its release with the release's outcome.
 	cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-exited:
@@ -208,7 +244,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "9 records") {
+	if err != nil || !strings.Contains(string(vout), "12 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }

@@ -150,11 +150,19 @@ listener "smtp" "mx" {
 	if code != 0 || !strings.Contains(out, "through smtp "+s.addr+": 250 ") {
 		t.Fatalf("release: exit %d\n%s", code, out)
 	}
-	tr := s.wait(1)
+	// smtp-sink appends to its dump as the message arrives: wait for all of it.
+	var tr []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if tr = s.transactions(); len(tr) == 1 && strings.Contains(tr[0], "Last line.\n") {
+			break
+		}
+	}
 	if len(tr) != 1 {
 		t.Fatalf("smtp-sink has %d transactions", len(tr))
 	}
-	got := tr[0]
+	// The dump has LF line ends.
+	got := strings.ReplaceAll(tr[0], "\r\n", "\n")
+	msgLF := strings.ReplaceAll(msg, "\r\n", "\n")
 	for _, want := range []string{"X-Mail-Args: <sender@example.org>", "X-Rcpt-Args: <rcpt@example.net>",
 		"X-Rcpt-Args: <other@example.net>"} {
 		if !strings.Contains(got, want) {
@@ -166,12 +174,12 @@ listener "smtp" "mx" {
 		t.Fatalf("no trace field:\n%s", got)
 	}
 	// smtp-sink adds its own Received: above what it got; the release's comes next, then the original.
-	trace, rest, _ := strings.Cut(content, "\r\nFrom: ")
+	trace, rest, _ := strings.Cut(content, "\nFrom: ")
 	if !strings.Contains(trace, "(Postern quarantine) with ESMTP id "+ids[0]) || !strings.Contains(trace, "released by compliance via cli") {
 		t.Errorf("trace field: %q", trace)
 	}
-	if !strings.HasPrefix("From: "+rest, msg) {
-		t.Errorf("the released message is not the original:\n%q\nwant\n%q", "From: "+rest, msg)
+	if !strings.HasPrefix("From: "+rest, msgLF) {
+		t.Errorf("the released message is not the original:\n%q\nwant\n%q", "From: "+rest, msgLF)
 	}
 	if code, out := posternCmd(t, "audit", "verify", filepath.Join(dir, "state", "audit.log")); code != 0 {
 		t.Fatalf("audit verify: %s", out)
