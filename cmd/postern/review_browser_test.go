@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -124,37 +123,34 @@ func noScriptRan(t *testing.T, ctx context.Context, wantTitle string) {
 // message (no script of it runs, nothing remote loads), and, as a reviewer, release it to the upstream.
 func TestReviewPagesInBrowser(t *testing.T) {
 	ctx := reviewBrowser(t)
+	// The demo of the README: policies/demo.hcl on free ports, users added with the README's command.
 	dir := exampleTree(t)
-	cfgPath := filepath.Join(dir, "review.hcl")
+	cfgPath := filepath.Join(dir, "demo.hcl")
 	addr, adminAddr := freePort(t), freePort(t)
-	cfg := fmt.Sprintf(`
-state_dir = "state"
-audit {
-  path = "state/audit.log"
-  index {
-    driver = "sqlite"
-  }
-}
-admin {
-  address = %q
-  review {
-    users_file = "state/reviewers"
-  }
-}
-listener "smtp" "in" {
-  address  = %q
-  upstream = "embedded"
-}
-plugin "dlp" {
-  source = "../build/plugins/dlp.wasm"
-  config = { action = "quarantine", score_per_match = 2 }
-}
-policy "content" {
-  plugins = ["dlp"]
-}
-`, adminAddr, addr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	demo, err := os.ReadFile(cfgPath)
+	if err != nil {
 		t.Fatal(err)
+	}
+	demoCfg := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", freePort(t), "127.0.0.1:2110", freePort(t),
+		"127.0.0.1:8025", adminAddr).Replace(string(demo))
+	if demoCfg == string(demo) || !strings.Contains(demoCfg, "review {") {
+		t.Fatal("policies/demo.hcl has no reviewer pages on 127.0.0.1:8025")
+	}
+	if err := os.WriteFile(cfgPath, []byte(demoCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(testplugins.Root(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addCmd []string
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "build/postern review adduser ") {
+			addCmd = strings.Fields(line)
+		}
+	}
+	if len(addCmd) != 8 || addCmd[4] != "policies/demo.hcl" || addCmd[5] != "-role" {
+		t.Fatalf("the README's adduser command changed: %q", addCmd)
 	}
 	passwords := map[string]string{"ada": "auditor-password", "rita": "reviewer-password", "adam": "admin-password"}
 	for name, role := range map[string]string{"ada": "auditor", "rita": "reviewer", "adam": "admin"} {
@@ -162,7 +158,9 @@ policy "content" {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "review", "adduser", "-config", cfgPath, name, "-role", role, "-password-stdin")
+		args := append([]string{}, addCmd[1:]...)
+		args[3], args[5], args[6] = cfgPath, role, name
+		cmd := exec.Command(bin, append(args, "-password-stdin")...)
 		cmd.Stdin = strings.NewReader(passwords[name] + "\n")
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), name+" is a "+role) {
 			t.Fatalf("adduser %s: %v %s", name, err, out)
@@ -172,10 +170,8 @@ policy "content" {
 	p := startPostern(t, "-config", cfgPath)
 	p.waitLog(t, "reviewer pages on the admin listener")
 	p.waitLog(t, "postern running")
-	if err := smtp.SendMail(addr, nil, "mallory@evil.test", []string{"alice@example.com"}, []byte(hostileMessage)); err != nil {
-		t.Fatalf("sending the hostile message: %v", err)
-	}
-	mailDir := filepath.Join(dir, "state", "mail", "in")
+	sendPlain(t, addr, "mallory@evil.test", "alice@example.com", hostileMessage)
+	mailDir := filepath.Join(dir, "..", "build", "state", "mail", "demo")
 	if n := len(delivered(t, mailDir)); n != 0 {
 		t.Fatalf("%d messages reached the upstream; the message should be held", n)
 	}
@@ -273,7 +269,7 @@ policy "content" {
 	}
 	screenshot(t, ctx, "released")
 	subjects := delivered(t, mailDir)
-	if len(subjects) != 1 || subjects[0] != hostileSubject {
+	if len(subjects) != 1 || subjects[0] != hostileSubject { // as received: released is the original
 		t.Fatalf("the upstream has %q, want the released message", subjects)
 	}
 	files, _ := filepath.Glob(filepath.Join(mailDir, "*.eml"))
@@ -307,11 +303,38 @@ policy "content" {
 	if code != 0 {
 		t.Fatalf("audit verify: %d %s", code, out)
 	}
-	log, _ := os.ReadFile(filepath.Join(dir, "state", "audit.log"))
+	log, _ := os.ReadFile(filepath.Join(dir, "..", "build", "state", "audit.log"))
 	for _, want := range []string{`"action":"login","role":"auditor"`, `"action":"view_body","role":"reviewer"`,
 		`"action":"logout"`, `"event":"quarantine_release"`, `"actor":"rita","via":"web","reason":"customer confirmed the invoice"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("the audit log lacks %s", want)
 		}
 	}
+}
+
+// sendPlain sends one message without STARTTLS (the demo offers it with a test certificate no client trusts).
+func sendPlain(t *testing.T, addr, from, to, msg string) {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail(from); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(to); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("sending: %v", err)
+	}
+	c.Quit()
 }
