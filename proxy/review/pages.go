@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -51,6 +52,32 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, nil, http.StatusOK, "login", "Log in", h.loginData(loginData{Next: safeNext(r.URL.Query().Get("next")), Token: tok}))
 }
 
+// clientKey is what the login limits count a client by: its address, and for IPv6 its /64, which one host
+// usually has whole.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+// noteLimited reports whether a login refused by the limits for key should be recorded: once a minute.
+func (h *Handler) noteLimited(key string) bool {
+	now := h.o.Now()
+	h.notedMu.Lock()
+	defer h.notedMu.Unlock()
+	if last, ok := h.noted[key]; ok && now.Sub(last) < time.Minute {
+		return false
+	}
+	if len(h.noted) >= 10000 {
+		clear(h.noted)
+	}
+	h.noted[key] = now
+	return true
+}
+
 // safeNext keeps a redirect after login on this site.
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
@@ -88,10 +115,16 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	for _, k := range []struct {
 		l   *limiter
 		key string
-	}{{h.byClient, req.ip}, {h.byUser, strings.ToLower(name)}} {
+	}{{h.byClient, clientKey(req.ip)}, {h.byUser, strings.ToLower(name)}} {
 		if blocked, wait := k.l.blocked(k.key); blocked {
-			req.ses = &session{user: recorded}
-			h.record(req, "login_limited", "", "too many failed logins")
+			// Each refusal is logged, and recorded once a minute per client and user: a guesser who keeps
+			// trying must not fill the audit log.
+			if h.noteLimited(clientKey(req.ip) + " " + strings.ToLower(name)) {
+				req.ses = &session{user: recorded}
+				h.record(req, "login_limited", "", "too many failed logins")
+			} else {
+				h.log.Info("review: login_limited", "user", recorded, "client", req.ip)
+			}
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			again(http.StatusTooManyRequests, fmt.Sprintf("Too many failed logins: try again in %v.", wait.Round(time.Minute)+time.Minute))
 			return
@@ -110,7 +143,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	ok := verifyPassword(hash, password) && found
 	<-h.hashing
 	if !ok {
-		h.byClient.fail(req.ip)
+		h.byClient.fail(clientKey(req.ip))
 		h.byUser.fail(strings.ToLower(name))
 		req.ses = &session{user: recorded}
 		reason := "wrong password"

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/proxy/audit"
@@ -57,6 +58,9 @@ type Handler struct {
 	byUser   *limiter
 	hashing  chan struct{} // bounds the password hashes computed at once (each takes 64 MiB)
 	cookie   string
+
+	notedMu sync.Mutex
+	noted   map[string]time.Time // when a login refused by the limits was last recorded, per client and user
 }
 
 const (
@@ -103,6 +107,7 @@ func New(o Options) (*Handler, error) {
 		byUser:   newLimiter(o.UserFailures, o.FailureWindow, 10000, o.Now),
 		hashing:  make(chan struct{}, 2),
 		cookie:   "postern_session",
+		noted:    map[string]time.Time{},
 	}
 	if o.Secure {
 		h.cookie = "__Host-postern_session"

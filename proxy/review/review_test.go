@@ -292,10 +292,37 @@ func TestLoginFailures(t *testing.T) {
 			t.Errorf("a failed login's record: %+v %+v", r, r.Review)
 		}
 	}
+	// Refusals by the limits are recorded once a minute, not once per attempt.
+	before := len(f.audit.actions())
+	for range 5 {
+		f.client().login("zed", "x")
+	}
+	if n := len(f.audit.actions()) - before; n != 1 {
+		t.Errorf("%d records for 5 refused attempts, want 1", n)
+	}
+	f.clock.add(61 * time.Second)
+	f.client().login("zed", "x")
+	if n := len(f.audit.actions()) - before; n != 2 {
+		t.Errorf("%d records after a minute, want 2", n)
+	}
 	// The window slides: later, logins work again.
-	f.clock.add(11 * time.Minute)
+	f.clock.add(10 * time.Minute)
 	if r := f.client().login("rita", testPasswords["rita"]); r.status != http.StatusSeeOther {
 		t.Fatalf("after the window: %d", r.status)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"::ffff:192.0.2.7":     "::ffff:192.0.2.7",
+		"not an address":       "not an address",
+	} {
+		if got := clientKey(in); got != want {
+			t.Errorf("clientKey(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
