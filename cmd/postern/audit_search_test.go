@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/testpostgres"
 )
 
 // indexConfig is runConfig's configuration with an audit index block.
@@ -241,5 +243,94 @@ func TestSearchOutputIsInert(t *testing.T) {
 		if got := cell(in); got != want {
 			t.Errorf("cell(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestAuditIndexFleet runs two postern nodes that write their decisions to one PostgreSQL database: each keeps its
+// own chain, named by its node; either node's configuration finds the other's records and verifies both chains;
+// a record changed in the database breaks that node's chain only.
+func TestAuditIndexFleet(t *testing.T) {
+	pg := testpostgres.Start(t)
+	dsn := pg.NewDatabase()
+	dir := exampleTree(t)
+	type node struct {
+		name, cfg, addr string
+		p               *proc
+	}
+	var nodes []*node
+	for _, name := range []string{"mx1", "mx2"} {
+		n := &node{name: name, cfg: filepath.Join(dir, name+".hcl"), addr: freePort(t)}
+		indexConfig(t, n.cfg, n.addr, fmt.Sprintf("    driver = \"postgres\"\n    dsn    = %q\n    node   = %q", dsn, name))
+		// Each node its own state_dir, so its own audit log and chain.
+		b, _ := os.ReadFile(n.cfg)
+		os.WriteFile(n.cfg, []byte(strings.ReplaceAll(string(b), `"state`, `"`+name+`-state`)), 0o644)
+		n.p = startPostern(t, "-config", n.cfg)
+		nodes = append(nodes, n)
+	}
+	for i, n := range nodes {
+		n.p.waitLog(t, "postern running")
+		for j := 0; j <= i; j++ { // mx1 delivers one message, mx2 two
+			msg := fmt.Sprintf("From: bob@other.test\r\nTo: alice@example.com\r\nMessage-ID: <%s.%d@other.test>\r\nSubject: m\r\n\r\nhi\r\n", n.name, j)
+			if err := smtp.SendMail(n.addr, nil, "bob@other.test", []string{"alice@example.com"}, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// From mx1's configuration: mx2's records, and both nodes' together.
+	waitSearch(t, dir, 2, "-config", nodes[0].cfg, "-node", "mx2", "-format", "json")
+	waitSearch(t, dir, 1, "-config", nodes[0].cfg, "-node", "mx1", "-format", "json")
+	out := waitSearch(t, dir, 1, "-config", nodes[1].cfg, "-message-id", "<mx2.1@other.test>", "-format", "json")
+	if !strings.Contains(out, `"node":"mx2"`) {
+		t.Errorf("search by Message-ID: %s", out)
+	}
+	for _, n := range nodes {
+		n.p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := n.p.wait(t); code != 0 {
+			t.Fatalf("%s: exit status %d", n.name, code)
+		}
+	}
+	code, out, errs := postern(t, dir, "audit", "verify", "-config", nodes[0].cfg)
+	if code != 0 || !strings.Contains(out, "ok: index node mx1: 2 records, chain intact (seq 1-2)") ||
+		!strings.Contains(out, "ok: index node mx2: 4 records, chain intact (seq 1-4)") {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errs)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE audit_records SET line = convert_to(replace(convert_from(line, 'UTF8'), 'mx2.0@', 'mx9.0@'), 'UTF8') WHERE node = 'mx2'`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = postern(t, dir, "audit", "verify", "-config", nodes[1].cfg)
+	if code != 1 || !strings.Contains(errs, "broken: index node mx2: seq 1: hash mismatch") ||
+		!strings.Contains(out, "ok: index node mx1: 2 records") {
+		t.Fatalf("verify after a change in the database: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestAuditIndexDownMailFlows: with the index's database unreachable, postern starts, relays and records mail as
+// always, and says in its log that the index is failing; no reply waits for it.
+func TestAuditIndexDownMailFlows(t *testing.T) {
+	dir := exampleTree(t)
+	cfgPath := filepath.Join(dir, "run.hcl")
+	addr := freePort(t)
+	closed := freePort(t) // nothing listens there
+	indexConfig(t, cfgPath, addr, fmt.Sprintf("    driver = \"postgres\"\n    dsn    = \"postgres://postern:secret@%s/postern?connect_timeout=2\"\n    node   = \"mx1\"", closed))
+	p := startPostern(t, "-config", cfgPath)
+	p.waitLog(t, "postern running")
+	if err := send(addr, "hello", "clean"); err != nil {
+		t.Fatalf("a message while the index is down: %v", err)
+	}
+	p.waitLog(t, "audit index: opening the index failed; mail is unaffected, retrying")
+	if strings.Contains(p.log.String(), "secret") {
+		t.Errorf("the log shows the database password:\n%s", p.log.String())
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	if code, out, errs := postern(t, dir, "audit", "verify", filepath.Join(dir, "state", "audit.log")); code != 0 || !strings.Contains(out, "2 records") {
+		t.Fatalf("the log: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -11,6 +11,8 @@
 //	postern plugin conformance KIT.wasm       check an SDK with its conformance kit plugin
 //	postern audit verify PATH                 check an audit log's hash chain
 //	postern audit accept-truncation           continue an audit log that lost records, on record
+//	postern audit search -config FILE         search the audit index for decisions
+//	postern audit reindex -config FILE        rebuild the audit index from the audit log
 //	postern reload -config FILE               ask a running proxy to reload its configuration
 //	postern quarantine list -config FILE      list quarantined messages (filters, -json)
 //	postern quarantine show -config FILE ID   show a quarantined message's record, or the message

@@ -27,7 +27,19 @@ const (
 	termPolicy     = "policy"      // policies that matched
 	termPlugin     = "plugin"      // plugins that ran
 	termTag        = "tag"         // every tag, as "name" and as "name=value"
+	// termQuarantine is a quarantine entry's ID: of a withheld message (withheld), of a quarantine event
+	// (quarantine.id), and on the decision record that event names (quarantine.decision_seq).
+	termQuarantine = "quarantine"
 )
+
+// quarantineRef is the part of a quarantine event record the index reads. It is decoded from the line by its JSON
+// names, so the index follows the record format rather than a Go type.
+type quarantineRef struct {
+	Quarantine *struct {
+		ID          string `json:"id"`
+		DecisionSeq uint64 `json:"decision_seq"`
+	} `json:"quarantine"`
+}
 
 // Add indexes lines of node's chain, in one transaction, and moves node's last indexed record to the last of
 // them. Lines already indexed are left as they are, so adding a line twice is harmless. A line that is not a
@@ -85,6 +97,18 @@ func (ix *Index) Add(ctx context.Context, node string, lines []Line) error {
 				return fmt.Errorf("auditindex: %s seq %d: %w", node, r.Seq, err)
 			}
 		}
+		var qr quarantineRef
+		if err := json.Unmarshal(l.Data, &qr); err == nil && qr.Quarantine != nil && qr.Quarantine.ID != "" {
+			// The decision that stored the entry finds its release, deletion or expiry by the same ID.
+			for _, seq := range []uint64{r.Seq, qr.Quarantine.DecisionSeq} {
+				if seq == 0 || seq > r.Seq {
+					continue
+				}
+				if _, err := insTerm.ExecContext(ctx, termQuarantine, text(qr.Quarantine.ID), node, int64(seq)); err != nil {
+					return fmt.Errorf("auditindex: %s seq %d: %w", node, r.Seq, err)
+				}
+			}
+		}
 		if r.Event == audit.EventOutcome && r.Pending != 0 && r.Reply != nil {
 			reply, _ := json.Marshal(r.Reply)
 			if _, err := setOutcome.ExecContext(ctx, int64(r.Seq), text(string(reply)), node, int64(r.Pending)); err != nil {
@@ -120,6 +144,7 @@ func terms(r *audit.Record) [][2]string {
 	}
 	add(termUser, normAddr(r.AuthUser))
 	add(termUser, strings.ToLower(strings.TrimSpace(r.MailboxUser)))
+	add(termQuarantine, r.Withheld)
 	for _, d := range []string{r.SHA256In, r.SHA256Out, r.SHA256Served} {
 		add(termDigest, strings.ToLower(d))
 	}

@@ -154,8 +154,12 @@ func (f *Feeder) Run(ctx context.Context, drain time.Duration) {
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if caught {
-		if err := f.step(dctx); err != nil {
+	if f.ix != nil {
+		drain := f.step
+		if !caught {
+			drain = f.start
+		}
+		if err := drain(dctx); err != nil {
 			f.log.Warn("audit index: records left unindexed at shutdown; they are indexed from the log at the next start",
 				"error", err)
 		}
@@ -163,7 +167,14 @@ func (f *Feeder) Run(ctx context.Context, drain time.Duration) {
 }
 
 // fail counts and logs a failure, marks the feeder behind (the log is read again) and waits before the retry.
+// An error because ctx ended is no failure: Run is stopping.
 func (f *Feeder) fail(ctx context.Context, what string, err error) {
+	if ctx.Err() != nil {
+		f.mu.Lock()
+		f.behind = true
+		f.mu.Unlock()
+		return
+	}
 	f.failures.Add(1)
 	f.mu.Lock()
 	f.behind = true

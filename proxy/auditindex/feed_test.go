@@ -55,7 +55,10 @@ func appendN(t *testing.T, l *audit.Log, from, to int) {
 
 // TestFeederLive: records are indexed as they are written, through the log's write hook.
 func TestFeederLive(t *testing.T) {
-	ix := openSQLite(t)
+	backends(t, func(t *testing.T, open func(*testing.T) *Index) { testFeederLive(t, open(t)) })
+}
+
+func testFeederLive(t *testing.T, ix *Index) {
 	path := filepath.Join(t.TempDir(), "audit.log")
 	f := NewFeeder(FeedOptions{Index: ix, Node: "mx1", LogPath: path, Logger: quiet})
 	l := openLog(t, path, f.Written)
@@ -237,5 +240,23 @@ func TestReindexStopsAtDamage(t *testing.T) {
 	var ce *audit.ChainError
 	if !errors.As(err, &ce) || ce.Seq != 4 || ce.Problem != audit.ProblemEdited || n != 3 {
 		t.Fatalf("Reindex = %d, %v; want 3 and a hash mismatch at seq 4", n, err)
+	}
+}
+
+// TestFeederDrainsAtStop: what is queued when Run is stopped is indexed before it returns.
+func TestFeederDrainsAtStop(t *testing.T) {
+	ix := openSQLite(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	f := NewFeeder(FeedOptions{Index: ix, Node: "mx1", LogPath: path, Logger: quiet})
+	l := openLog(t, path, f.Written)
+	appendN(t, l, 1, 30)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stopped before it started: only the drain runs
+	f.Run(ctx, 30*time.Second)
+	if seq, _, err := ix.Last(context.Background(), "mx1"); err != nil || seq != 30 {
+		t.Fatalf("after Run returned: last indexed %d, %v; want 30", seq, err)
+	}
+	if s := f.Stats(); s.Failures != 0 {
+		t.Fatalf("stopping counted as a failure: %+v", s)
 	}
 }

@@ -89,6 +89,13 @@ func Open(ctx context.Context, opts Options) (*Index, error) {
 		if err := os.MkdirAll(filepath.Dir(opts.DSN), 0o700); err != nil {
 			return nil, fmt.Errorf("auditindex: %w", err)
 		}
+		// The index holds what the log holds (addresses, IPs): 0600, as the log. The -wal and -shm files are
+		// made with the umask's mode; Open tightens them once they exist.
+		f, err := os.OpenFile(opts.DSN, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("auditindex: %w", err)
+		}
+		f.Close()
 		ix.d = sqliteDialect{}
 		ix.db, err = sql.Open("sqlite3", sqliteDSN(opts.DSN))
 		if err == nil {
@@ -114,6 +121,14 @@ func Open(ctx context.Context, opts Options) (*Index, error) {
 	if err := ix.createSchema(ctx); err != nil {
 		ix.db.Close()
 		return nil, fmt.Errorf("auditindex: %s: %w", ix.where(opts.DSN), err)
+	}
+	if opts.Driver == DriverSQLite {
+		// createSchema wrote, so the WAL and its index exist now, and stay while the pool has a connection.
+		for _, p := range []string{opts.DSN + "-wal", opts.DSN + "-shm"} {
+			if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				ix.log.Warn("audit index: cannot make the file private", "file", p, "error", err)
+			}
+		}
 	}
 	return ix, nil
 }

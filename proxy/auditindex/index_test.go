@@ -2,14 +2,18 @@ package auditindex
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testpostgres"
 	"github.com/postern/postern/proxy/audit"
 )
 
@@ -63,6 +67,37 @@ func openLog(t testing.TB, path string, written func(uint64, []byte)) *audit.Log
 	return l
 }
 
+// appendLine appends a record given as JSON (without v, seq, prev, hash) to the log at path, sealed as the
+// writer seals it: through a Log, from a Record that keeps the members it knows and the rest as-is.
+func appendLine(t *testing.T, path, body string) {
+	t.Helper()
+	last, hash := lastRecord(t, path)
+	line := fmt.Sprintf(`{"v":1,"seq":%d,%s,"prev":"%s"}`, last+1, body[1:len(body)-1], hash)
+	sum := sha256.Sum256([]byte(line))
+	line = line[:len(line)-1] + `,"hash":"` + hex.EncodeToString(sum[:]) + `"}` + "\n"
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastRecord(t *testing.T, path string) (uint64, string) {
+	t.Helper()
+	var seq uint64
+	var hash string
+	if _, err := audit.ReadFrom(path, 0, func(s uint64, line []byte) error {
+		seq, hash = s, lineHash(line)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return seq, hash
+}
+
 func seqs(rows []Row) []uint64 {
 	var out []uint64
 	for _, r := range rows {
@@ -84,9 +119,31 @@ func search(t *testing.T, ix *Index, q Query) []uint64 {
 	return seqs(rows)
 }
 
+// backends runs fn against an index of each kind: SQLite, and PostgreSQL where testpostgres can start one.
+func backends(t *testing.T, fn func(t *testing.T, open func(t *testing.T) *Index)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, func(t *testing.T) *Index { return openSQLite(t) }) })
+	t.Run("postgres", func(t *testing.T) {
+		c := testpostgres.Start(t)
+		fn(t, func(t *testing.T) *Index { return openPostgres(t, c.NewDatabase()) })
+	})
+}
+
+func openPostgres(t testing.TB, dsn string) *Index {
+	t.Helper()
+	ix, err := Open(context.Background(), Options{Driver: DriverPostgres, DSN: dsn, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close() })
+	return ix
+}
+
 func TestSearchFilters(t *testing.T) {
+	backends(t, func(t *testing.T, open func(*testing.T) *Index) { testSearchFilters(t, open(t)) })
+}
+
+func testSearchFilters(t *testing.T, ix *Index) {
 	ctx := context.Background()
-	ix := openSQLite(t)
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l := openLog(t, path, nil)
 	for i := 1; i <= 9; i++ {
@@ -110,12 +167,16 @@ func TestSearchFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
+	// A quarantine event as the quarantine writes it (seq 13): an entry of the decision at seq 9 released. The
+	// index reads it by its JSON names.
+	appendLine(t, path, `{"event":"quarantine_release","time":"2026-03-04T13:00:00Z","listener":"mx","action":"",`+
+		`"quarantine":{"id":"Q-9","actor":"erin","via":"cli","decision_seq":9,"decision_hash":"x"}}`)
 	n, err := Reindex(ctx, ix, "mx1", path)
-	if err != nil || n != 12 {
-		t.Fatalf("Reindex = %d, %v; want 12", n, err)
+	if err != nil || n != 13 {
+		t.Fatalf("Reindex = %d, %v; want 13", n, err)
 	}
 
-	all := []uint64{11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
+	all := []uint64{13, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
 	for _, c := range []struct {
 		name string
 		q    Query
@@ -152,9 +213,12 @@ func TestSearchFilters(t *testing.T) {
 		{"listener", Query{Listener: "pop"}, []uint64{10}},
 		{"protocol", Query{Protocol: "submission"}, []uint64{11}},
 		{"withheld", Query{Withheld: "20260304-abc"}, []uint64{10}},
+		{"quarantine entry withheld", Query{Quarantine: "20260304-abc"}, []uint64{10}},
+		{"quarantine entry and its decision", Query{Quarantine: "Q-9"}, []uint64{13, 9}},
+		{"quarantine event", Query{Event: "quarantine_release"}, []uint64{13}},
 		{"node", Query{Node: "mx1", Action: "quarantine"}, []uint64{10}},
 		{"other node", Query{Node: "mx2"}, nil},
-		{"page 2", Query{Limit: 3, Offset: 3}, []uint64{8, 7, 6}},
+		{"page 2", Query{Limit: 3, Offset: 3}, []uint64{9, 8, 7}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := search(t, ix, c.q); !slices.Equal(got, c.want) {
@@ -176,5 +240,44 @@ func TestSearchFilters(t *testing.T) {
 	}
 	if _, err := ix.Get(ctx, "mx1", 99); err == nil || !strings.Contains(err.Error(), "no such record") {
 		t.Fatalf("Get of a missing record: %v", err)
+	}
+}
+
+// TestSQLiteFileMode: the index file and its WAL are private, as the log is.
+func TestSQLiteFileMode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new")
+	path := filepath.Join(dir, "index.db")
+	ix, err := Open(context.Background(), Options{Driver: DriverSQLite, DSN: path, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if err := ix.Add(context.Background(), "mx1", []Line{{Seq: 1, Data: benchLine(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v", p, fi.Mode().Perm())
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []Options{{Driver: "mysql", DSN: "x"}, {Driver: DriverSQLite}, {Driver: DriverPostgres}} {
+		if _, err := Open(ctx, o); err == nil {
+			t.Errorf("Open(%+v) succeeded", o)
+		}
+	}
+	// A database that is not there: the error names it, without the password.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := Open(cctx, Options{Driver: DriverPostgres, DSN: "postgres://postern:secret@127.0.0.1:1/postern?connect_timeout=5"})
+	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("Open of an unreachable database: %v", err)
 	}
 }

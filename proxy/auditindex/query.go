@@ -50,6 +50,10 @@ type Query struct {
 	Listener, Protocol string
 	// Withheld is the quarantine key of a withheld message.
 	Withheld string
+	// Quarantine is a quarantine entry's ID: it finds the decision that quarantined the message (when a
+	// quarantine event names it, or the message was withheld at retrieval with that key) and every release,
+	// deletion and expiry of the entry.
+	Quarantine string
 	// Limit is the most rows returned: DefaultLimit when 0, at most MaxLimit. Offset skips that many first.
 	Limit, Offset int
 }
@@ -137,6 +141,9 @@ func (q *Query) where() (string, []any) {
 	}
 	if q.Withheld != "" {
 		cond(`r.withheld = ?`, text(q.Withheld))
+	}
+	if q.Quarantine != "" {
+		term(termQuarantine, strings.TrimSpace(q.Quarantine))
 	}
 	return strings.Join(conds, " AND "), args
 }

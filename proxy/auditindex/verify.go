@@ -2,6 +2,7 @@ package auditindex
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -41,12 +42,13 @@ func (ix *Index) VerifyChains(ctx context.Context) ([]ChainResult, error) {
 
 func (ix *Index) verifyNode(ctx context.Context, node string) ChainResult {
 	res := ChainResult{Node: node}
-	var first int64
-	err := ix.db.QueryRowContext(ctx, ix.d.rebind(`SELECT MIN(seq) FROM audit_records WHERE node = ?`), node).Scan(&first)
+	var low sql.NullInt64
+	err := ix.db.QueryRowContext(ctx, ix.d.rebind(`SELECT MIN(seq) FROM audit_records WHERE node = ?`), node).Scan(&low)
 	if err != nil {
 		res.Err = fmt.Errorf("auditindex: %s: %w", node, err)
 		return res
 	}
+	first := low.Int64 // no rows: the head check below finds them all missing
 	prev := ""
 	if first != 1 {
 		res.Partial, prev = true, audit.AnyPrev

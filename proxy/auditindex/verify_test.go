@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/postern/postern/proxy/audit"
@@ -43,15 +44,23 @@ func chainProblem(t *testing.T, ix *Index, node string) (ChainResult, *audit.Cha
 }
 
 func TestVerifyChains(t *testing.T) {
+	backends(t, testVerifyChains)
+}
+
+func testVerifyChains(t *testing.T, open func(*testing.T) *Index) {
 	ctx := context.Background()
 	exec := func(ix *Index, q string, args ...any) {
 		t.Helper()
+		if ix.Driver() == DriverPostgres {
+			q = strings.ReplaceAll(q, "CAST(replace(CAST(line AS TEXT),", "convert_to(replace(convert_from(line, 'UTF8'),")
+			q = strings.ReplaceAll(q, ") AS BLOB)", "), 'UTF8')")
+		}
 		if _, err := ix.db.ExecContext(ctx, ix.d.rebind(q), args...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Run("intact", func(t *testing.T) {
-		ix := openSQLite(t)
+		ix := open(t)
 		twoNodes(t, ix)
 		res, err := ix.VerifyChains(ctx)
 		if err != nil || len(res) != 2 {
@@ -80,7 +89,7 @@ func TestVerifyChains(t *testing.T) {
 			[]any{"mx1"}, audit.ProblemReordered, 3, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			ix := openSQLite(t)
+			ix := open(t)
 			twoNodes(t, ix)
 			exec(ix, c.tamper, c.args...)
 			r, ce := chainProblem(t, ix, "mx1")
@@ -94,7 +103,7 @@ func TestVerifyChains(t *testing.T) {
 		})
 	}
 	t.Run("partial chain", func(t *testing.T) {
-		ix := openSQLite(t)
+		ix := open(t)
 		twoNodes(t, ix)
 		exec(ix, `DELETE FROM audit_records WHERE node = 'mx2' AND seq < 3`)
 		r, ce := chainProblem(t, ix, "mx2")
