@@ -35,8 +35,8 @@ func init() {
 		run: runQuarantineDelete})
 }
 
-// maxReason bounds -reason: it goes into one control command line and one audit record.
-const maxReason = 500
+// maxReason bounds -reason: it goes into one control command line (1 KiB, URL-encoded) and one audit record.
+const maxReason = 300
 
 // quarantineConfig loads the configuration and its quarantine; a message for stderr on failure.
 func quarantineConfig(path string, stderr io.Writer) (*config.Config, int) {
@@ -435,7 +435,11 @@ func runQuarantineAction(action string, args []string, stdout, stderr io.Writer)
 // socket, else here.
 func quarantineAct(ctx context.Context, cfg *config.Config, action, id string, who quarantine.Actor, reason string) (*quarantine.Meta, error) {
 	if cfg.ControlSocket != "" {
-		reply, err := control.Send(ctx, cfg.ControlSocket, quarantineCommand(action, id, who, reason))
+		cmd := quarantineCommand(action, id, who, reason)
+		if len(cmd) >= 1000 {
+			return nil, errors.New("-reason and -by are too long for the control socket once encoded: shorten them")
+		}
+		reply, err := control.Send(ctx, cfg.ControlSocket, cmd)
 		var re *control.ReplyError
 		switch {
 		case err == nil:

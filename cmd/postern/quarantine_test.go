@@ -276,3 +276,40 @@ func TestParseQuarantineWhen(t *testing.T) {
 		}
 	}
 }
+
+// TestRunExpiresOldEntriesAtStart: an entry older than max_age is removed when `postern run` starts, with an
+// expiry record naming it.
+func TestRunExpiresOldEntriesAtStart(t *testing.T) {
+	dir := exampleTree(t)
+	cfg := filepath.Join(dir, "q.hcl")
+	addr := freePort(t)
+	holdConfig(t, cfg, addr)
+	qdir := filepath.Join(dir, "state", "quarantine")
+	q, err := quarantine.Open(quarantine.Options{Dir: qdir, Now: func() time.Time { return time.Now().AddDate(0, -2, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := q.Store(strings.NewReader(rawMessage("old")), quarantine.Meta{ID: "OLD", Listener: "in",
+		MailFrom: "bob@other.test", Rcpts: []string{"alice@example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2, _ := quarantine.Open(quarantine.Options{Dir: qdir})
+	recent, _ := q2.Store(strings.NewReader(rawMessage("recent")), quarantine.Meta{ID: "NEW", Listener: "in"})
+	p := startPostern(t, "-config", cfg)
+	p.waitLog(t, "quarantine entry expired")
+	if got := listEntries(t, cfg); len(got) != 1 || got[0].ID != recent {
+		t.Fatalf("after start: %+v", got)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+	var found bool
+	for _, r := range auditRecords(t, filepath.Join(dir, "state", "audit.log")) {
+		if r.Event == audit.EventQuarantineExpiry && r.Quarantine.ID == old && r.Quarantine.Expired == "max_age" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no expiry record")
+	}
+}
