@@ -84,13 +84,15 @@ func TestRunReviewConfigErrors(t *testing.T) {
 	base := "state_dir = \"state\"\nlistener \"smtp\" \"in\" {\n  address = \"" + freePort(t) + "\"\n  upstream = \"embedded\"\n}\n"
 	admin := "admin {\n  address = \"" + freePort(t) + "\"\n  review {\n    users_file = \"users\"\n  }\n}\n"
 	os.WriteFile(path, []byte(base+admin), 0o644)
-	code, _, errs := postern(t, "", "run", "-config", path)
-	if code == 0 || !strings.Contains(errs, "r.hcl:8:3") || !strings.Contains(errs, "Reviewer pages without an audit log") {
-		t.Fatalf("without audit: %d %s", code, errs)
+	for _, cmd := range []string{"check", "run"} {
+		code, out, errs := postern(t, "", cmd, "-config", path)
+		if code == 0 || !strings.Contains(out+errs, "r.hcl:8:3") || !strings.Contains(out+errs, "Reviewer pages without an audit log") {
+			t.Fatalf("%s without audit: %d %s %s", cmd, code, out, errs)
+		}
 	}
 	os.WriteFile(path, []byte(base+"audit {\n  path = \"state/audit.log\"\n}\n"+admin), 0o644)
 	os.WriteFile(filepath.Join(dir, "users"), []byte("# reviewers\nrita:boss:x\n"), 0o600)
-	code, _, errs = postern(t, "", "run", "-config", path)
+	code, _, errs := postern(t, "", "run", "-config", path)
 	if code == 0 || !strings.Contains(errs, "r.hcl:12:18") || !strings.Contains(errs, filepath.Join(dir, "users")+`:2: unknown role "boss"`) {
 		t.Fatalf("broken users file: %d %s", code, errs)
 	}

@@ -119,15 +119,12 @@ func (d *daemon) closeAdmin(ctx context.Context) {
 
 // reviewPages builds the reviewer pages of the review block: users from its file, the shared quarantine, and
 // decisions from the audit index (or, without one, from the log files). Every action on them is recorded, so
-// they need the audit log.
+// they need the audit log, which the configuration guarantees.
 func (d *daemon) reviewPages(cfg *config.Config, r *config.Review) (http.Handler, error) {
 	fail := func(rng hcl.Range, summary string, err error) error {
 		return cfg.NewError(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rng.Ptr()}})
 	}
-	if d.audit == nil {
-		return nil, fail(r.DeclRange, "Reviewer pages without an audit log",
-			errors.New("every login, view, release and deletion on the reviewer pages is recorded: add an audit block"))
-	}
+	// The configuration has an audit block (config.Load refuses a review block without one).
 	users, err := review.OpenUsers(r.UsersFile)
 	if err != nil {
 		return nil, fail(r.UsersFileRange, "Cannot read the reviewer users", fmt.Errorf("%w\nAdd a user with: "+

@@ -406,6 +406,10 @@ func (l *loader) finish() {
 		cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	}
 	l.finishQuarantine()
+	if a := cfg.Admin; a != nil && a.Review != nil && cfg.Audit == nil {
+		l.add(errorf(a.Review.DeclRange, "Reviewer pages without an audit log", "Every login, view, release and "+
+			"deletion on the reviewer pages is recorded: add an audit block."))
+	}
 	if ix := l.indexDefault; ix != nil {
 		if cfg.StateDir == "" {
 			l.add(errorf(ix.DeclRange, "No place for the audit index", "A sqlite index without a path is kept "+

@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -477,3 +478,18 @@ var (
 )
 
 func mimeParse(v string) (string, map[string]string, error) { return mime.ParseMediaType(v) }
+
+func TestLoginPageWithoutUsers(t *testing.T) {
+	f := newFixture(t, nil)
+	if err := os.Remove(f.users); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	r := f.client().get("/login")
+	if r.status != 200 || !strings.Contains(r.body, "No one can log in yet") || !strings.Contains(r.body, "postern review adduser -users "+f.users) {
+		t.Fatalf("login page without users: %d %s", r.status, r.body)
+	}
+	if r := f.client().login("rita", testPasswords["rita"]); r.status != http.StatusUnauthorized {
+		t.Fatalf("a login with no users file: %d", r.status)
+	}
+}
