@@ -146,6 +146,10 @@ func (d *daemon) reviewPages(cfg *config.Config, r *config.Review) (http.Handler
 	if err != nil {
 		return nil, fail(r.DeclRange, "Cannot start the reviewer pages", err)
 	}
+	if users.Empty() {
+		logger.Warn("no reviewer can log in yet: add one with postern review adduser -config FILE -role reviewer NAME",
+			"users_file", r.UsersFile)
+	}
 	logger.Info("reviewer pages on the admin listener", "users", len(users.All()), "quarantine", d.quarantine != nil,
 		"index", cfg.Audit.Index != nil)
 	return h, nil
