@@ -444,6 +444,10 @@ func printStage(w io.Writer, cfg *config.Config, d *policy.Decision) {
 			fmt.Fprintf(w, "matched: %s\n", p.Why)
 		}
 		for _, pl := range p.Plugins {
+			if pl.Skipped != "" {
+				fmt.Fprintf(w, "    plugin %-20s skipped: %s\n", pl.Name, pl.Skipped)
+				continue
+			}
 			v := pl.Verdict
 			fmt.Fprintf(w, "    plugin %-20s %s", pl.Name, v.Kind)
 			if v.Code != 0 {

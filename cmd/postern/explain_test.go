@@ -123,6 +123,27 @@ func TestExplainReject(t *testing.T) {
 	}
 }
 
+// TestExplainSkipped: a plain text message is not for attachment-guard (it wants only messages that may carry a
+// file), and the trace says it was skipped, in the text and the JSON.
+func TestExplainSkipped(t *testing.T) {
+	dir := exampleTree(t)
+	msg := writeTemp(t, "plain.eml", cleanMessage)
+	args := []string{"explain", "-cache", testplugins.CacheDir(), "-config", filepath.Join(dir, "demo.hcl"),
+		"-listener", "demo", "-from", "bob@other.test", "-rcpt", "alice@example.com"}
+	code, out, errs := run(append(args, msg)...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "    plugin attachment-guard     skipped: the message carries no file") ||
+		!strings.Contains(out, "    plugin eicar                accept") {
+		t.Errorf("output lacks the skipped attachment-guard:\n%s", out)
+	}
+	code, out, errs = run(append(args, "-json", msg)...)
+	if code != 0 || !strings.Contains(out, `"skipped": "the message carries no file`) {
+		t.Errorf("exit %d, JSON lacks skipped: %s\n%s", code, errs, out)
+	}
+}
+
 func TestExplainEICAR(t *testing.T) {
 	dir := exampleTree(t)
 	// The test string is assembled here so that no file of the repository holds it (anti-virus software).

@@ -17,6 +17,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
@@ -78,6 +79,8 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 		helo       = fs.String("helo", "", "client HELO name")
 		user       = fs.String("user", "", "authenticated user")
 		grants     = fs.String("grant", "", "comma-separated grants: clock, random (default with a .hcl -config: the block's)")
+		cpuProfile = fs.String("cpuprofile", "", "write a pprof profile of the plugin's own functions (call timing) to `FILE`")
+		repeat     = fs.Int("repeat", 1, "run the hook `N` times on the message (each with a fresh input), for -cpuprofile; the last call is printed")
 	)
 	cache := cacheFlag(fs)
 	var rcpts stringList
@@ -85,7 +88,7 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *pluginPath == "" || fs.NArg() != 1 {
+	if *pluginPath == "" || fs.NArg() != 1 || *repeat < 1 {
 		fs.Usage()
 		return 2
 	}
@@ -164,7 +167,11 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 
 	ctx := context.Background()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: cacheDir, Logger: logger})
+	var prof *guestprof.Profiler
+	if *cpuProfile != "" {
+		prof = guestprof.New()
+	}
+	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: cacheDir, Logger: logger, Profiler: prof})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -185,20 +192,25 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 		return fail("plugin %q does not implement the message hook", name)
 	}
 
-	in := &pluginhost.Input{
-		Env: pluginhost.Envelope{
-			Protocol:    *protocol,
-			Listener:    "plugin-test",
-			ClientIP:    *clientIP,
-			HELO:        *helo,
-			AuthUser:    *user,
-			MailFrom:    *from,
-			HasMailFrom: true,
-			Rcpts:       rcpts,
-		},
-		Msg: msg,
+	env := pluginhost.Envelope{
+		Protocol:    *protocol,
+		Listener:    "plugin-test",
+		ClientIP:    *clientIP,
+		HELO:        *helo,
+		AuthUser:    *user,
+		MailFrom:    *from,
+		HasMailFrom: true,
+		Rcpts:       rcpts,
 	}
-	res := plugin.Call(ctx, pluginhost.HookMessage, in)
+	var res *pluginhost.Result
+	for range *repeat {
+		res = plugin.Call(ctx, pluginhost.HookMessage, &pluginhost.Input{Env: env, Msg: msg})
+	}
+	if prof != nil {
+		if err := writeProfile(*cpuProfile, prof); err != nil {
+			return fail("%v", err)
+		}
+	}
 
 	out := pluginTestOutput{
 		Plugin:     name,
@@ -262,6 +274,22 @@ func runPluginTest(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// writeProfile writes the guest profile to path.
+func writeProfile(path string, prof *guestprof.Profiler) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("writing the profile: %w", err)
+	}
+	if _, err := prof.WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the profile to %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing the profile to %s: %w", path, err)
+	}
+	return nil
 }
 
 // stdin is where a message named "-" is read from (a variable so that tests can feed it).

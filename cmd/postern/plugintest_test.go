@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/pprof/profile"
+
 	"github.com/postern/postern/internal/testplugins"
 )
 
@@ -194,5 +196,51 @@ func TestStateDirCache(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "compilation cache in "+cache) {
 			t.Errorf("%v: exit %d\n%s%s", args, code, out, errs)
 		}
+	}
+}
+
+// TestPluginTestCPUProfile profiles eicar on a message with an attachment: the profile is a pprof file whose
+// call paths name the plugin's own functions, with the host's part_match under its scan.
+func TestPluginTestCPUProfile(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "eicar.pprof")
+	code, res, _, errs := pluginTest(t, "-plugin", testplugins.Path(t, "plugins/eicar"), "-cpuprofile", prof, "-repeat", "3",
+		writeTemp(t, "e.eml", eicarMessage()))
+	if code != 0 || res.Verdict != "reject" {
+		t.Fatalf("exit %d, verdict %q: %s", code, res.Verdict, errs)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scanCalls, scanTime, matchUnderScan int64
+	for _, s := range p.Sample {
+		var names []string
+		for _, l := range s.Location {
+			names = append(names, l.Line[0].Function.Name)
+		}
+		path := strings.Join(names, " < ")
+		if names[0] == "main.scan" {
+			scanCalls += s.Value[0]
+		}
+		if strings.Contains(path, "main.scan") {
+			scanTime += s.Value[1]
+			if names[0] == "postern.part_match" {
+				matchUnderScan += s.Value[0]
+			}
+		}
+		if names[len(names)-1] != "eicar" {
+			t.Errorf("path %q does not start at the plugin", path)
+		}
+	}
+	if scanCalls != 3 || scanTime <= 0 {
+		t.Errorf("main.scan: %d calls, %d ns; want 3 calls (-repeat 3) and some time", scanCalls, scanTime)
+	}
+	if matchUnderScan < 3 {
+		t.Errorf("postern.part_match called %d times under main.scan, want at least once per call", matchUnderScan)
 	}
 }

@@ -313,3 +313,25 @@ func TestRunExpiresOldEntriesAtStart(t *testing.T) {
 		t.Fatal("no expiry record")
 	}
 }
+
+// TestRunNamesListenersWithoutReleaseRoute: a retrieval listener in front of a real server has no way to put a
+// message back until a release route is configured, and the start-up log says so.
+func TestRunNamesListenersWithoutReleaseRoute(t *testing.T) {
+	dir := exampleTree(t)
+	cfg := filepath.Join(dir, "q.hcl")
+	addr := freePort(t)
+	conf := fmt.Sprintf(`state_dir = "state"
+listener "pop3" "mailbox" {
+  address  = %q
+  upstream = "127.0.0.1:1"
+}
+`, addr)
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPostern(t, "-config", cfg)
+	p.waitLog(t, "postern running")
+	if !strings.Contains(p.log.String(), `cannot be released without a route: add quarantine { release \"mailbox\"`) {
+		t.Fatalf("no warning:\n%s", p.log.String())
+	}
+}

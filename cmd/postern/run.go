@@ -26,6 +26,7 @@ import (
 	"github.com/postern/postern/proxy/control"
 	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/pop3proxy"
@@ -54,11 +55,13 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		logLevel   = fs.String("log-level", "info", "least severe `LEVEL` logged: debug, info, warn or error")
 		logFormat  = fs.String("log-format", "text", "log `FORMAT`: text or json")
 		grace      = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, how long messages in flight may take to finish")
+		profPath   = fs.String("plugin-cpuprofile", "", "profile the plugins' guest code and write a pprof profile to `FILE` (plugins run several times slower meanwhile)")
+		profSecs   = fs.Int("plugin-profile-seconds", 30, "with -plugin-cpuprofile: write the profile after `N` seconds (or at shutdown, if sooner)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *configPath == "" || fs.NArg() != 0 {
+	if *configPath == "" || fs.NArg() != 0 || *profSecs < 1 {
 		fs.Usage()
 		return 2
 	}
@@ -86,9 +89,22 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	ctx := context.Background()
-	d, err := startDaemon(ctx, *configPath, *cacheDir, logger)
+	var prof *pluginProfile
+	if *profPath != "" {
+		prof = &pluginProfile{path: *profPath, prof: guestprof.New(), log: logger}
+	}
+	d, err := startDaemon(ctx, *configPath, *cacheDir, logger, prof.profiler())
 	if err != nil {
 		return reportConfigError(stderr, err)
+	}
+	if prof != nil {
+		logger.Warn("profiling the plugins' guest code: they run several times slower until restarted without -plugin-cpuprofile",
+			"file", prof.path, "seconds", *profSecs)
+		t := time.AfterFunc(time.Duration(*profSecs)*time.Second, prof.write)
+		defer func() {
+			t.Stop()
+			prof.write()
+		}()
 	}
 	for {
 		select {
@@ -115,6 +131,31 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
+}
+
+// pluginProfile is the guest profile of `postern run -plugin-cpuprofile`, written once.
+type pluginProfile struct {
+	path string
+	prof *guestprof.Profiler
+	log  *slog.Logger
+	once sync.Once
+}
+
+func (p *pluginProfile) profiler() *guestprof.Profiler {
+	if p == nil {
+		return nil
+	}
+	return p.prof
+}
+
+func (p *pluginProfile) write() {
+	p.once.Do(func() {
+		if err := writeProfile(p.path, p.prof); err != nil {
+			p.log.Error("plugin profile", "err", err)
+			return
+		}
+		p.log.Info("plugin profile written", "file", p.path)
+	})
 }
 
 // daemon is a running proxy: its configuration manager, audit log, listeners and control socket.
@@ -161,8 +202,8 @@ type daemon struct {
 
 // startDaemon loads the configuration, opens the audit log, binds every listener and starts serving. Nothing
 // serves unless everything could be set up: a listener that cannot bind stops the start, with the others closed.
-func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger) (_ *daemon, err error) {
-	manager, err := policy.NewManager(ctx, path, policy.Options{CacheDir: cacheDir, Logger: logger})
+func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger, prof *guestprof.Profiler) (_ *daemon, err error) {
+	manager, err := policy.NewManager(ctx, path, policy.Options{CacheDir: cacheDir, Logger: logger, Profiler: prof})
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +244,13 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 	if cfg.Quarantine != nil {
 		if d.quarantine, err = openQuarantine(cfg, d.audit, d.router(hostname), hostname, logger); err != nil {
 			return nil, err
+		}
+		for _, l := range cfg.Listeners {
+			if l.Direction == "retrieval" && l.Upstream != config.UpstreamEmbedded && cfg.Quarantine.Release(l.Name) == nil {
+				logger.Warn("messages this listener withholds are kept in the quarantine but cannot be released "+
+					"without a route: add quarantine { release \""+l.Name+"\" { ... } } (docs/QUARANTINE.md)",
+					"listener", l.Name)
+			}
 		}
 	}
 	type bound struct {
@@ -306,11 +354,11 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}()
 	}
 	d.servePOP3()
+	d.serveAdmin()
+	d.serving.Store(true)
 	if d.quarantine != nil {
 		d.quarantine.Run() // retention: now, then every interval
 	}
-	d.serveAdmin()
-	d.serving.Store(true)
 	bi := readBuildInfo()
 	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
 		"config_sha256", cfg.Version, "summary", cfg.Summary(),

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
+
 	"github.com/postern/postern/internal/testplugins"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/smtpproxy/smtptest"
@@ -530,5 +532,44 @@ func TestRunReloadsCertificate(t *testing.T) {
 	p.waitLog(t, "certificate reloaded")
 	if got, want := served(), second.Pair.Leaf.SerialNumber.String(); got != want {
 		t.Errorf("after SIGHUP: serial %s, want the renewed certificate's %s", got, want)
+	}
+}
+
+// TestRunPluginProfile runs the proxy with -plugin-cpuprofile: after the messages it relays and SIGTERM, the
+// profile file holds the plugins' guest functions.
+func TestRunPluginProfile(t *testing.T) {
+	dir := exampleTree(t)
+	cfgPath := filepath.Join(dir, "run.hcl")
+	addr := freePort(t)
+	runConfig(t, cfgPath, addr, "[P] ")
+	prof := filepath.Join(t.TempDir(), "plugins.pprof")
+	p := startPostern(t, "-config", cfgPath, "-plugin-cpuprofile", prof, "-plugin-profile-seconds", "600")
+	p.waitLog(t, "postern running")
+	for range 3 {
+		if err := send(addr, "profiled", "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pp, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int64{}
+	for _, s := range pp.Sample {
+		calls[s.Location[0].Line[0].Function.Name] += s.Value[0]
+	}
+	if calls["main.scan"] != 3 || calls["main.tag"] != 3 {
+		t.Errorf("main.scan (eicar) called %d times, main.tag (external-tag) %d; want 3 each", calls["main.scan"], calls["main.tag"])
 	}
 }

@@ -42,6 +42,9 @@ type config struct {
 	// BlockIncomplete blocks a message the host could not index completely (a size, depth, part, header or
 	// line limit stopped it): what was not indexed was not inspected.
 	BlockIncomplete *bool `json:"block_incomplete"`
+	// TextBodies also inspects messages that are nothing but inline, unnamed text/plain and text/html bodies
+	// (their content is sniffed like any part's); by default the host skips the plugin for them.
+	TextBodies bool `json:"text_bodies"`
 
 	Code        int     `json:"code"`
 	StripNote   *string `json:"strip_note"`
@@ -57,6 +60,7 @@ type settings struct {
 	sniff        set
 	archives     bool
 	incomplete   bool
+	textBodies   bool
 
 	archiveDepth   int
 	archiveBytes   int64
@@ -97,6 +101,7 @@ func parseConfig(data []byte) (settings, error) {
 		sniff:        buildSet(allKinds, c.Sniff, nil, nil, strings.ToLower),
 		archives:     c.Archives == nil || *c.Archives,
 		incomplete:   c.BlockIncomplete == nil || *c.BlockIncomplete,
+		textBodies:   c.TextBodies,
 
 		archiveDepth:   defaultArchiveDepth,
 		archiveBytes:   defaultArchiveBytes,

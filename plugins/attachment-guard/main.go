@@ -35,7 +35,16 @@ func setup() error {
 		return fmt.Errorf("reading the configuration: %w", err)
 	}
 	cfg, err = parseConfig(raw)
-	return err
+	if err != nil {
+		return err
+	}
+	// A message of inline, unnamed text bodies and nothing else has no file for mail clients to offer, so unless
+	// the configuration blocks a text type or asks for text bodies to be sniffed, nothing in it can be refused:
+	// the host need not call the plugin for it.
+	if !cfg.textBodies && checkContentType("text/plain", cfg.contentTypes) == nil && checkContentType("text/html", cfg.contentTypes) == nil {
+		postern.Wants(postern.WantFiles)
+	}
+	return nil
 }
 
 // maxStrip is the most parts the strip action removes; past it the message is rejected (see guard).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -391,5 +392,36 @@ func TestStripTooMany(t *testing.T) {
 	o = harness.Run(t, p, manyExes(maxStrip+1))
 	if o.Res.Verdict.Kind != pluginhost.Reject || o.Res.Tags["attachment-guard.action"] != "reject" || o.Res.Changes.Len() != 0 {
 		t.Errorf("%d parts: verdict %+v, action %q", maxStrip+1, o.Res.Verdict, o.Res.Tags["attachment-guard.action"])
+	}
+}
+
+// TestSkipsMessagesWithoutFiles: a message of inline text bodies only is skipped by the host (the plugin wants
+// only messages that may carry a file), unless text_bodies or a text content type asks for it; an executable
+// pasted as a body is then refused again.
+func TestSkipsMessagesWithoutFiles(t *testing.T) {
+	plain := []byte("From: a@other.test\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nJust text.\r\n")
+	if res := harness.Run(t, harness.Load(t, `{}`), plain).Res; res.Skipped == "" || res.Verdict.Kind != pluginhost.Accept {
+		t.Errorf("plain message: skipped %q, verdict %v; want skipped", res.Skipped, res.Verdict.Kind)
+	}
+	pasted := []byte("From: a@other.test\r\nTo: alice@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString(peFile(0x80, 512)) + "\r\n")
+	if res := harness.Run(t, harness.Load(t, `{}`), pasted).Res; res.Skipped == "" {
+		t.Errorf("pasted executable body by default: skipped %q, verdict %v; want skipped", res.Skipped, res.Verdict.Kind)
+	}
+	for _, cfg := range []string{`{"text_bodies": true}`, `{"add_content_types": ["text/html"]}`} {
+		p := harness.Load(t, cfg)
+		if p.Wants() != 0 {
+			t.Errorf("%s: the plugin wants %v, want every message", cfg, p.Wants())
+		}
+		if res := harness.Run(t, p, plain).Res; res.Skipped != "" || res.Verdict.Kind != pluginhost.Accept {
+			t.Errorf("%s: plain message skipped %q, verdict %v", cfg, res.Skipped, res.Verdict.Kind)
+		}
+	}
+	if res := harness.Run(t, harness.Load(t, `{"text_bodies": true}`), pasted).Res; res.Verdict.Kind != pluginhost.Reject {
+		t.Errorf("text_bodies: pasted executable verdict %v, want reject", res.Verdict.Kind)
+	}
+	// A file makes the message one to inspect, whatever else it holds.
+	if res := harness.Run(t, harness.Load(t, `{}`), harness.Eml(t, "clean-pdf.eml")).Res; res.Skipped != "" {
+		t.Errorf("message with a PDF skipped: %s", res.Skipped)
 	}
 }

@@ -69,7 +69,7 @@ func tag(m *postern.Message) error {
 		return fmt.Errorf("tag external: %w", err)
 	}
 	if !v.External {
-		postern.Logf(postern.LevelDebug, "internal: %s", v.Why)
+		postern.Log(postern.LevelDebug, "internal: "+v.Why)
 		// A sender may have set our header itself to look trusted or to trigger rules; only this plugin says
 		// what it means.
 		if cfg.header != "" && limit == "" && len(m.Headers(cfg.header)) > 0 {
@@ -79,7 +79,7 @@ func tag(m *postern.Message) error {
 		}
 		return nil
 	}
-	postern.Logf(postern.LevelInfo, "external: %s", v.Why)
+	postern.Log(postern.LevelInfo, "external: "+v.Why)
 	if v.Domain != "" {
 		if err := m.Tag("external.domain", v.Domain); err != nil {
 			return fmt.Errorf("tag external.domain: %w", err)
@@ -114,7 +114,7 @@ func tag(m *postern.Message) error {
 	// A body part the host cannot decode to extend (unknown encoding or charset) goes without its banner; the
 	// configuration was checked at load time, so a refusal is unexpected. Either way the subject and the header
 	// mark the message, which beats failing the call over a banner.
-	err = m.AddBannerEach(expand(cfg.bannerText, v.Domain, false), expand(cfg.bannerHTML, v.Domain, true))
+	err = m.AddBannerEach(expandSplit(cfg.textPieces, v.Domain, false), expandSplit(cfg.htmlPieces, v.Domain, true))
 	switch {
 	case errors.Is(err, postern.ErrDecode):
 		postern.Logf(postern.LevelInfo, "a body part cannot be decoded; no banner in it")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"net/mail"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -39,6 +40,8 @@ type settings struct {
 	subjectPrefix string
 	bannerText    string
 	bannerHTML    string
+	textPieces    []string // bannerText and bannerHTML split at {domain}
+	htmlPieces    []string
 	header        string
 	tagOutbound   bool
 	score         float64
@@ -59,6 +62,8 @@ func parseConfig(data []byte) (settings, error) {
 		tagOutbound:   cfg.TagOutbound,
 		score:         cfg.Score,
 	}
+	s.textPieces = strings.Split(s.bannerText, "{domain}")
+	s.htmlPieces = strings.Split(s.bannerHTML, "{domain}")
 	for _, d := range cfg.InternalDomains {
 		n := domainOf("postmaster@" + d)
 		if n == "" || strings.ContainsAny(d, "@<>") {
@@ -158,6 +163,12 @@ func domainOf(addr string) string {
 // still yields the domain of its last <...> or, failing that, of its last word with an @, because a From
 // header that is broken on purpose must not escape the check. It returns nil if no domain can be found.
 func fromDomains(value string) []string {
+	if d, ok := simpleMailbox(value); ok {
+		if d = domainOf(d); d != "" {
+			return []string{d}
+		}
+		return nil
+	}
 	if list, err := mail.ParseAddressList(value); err == nil {
 		var out []string
 		for _, a := range list {
@@ -181,6 +192,51 @@ func fromDomains(value string) []string {
 		}
 	}
 	return nil
+}
+
+// simpleMailbox returns the addr-spec of a From value in the two forms nearly all mail uses, "local@domain" and
+// "Display Name <local@domain>", when the value is so plain that net/mail could only read it one way: a display
+// name of letters, digits and spaces, an addr-spec of dot-atoms without quotes, comments or escapes. Anything
+// else (quotes, commas, comments, encoded words, group syntax) is left to net/mail. It saves parsing most From
+// headers with net/mail, which is most of what the plugin costs per message.
+func simpleMailbox(v string) (string, bool) {
+	v = strings.TrimSpace(v)
+	addr := v
+	if strings.HasSuffix(v, ">") {
+		i := strings.IndexByte(v, '<')
+		if i < 0 || i != strings.LastIndexByte(v, '<') {
+			return "", false
+		}
+		for j := 0; j < i; j++ {
+			c := v[j]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ') {
+				return "", false
+			}
+		}
+		if i > 0 && v[i-1] != ' ' {
+			return "", false // "Name<a@b>": net/mail reads it too, but be plain
+		}
+		addr = v[i+1 : len(v)-1]
+	}
+	at := strings.IndexByte(addr, '@')
+	if at <= 0 || at != strings.LastIndexByte(addr, '@') || !dotAtom(addr[:at]) || !dotAtom(addr[at+1:]) {
+		return "", false
+	}
+	return addr, true
+}
+
+// dotAtom reports whether s is an RFC 5322 dot-atom of letters, digits and "+-_" (a subset of atext).
+func dotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // isInternal reports whether domain is one of internal or a subdomain of one ("mail.example.com" is inside
@@ -229,7 +285,7 @@ func decide(internal []string, mailFrom string, hasMailFrom bool, from []string,
 	if hasMailFrom && mailFrom != "" {
 		d := domainOf(mailFrom)
 		if !isInternal(d, internal) {
-			return verdict{External: true, Domain: d, Why: fmt.Sprintf("envelope sender domain %q is not in %s", d, source)}
+			return verdict{External: true, Domain: d, Why: "envelope sender domain " + strconv.Quote(d) + " is not in " + source}
 		}
 	}
 	if len(from) == 0 {
@@ -237,7 +293,7 @@ func decide(internal []string, mailFrom string, hasMailFrom bool, from []string,
 	}
 	for _, d := range from {
 		if !isInternal(d, internal) {
-			return verdict{External: true, Domain: d, Why: fmt.Sprintf("From domain %q is not in %s", d, source)}
+			return verdict{External: true, Domain: d, Why: "From domain " + strconv.Quote(d) + " is not in " + source}
 		}
 	}
 	return verdict{External: false, Domain: from[0], Why: "sender domains are in " + source}
@@ -253,11 +309,32 @@ func firstOf(list []string, def string) string {
 
 // expand fills the {domain} placeholder of a banner. In HTML the domain is escaped: it comes from the sender.
 func expand(tmpl, domain string, isHTML bool) string {
+	return expandSplit(strings.Split(tmpl, "{domain}"), domain, isHTML)
+}
+
+// expandSplit is expand of a template already split at its placeholders (settings keeps them split, so a
+// message costs one allocation per banner).
+func expandSplit(pieces []string, domain string, isHTML bool) string {
+	if len(pieces) == 1 {
+		return pieces[0]
+	}
 	if domain == "" {
 		domain = "unknown sender"
 	}
 	if isHTML {
 		domain = html.EscapeString(domain)
 	}
-	return strings.ReplaceAll(tmpl, "{domain}", domain)
+	n := len(domain) * (len(pieces) - 1)
+	for _, p := range pieces {
+		n += len(p)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, p := range pieces {
+		if i > 0 {
+			b.WriteString(domain)
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/mail"
 	"slices"
 	"strings"
 	"testing"
@@ -129,5 +130,32 @@ func TestExpand(t *testing.T) {
 	}
 	if got := expand("from {domain}.", "", false); got != "from unknown sender." {
 		t.Errorf("empty domain expand = %q", got)
+	}
+}
+
+// TestSimpleMailboxAgreesWithNetMail checks the fast path of fromDomains against net/mail: wherever
+// simpleMailbox reads a value, net/mail reads exactly one mailbox with the same address.
+func TestSimpleMailboxAgreesWithNetMail(t *testing.T) {
+	names := []string{"", "Alice", "Partner Sales", "A1 B2  C3", "Bob-Smith", "Dr. Who", `"Q"`, "=?utf-8?q?A?=", "a,b", "x(y)", "<"}
+	addrs := []string{"a@b", "alice@example.com", "first.last+tag@mail.example.co.uk", "a_b-c@x-y.test", ".a@b", "a.@b",
+		"a..b@c", "a@b..c", "a@@b", "@b", "a@", "a b@c", `"a"@b`, "a@[1.2.3.4]", "a\\b@c", "ä@b.test"}
+	var read int
+	for _, n := range names {
+		for _, a := range addrs {
+			for _, v := range []string{a, n + " <" + a + ">", n + "<" + a + ">", " " + n + " <" + a + "> ", "<" + a + ">"} {
+				got, ok := simpleMailbox(v)
+				if !ok {
+					continue
+				}
+				read++
+				list, err := mail.ParseAddressList(v)
+				if err != nil || len(list) != 1 || list[0].Address != got {
+					t.Errorf("simpleMailbox(%q) = %q; net/mail: %v, %v", v, got, list, err)
+				}
+			}
+		}
+	}
+	if read < 20 {
+		t.Errorf("the fast path read only %d of the values", read)
 	}
 }

@@ -109,6 +109,7 @@ func NewRecord(in *pluginhost.Input, d *policy.Decision, f Facts) *Record {
 				Changes:    changes(pl.Changes),
 				DurationNS: int64(pl.Duration),
 				Error:      pl.Error,
+				Skipped:    pl.Skipped,
 			})
 		}
 		r.Policies[i] = p

@@ -273,3 +273,17 @@ func TestRecordFlags(t *testing.T) {
 		t.Errorf("clean message: %+v", r)
 	}
 }
+
+// TestNewRecordSkippedPlugin: a plugin the host did not call (it declared the message is not for it) is in the
+// record, with why.
+func TestNewRecordSkippedPlugin(t *testing.T) {
+	r := NewRecord(&pluginhost.Input{}, &policy.Decision{Hook: pluginhost.HookMessage, Policies: []policy.PolicyTrace{{
+		Name: "malware", Matched: true,
+		Plugins: []policy.PluginTrace{{Name: "attachment-guard", SHA256: "a1", Skipped: "the message carries no file"}}}}}, Facts{})
+	if len(r.Policies) != 1 || len(r.Policies[0].Plugins) != 1 {
+		t.Fatalf("policies %+v", r.Policies)
+	}
+	if pl := r.Policies[0].Plugins[0]; pl.Skipped != "the message carries no file" || pl.Verdict != "accept" {
+		t.Errorf("plugin record %+v", pl)
+	}
+}

@@ -172,6 +172,8 @@ type Plugin struct {
 	DurationNS int64 `json:"duration_ns"`
 	// Error is why the call failed (then Verdict is the plugin's on_error outcome).
 	Error string `json:"error,omitempty"`
+	// Skipped is why the plugin was not called: it declared the message is not for it (ABI postern_wants).
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Change says what a change did, never with which content: header values, banners and replacement parts may

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -64,6 +65,7 @@ var hostFuncs = []hostFunc{
 	{"header_all", params(3), headerAll},
 	{"part_count", params(0), partCount},
 	{"part_field", params(5), partField},
+	{"parts_get", params(2), partsGet},
 	{"part_read", params(5), partRead},
 	{"message_read", params(3), messageRead},
 	{"patterns_compile", params(2), patternsCompile},
@@ -394,51 +396,103 @@ func partField(f frame, s []uint64) int32 {
 	if code != 0 {
 		return code
 	}
-	var num [20]byte
-	itoa := func(n int64) int32 { return put(dst, strconv.AppendInt(num[:0], n, 10)) }
-	switch string(name) {
-	case "parent":
-		return itoa(int64(p.Parent))
-	case "depth":
-		return itoa(int64(p.Depth))
-	case "content_type":
-		return put(dst, p.ContentType)
-	case "charset":
-		return put(dst, p.Charset)
-	case "encoding":
-		return put(dst, p.Encoding)
-	case "disposition":
-		return put(dst, p.Disposition)
-	case "filename":
-		return put(dst, p.Filename)
-	case "size":
-		return itoa(p.Body.End - p.Body.Start)
-	case "multipart":
-		if p.Multipart {
-			return put(dst, "1")
-		}
-		return put(dst, "0")
-	case "defects":
-		return put(dst, defectLines(p.Defects))
-	case "filenames":
-		return put(dst, strings.Join(p.Filenames, "\n"))
-	case "ambiguities":
-		return put(dst, defectLines(p.Ambiguities))
-	case "derived":
-		return put(dst, p.Derived)
-	case "incomplete":
-		return put(dst, p.Incomplete)
+	v, ok := appendPartAttr(nil, p, string(name))
+	if !ok {
+		return errNotFound
 	}
-	return errNotFound
+	return put(dst, v)
 }
 
-// defectLines is a part's defects or ambiguities, one "kind: detail" per line.
-func defectLines(ds []message.Defect) string {
-	lines := make([]string, len(ds))
-	for i, d := range ds {
-		lines[i] = d.String()
+// partAttrs are the part attributes of ABI §3.3, in the order parts_get lists them.
+var partAttrs = []string{"parent", "depth", "content_type", "charset", "encoding", "disposition", "filename",
+	"filenames", "ambiguities", "derived", "incomplete", "size", "multipart", "defects"}
+
+// appendPartAttr appends the value of attribute name of p to b, as part_field gives it; false for an unknown name.
+func appendPartAttr(b []byte, p *message.Part, name string) ([]byte, bool) {
+	switch name {
+	case "parent":
+		return strconv.AppendInt(b, int64(p.Parent), 10), true
+	case "depth":
+		return strconv.AppendInt(b, int64(p.Depth), 10), true
+	case "content_type":
+		return append(b, p.ContentType...), true
+	case "charset":
+		return append(b, p.Charset...), true
+	case "encoding":
+		return append(b, p.Encoding...), true
+	case "disposition":
+		return append(b, p.Disposition...), true
+	case "filename":
+		return append(b, p.Filename...), true
+	case "size":
+		return strconv.AppendInt(b, p.Body.End-p.Body.Start, 10), true
+	case "multipart":
+		if p.Multipart {
+			return append(b, '1'), true
+		}
+		return append(b, '0'), true
+	case "defects":
+		return appendDefectLines(b, p.Defects), true
+	case "filenames":
+		for i, n := range p.Filenames {
+			if i > 0 {
+				b = append(b, '\n')
+			}
+			b = append(b, n...)
+		}
+		return b, true
+	case "ambiguities":
+		return appendDefectLines(b, p.Ambiguities), true
+	case "derived":
+		return append(b, p.Derived...), true
+	case "incomplete":
+		return append(b, p.Incomplete...), true
 	}
-	return strings.Join(lines, "\n")
+	return b, false
+}
+
+// partsGet gives every part's attributes at once (ABI §3.3 parts_get): what part_count and a part_field call per
+// attribute and part would give, in one call. The encoding is made once per message, for the whole chain.
+func partsGet(f frame, s []uint64) int32 {
+	dst := f.out(uint32(s[0]), uint32(s[1]))
+	m := f.message()
+	if m == nil {
+		return errUnavailable
+	}
+	return put(dst, f.st.in.partList())
+}
+
+// encodePartList encodes m's parts for parts_get: u32 part count, u32 attribute count k, k names, then k values
+// per part; every name and value is a u32 length followed by its bytes; integers are little-endian.
+func encodePartList(m *message.Message) []byte {
+	parts := m.Parts()
+	b := make([]byte, 0, 64+len(parts)*(len(partAttrs)*4+64))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(parts)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(partAttrs)))
+	for _, name := range partAttrs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(name)))
+		b = append(b, name...)
+	}
+	for i := range parts {
+		for _, name := range partAttrs {
+			at := len(b)
+			b = append(b, 0, 0, 0, 0)
+			b, _ = appendPartAttr(b, &parts[i], name)
+			binary.LittleEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+		}
+	}
+	return b
+}
+
+// appendDefectLines appends a part's defects or ambiguities, one "kind: detail" per line.
+func appendDefectLines(b []byte, ds []message.Defect) []byte {
+	for i, d := range ds {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, d.String()...)
+	}
+	return b
 }
 
 // contentArgs checks the (part, mode) of part_read, part_match and part_sha256: ERR_INVALID for a part that does

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -345,6 +346,60 @@ func TestPartField(t *testing.T) {
 	p5, _ := h.st.in.Msg.Part(5)
 	if got := pf(5, "defects"); len(p5.Defects) == 0 || got != p5.Defects[0].String() {
 		t.Errorf("part_field(5, defects) = %q (defects %v)", got, p5.Defects)
+	}
+}
+
+// TestPartsGet checks parts_get against part_field: the same value for every attribute of every part, in the
+// documented encoding, and unavailable outside the message hook.
+func TestPartsGet(t *testing.T) {
+	h := newHarness(t, HookMessage, messageInput(t))
+	rc, enc := h.get("parts_get")
+	if rc < 0 || int(rc) != len(enc) {
+		t.Fatalf("parts_get: %d (%d bytes read)", rc, len(enc))
+	}
+	b := []byte(enc)
+	u32 := func() int {
+		if len(b) < 4 {
+			t.Fatalf("parts_get answer cut short")
+		}
+		v := int(binary.LittleEndian.Uint32(b))
+		b = b[4:]
+		return v
+	}
+	str := func() string {
+		n := u32()
+		if n > len(b) {
+			t.Fatalf("parts_get value of %d bytes, %d left", n, len(b))
+		}
+		v := string(b[:n])
+		b = b[n:]
+		return v
+	}
+	n, k := u32(), u32()
+	if n != int(h.call("part_count")) || n != 6 {
+		t.Fatalf("parts_get lists %d parts, part_count says %d", n, h.call("part_count"))
+	}
+	var names []string
+	for range k {
+		names = append(names, str())
+	}
+	if strings.Join(names, " ") != "parent depth content_type charset encoding disposition filename filenames ambiguities derived incomplete size multipart defects" {
+		t.Errorf("attributes %v", names)
+	}
+	for part := range n {
+		for _, name := range names {
+			got := str()
+			np, nl := h.str(name)
+			if _, want := h.get("part_field", u(part), np, nl); got != want {
+				t.Errorf("part %d %s: parts_get %q, part_field %q", part, name, got, want)
+			}
+		}
+	}
+	if len(b) != 0 {
+		t.Errorf("%d bytes after the last part", len(b))
+	}
+	if rc, _ := newHarness(t, HookRcptTo, nil).get("parts_get"); rc != errUnavailable {
+		t.Errorf("parts_get at rcpt_to = %d", rc)
 	}
 }
 
@@ -773,6 +828,7 @@ func TestOutOfRange(t *testing.T) {
 		"header_get":       {0, 16, 4, 0, 0, bad, 8},
 		"header_all":       {0, bad, 8},
 		"part_field":       {0, bad, 4, 0, 0},
+		"parts_get":        {bad, 8},
 		"part_read":        {0, 0, 0, 256 << 10, 1},
 		"message_read":     {0, 256<<10 - 1, 2},
 		"patterns_compile": {bad, 4},
@@ -810,7 +866,7 @@ func TestOutOfRange(t *testing.T) {
 
 func TestHostFuncsMatchABI(t *testing.T) {
 	// Every function of ABI.md §3 and nothing else, so the doc and the host cannot drift apart.
-	abi := []string{"config_get", "field_get", "header_get", "header_all", "part_count", "part_field", "part_read",
+	abi := []string{"config_get", "field_get", "header_get", "header_all", "part_count", "part_field", "parts_get", "part_read",
 		"message_read", "patterns_compile", "part_match", "part_sha256", "set_verdict", "tag_add", "score_add", "log",
 		"header_add", "header_set", "header_remove", "subject_prefix", "banner_add", "part_remove", "part_replace",
 		"rcpt_add"}

@@ -26,7 +26,7 @@
 // Instantiating a Go guest costs milliseconds and megabytes, so instances are pooled and reused: the steady state
 // is zero instantiations per message. An instance is never used by two calls at once. Acquiring one waits, at
 // most until the caller's deadline, when all PoolSize instances are busy; the pool grows on demand up to PoolSize,
-// and Load leaves one instance warm. The call's state (message, envelope, verdict, changes) travels in the context
+// Load leaves one instance warm, and instances beyond the first are closed after Options.IdleTimeout unused. The call's state (message, envelope, verdict, changes) travels in the context
 // of the wazero call, never in the instance, so an instance carries nothing of one message into the next, apart
 // from what a guest keeps in its own globals, which the ABI forbids for message data.
 //
@@ -34,6 +34,13 @@
 // next panic exits the module), a timeout (wazero has closed it), proc_exit, a host function's abort, or a non-zero
 // hook result. A replacement is created in the background. Instances are also recycled after MaxCalls calls and
 // when their linear memory has grown past half the limit, because a Go heap never shrinks.
+//
+// # Skipped calls and profiling
+//
+// A plugin may declare with postern_wants which messages its message hook is for (Wants); for any other message
+// Call returns an accept with Result.Skipped set and runs nothing. With Options.Profiler the host compiles every
+// plugin with wazero's function listeners and records each hook call's guest and host function calls
+// (package guestprof).
 //
 // # Sandbox
 //

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/postern/postern/proxy/guestprof"
 )
 
 // Defaults of Config (ABI §6).
@@ -38,16 +41,21 @@ type Host struct {
 	cache    wazero.CompilationCache
 	log      *slog.Logger
 	patterns patternCache
+	prof     *guestprof.Profiler // nil: plugins run without function listeners
 
 	mu      sync.Mutex
 	plugins map[*Plugin]struct{}
 	closed  bool
+	stop    chan struct{} // closed by Close: ends the pool trimmer
 }
+
+// DefaultIdleTimeout is Options.IdleTimeout's default.
+const DefaultIdleTimeout = 10 * time.Second
 
 // NewHost makes a host. With opts.CacheDir set, compiled plugins are kept on disk there and reused by later
 // processes (wazero keys them by module bytes, wazero version and CPU).
 func NewHost(ctx context.Context, opts Options) (*Host, error) {
-	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{})}
+	h := &Host{log: opts.Logger, plugins: make(map[*Plugin]struct{}), prof: opts.Profiler, stop: make(chan struct{})}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -60,13 +68,55 @@ func NewHost(ctx context.Context, opts Options) (*Host, error) {
 	} else {
 		h.cache = wazero.NewCompilationCache()
 	}
+	idle := opts.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	if idle > 0 {
+		go h.trimPools(idle)
+	}
 	return h, nil
+}
+
+// trimPools closes, every half idle timeout, the pool instances idle for longer than it (Plugin.trimIdle).
+func (h *Host) trimPools(idle time.Duration) {
+	t := time.NewTicker(idle / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			h.mu.Lock()
+			plugins := make([]*Plugin, 0, len(h.plugins))
+			for p := range h.plugins {
+				plugins = append(plugins, p)
+			}
+			h.mu.Unlock()
+			trimmed := 0
+			for _, p := range plugins {
+				if n := p.trimIdle(now.Add(-idle)); n > 0 {
+					trimmed += n
+					h.log.Debug("closed idle plugin instances", "plugin", p.name, "instances", n)
+				}
+			}
+			if trimmed > 0 {
+				// A Go guest's instance is megabytes of Go heap; without this the runtime keeps the pages for
+				// minutes (it returns memory to the system slowly), and a proxy that saw one burst of mail would
+				// keep the memory of its largest pool. At most once per tick, and only after a burst.
+				debug.FreeOSMemory()
+			}
+		}
+	}
 }
 
 // Close closes every plugin still loaded, aborting calls in flight (they fail with ErrClosed or a trap), and the
 // compilation cache. The on-disk cache stays for the next process.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.stop)
+	}
 	h.closed = true
 	plugins := make([]*Plugin, 0, len(h.plugins))
 	for p := range h.plugins {
@@ -164,7 +214,14 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 			_ = rt.Close(context.Background())
 		}
 	}()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	// With a profiler, the guest's functions, the host functions and WASI's are compiled with its listeners.
+	var prof *guestprof.Plugin
+	lctx := ctx
+	if h.prof != nil {
+		prof = h.prof.Plugin(cfg.Name, hex.EncodeToString(sum[:]))
+		lctx = prof.Listen(ctx)
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(lctx, rt); err != nil {
 		return fail("instantiating WASI: %v", err)
 	}
 	hb := rt.NewHostModuleBuilder(hostModule)
@@ -172,10 +229,10 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 		hf := &hostFuncs[i]
 		hb.NewFunctionBuilder().WithGoModuleFunction(hf.goFunc(), hf.params, i32Result).Export(hf.name)
 	}
-	if _, err := hb.Instantiate(ctx); err != nil {
+	if _, err := hb.Instantiate(lctx); err != nil {
 		return fail("instantiating host functions: %v", err)
 	}
-	compiled, err := rt.CompileModule(ctx, cfg.Wasm)
+	compiled, err := rt.CompileModule(lctx, cfg.Wasm)
 	if err != nil {
 		if refusedFeature(err) {
 			return fail("compiling: %v (a guest may use WebAssembly 2.0 only: no threads or atomics, tail calls, "+
@@ -215,6 +272,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 		memLimit:    pages * pageSize,
 		onError:     onError,
 		log:         h.log,
+		prof:        prof,
 		rt:          rt,
 		compiled:    compiled,
 		modCfg:      modCfg,
@@ -232,6 +290,13 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Plugin, error) {
 		return nil, fmt.Errorf("plugin %q: %w%s", cfg.Name, err, formatLogs(logs))
 	}
 	p.hooks = exported
+	switch {
+	case check.wants&^knownWants != 0:
+		h.log.Warn("plugin declares message shapes this host does not know; it is called on every message",
+			"plugin", cfg.Name, "postern_wants", fmt.Sprintf("%#x", uint32(check.wants)))
+	case check.wants != 0 && exported.Has(HookMessage):
+		p.wants = check.wants
+	}
 	if check.hasMask {
 		p.hooks &= check.mask
 		if p.hooks == 0 {
@@ -348,7 +413,7 @@ func checkExports(compiled wazero.CompiledModule) (HookSet, error) {
 	if err := want("postern_abi_version", i32, true); err != nil {
 		return 0, err
 	}
-	for _, name := range []string{"postern_init", "postern_hooks"} {
+	for _, name := range []string{"postern_init", "postern_hooks", "postern_wants"} {
 		if err := want(name, i32, false); err != nil {
 			return 0, err
 		}

@@ -26,6 +26,18 @@ type Input struct {
 	malformed []string   // message.malformed values, made once
 	ambiguous []string   // message.ambiguous values, made once
 	headers   map[headerKey][]string
+	parts     []byte // parts_get's answer, made once
+	shape     uint8  // 0 not known yet, 1 no part may be a file, 2 some may (mayCarryFiles)
+}
+
+// partList returns parts_get's answer for the message.
+func (in *Input) partList() []byte {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.parts == nil {
+		in.parts = encodePartList(in.Msg)
+	}
+	return in.parts
 }
 
 // headerKey names one header_get lookup. The name is kept as the guest spelled it: plugins of a chain ask for

@@ -11,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
 )
 
@@ -21,6 +22,7 @@ type Plugin struct {
 	name        string
 	sha         string
 	hooks       HookSet
+	wants       Wants // postern_wants: message shapes the message hook is for; 0 every message
 	config      []byte
 	timeout     time.Duration
 	initTimeout time.Duration
@@ -28,6 +30,7 @@ type Plugin struct {
 	memLimit    uint64 // bytes
 	onError     Verdict
 	log         *slog.Logger
+	prof        *guestprof.Plugin // nil unless the host profiles
 
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
@@ -46,7 +49,7 @@ type Plugin struct {
 	mu    sync.Mutex // guards insts
 	insts map[*instance]struct{}
 
-	created, discarded, recycled, calls, failures atomic.Uint64
+	created, discarded, recycled, calls, failures, skipped, trimmed atomic.Uint64
 }
 
 // instance is one instantiated module. It is used by one call at a time: the pool hands it out exclusively.
@@ -58,6 +61,9 @@ type instance struct {
 	mem      atomic.Uint64 // linear memory size after the last call, for Stats
 	initMem  uint64        // linear memory size when the instance was ready
 	patterns []*patternSet // handles from patterns_compile, valid for the instance's life
+	// idleSince is when the instance was last put back in the pool (set before the put, read by trimIdle after
+	// taking it out: the channel orders the two).
+	idleSince time.Time
 }
 
 // Name returns the plugin's name.
@@ -78,6 +84,8 @@ func (p *Plugin) Stats() Stats {
 		Discarded: p.discarded.Load(),
 		Recycled:  p.recycled.Load(),
 		Calls:     p.calls.Load(),
+		Skipped:   p.skipped.Load(),
+		Trimmed:   p.trimmed.Load(),
 		Failures:  p.failures.Load(),
 	}
 	p.mu.Lock()
@@ -145,6 +153,14 @@ func (p *Plugin) Call(ctx context.Context, hook Hook, in *Input) (res *Result) {
 	if in == nil {
 		in = &Input{}
 	}
+	if hook == HookMessage {
+		if why := p.skipReason(in); why != "" {
+			p.skipped.Add(1)
+			res.Skipped = why
+			res.Changes = new(message.Changes)
+			return res
+		}
+	}
 	p.calls.Add(1)
 	if err := ctx.Err(); err != nil {
 		// Don't spend an instance on a call that cannot run: wazero would close it at once.
@@ -177,8 +193,14 @@ func (p *Plugin) run(ctx context.Context, inst *instance, hook Hook, in *Input, 
 	}()
 
 	tctx, cancel := context.WithTimeout(ctx, p.timeout)
+	cctx := context.WithValue(tctx, stateKey{}, st)
+	done := func() {}
+	if p.prof != nil {
+		cctx, done = p.prof.Begin(cctx)
+	}
 	inst.stack[0] = 0
-	err := inst.hooks[hook].CallWithStack(context.WithValue(tctx, stateKey{}, st), inst.stack)
+	err := inst.hooks[hook].CallWithStack(cctx, inst.stack)
+	done()
 	cancel()
 	inst.calls++
 	res.Logs = st.logs
@@ -282,6 +304,7 @@ func (p *Plugin) release(inst *instance, healthy bool) {
 		recycle = inst.calls >= p.maxCalls || size > p.memLimit/2 && size > inst.initMem
 	}
 	if healthy && !recycle && !p.closed.Load() {
+		inst.idleSince = time.Now()
 		p.idle <- inst
 		if p.closed.Load() {
 			// Close ran between our check and the put: it may have missed this instance.
@@ -299,6 +322,33 @@ func (p *Plugin) release(inst *instance, healthy bool) {
 	if !p.closed.Load() {
 		go p.replace()
 	}
+}
+
+// trimIdle closes the instances that have been idle since before cutoff, keeping at least one instance: a pool
+// that grew for a burst of mail shrinks back to one warm instance, and gives back the instances' memory (a Go
+// guest's is megabytes). It returns how many it closed.
+func (p *Plugin) trimIdle(cutoff time.Time) int {
+	closed := 0
+	for range len(p.idle) {
+		var in *instance
+		select {
+		case in = <-p.idle:
+		default:
+			return closed
+		}
+		if p.live.Load() > 1 && in.idleSince.Before(cutoff) && !p.closed.Load() {
+			p.trimmed.Add(1)
+			p.destroy(in)
+			closed++
+			continue
+		}
+		p.idle <- in
+		if p.closed.Load() {
+			p.drainIdle()
+			return closed
+		}
+	}
+	return closed
 }
 
 // replace creates an instance in the background after one was discarded, so that the next call finds one ready.
@@ -405,6 +455,14 @@ func (p *Plugin) newInstance(ctx context.Context, check *loadCheck) (*instance, 
 			return nil, st.logs, fmt.Errorf("postern_init returned %d (%w)", int32(rc), ErrConfigRefused)
 		}
 	}
+	if check != nil && mod.ExportedFunction("postern_wants") != nil {
+		// After postern_init: what a plugin wants may depend on its configuration.
+		w, err := call("postern_wants")
+		if err != nil {
+			return closeWith("postern_wants", err)
+		}
+		check.wants = Wants(uint32(w))
+	}
 	for h := range numHooks {
 		in.hooks[h] = mod.ExportedFunction(hookExports[h])
 	}
@@ -417,4 +475,5 @@ func (p *Plugin) newInstance(ctx context.Context, check *loadCheck) (*instance, 
 type loadCheck struct {
 	mask    HookSet
 	hasMask bool
+	wants   Wants
 }

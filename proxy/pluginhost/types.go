@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
 )
 
@@ -187,6 +188,14 @@ type Options struct {
 	CacheDir string
 	// Logger receives the host's own records (instance failures, replacements). nil discards them.
 	Logger *slog.Logger
+	// IdleTimeout is how long an instance beyond the first may stay unused in its plugin's pool before it is
+	// closed: a pool grows for a burst of mail and shrinks back to one warm instance. Default 10s; negative keeps
+	// every instance.
+	IdleTimeout time.Duration
+	// Profiler, when set, profiles the guest code of every plugin the host loads (package guestprof): the
+	// plugins are compiled with function listeners, which makes their calls several times slower. For
+	// `postern plugin test -cpuprofile` and `postern run -plugin-cpuprofile`, never for normal service.
+	Profiler *guestprof.Profiler
 }
 
 // Envelope is the connection and SMTP envelope a plugin can read with field_get (ABI §3.2).
@@ -235,6 +244,9 @@ type Result struct {
 	Changes  *message.Changes // never nil
 	Logs     []LogLine
 	Duration time.Duration
+	// Skipped is why the guest was not called, or "": the plugin declared that its message hook is for messages
+	// of a shape this one is not (Plugin.Wants). The result is then an accept with nothing set.
+	Skipped string
 	// Err is non-nil when the call failed; Verdict is then the OnError outcome and Tags, Score and Changes are
 	// empty. Logs are kept: they often say why. Err is a *CallError.
 	Err error
@@ -248,6 +260,8 @@ type Stats struct {
 	Discarded   uint64 // instances thrown away after a failure
 	Recycled    uint64 // instances retired after MaxCalls or memory growth
 	Calls       uint64 // hook calls made (including failed ones)
+	Skipped     uint64 // message hook calls not made: the message was not of a shape the plugin wants
+	Trimmed     uint64 // idle instances closed because the pool had more than it needed (Options.IdleTimeout)
 	Failures    uint64 // calls that failed
 	MemoryBytes uint64 // sum of the live instances' linear memory, as of their last call
 }

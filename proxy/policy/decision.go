@@ -71,6 +71,8 @@ type PluginTrace struct {
 	Changes  []message.Change   `json:"changes,omitempty"`
 	Duration time.Duration      `json:"duration_ns"`
 	Error    string             `json:"error,omitempty"`
+	// Skipped is why the plugin was not called on this message (it declared it is not for such messages).
+	Skipped string `json:"skipped,omitempty"`
 	// Logs are the plugin's log lines for this call. They may quote the message, so the audit log leaves them
 	// out; the proxy's log and `postern explain` show them.
 	Logs []PluginLog `json:"logs,omitempty"`

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/guestprof"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 )
@@ -29,6 +30,8 @@ type Options struct {
 	CacheDir string
 	// Logger receives the engine's records (when expressions that fail, reloads). nil discards them.
 	Logger *slog.Logger
+	// Profiler, when set, profiles the plugins' guest code (pluginhost.Options.Profiler).
+	Profiler *guestprof.Profiler
 }
 
 // caller is what the engine needs of a loaded plugin. *pluginhost.Plugin is the only implementation outside
@@ -89,7 +92,7 @@ func newHost(ctx context.Context, cfg *config.Config, opts Options) (*pluginhost
 	if cacheDir == "" && cfg.StateDir != "" {
 		cacheDir = filepath.Join(cfg.StateDir, "cache")
 	}
-	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: cacheDir, Logger: opts.Logger})
+	host, err := pluginhost.NewHost(ctx, pluginhost.Options{CacheDir: cacheDir, Logger: opts.Logger, Profiler: opts.Profiler})
 	if err != nil {
 		return nil, fmt.Errorf("policy: plugin host: %w", err)
 	}
@@ -317,7 +320,7 @@ func (s *Snapshot) runChain(ctx context.Context, p *compiledPolicy, hook pluginh
 		res := c.Call(ctx, hook, in)
 		pt := PluginTrace{
 			Name: c.Name(), SHA256: c.SHA256(), Verdict: res.Verdict, Tags: res.Tags, Score: res.Score,
-			Duration: res.Duration,
+			Duration: res.Duration, Skipped: res.Skipped,
 		}
 		if res.Changes != nil {
 			pt.Changes = res.Changes.List()

@@ -91,6 +91,9 @@ extern "C" {
 #define POSTERN_HOOK_RCPT_TO 0x4u
 #define POSTERN_HOOK_MESSAGE 0x8u
 
+/* Message shapes for a postern_wants export (ABI.md section 2.2): the message hook runs only for these. */
+#define POSTERN_WANT_FILES 0x1u /* messages that may carry a file */
+
 /* header_get flags. */
 #define POSTERN_HEADER_DECODED 0x1u /* decode RFC 2047 encoded words to UTF-8 */
 
@@ -144,6 +147,8 @@ extern "C" {
 #define POSTERN_ON_MAIL_FROM() POSTERN_EXPORT("postern_on_mail_from") int32_t postern_on_mail_from(void)
 #define POSTERN_ON_RCPT_TO() POSTERN_EXPORT("postern_on_rcpt_to") int32_t postern_on_rcpt_to(void)
 #define POSTERN_ON_MESSAGE() POSTERN_EXPORT("postern_on_message") int32_t postern_on_message(void)
+/* POSTERN_WANTS() { return POSTERN_WANT_FILES; } declares what the message hook is for; read after postern_init. */
+#define POSTERN_WANTS() POSTERN_EXPORT("postern_wants") int32_t postern_wants(void)
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Raw imports: ABI.md section 3, one declaration per host function.

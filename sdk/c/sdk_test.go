@@ -231,6 +231,14 @@ func (h *harness) outString() string {
 
 func u(v int32) uint64 { return api.EncodeI32(v) }
 
+// TestWantsExport: POSTERN_WANTS defines the postern_wants export (ABI §2.2).
+func TestWantsExport(t *testing.T) {
+	h := newHarness(t)
+	if got := h.call("postern_wants"); got != 1 {
+		t.Errorf("postern_wants() = %d, want POSTERN_WANT_FILES (1)", got)
+	}
+}
+
 func TestHeaderCopiesTerminatesAndReportsFullLength(t *testing.T) {
 	h := newHarness(t)
 	h.f.headers = map[string][]string{"subject": {"first", "Hello, world"}}

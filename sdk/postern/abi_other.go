@@ -12,8 +12,8 @@ type host interface {
 	FieldGet(name string, index uint32, buf *byte, limit uint32) int32
 	HeaderGet(part int32, name string, index, flags uint32, buf *byte, limit uint32) int32
 	HeaderAll(part int32, buf *byte, limit uint32) int32
-	PartCount() int32
 	PartField(part int32, name string, buf *byte, limit uint32) int32
+	PartsGet(buf *byte, limit uint32) int32
 	PartRead(part int32, mode, offset uint32, buf *byte, limit uint32) int32
 	MessageRead(offset uint32, buf *byte, limit uint32) int32
 	PatternsCompile(patterns string) int32
@@ -54,10 +54,10 @@ func hostHeaderGet(part int32, name string, index, flags uint32, buf *byte, limi
 func hostHeaderAll(part int32, buf *byte, limit uint32) int32 {
 	return h("header_all").HeaderAll(part, buf, limit)
 }
-func hostPartCount() int32 { return h("part_count").PartCount() }
 func hostPartField(part int32, name string, buf *byte, limit uint32) int32 {
 	return h("part_field").PartField(part, name, buf, limit)
 }
+func hostPartsGet(buf *byte, limit uint32) int32 { return h("parts_get").PartsGet(buf, limit) }
 func hostPartRead(part int32, mode, offset uint32, buf *byte, limit uint32) int32 {
 	return h("part_read").PartRead(part, mode, offset, buf, limit)
 }

@@ -15,11 +15,11 @@ func hostHeaderGet(part int32, name string, index uint32, flags uint32, buf *byt
 //go:wasmimport postern header_all
 func hostHeaderAll(part int32, buf *byte, limit uint32) int32
 
-//go:wasmimport postern part_count
-func hostPartCount() int32
-
 //go:wasmimport postern part_field
 func hostPartField(part int32, name string, buf *byte, limit uint32) int32
+
+//go:wasmimport postern parts_get
+func hostPartsGet(buf *byte, limit uint32) int32
 
 //go:wasmimport postern part_read
 func hostPartRead(part int32, mode uint32, offset uint32, buf *byte, limit uint32) int32

@@ -30,3 +30,7 @@ func exportOnRcptTo() int32 { return runEnvelope(hookRcptTo) }
 //go:wasmexport postern_on_message
 //lint:ignore U1000 called by the host through the wasm export
 func exportOnMessage() int32 { return runMessage() }
+
+//go:wasmexport postern_wants
+//lint:ignore U1000 called by the host through the wasm export
+func exportWants() int32 { return int32(wants) }

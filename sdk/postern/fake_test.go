@@ -4,6 +4,8 @@ package postern
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,6 +116,41 @@ func (f *fakeHost) PartField(part int32, name string, buf *byte, limit uint32) i
 		return int32(ErrNotFound)
 	}
 	return f.out(buf, limit, v)
+}
+
+// PartsGet encodes f.parts as the host does (ABI §3.3 parts_get): every attribute any part has, sorted, for
+// every part; a part without one gets "".
+func (f *fakeHost) PartsGet(buf *byte, limit uint32) int32 {
+	if f.unavail["message"] {
+		return int32(ErrUnavailable)
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, p := range f.parts {
+		for name := range p {
+			if !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+		}
+	}
+	sort.Strings(names)
+	var b []byte
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(f.parts)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(names)))
+	str := func(v string) {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	for _, name := range names {
+		str(name)
+	}
+	for _, p := range f.parts {
+		for _, name := range names {
+			str(p[name])
+		}
+	}
+	return f.out(buf, limit, string(b))
 }
 
 func (f *fakeHost) PartRead(part int32, mode, offset uint32, buf *byte, limit uint32) int32 {

@@ -158,81 +158,173 @@ func (*Message) Parts() ([]Part, error) {
 	if partsValid {
 		return parts, nil
 	}
-	n := hostPartCount()
-	if n < 0 {
-		return nil, errno(n)
+	// One host call for every attribute of every part (ABI parts_get), decoded into strings that share one
+	// buffer: the list costs a handful of allocations, not one host call and one string per attribute.
+	b, owned, err := fetch(hostPartsGet)
+	if err != nil {
+		return nil, err
 	}
-	list := parts[:0]
-	for id := 0; id < int(n); id++ {
-		p, err := readPart(id)
-		if err != nil {
-			return nil, fmt.Errorf("postern: part %d: %w", id, err)
-		}
-		list = append(list, p)
+	if !owned {
+		b = bytes.Clone(b)
+	}
+	list, err := decodeParts(ownString(b), parts[:0])
+	if err != nil {
+		return nil, fmt.Errorf("postern: parts_get: %w", err)
 	}
 	parts, partsValid = list, true
 	return parts, nil
 }
 
-func readPart(id int) (Part, error) {
-	p := Part{ID: id}
-	var err error
-	text := func(name string) string {
-		if err != nil {
-			return ""
+// The part attributes this SDK reads, by their position in attrNames; the first ten (requiredAttrs) are those of
+// ABI 1.0, which every host gives.
+const (
+	attrParent = iota
+	attrDepth
+	attrContentType
+	attrCharset
+	attrEncoding
+	attrDisposition
+	attrFilename
+	attrSize
+	attrMultipart
+	attrDefects
+	attrFilenames
+	attrAmbiguities
+	attrDerived
+	attrIncomplete
+	attrUnknown
+)
+
+var attrNames = [...]string{"parent", "depth", "content_type", "charset", "encoding", "disposition", "filename",
+	"size", "multipart", "defects", "filenames", "ambiguities", "derived", "incomplete"}
+
+var requiredAttrs = attrNames[:attrFilenames]
+
+// hostOrder is the order in which the host of this SDK's revision lists the attributes (ABI §3.3): names are
+// matched against it first, and against every known name only when it differs.
+var hostOrder = [...]int{attrParent, attrDepth, attrContentType, attrCharset, attrEncoding, attrDisposition,
+	attrFilename, attrFilenames, attrAmbiguities, attrDerived, attrIncomplete, attrSize, attrMultipart, attrDefects}
+
+// errPartList is a parts_get answer that does not follow ABI §3.3.
+var errPartList = errors.New("malformed part list from the host")
+
+// decodeParts decodes parts_get's answer (ABI §3.3): u32 part count, u32 attribute count k, k attribute names,
+// then k values per part, each a u32 length and its bytes. Attributes this SDK does not know are skipped;
+// those the host does not send stay empty. The strings are substrings of s.
+func decodeParts(s string, list []Part) ([]Part, error) {
+	u32 := func() (int, bool) {
+		if len(s) < 4 {
+			return 0, false
 		}
-		var v string
-		v, err = partField(id, name)
-		if err != nil {
-			err = fmt.Errorf("attribute %s: %w", name, err)
+		v := int(uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24)
+		s = s[4:]
+		return v, true
+	}
+	str := func() (string, bool) {
+		n, ok := u32()
+		if !ok || n > len(s) {
+			return "", false
 		}
-		return v
+		v := s[:n]
+		s = s[n:]
+		return v, true
 	}
-	num := func(name string) int {
-		s := text(name)
-		if err != nil {
-			return 0
+	n, ok1 := u32()
+	k, ok2 := u32()
+	if !ok1 || !ok2 || k == 0 || k > len(s)/4 {
+		return nil, errPartList
+	}
+	// Each name is matched once; the values are then assigned by position.
+	var slots [32]int
+	attrs := slots[:0]
+	var have uint16
+	for range k {
+		name, ok := str()
+		if !ok {
+			return nil, errPartList
 		}
-		v, perr := strconv.Atoi(s)
-		if perr != nil {
-			err = fmt.Errorf("attribute %s: host sent %q, not a number", name, s)
+		a := attrUnknown
+		if guess := len(attrs); guess < len(hostOrder) && name == attrNames[hostOrder[guess]] {
+			a = hostOrder[guess] // the order this SDK's host sends
+		} else {
+			for i, known := range attrNames {
+				if name == known {
+					a = i
+					break
+				}
+			}
 		}
-		return v
-	}
-	p.Parent = num("parent")
-	p.Depth = num("depth")
-	p.ContentType = text("content_type")
-	p.Charset = text("charset")
-	p.Encoding = text("encoding")
-	p.Disposition = text("disposition")
-	p.Filename = text("filename")
-	p.Size = num("size")
-	p.Multipart = text("multipart") == "1"
-	if d := text("defects"); d != "" {
-		p.Defects = strings.Split(strings.TrimSuffix(d, "\n"), "\n")
-	}
-	// Attributes a host older than this SDK may not have: absent is empty.
-	optional := func(name string) string {
-		if err != nil {
-			return ""
+		if a < len(requiredAttrs) {
+			have |= 1 << a
 		}
-		v, oerr := partField(id, name)
-		if oerr != nil && !errors.Is(oerr, ErrNotFound) {
-			err = fmt.Errorf("attribute %s: %w", name, oerr)
+		attrs = append(attrs, a)
+	}
+	for i, req := range requiredAttrs {
+		if have&(1<<i) == 0 {
+			// Attributes of ABI 1.0: every host has them. Newer ones (filenames, derived, ...) may be absent.
+			return nil, fmt.Errorf("attribute %s: %w", req, ErrNotFound)
 		}
-		return v
 	}
-	if v := optional("filenames"); v != "" {
-		p.Filenames = strings.Split(v, "\n")
-	} else if p.Filename != "" {
-		p.Filenames = []string{p.Filename}
+	if n > len(s)/(4*k) { // every value takes at least its length
+		return nil, errPartList
 	}
-	if v := optional("ambiguities"); v != "" {
-		p.Ambiguities = strings.Split(v, "\n")
+	for id := range n {
+		p := Part{ID: id}
+		for _, a := range attrs {
+			v, ok := str()
+			if !ok {
+				return nil, errPartList
+			}
+			var err error
+			switch a {
+			case attrParent:
+				p.Parent, err = strconv.Atoi(v)
+			case attrDepth:
+				p.Depth, err = strconv.Atoi(v)
+			case attrContentType:
+				p.ContentType = v
+			case attrCharset:
+				p.Charset = v
+			case attrEncoding:
+				p.Encoding = v
+			case attrDisposition:
+				p.Disposition = v
+			case attrFilename:
+				p.Filename = v
+			case attrSize:
+				p.Size, err = strconv.Atoi(v)
+			case attrMultipart:
+				p.Multipart = v == "1"
+			case attrDefects:
+				if v != "" {
+					p.Defects = strings.Split(strings.TrimSuffix(v, "\n"), "\n")
+				}
+			case attrFilenames:
+				if v != "" {
+					p.Filenames = strings.Split(v, "\n")
+				}
+			case attrAmbiguities:
+				if v != "" {
+					p.Ambiguities = strings.Split(v, "\n")
+				}
+			case attrDerived:
+				p.Derived = v
+			case attrIncomplete:
+				p.Incomplete = v
+			}
+			if err != nil {
+				return nil, fmt.Errorf("part %d: attribute %s: host sent %q, not a number", id, attrNames[a], v)
+			}
+		}
+		if p.Filenames == nil && p.Filename != "" {
+			p.Filenames = []string{p.Filename}
+		}
+		list = append(list, p)
 	}
-	p.Derived = optional("derived")
-	p.Incomplete = optional("incomplete")
-	return p, err
+	if len(s) != 0 {
+		return nil, errPartList
+	}
+	return list, nil
 }
 
 // PartField returns one attribute of a part as the host gives it (ABI §3.3 part_field), including attributes

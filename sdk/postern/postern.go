@@ -92,6 +92,23 @@ func onEnvelope(k hook, fn func(*Envelope) error) {
 	handlers.envelope[k] = fn
 }
 
+// Want is a kind of message the message hook is for (ABI §2.2, postern_wants).
+type Want uint32
+
+// WantFiles declares that the message hook matters only for messages that may carry a file: the host then
+// skips it (and records it as skipped) for a message whose parts are all inline, unnamed text/plain or text/html
+// bodies without defects or ambiguities. For a plugin that inspects attachments, and that is certain to accept
+// such a message.
+const WantFiles Want = 0x1
+
+//lint:ignore U1000 read by the postern_wants export (exports_wasip1.go)
+var wants Want
+
+// Wants declares the kinds of message the OnMessage handler is for, so that the host skips the call for any other
+// message; call it from OnInit (it may depend on the configuration). The default, 0, is every message. The host
+// reads the declaration once, after the first instance's OnInit.
+func Wants(w Want) { wants = w }
+
 // registered returns the postern_hooks mask: the hooks with a handler.
 func registered() hook {
 	var m hook

@@ -205,6 +205,7 @@ func TestParts(t *testing.T) {
 		t.Errorf("bad number: %v", err)
 	}
 	resetCall()
+	delete(f.parts[0], "size")
 	delete(f.parts[1], "size")
 	if _, err := m.Parts(); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "attribute size") {
 		t.Errorf("missing attribute: %v", err)
@@ -649,5 +650,33 @@ func TestUnavailableFields(t *testing.T) {
 	}
 	if v, ok := e.Flags(); ok || v != nil {
 		t.Errorf("Flags in SMTP = %q, %v", v, ok)
+	}
+}
+
+// TestDecodePartsMalformed feeds parts_get answers that break the encoding: each is an error, never a panic or a
+// part list read out of bounds.
+func TestDecodePartsMalformed(t *testing.T) {
+	le := func(v uint32) string { return string([]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}) }
+	str := func(v string) string { return le(uint32(len(v))) + v }
+	var names, values string
+	for _, n := range requiredAttrs {
+		names += str(n)
+		values += str(map[string]string{"parent": "-1", "depth": "0", "size": "3", "multipart": "0"}[n])
+	}
+	good := le(1) + le(uint32(len(requiredAttrs))) + names + values
+	if ps, err := decodeParts(good, nil); err != nil || len(ps) != 1 || ps[0].Size != 3 || ps[0].Parent != -1 {
+		t.Fatalf("good list: %+v, %v", ps, err)
+	}
+	for name, s := range map[string]string{
+		"empty":           "",
+		"truncated":       good[:len(good)-1],
+		"trailing bytes":  good + "x",
+		"huge part count": le(1<<30) + good[4:],
+		"no attributes":   le(1) + le(0),
+		"value too long":  le(1) + le(uint32(len(requiredAttrs))) + names + le(1000) + "x",
+	} {
+		if _, err := decodeParts(s, nil); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

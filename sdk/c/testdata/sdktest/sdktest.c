@@ -22,6 +22,7 @@ static void clear(void) { memset(out, 'X', sizeof out); }
 
 /* A hook, so that the module is a well-formed plugin too. */
 POSTERN_ON_MESSAGE() { return 0; }
+POSTERN_WANTS() { return POSTERN_WANT_FILES; }
 
 /* --- postern.h helpers --------------------------------------------------------------------------------------- */
 
