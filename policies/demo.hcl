@@ -21,11 +21,15 @@ audit {
   sync_interval = "1s"
 }
 
-# The admin HTTP listener: health checks for a load balancer (and metrics and the reviewer pages).
+# The admin HTTP listener: health checks for a load balancer, metrics, and the reviewer pages at
+# http://127.0.0.1:8025/ (add a user first: postern review adduser -config policies/demo.hcl -role reviewer NAME).
 #
 #   curl -s http://127.0.0.1:8025/readyz
 admin {
   address = "127.0.0.1:8025"
+  review {
+    users_file = "../build/state/reviewers"
+  }
 }
 
 listener "smtp" "demo" {

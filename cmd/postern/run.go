@@ -187,6 +187,8 @@ type daemon struct {
 	admin      *admin.Server
 	adminLn    net.Listener
 	adminCerts *listener.Certificates
+	// reviewIndex is the audit index the reviewer pages search, closed with the admin listener.
+	reviewIndex *lazyIndex
 	serving    atomic.Bool
 	// imap are the IMAP listeners (run_imap.go); imapBound those bound and not serving yet.
 	imap      []*imapproxy.Server

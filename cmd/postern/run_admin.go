@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/postern/postern/proxy/admin"
+	"github.com/postern/postern/proxy/auditindex"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/metrics"
+	"github.com/postern/postern/proxy/review"
 )
 
 // addAdmin builds and binds the admin listener of cfg's admin block, if any. Its readiness checks: the
@@ -78,6 +82,13 @@ func (d *daemon) addAdmin(cfg *config.Config, hostname string) error {
 			})
 		}
 	}
+	if a.Review != nil {
+		h, err := d.reviewPages(cfg, a.Review)
+		if err != nil {
+			return err
+		}
+		srv.Handle("/", h)
+	}
 	ln, err := admin.Listen(a.Address)
 	if err != nil {
 		return fail(err)
@@ -121,6 +132,48 @@ func (d *daemon) closeAdmin(ctx context.Context) {
 			d.admin.Close()
 		}
 	}
+	if d.reviewIndex != nil {
+		d.reviewIndex.Close()
+		d.reviewIndex = nil
+	}
+}
+
+// reviewPages builds the reviewer pages of the review block: users from its file, the shared quarantine, and
+// decisions from the audit index (or, without one, from the log files). Every action on them is recorded, so
+// they need the audit log, which the configuration guarantees.
+func (d *daemon) reviewPages(cfg *config.Config, r *config.Review) (http.Handler, error) {
+	fail := func(rng hcl.Range, summary string, err error) error {
+		return cfg.NewError(hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: err.Error(), Subject: rng.Ptr()}})
+	}
+	// The configuration has an audit block (config.Load refuses a review block without one).
+	users, err := review.OpenUsers(r.UsersFile)
+	if err != nil {
+		return nil, fail(r.UsersFileRange, "Cannot read the reviewer users", fmt.Errorf("%w\nAdd a user with: "+
+			"postern review adduser -config FILE -role reviewer NAME", err))
+	}
+	logger := d.log.With("listener", "admin")
+	opts := review.Options{Users: users, Audit: d.audit, Logger: logger, Secure: r.SecureCookies,
+		IdleTimeout: r.SessionIdle, MaxAge: r.SessionMaxAge}
+	if d.quarantine != nil {
+		opts.Quarantine = review.Store{S: d.quarantine}
+	}
+	if ix := cfg.Audit.Index; ix != nil {
+		d.reviewIndex = &lazyIndex{opts: auditIndexOptions(ix, logger)}
+		opts.Decisions = review.Index{S: d.reviewIndex, Node: auditNode(ix)}
+	} else {
+		opts.Decisions = review.LogScan{Path: cfg.Audit.Path}
+	}
+	h, err := review.New(opts)
+	if err != nil {
+		return nil, fail(r.DeclRange, "Cannot start the reviewer pages", err)
+	}
+	if users.Empty() {
+		logger.Warn("no reviewer can log in yet: add one with postern review adduser -config FILE -role reviewer NAME",
+			"users_file", r.UsersFile)
+	}
+	logger.Info("reviewer pages on the admin listener", "users", len(users.All()), "quarantine", d.quarantine != nil,
+		"index", cfg.Audit.Index != nil)
+	return h, nil
 }
 
 // reloadAdminCertificate re-reads the admin listener's certificate.
@@ -133,4 +186,62 @@ func (d *daemon) reloadAdminCertificate() []string {
 		return []string{"certificate of the admin listener not reloaded: " + err.Error()}
 	}
 	return nil
+}
+
+// lazyIndex opens the audit index at the first search, and again after a failed open: at start the index's
+// feeder creates and migrates the database, and a second connection opened at that moment finds it locked.
+type lazyIndex struct {
+	opts auditindex.Options
+
+	mu sync.Mutex
+	ix *auditindex.Index
+}
+
+func (l *lazyIndex) get(ctx context.Context) (*auditindex.Index, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ix == nil {
+		ix, err := auditindex.Open(ctx, l.opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening the audit index: %w", err)
+		}
+		l.ix = ix
+	}
+	return l.ix, nil
+}
+
+func (l *lazyIndex) Search(ctx context.Context, q auditindex.Query) ([]auditindex.Row, error) {
+	ix, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ix.Search(ctx, q)
+}
+
+func (l *lazyIndex) Count(ctx context.Context, q auditindex.Query) (int64, error) {
+	ix, err := l.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return ix.Count(ctx, q)
+}
+
+func (l *lazyIndex) Get(ctx context.Context, node string, seq uint64) (auditindex.Row, error) {
+	ix, err := l.get(ctx)
+	if err != nil {
+		return auditindex.Row{}, err
+	}
+	return ix.Get(ctx, node, seq)
+}
+
+// Close closes the index if it was opened.
+func (l *lazyIndex) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ix == nil {
+		return nil
+	}
+	err := l.ix.Close()
+	l.ix = nil
+	return err
 }

@@ -25,6 +25,9 @@ const (
 	// EventTruncation records that the log was found to end before the chain head kept beside it (records cut
 	// off, or the file replaced) and that an operator accepted it. See Truncation.
 	EventTruncation Event = "truncation"
+	// EventReview records what a user of the reviewer pages did: a login (refused ones too), a logout, a message
+	// body viewed or downloaded, an action refused for the user's role. Review says who, what and why.
+	EventReview Event = "review"
 	// EventQuarantineRelease, EventQuarantineDelete and EventQuarantineExpiry record what became of a quarantined
 	// message: released (delivered to its recipients or put back in its mailbox), deleted by someone, or removed by
 	// the quarantine's retention. Quarantine says which entry, who and why. A release is written before the
@@ -112,6 +115,9 @@ type Record struct {
 	Policies   []Policy  `json:"policies,omitempty"`
 	DurationNS int64     `json:"duration_ns,omitempty"` // policy evaluation time
 	Recovery   *Recovery `json:"recovery,omitempty"`    // EventRecovery only
+	// Review, in an EventReview record, is the reviewer pages' action; AuthUser is then who acted (as typed,
+	// for a refused login) and ClientIP from where.
+	Review *ReviewAction `json:"review,omitempty"`
 	// Truncated is set when the record was too large for one line (1 MiB): its tags and change lists were then
 	// dropped and its recipient lists cut to their first 100 entries.
 	Truncated bool   `json:"truncated,omitempty"`
@@ -225,4 +231,16 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// ReviewAction is what an EventReview record says about an action on the reviewer pages.
+type ReviewAction struct {
+	// Action is login, login_failed, login_limited, logout, view_body, download or forbidden.
+	Action string `json:"action"`
+	// Role is the user's role (auditor, reviewer, admin); absent for a refused login.
+	Role string `json:"role,omitempty"`
+	// Target is what the action was on: a quarantine entry's ID, a part of it ("ID part 2"), a page.
+	Target string `json:"target,omitempty"`
+	// Reason is why: the reason a reviewer gave, or why a login or an action was refused.
+	Reason string `json:"reason,omitempty"`
 }

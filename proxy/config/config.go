@@ -261,7 +261,20 @@ type Admin struct {
 	TLS     TLS    // Mode "none" (default) or "implicit" (HTTPS)
 	// ReadyUpstream adds a readiness check per listener: its upstream accepts a TCP connection.
 	ReadyUpstream bool
+	Review        *Review // the reviewer pages; nil when off
 	DeclRange     hcl.Range
+}
+
+// Review is the `review` block inside `admin`: the reviewer pages, mounted at "/" of the admin listener.
+type Review struct {
+	UsersFile string // users and password hashes, name:role:hash a line
+	// SecureCookies marks the session cookies Secure: true when the admin listener has TLS, and settable for a
+	// listener behind a TLS proxy.
+	SecureCookies bool
+	// SessionIdle and SessionMaxAge end a session after that long without a request, and that long after login.
+	SessionIdle, SessionMaxAge time.Duration
+	UsersFileRange             hcl.Range // the users_file attribute, for errors about the file
+	DeclRange                  hcl.Range
 }
 
 // Audit configures the audit log.

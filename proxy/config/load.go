@@ -160,8 +160,12 @@ var thresholdsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 
 var adminSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "address", Required: true}, {Name: "ready_upstream"}},
-	Blocks:     []hcl.BlockHeaderSchema{{Type: "tls"}},
+	Blocks:     []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "review"}},
 }
+
+var reviewSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "users_file", Required: true}, {Name: "secure_cookies"}, {Name: "session_idle"}, {Name: "session_max_age"},
+}}
 
 var auditSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "path", Required: true}, {Name: "max_bytes"}, {Name: "sync_interval"},
@@ -407,6 +411,10 @@ func (l *loader) finish() {
 		cfg.ControlSocket = filepath.Join(cfg.StateDir, "control.sock")
 	}
 	l.finishQuarantine()
+	if a := cfg.Admin; a != nil && a.Review != nil && cfg.Audit == nil {
+		l.add(errorf(a.Review.DeclRange, "Reviewer pages without an audit log", "Every login, view, release and "+
+			"deletion on the reviewer pages is recorded: add an audit block."))
+	}
 	if ix := l.indexDefault; ix != nil {
 		if cfg.StateDir == "" {
 			l.add(errorf(ix.DeclRange, "No place for the audit index", "A sqlite index without a path is kept "+
@@ -1027,12 +1035,41 @@ func (l *loader) admin(b *hcl.Block) *Admin {
 	if at := c.Attributes["ready_upstream"]; at != nil {
 		l.boolean(at, &a.ReadyUpstream)
 	}
+	if rb := l.oneBlock(c, "review"); rb != nil {
+		a.Review = l.review(rb, a.TLS.Mode != "none")
+	}
 	if a.Address != "" && a.TLS.Mode == "none" && !loopbackAddress(a.Address) {
 		l.add(errorf(c.Attributes["address"].Expr.Range(), "Admin listener without TLS off the loopback",
 			"%s is not a loopback address, and the admin listener carries passwords and mail: listen on "+
 				"127.0.0.1 or [::1] (behind a TLS proxy), or give it a tls block with cert and key.", a.Address))
 	}
 	return a
+}
+
+// review reads the review block of the admin listener. The users file itself is read when the pages start (and
+// again whenever it changes), so its own errors name its lines.
+func (l *loader) review(b *hcl.Block, tls bool) *Review {
+	c, diags := b.Body.Content(reviewSchema)
+	l.add(diags...)
+	r := &Review{SecureCookies: tls, SessionIdle: 30 * time.Minute, SessionMaxAge: 12 * time.Hour, DeclRange: b.DefRange}
+	if at := c.Attributes["users_file"]; at != nil {
+		r.UsersFile = l.path(at)
+		r.UsersFileRange = at.Expr.Range()
+	}
+	if at := c.Attributes["secure_cookies"]; at != nil {
+		l.boolean(at, &r.SecureCookies)
+		if tls && !r.SecureCookies {
+			l.add(errorf(at.Expr.Range(), "Session cookies not Secure under TLS",
+				"The admin listener has TLS: its session cookies are always Secure; remove secure_cookies."))
+		}
+	}
+	if at := c.Attributes["session_idle"]; at != nil {
+		r.SessionIdle = l.duration(at, time.Minute, 24*time.Hour)
+	}
+	if at := c.Attributes["session_max_age"]; at != nil {
+		r.SessionMaxAge = l.duration(at, time.Minute, 30*24*time.Hour)
+	}
+	return r
 }
 
 // loopbackAddress reports whether host:port names a loopback host.
