@@ -189,7 +189,7 @@ type daemon struct {
 	adminCerts *listener.Certificates
 	// reviewIndex is the audit index the reviewer pages search, closed with the admin listener.
 	reviewIndex *lazyIndex
-	serving    atomic.Bool
+	serving     atomic.Bool
 	// imap are the IMAP listeners (run_imap.go); imapBound those bound and not serving yet.
 	imap      []*imapproxy.Server
 	imapBound []imapListener
