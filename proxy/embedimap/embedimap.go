@@ -227,7 +227,9 @@ func (pipeAddr) String() string  { return "embedded" }
 // slogLogger adapts imapserver's Logger to slog.
 type slogLogger struct{ l *slog.Logger }
 
-func (s slogLogger) Printf(format string, v ...any) { s.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...))) }
+func (s slogLogger) Printf(format string, v ...any) {
+	s.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
 
 // now is the clock of APPEND's default internal date.
 var now = time.Now

@@ -112,7 +112,7 @@ func (ss *session) Create(name string, _ *imap.CreateOptions) error {
 	return errFixed
 }
 
-func (ss *session) Delete(string) error                             { return errFixed }
+func (ss *session) Delete(string) error                              { return errFixed }
 func (ss *session) Rename(string, string, *imap.RenameOptions) error { return errFixed }
 
 // Subscribe and Unsubscribe accept every existing mailbox: all of them are always subscribed.
