@@ -38,8 +38,8 @@ func need(t testing.TB, names ...string) {
 	}
 }
 
-// banner is the line the retrieval policy of the rig appends to every text body read through Postern.
-const banner = "[read through Postern: retrieval policy applied]"
+// bannerText is the line the retrieval policy of the rig appends to every text body read through Postern.
+const bannerText = "[read through Postern: retrieval policy applied]"
 
 // eicar is the anti-virus test file, in two halves so that no scanner flags this source file.
 const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$` + `EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
@@ -89,7 +89,7 @@ func newRig(t *testing.T, opts testdovecot.Options) *rig {
 		dc.Deliver(t, "alice", m)
 	}
 	r := &rig{dc: dc, targets: []target{{name: "dovecot", addr: dc.IMAP}}}
-	if addr, ok := startPostern(t, dc.IMAP); ok {
+	if addr, ok := startPostern(t, dc.IMAP, true); ok {
 		r.targets = append(r.targets, target{name: "postern", addr: addr, filtered: true})
 	}
 	return r
@@ -143,8 +143,24 @@ func TestMain(m *testing.M) {
 }
 
 // posternConfig is the configuration of the rig's Postern: an imap listener in front of Dovecot, the EICAR plugin
-// (a message carrying the file is withheld when it is read) and external-tag with a banner at retrieval.
-func posternConfig(t testing.TB, state, addr, upstream string) string {
+// (a message carrying the file is withheld when it is read) and, with banner, external-tag adding a banner at
+// retrieval. Without it no clean message is changed, so a client must see exactly what Dovecot serves.
+func posternConfig(t testing.TB, state, addr, upstream string, banner bool) string {
+	content := `
+plugin "external-tag" {
+  source = %q
+  config = { internal_domains = ["example.com"], banner_text = "\n%s\n" }
+}
+
+policy "content" {
+  plugins = ["external-tag"]
+}
+`
+	if banner {
+		content = fmt.Sprintf(content, testplugins.Path(t, "plugins/external-tag"), bannerText)
+	} else {
+		content = ""
+	}
 	return fmt.Sprintf(`state_dir = %q
 
 audit {
@@ -161,31 +177,21 @@ plugin "eicar" {
   source = %q
 }
 
-plugin "external-tag" {
-  source = %q
-  config = { internal_domains = ["example.com"], banner_text = "\n%s\n" }
-}
-
 policy "malware" {
   plugins = ["eicar"]
 }
-
-policy "content" {
-  plugins = ["external-tag"]
-}
-`, state, filepath.Join(state, "audit.log"), addr, upstream, testplugins.Path(t, "plugins/eicar"),
-		testplugins.Path(t, "plugins/external-tag"), banner)
+%s`, state, filepath.Join(state, "audit.log"), addr, upstream, testplugins.Path(t, "plugins/eicar"), content)
 }
 
 // startPostern runs `postern run` with an imap listener in front of upstream until the test ends. It returns
 // false when the build has no imap listener (`postern check` refuses the listener type).
-func startPostern(t *testing.T, upstream string) (string, bool) {
+func startPostern(t *testing.T, upstream string, banner bool) (string, bool) {
 	t.Helper()
 	bin := postern(t)
 	state := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(state, "postern.hcl")
-	if err := os.WriteFile(cfg, []byte(posternConfig(t, state, addr, upstream)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(posternConfig(t, state, addr, upstream, banner)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(bin, "check", "-cache", testplugins.CacheDir(), "-config", cfg).CombinedOutput(); err != nil {
@@ -284,7 +290,7 @@ func checkFiltered(t *testing.T, tg target, ref []fetched) {
 				t.Errorf("%s: the EICAR message is not withheld:\n%.600s", tg.name, body)
 			}
 		default:
-			if !strings.Contains(body, banner) {
+			if !strings.Contains(body, bannerText) {
 				t.Errorf("%s: message %d has no banner:\n%.600s", tg.name, i+1, body)
 			}
 		}
