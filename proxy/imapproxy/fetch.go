@@ -1,0 +1,561 @@
+package imapproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+	"github.com/postern/postern/proxy/upstream"
+)
+
+// meta is what the upstream says of a message besides its content.
+type meta struct {
+	uid   imap.UID
+	flags []imap.Flag
+	date  time.Time
+	size  int64 // the upstream's RFC822.SIZE
+}
+
+// needsContent reports whether a FETCH asks for anything derived from the message's content: each such item is
+// answered from the filtered bytes.
+func needsContent(o *imap.FetchOptions) bool {
+	return o.BodyStructure != nil || o.Envelope || o.RFC822Size || len(o.BodySection) > 0 ||
+		len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+}
+
+// setsSeen reports whether a FETCH reads a body without PEEK, which sets \Seen (RFC 3501 §6.4.5).
+func setsSeen(o *imap.FetchOptions) bool {
+	for _, bs := range o.BodySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	for _, bs := range o.BinarySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+// errNotFiltered is the reply to a FETCH some of whose messages could not be filtered now: the others were
+// served, and the client tries these again later.
+var errNotFiltered = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+	Text: "Some messages could not be filtered now, try again later"}
+
+// Fetch answers FETCH: metadata is relayed by UID, and every item derived from content comes from the message
+// as filtered (or its notice), taken from the cache or fetched with BODY.PEEK[] and filtered now, one message at
+// a time.
+func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, o *imap.FetchOptions) error {
+	defer ss.begin()()
+	uids := ss.view.resolve(numSet)
+	content := needsContent(o)
+	seen := !ss.view.readOnly && setsSeen(o)
+	var failed *imap.Error
+	for _, chunk := range ss.chunks(uids) {
+		if err := ss.fetchChunk(w, chunk, o, content, seen, &failed); err != nil {
+			return err
+		}
+	}
+	if failed != nil {
+		return failed
+	}
+	return nil
+}
+
+// prefilter filters messages into the cache, so that the client's FETCH of them is served from it.
+func (ss *session) prefilter(uids []imap.UID) {
+	if len(uids) == 0 || ss.srv.opts.Prefilter == 0 {
+		return
+	}
+	var failed *imap.Error
+	if err := ss.fetchChunk(nil, uids, &imap.FetchOptions{}, true, false, &failed); err != nil {
+		ss.log.Debug("prefiltering failed", "err", err)
+	}
+}
+
+// fetchChunk serves one chunk of UIDs (w nil: only fills the cache).
+func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *imap.FetchOptions, content, seen bool, failed **imap.Error) error {
+	mo := &imap.FetchOptions{UID: true, Flags: o.Flags || seen || content, InternalDate: o.InternalDate || content,
+		RFC822Size: content}
+	var msgs []*imapclient.FetchMessageBuffer
+	if err := ss.wait(func() (err error) {
+		msgs, err = ss.up.c.Fetch(imap.UIDSetNum(chunk...), mo).Collect()
+		return err
+	}); err != nil {
+		return err
+	}
+	var missing []meta
+	var toSeen []imap.UID
+	for _, m := range msgs {
+		seq := ss.view.seqOf(m.UID)
+		if seq == 0 {
+			continue
+		}
+		md := meta{uid: m.UID, flags: m.Flags, date: m.InternalDate, size: m.RFC822Size}
+		if !content {
+			if w == nil {
+				continue
+			}
+			mw := w.CreateMessage(seq)
+			mw.WriteUID(m.UID)
+			if o.Flags {
+				mw.WriteFlags(m.Flags)
+			}
+			if o.InternalDate {
+				mw.WriteInternalDate(m.InternalDate)
+			}
+			if err := mw.Close(); err != nil {
+				return err
+			}
+			continue
+		}
+		setSeen := seen && !slices.Contains(m.Flags, imap.FlagSeen)
+		if r, ok := ss.srv.cache.get(ss.key(m.UID)); ok {
+			if body, done, ok := r.open(); ok {
+				if w == nil {
+					done()
+					continue
+				}
+				err := ss.write(w, seq, md, r, body, o, setSeen)
+				done()
+				if err != nil {
+					return err
+				}
+				if setSeen {
+					toSeen = append(toSeen, m.UID)
+				}
+				continue
+			}
+		}
+		if md.size > ss.srv.opts.Limits.MessageSize {
+			r, body := ss.oversize(md)
+			if w != nil {
+				if err := ss.write(w, seq, md, r, body, o, setSeen); err != nil {
+					return err
+				}
+				if setSeen {
+					toSeen = append(toSeen, m.UID)
+				}
+			}
+			continue
+		}
+		missing = append(missing, md)
+	}
+	if len(missing) > 0 {
+		served, err := ss.fetchBodies(w, missing, o, seen, failed)
+		toSeen = append(toSeen, served...)
+		if err != nil {
+			return err
+		}
+	}
+	if len(toSeen) > 0 {
+		store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}
+		if err := ss.wait(func() error { return ss.up.c.Store(imap.UIDSetNum(toSeen...), store, nil).Close() }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetchBodies fetches, filters and serves the messages not in the cache, streaming: one message is spooled and
+// filtered at a time. It returns the UIDs whose \Seen the client's FETCH sets.
+func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *imap.FetchOptions, seen bool, failed **imap.Error) ([]imap.UID, error) {
+	byUID := map[imap.UID]meta{}
+	uids := make([]imap.UID, 0, len(missing))
+	for _, md := range missing {
+		byUID[md.uid] = md
+		uids = append(uids, md.uid)
+	}
+	reset, pause, stop := ss.up.watchStream()
+	defer stop()
+	cmd := ss.up.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	var toSeen []imap.UID
+	fail := func(err error) ([]imap.UID, error) {
+		stop()
+		ss.up.conn.Raw.Close() // the stream is out of step: the session ends
+		cmd.Close()
+		return toSeen, ss.lost(err)
+	}
+	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+		reset()
+		var (
+			uid  imap.UID
+			sp   *mailflow.Spool
+			rerr error
+		)
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = it.UID
+			case imapclient.FetchItemDataBodySection:
+				if sp == nil && rerr == nil && it.Literal != nil {
+					sp, rerr = ss.mf.Receive(resetReader{it.Literal, reset})
+				}
+			}
+		}
+		md, ok := byUID[uid]
+		if rerr != nil {
+			if errors.Is(rerr, mailflow.ErrTooLarge) {
+				// Larger than its RFC822.SIZE said and than the limit: not inspected.
+				md.size = ss.srv.opts.Limits.MessageSize + 1
+				if ok && w != nil {
+					r, body := ss.oversize(md)
+					if err := ss.write(w, ss.view.seqOf(uid), md, r, body, o, false); err != nil {
+						return toSeen, err
+					}
+				}
+				continue
+			}
+			return fail(fmt.Errorf("UID FETCH %d: %w", uid, rerr))
+		}
+		if !ok || sp == nil {
+			if sp != nil {
+				sp.Close()
+			}
+			continue
+		}
+		delete(byUID, uid)
+		pause()
+		f, err := ss.filter(md, sp)
+		reset()
+		if err != nil {
+			sp.Close()
+			cmd.Close()
+			return toSeen, err
+		}
+		if f.refusal != nil {
+			*failed = f.refusal
+			f.close()
+			continue
+		}
+		seq := ss.view.seqOf(uid)
+		if w != nil && seq > 0 {
+			setSeen := seen && !slices.Contains(md.flags, imap.FlagSeen)
+			err := ss.write(w, seq, md, f.r, f.body, o, setSeen)
+			f.close()
+			if err != nil {
+				cmd.Close()
+				return toSeen, err
+			}
+			if setSeen {
+				toSeen = append(toSeen, uid)
+			}
+		} else {
+			f.close()
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return toSeen, ie
+		}
+		return toSeen, ss.lost(err)
+	}
+	if ss.up.closed() {
+		return toSeen, ss.lost(errUpstream)
+	}
+	return toSeen, nil
+}
+
+// resetReader extends the upstream watchdog at every read of a message literal: a slow upstream that sends is
+// waited for, a stalled one is not.
+type resetReader struct {
+	r     io.Reader
+	reset func()
+}
+
+func (r resetReader) Read(p []byte) (int, error) {
+	r.reset()
+	return r.r.Read(p)
+}
+
+func (ss *session) key(uid imap.UID) cacheKey {
+	return cacheKey{upstream: ss.srv.upstreamName(), user: ss.user, mailbox: ss.view.name,
+		uidValidity: ss.view.uidValidity, uid: uid, configVersion: ss.mf.PolicyVersion()}
+}
+
+// reference names a withheld message for good: the same message gets the same notice, byte for byte, in every
+// session, and its quarantined original carries the reference in its name.
+func (ss *session) reference(uid imap.UID) string {
+	k := ss.key(uid)
+	k.configVersion = ""
+	sum := sha256.Sum256([]byte(k.String()))
+	return "imap-" + hex.EncodeToString(sum[:8])
+}
+
+// filtered is one message made ready to serve.
+type filtered struct {
+	r       *result
+	body    io.ReaderAt
+	refusal *imap.Error
+	out     *mailflow.Outcome
+	sp      *mailflow.Spool
+}
+
+func (f *filtered) close() {
+	if f.out != nil {
+		f.out.Close()
+	}
+	if f.sp != nil {
+		f.sp.Close()
+	}
+}
+
+// errFilterTimeout ends a session whose policy did not decide within the command timeout.
+var errFilterTimeout = errors.New("filtering took longer than the command timeout")
+
+// filter runs the retrieval policy on a fetched message and makes what the client is served: the message
+// (changed or not), the notice of a withheld one with its original in quarantine, or a refusal (tempfail). It
+// caches the result and records the decision.
+func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
+	in := &pluginhost.Input{Env: ss.envelope("retrieval", "fetch", md.uid, md.date, md.flags)}
+	ref := ss.reference(md.uid)
+	var timedOut atomic.Bool
+	watchdog := time.AfterFunc(ss.srv.opts.Limits.CommandTimeout, func() {
+		timedOut.Store(true)
+		ss.cancel()
+	})
+	out, err := ss.mf.Message(sp, mailflow.MessageInput{In: in, ID: ref})
+	watchdog.Stop()
+	f := &filtered{sp: sp, out: out}
+	if timedOut.Load() {
+		ss.log.Warn("filtering took longer than the command timeout; closing session", "uid", md.uid,
+			"timeout", ss.srv.opts.Limits.CommandTimeout)
+		if out != nil {
+			out.RecordServed(audit.Reply{Status: audit.StatusIMAPBye, Text: "Filtering took too long"}, "", "")
+		}
+		f.close()
+		ss.bye("Filtering took too long, try again later")
+		return nil, errFilterTimeout
+	}
+	refuse := func(text string) (*filtered, error) {
+		f.refusal = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: text}
+		if out != nil {
+			out.RecordServed(audit.Reply{Status: audit.StatusIMAPNo, Text: "[UNAVAILABLE] " + text}, "", "")
+		}
+		return f, nil
+	}
+	if err != nil {
+		ss.log.Warn("message could not be indexed; not served", "uid", md.uid, "err", err)
+		return refuse("Message could not be filtered, try again later")
+	}
+	if out.Err != nil {
+		ss.log.Warn("policy outcome could not be carried out", "uid", md.uid, "action", out.Action.String(), "err", out.Err)
+		return refuse("Message could not be filtered, try again later")
+	}
+	if out.Msg == nil {
+		// Nothing indexed the message: check it against the MIME bounds before its structure is computed
+		// (BODYSTRUCTURE recurses per nesting level).
+		if _, err := message.Parse(sp.ReaderAt(), sp.Size(), ss.srv.opts.MessageLimits); err != nil {
+			ss.log.Warn("message exceeds the MIME bounds; not served", "uid", md.uid, "err", err)
+			return refuse("Message could not be filtered, try again later")
+		}
+	}
+	r := &result{}
+	switch out.Action {
+	case pluginhost.Tempfail:
+		text := mailflow.ReplyText(out.Decision.Text)
+		if text == "" {
+			text = "Message temporarily unavailable, try again later"
+		}
+		return refuse(text)
+	case pluginhost.Accept:
+		body, size := out.Content()
+		r.size, f.body = size, body
+		if out.Changed() && out.SHA256Out != "" {
+			r.sha256 = out.SHA256Out
+		} else if !out.Changed() && out.SHA256In != "" {
+			r.sha256 = out.SHA256In
+		} else {
+			r.sha256 = digestOf(body, size)
+		}
+	default: // reject, discard, quarantine: withheld
+		if out.Action != pluginhost.Quarantine {
+			q := ss.srv.flow.Options().Quarantine
+			if q == nil {
+				ss.log.Error("message withheld but no quarantine to keep it in; not served", "uid", md.uid)
+				return refuse("Message temporarily unavailable, try again later")
+			}
+			env := &in.Env
+			if _, err := q.Store(sp.Reader(), mailflow.QuarantineRecord{ID: ref, Listener: env.Listener, Session: ss.id,
+				ClientIP: env.ClientIP, TLS: env.TLSVersion, AuthUser: env.AuthUser, MessageID: out.MessageID,
+				Size: sp.Size(), SHA256: out.SHA256In, Decision: out.Decision}); err != nil {
+				ss.log.Error("withheld message could not be kept; not served", "uid", md.uid, "err", err)
+				return refuse("Message temporarily unavailable, try again later")
+			}
+		}
+		d := out.Decision
+		notice := mailflow.Notice(out.Msg, mailflow.Withheld{Policy: d.DecidedBy, Action: out.Action.String(),
+			Reason: d.Text, Reference: ref, Hostname: ss.srv.opts.Hostname, Date: md.date})
+		r.size, r.sha256, r.withheld = int64(len(notice)), sha(notice), ref
+		r.content = notice
+		f.body = bytes.NewReader(notice)
+	}
+	if kept := ss.srv.cache.put(ss.key(md.uid), r, f.body); kept != nil {
+		f.r = kept
+	} else {
+		f.r = r
+	}
+	out.RecordServed(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"}, r.sha256, r.withheld)
+	return f, nil
+}
+
+// oversize is what a message larger than the scan size is served as: a notice saying it was not inspected
+// (what cannot be inspected is not served); the original stays upstream, untouched. The refusal is recorded.
+func (ss *session) oversize(md meta) (*result, io.ReaderAt) {
+	k := ss.key(md.uid)
+	if r, ok := ss.srv.cache.get(k); ok && r.withheld != "" {
+		return r, bytes.NewReader(r.content)
+	}
+	lim := ss.srv.opts.Limits.MessageSize
+	ref := ss.reference(md.uid)
+	reason := fmt.Sprintf("The message (%d bytes) is larger than the %d bytes the filter inspects; it is still on the mail server, unchanged", md.size, lim)
+	ss.log.Warn("message too large to be filtered; served as a notice", "uid", md.uid, "size", md.size, "limit", lim)
+	notice := mailflow.Notice(nil, mailflow.Withheld{Action: "not inspected", Reason: reason, Reference: ref,
+		Hostname: ss.srv.opts.Hostname, Date: md.date})
+	r := &result{size: int64(len(notice)), sha256: sha(notice), withheld: ref, content: notice}
+	if kept := ss.srv.cache.put(k, r, bytes.NewReader(notice)); kept != nil {
+		r = kept
+	}
+	in := &pluginhost.Input{Env: ss.envelope("retrieval", "fetch", md.uid, md.date, md.flags)}
+	ss.mf.Record(in, &policy.Decision{Hook: pluginhost.HookMessage, Action: pluginhost.Reject, Text: reason,
+		ConfigVersion: ss.mf.PolicyVersion()}, audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed (notice " + ref + ")"})
+	return r, bytes.NewReader(r.content)
+}
+
+// write answers one message's FETCH items, every content item from body (r.size bytes).
+func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *result, body io.ReaderAt, o *imap.FetchOptions, setSeen bool) error {
+	mw := w.CreateMessage(seq)
+	mw.WriteUID(md.uid)
+	if o.Flags || setSeen {
+		flags := md.flags
+		if setSeen {
+			flags = append(slices.Clone(flags), imap.FlagSeen)
+		}
+		mw.WriteFlags(flags)
+	}
+	if o.InternalDate {
+		mw.WriteInternalDate(md.date)
+	}
+	if o.RFC822Size {
+		mw.WriteRFC822Size(r.size)
+	}
+	whole := func() io.Reader { return io.NewSectionReader(body, 0, r.size) }
+	if o.Envelope {
+		mw.WriteEnvelope(r.envelopeOf(whole))
+	}
+	if o.BodyStructure != nil {
+		mw.WriteBodyStructure(r.structureOf(whole))
+	}
+	for _, bs := range o.BodySection {
+		var wc io.WriteCloser
+		var err error
+		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
+			// The whole message (or a window of it) is streamed, never held in memory.
+			off, n := int64(0), r.size
+			if p := bs.Partial; p != nil {
+				off = min(p.Offset, r.size)
+				n = min(p.Size, r.size-off)
+			}
+			wc = mw.WriteBodySection(bs, n)
+			_, err = io.Copy(wc, io.NewSectionReader(body, off, n))
+		} else {
+			buf := imapserver.ExtractBodySection(whole(), bs)
+			wc = mw.WriteBodySection(bs, int64(len(buf)))
+			_, err = wc.Write(buf)
+		}
+		if cerr := wc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, bs := range o.BinarySection {
+		buf := imapserver.ExtractBinarySection(whole(), bs)
+		wc := mw.WriteBinarySection(bs, int64(len(buf)))
+		_, err := wc.Write(buf)
+		if cerr := wc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, bss := range o.BinarySectionSize {
+		mw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(whole(), bss))
+	}
+	return mw.Close()
+}
+
+func (r *result) envelopeOf(body func() io.Reader) *imap.Envelope {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.envelope == nil {
+		h, err := textproto.ReadHeader(bufio.NewReader(body()))
+		if err != nil {
+			r.envelope = &imap.Envelope{}
+		} else {
+			r.envelope = imapserver.ExtractEnvelope(h)
+		}
+	}
+	return r.envelope
+}
+
+func (r *result) structureOf(body func() io.Reader) imap.BodyStructure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bs == nil {
+		r.bs = imapserver.ExtractBodyStructure(body())
+	}
+	return r.bs
+}
+
+// envelope is the plugins' view of the session and the message.
+func (ss *session) envelope(direction, command string, uid imap.UID, date time.Time, flags []imap.Flag) pluginhost.Envelope {
+	env := pluginhost.Envelope{Protocol: Protocol, Direction: direction, Listener: ss.srv.opts.Name,
+		AuthUser: ss.user, MailboxUser: ss.user, Mailbox: ss.view.name, UID: uint32(uid),
+		UIDValidity: ss.view.uidValidity, InternalDate: date, Command: command}
+	for _, f := range flags {
+		env.Flags = append(env.Flags, string(f))
+	}
+	if ss.remote.IsValid() {
+		env.ClientIP, env.ClientPort = ss.remote.Addr().String(), int(ss.remote.Port())
+	}
+	env.TLSVersion, env.TLSCipher = upstream.TLSInfo(ss.clientTLS())
+	env.UpstreamTLSVersion, env.UpstreamTLSCipher = upstream.TLSInfo(ss.up.tlsState())
+	return env
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func digestOf(ra io.ReaderAt, size int64) string {
+	h := sha256.New()
+	io.Copy(h, io.NewSectionReader(ra, 0, size))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var _ = strconv.Itoa

@@ -1,0 +1,595 @@
+package imapproxy
+
+import (
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// Select relays SELECT and EXAMINE, then lists the mailbox's UIDs: the client's sequence numbers are this
+// list's positions from now on, and only UIDs are sent upstream.
+func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	defer ss.begin()()
+	ss.view = mailboxView{}
+	ss.umu.Lock()
+	ss.dirty, ss.flagUpdates, ss.flagsUnknown = false, nil, false
+	ss.umu.Unlock()
+	var d *imap.SelectData
+	if err := ss.wait(func() (err error) {
+		d, err = ss.up.c.Select(mailbox, &imap.SelectOptions{ReadOnly: options != nil && options.ReadOnly}).Wait()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	uids, err := ss.allUIDs()
+	if err != nil {
+		return nil, err
+	}
+	ss.view = mailboxView{name: mailbox, readOnly: options != nil && options.ReadOnly, uidValidity: d.UIDValidity,
+		uids: uids}
+	d.NumMessages = uint32(len(uids))
+	if d.FirstUnseenSeqNum > d.NumMessages {
+		d.FirstUnseenSeqNum = 0
+	}
+	d.List = nil
+	ss.prefilter(ss.newest(uids))
+	return d, nil
+}
+
+// newest returns the last Prefilter UIDs of the list.
+func (ss *session) newest(uids []imap.UID) []imap.UID {
+	n := ss.srv.opts.Prefilter
+	if len(uids) > n {
+		return uids[len(uids)-n:]
+	}
+	return uids
+}
+
+// allUIDs lists the selected mailbox's UIDs upstream, ascending.
+func (ss *session) allUIDs() ([]imap.UID, error) {
+	var d *imap.SearchData
+	var opts *imap.SearchOptions
+	if ss.up.c.Caps().Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	if err := ss.wait(func() (err error) {
+		d, err = ss.up.c.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var uids []imap.UID
+	if set, ok := d.All.(imap.UIDSet); ok {
+		uids, _ = set.Nums()
+	}
+	slices.Sort(uids)
+	return slices.Compact(uids), nil
+}
+
+func (ss *session) Unselect() error {
+	defer ss.begin()()
+	v := ss.view
+	ss.view = mailboxView{}
+	if v.closing {
+		return nil // the upstream's CLOSE unselected it
+	}
+	if ss.up.c.Caps().Has(imap.CapUnselect) {
+		return ss.wait(func() error { return ss.up.c.Unselect().Wait() })
+	}
+	// Without UNSELECT only CLOSE leaves the selected state, and it expunges unless the mailbox is read-only.
+	if !v.readOnly {
+		if err := ss.wait(func() error {
+			_, err := ss.up.c.Select(v.name, &imap.SelectOptions{ReadOnly: true}).Wait()
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return ss.wait(func() error { return ss.up.c.UnselectAndExpunge().Wait() })
+}
+
+// seqOf returns the client's sequence number of uid, 0 when the client does not know it.
+func (v *mailboxView) seqOf(uid imap.UID) uint32 {
+	i, ok := slices.BinarySearch(v.uids, uid)
+	if !ok {
+		return 0
+	}
+	return uint32(i + 1)
+}
+
+// resolve turns a client's sequence or UID set into the UIDs it names in the client's view, ascending: `*` is
+// the last message the client knows of, and UIDs the client does not know are left out.
+func (v *mailboxView) resolve(set imap.NumSet) []imap.UID {
+	var out []imap.UID
+	n := uint32(len(v.uids))
+	switch set := set.(type) {
+	case imap.SeqSet:
+		for _, r := range set {
+			start, stop := r.Start, r.Stop
+			if start == 0 {
+				start = n
+			}
+			if stop == 0 {
+				stop = n
+			}
+			if start > stop {
+				start, stop = stop, start
+			}
+			for seq := start; seq <= stop && seq <= n; seq++ {
+				if seq >= 1 {
+					out = append(out, v.uids[seq-1])
+				}
+			}
+		}
+	case imap.UIDSet:
+		if imap.IsSearchRes(set) {
+			return nil
+		}
+		var last imap.UID
+		if n > 0 {
+			last = v.uids[n-1]
+		}
+		for _, r := range set {
+			start, stop := r.Start, r.Stop
+			if start == 0 {
+				start = last
+			}
+			if stop == 0 {
+				stop = last
+			}
+			if start > stop {
+				start, stop = stop, start
+			}
+			lo, _ := slices.BinarySearch(v.uids, start)
+			for i := lo; i < len(v.uids) && v.uids[i] <= stop; i++ {
+				out = append(out, v.uids[i])
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// chunks splits UIDs into sets whose every command line stays well under the upstream's line limit.
+func (ss *session) chunks(uids []imap.UID) [][]imap.UID {
+	per := max(ss.srv.opts.Limits.UIDSetLength/11, 1) // at most 10 digits and a comma each
+	var out [][]imap.UID
+	for len(uids) > per {
+		out = append(out, uids[:per])
+		uids = uids[per:]
+	}
+	if len(uids) > 0 {
+		out = append(out, uids)
+	}
+	return out
+}
+
+// expungeWriter is what the expunge, move and update writers share.
+type expungeWriter interface {
+	WriteExpunge(seqNum uint32) error
+}
+
+// sync brings the client's view up to the upstream's: expunges (when allowed: ew not nil), then new messages
+// and flag changes (when uw is not nil). Expunges not allowed now and new messages that cannot be announced
+// now wait for the next point.
+func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
+	v := &ss.view
+	if !v.selected() {
+		return nil
+	}
+	ss.umu.Lock()
+	dirty, flags, unknown := ss.dirty, ss.flagUpdates, ss.flagsUnknown
+	ss.dirty = false
+	if uw != nil {
+		ss.flagUpdates, ss.flagsUnknown = nil, false
+	}
+	ss.umu.Unlock()
+	if dirty || v.pendingExpunge {
+		now, err := ss.allUIDs()
+		if err != nil {
+			return err
+		}
+		v.pendingExpunge = false
+		if ew != nil {
+			for i := len(v.uids) - 1; i >= 0; i-- {
+				if _, ok := slices.BinarySearch(now, v.uids[i]); !ok {
+					if err := ew.WriteExpunge(uint32(i + 1)); err != nil {
+						return err
+					}
+					v.uids = slices.Delete(v.uids, i, i+1)
+				}
+			}
+		} else {
+			for _, u := range v.uids {
+				if _, ok := slices.BinarySearch(now, u); !ok {
+					v.pendingExpunge = true
+					break
+				}
+			}
+		}
+		var last imap.UID
+		if len(v.uids) > 0 {
+			last = v.uids[len(v.uids)-1]
+		}
+		i, _ := slices.BinarySearch(now, last+1)
+		if fresh := now[i:]; len(fresh) > 0 {
+			if uw == nil {
+				ss.noteChange() // announced at the next point that may
+			} else {
+				v.uids = append(v.uids, fresh...)
+				ss.prefilter(ss.newest(fresh))
+				if err := uw.WriteNumMessages(uint32(len(v.uids))); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if uw == nil {
+		return nil
+	}
+	if unknown {
+		return ss.refreshFlags(uw, v.uids)
+	}
+	for uid, f := range flags {
+		if seq := v.seqOf(uid); seq > 0 {
+			if err := uw.WriteMessageFlags(seq, uid, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refreshFlags reads the flags of uids again and tells the client.
+func (ss *session) refreshFlags(uw *imapserver.UpdateWriter, uids []imap.UID) error {
+	for _, chunk := range ss.chunks(slices.Clone(uids)) {
+		var msgs []*imapclient.FetchMessageBuffer
+		if err := ss.wait(func() (err error) {
+			msgs, err = ss.up.c.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{UID: true, Flags: true}).Collect()
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if seq := ss.view.seqOf(m.UID); seq > 0 {
+				if err := uw.WriteMessageFlags(seq, m.UID, m.Flags); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Poll runs after most commands: it delivers what the upstream announced.
+func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	if ss.calls == ss.pollMark && ss.user != "" {
+		if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
+			return err
+		}
+	}
+	defer func() { ss.pollMark = ss.calls }()
+	var ew expungeWriter
+	if allowExpunge {
+		ew = w
+	}
+	return ss.sync(ew, w)
+}
+
+// Idle relays IDLE: upstream IDLE when the upstream has it, NOOP polling otherwise; what the upstream announces
+// is delivered as it arrives, and a repeated EXISTS every IdleKeepalive keeps NAT and clients from cutting the
+// connection.
+func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	ss.mu.Lock()
+	ss.idling = true
+	draining := ss.draining
+	ss.mu.Unlock()
+	defer func() {
+		ss.mu.Lock()
+		ss.idling = false
+		ss.mu.Unlock()
+	}()
+	if draining {
+		ss.bye("Server shutting down, try again later")
+		return nil
+	}
+	o := &ss.srv.opts
+	keep := time.NewTicker(o.IdleKeepalive)
+	defer keep.Stop()
+	hasIdle := ss.up.c.Caps().Has(imap.CapIdle)
+	var pollC <-chan time.Time
+	if !hasIdle {
+		poll := time.NewTicker(o.IdlePoll)
+		defer poll.Stop()
+		pollC = poll.C
+	}
+	// What the upstream has not announced yet (a message that arrived while the client's IDLE started).
+	if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
+		return err
+	}
+	if err := ss.sync(w, w); err != nil {
+		return err
+	}
+	for {
+		var idle *imapclient.IdleCommand
+		if hasIdle {
+			var err error
+			stopWatch := ss.up.watch()
+			idle, err = ss.up.c.Idle()
+			stopWatch()
+			if err != nil {
+				return ss.upErr(err)
+			}
+		}
+		endIdle := func() error {
+			if idle == nil {
+				return nil
+			}
+			return ss.wait(func() error {
+				if err := idle.Close(); err != nil {
+					return err
+				}
+				return idle.Wait()
+			})
+		}
+	wait:
+		for {
+			select {
+			case <-stop:
+				if err := endIdle(); err != nil {
+					return err
+				}
+				return ss.sync(w, w)
+			case <-ss.notify:
+				break wait
+			case <-pollC:
+				if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
+					return err
+				}
+				break wait
+			case <-keep.C:
+				if ss.view.selected() {
+					if err := w.WriteNumMessages(uint32(len(ss.view.uids))); err != nil {
+						endIdle()
+						return err
+					}
+				}
+			case <-ss.up.c.Closed():
+				return ss.lost(errUpstream)
+			}
+		}
+		if err := endIdle(); err != nil {
+			return err
+		}
+		if err := ss.sync(w, w); err != nil {
+			return err
+		}
+	}
+}
+
+// Expunge relays EXPUNGE and UID EXPUNGE (which needs the upstream's UIDPLUS), and CLOSE's silent expunge.
+func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	defer ss.begin()()
+	if w != nil && *w == (imapserver.ExpungeWriter{}) {
+		// CLOSE: the upstream's CLOSE expunges silently and unselects (not at all under EXAMINE).
+		ss.view.closing = true
+		return ss.wait(func() error { return ss.up.c.UnselectAndExpunge().Wait() })
+	}
+	if ss.view.readOnly {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+	}
+	var cmd *imapclient.ExpungeCommand
+	if uids != nil {
+		if !ss.up.c.Caps().Has(imap.CapUIDPlus) {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "UID EXPUNGE not supported by the mail server"}
+		}
+		set := ss.view.resolve(*uids)
+		if len(set) == 0 {
+			return ss.sync(w, nil)
+		}
+		for _, chunk := range ss.chunks(set) {
+			cmd = ss.up.c.UIDExpunge(imap.UIDSetNum(chunk...))
+			if err := ss.wait(cmd.Close); err != nil {
+				return err
+			}
+		}
+	} else {
+		cmd = ss.up.c.Expunge()
+		if err := ss.wait(cmd.Close); err != nil {
+			return err
+		}
+	}
+	ss.noteChange()
+	return ss.sync(w, nil)
+}
+
+// Search relays SEARCH with sequence numbers turned into UIDs; ESEARCH's results (MIN, MAX, COUNT, ALL) are
+// computed here from the upstream's plain UID SEARCH. It runs upstream, on the messages as stored, not as
+// filtered.
+func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	defer ss.begin()()
+	if options != nil && options.ReturnSave {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCHRES not supported"}
+	}
+	c := ss.uidCriteria(*criteria)
+	var d *imap.SearchData
+	if err := ss.wait(func() (err error) {
+		d, err = ss.up.c.UIDSearch(&c, nil).Wait()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var found []imap.UID
+	if set, ok := d.All.(imap.UIDSet); ok {
+		found, _ = set.Nums()
+	}
+	slices.Sort(found)
+	out := &imap.SearchData{}
+	var nums []uint32
+	for _, u := range slices.Compact(found) {
+		seq := ss.view.seqOf(u)
+		if seq == 0 {
+			continue // not announced to the client yet
+		}
+		if kind == imapserver.NumKindUID {
+			nums = append(nums, uint32(u))
+		} else {
+			nums = append(nums, seq)
+		}
+	}
+	if kind == imapserver.NumKindUID {
+		var set imap.UIDSet
+		for _, n := range nums {
+			set.AddNum(imap.UID(n))
+		}
+		out.All = set
+	} else {
+		var set imap.SeqSet
+		for _, n := range nums {
+			set.AddNum(n)
+		}
+		out.All = set
+	}
+	out.Count = uint32(len(nums))
+	if len(nums) > 0 {
+		out.Min, out.Max = slices.Min(nums), slices.Max(nums)
+	}
+	return out, nil
+}
+
+// uidCriteria rewrites the sequence sets of a search as the UIDs they name for the client.
+func (ss *session) uidCriteria(c imap.SearchCriteria) imap.SearchCriteria {
+	for _, s := range c.SeqNum {
+		var set imap.UIDSet
+		for _, u := range ss.view.resolve(s) {
+			set.AddNum(u)
+		}
+		if len(set) == 0 {
+			// Nothing matches: UID 0 is never a message's.
+			set = imap.UIDSet{{Start: 0xFFFFFFFF, Stop: 0xFFFFFFFF}}
+		}
+		c.UID = append(c.UID, set)
+	}
+	c.SeqNum = nil
+	uids := c.UID
+	c.UID = nil
+	for _, s := range uids {
+		// `*` in a client's UID set means its last known message, which may not be the upstream's.
+		var set imap.UIDSet
+		for _, u := range ss.view.resolve(s) {
+			set.AddNum(u)
+		}
+		if len(set) == 0 {
+			set = imap.UIDSet{{Start: 0xFFFFFFFF, Stop: 0xFFFFFFFF}}
+		}
+		c.UID = append(c.UID, set)
+	}
+	c.Not = slices.Clone(c.Not)
+	for i := range c.Not {
+		c.Not[i] = ss.uidCriteria(c.Not[i])
+	}
+	c.Or = slices.Clone(c.Or)
+	for i := range c.Or {
+		c.Or[i] = [2]imap.SearchCriteria{ss.uidCriteria(c.Or[i][0]), ss.uidCriteria(c.Or[i][1])}
+	}
+	return c
+}
+
+// Store relays STORE by UID; the upstream's FLAGS answers are written with the client's sequence numbers.
+func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	defer ss.begin()()
+	if ss.view.readOnly {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	for _, chunk := range ss.chunks(ss.view.resolve(numSet)) {
+		var msgs []*imapclient.FetchMessageBuffer
+		if err := ss.wait(func() (err error) {
+			msgs, err = ss.up.c.Store(imap.UIDSetNum(chunk...), flags, nil).Collect()
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			seq := ss.view.seqOf(m.UID)
+			if seq == 0 {
+				continue
+			}
+			mw := w.CreateMessage(seq)
+			if isUID {
+				mw.WriteUID(m.UID)
+			}
+			mw.WriteFlags(m.Flags)
+			if err := mw.Close(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Copy relays COPY by UID; COPYUID comes back when the upstream has UIDPLUS.
+func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	defer ss.begin()()
+	uids := ss.view.resolve(numSet)
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	var all imap.CopyData
+	for _, chunk := range ss.chunks(uids) {
+		var d *imap.CopyData
+		if err := ss.wait(func() (err error) {
+			d, err = ss.up.c.Copy(imap.UIDSetNum(chunk...), dest).Wait()
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		if d == nil || d.UIDValidity == 0 {
+			return nil, nil
+		}
+		all.UIDValidity = d.UIDValidity
+		all.SourceUIDs = append(all.SourceUIDs, d.SourceUIDs...)
+		all.DestUIDs = append(all.DestUIDs, d.DestUIDs...)
+	}
+	return &all, nil
+}
+
+// Move relays MOVE by UID, only to an upstream that has MOVE (imapclient's fallback would expunge every
+// \Deleted message); the expunges are told through the move writer.
+func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	defer ss.begin()()
+	if !ss.up.c.Caps().Has(imap.CapMove) {
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "MOVE not supported by the mail server"}
+	}
+	if ss.view.readOnly {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only"}
+	}
+	uids := ss.view.resolve(numSet)
+	var all imap.CopyData
+	for _, chunk := range ss.chunks(uids) {
+		var d *imapclient.MoveData
+		if err := ss.wait(func() (err error) {
+			d, err = ss.up.c.Move(imap.UIDSetNum(chunk...), dest).Wait()
+			return err
+		}); err != nil {
+			return err
+		}
+		src, ok1 := d.SourceUIDs.(imap.UIDSet)
+		dst, ok2 := d.DestUIDs.(imap.UIDSet)
+		if d.UIDValidity != 0 && ok1 && ok2 {
+			all.UIDValidity = d.UIDValidity
+			all.SourceUIDs = append(all.SourceUIDs, src...)
+			all.DestUIDs = append(all.DestUIDs, dst...)
+		}
+	}
+	if all.UIDValidity != 0 {
+		if err := w.WriteCopyData(&all); err != nil {
+			return err
+		}
+	}
+	ss.noteChange()
+	return ss.sync(w, nil)
+}

@@ -1,0 +1,222 @@
+package imapproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/message"
+	"github.com/postern/postern/proxy/upstream"
+)
+
+// Protocol is the name plugins see in the field "protocol".
+const Protocol = "imap"
+
+// TLSMode, TLS and the mode constants are the listener package's, the same for every front end.
+type (
+	TLSMode = listener.TLSMode
+	TLS     = listener.TLS
+)
+
+// The client-side TLS modes.
+const (
+	TLSNone     = listener.TLSNone
+	TLSStartTLS = listener.TLSStartTLS
+	TLSImplicit = listener.TLSImplicit
+)
+
+// Limits bound what a client can make the proxy do. Zero fields take the defaults in the comments.
+type Limits struct {
+	// MessageSize is the largest message filtered, in bytes (default 50 MiB), and the APPENDLIMIT advertised
+	// (or the upstream's, when smaller). A larger message is served as a notice saying it was too large to be
+	// inspected; the original stays upstream, untouched.
+	MessageSize int64
+	// Sessions is the number of concurrent client sessions (default 1000).
+	Sessions int
+	// CommandTimeout bounds each wait on the upstream inside a command: a reply, a message being fetched, the
+	// policy's work on one message, a TLS handshake (default 5 minutes).
+	CommandTimeout time.Duration
+	// SessionsPerClient and ConnectionRate are listener.Options' (0: no limit).
+	SessionsPerClient, ConnectionRate int
+	// UIDSetLength bounds the UID set of one command sent upstream, in bytes (default 8000, well under every
+	// server's line limit: Dovecot allows 64 KiB, go-imap 50 KiB); a larger set is sent in several commands.
+	UIDSetLength int
+}
+
+// Cache bounds the cache of filtered messages. Zero fields take the defaults.
+type Cache struct {
+	// MemoryBytes bounds the cache's memory (default 256 MiB).
+	MemoryBytes int64
+	// EntryBytes is the largest filtered message kept in memory (default 4 MiB); a larger one goes to Dir.
+	EntryBytes int64
+	// UserBytes bounds one user's share (default a quarter of MemoryBytes).
+	UserBytes int64
+	// Dir and DiskBytes keep filtered messages larger than EntryBytes on disk; "" or 0 keeps none (such a message
+	// is fetched and filtered again at each FETCH). The directory is private to the listener: it is emptied at New.
+	Dir       string
+	DiskBytes int64
+}
+
+// Options configure a Server: one listener in front of one upstream IMAP server.
+type Options struct {
+	// Name is the listener's name, in logs, audit records and the plugins' field "listener".
+	Name string
+	// Address is where ListenAndServe listens.
+	Address string
+	// Hostname names the proxy in notices' Message-ID (default: the machine's host name).
+	Hostname string
+	// Upstream is the IMAP server, host:port. With Dial set it only names the upstream in logs and cache keys.
+	Upstream string
+	// Dial, if set, opens the upstream connection instead of a TCP dial to Upstream (an in-process upstream,
+	// tests injecting faults). The upstream TLS mode applies on the connection it returns.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// UpstreamTLS protects the connection to the upstream: none, starttls or tls.
+	UpstreamTLS upstream.TLSOptions
+	// UpstreamProxyProtocol sends a PROXY protocol v2 header with the client's address before the first byte
+	// to the upstream (Dovecot: haproxy_trusted_networks).
+	UpstreamProxyProtocol bool
+
+	TLS TLS
+	// AllowInsecureAuth relays LOGIN and AUTHENTICATE on connections that are not encrypted. Off by default.
+	AllowInsecureAuth bool
+
+	Limits        Limits
+	ProxyProtocol ProxyProtocol
+	Cache         Cache
+
+	// IdleKeepalive is how often a client in IDLE is sent a keep-alive (default 2 minutes, as Dovecot). IdlePoll
+	// is how often the upstream is polled with NOOP during IDLE when it has no IDLE itself (default 30 s).
+	IdleKeepalive, IdlePoll time.Duration
+	// Prefilter is the number of newly arrived messages filtered when their EXISTS reaches the session, so
+	// that the client's FETCH is answered from the cache (default 20; -1 turns it off).
+	Prefilter int
+
+	// ResultHeaders adds X-Postern-Verdict, X-Postern-Score and X-Postern-Tags to every message served.
+	ResultHeaders bool
+	// QuarantineDir keeps the originals of withheld messages and copies of APPENDs the policy quarantined;
+	// without it a withheld message is answered NO [UNAVAILABLE].
+	QuarantineDir string
+	// SpoolDir and MemoryThreshold: where messages larger than the threshold are held while filtered (default
+	// os.TempDir() and 1 MiB).
+	SpoolDir        string
+	MemoryThreshold int64
+	MessageLimits   message.Limits
+
+	Filters mailflow.FilterSource
+	Audit   mailflow.Auditor
+	Logger  *slog.Logger
+}
+
+// ProxyProtocol enables the PROXY protocol (v1, v2) from trusted sources on the listener.
+type ProxyProtocol struct {
+	Trusted       []string
+	HeaderTimeout time.Duration
+}
+
+// Defaults.
+const (
+	DefaultCacheBytes      = 256 << 20
+	DefaultCacheEntryBytes = 4 << 20
+	DefaultUIDSetLength    = 8000
+	DefaultIdleKeepalive   = 2 * time.Minute
+	DefaultIdlePoll        = 30 * time.Second
+	DefaultPrefilter       = 20
+)
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Name == "" {
+		o.Name = "imap"
+	}
+	if o.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		o.Hostname = h
+	}
+	if strings.ContainsAny(o.Hostname, " \t\r\n") {
+		return o, fmt.Errorf("hostname %q contains white space", o.Hostname)
+	}
+	if o.Dial == nil {
+		if o.Upstream == "" {
+			return o, errors.New("no upstream: set upstream to host:port")
+		}
+		if _, _, err := net.SplitHostPort(o.Upstream); err != nil {
+			return o, fmt.Errorf("upstream %q: %w", o.Upstream, err)
+		}
+	}
+	switch o.UpstreamTLS.Mode {
+	case "":
+		o.UpstreamTLS.Mode = upstream.TLSNone
+	case upstream.TLSNone, upstream.TLSStartTLS, upstream.TLSImplicit:
+	default:
+		return o, fmt.Errorf("upstream_tls mode %q: want none, starttls or tls", o.UpstreamTLS.Mode)
+	}
+	var err error
+	if o.TLS, err = o.TLS.WithDefaults(); err != nil {
+		return o, err
+	}
+	l := &o.Limits
+	def := config.DefaultLimits(config.ProtocolIMAP)
+	setDefault(&l.MessageSize, def.MessageSize)
+	setDefault(&l.Sessions, def.Sessions)
+	setDefault(&l.CommandTimeout, def.CommandTimeout)
+	setDefault(&l.UIDSetLength, DefaultUIDSetLength)
+	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 {
+		return o, errors.New("limits must not be negative")
+	}
+	if l.MessageSize > 1<<32-1 {
+		l.MessageSize = 1<<32 - 1 // IMAP's APPENDLIMIT and literal sizes in go-imap are 32-bit
+	}
+	if l.UIDSetLength < 100 {
+		return o, fmt.Errorf("UID set length %d: at least 100", l.UIDSetLength)
+	}
+	c := &o.Cache
+	setDefault(&c.MemoryBytes, DefaultCacheBytes)
+	setDefault(&c.EntryBytes, min(DefaultCacheEntryBytes, c.MemoryBytes))
+	setDefault(&c.UserBytes, max(c.MemoryBytes/4, c.EntryBytes))
+	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 || c.DiskBytes < 0 {
+		return o, errors.New("cache sizes must not be negative")
+	}
+	setDefault(&o.IdleKeepalive, DefaultIdleKeepalive)
+	setDefault(&o.IdlePoll, DefaultIdlePoll)
+	setDefault(&o.Prefilter, DefaultPrefilter)
+	if o.Prefilter < 0 {
+		o.Prefilter = 0
+	}
+	setDefault(&o.ProxyProtocol.HeaderTimeout, config.DefaultProxyHeaderTimeout)
+	for _, t := range o.ProxyProtocol.Trusted {
+		if _, err := listener.ParsePrefix(t); err != nil {
+			return o, fmt.Errorf("proxy_protocol trusted %q: %w", t, err)
+		}
+	}
+	if o.SpoolDir == "" {
+		o.SpoolDir = os.TempDir()
+	}
+	setDefault(&o.MemoryThreshold, config.DefaultMemoryThreshold)
+	if o.MessageLimits == (message.Limits{}) {
+		o.MessageLimits = message.DefaultLimits()
+	}
+	if o.MessageLimits.MaxSize < l.MessageSize {
+		o.MessageLimits.MaxSize = l.MessageSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}

@@ -1,0 +1,198 @@
+package imapproxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/upstream"
+)
+
+// Server is one IMAP listener in front of one upstream.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	flow    *mailflow.Flow
+	ln      *listener.Server
+	certs   *listener.Certificates
+	tlsConf *tls.Config
+	upTLS   *tls.Config
+	cache   *resultCache
+}
+
+// New checks the options, loads the certificates and returns a Server ready to Serve.
+func New(opts Options) (*Server, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("imapproxy: listener %q: %w", opts.Name, err)
+	}
+	s := &Server{opts: o, log: o.Logger.With("listener", o.Name)}
+	if s.cache, err = newResultCache(o.Cache, s.log); err != nil {
+		return nil, fmt.Errorf("imapproxy: listener %q: %w", o.Name, err)
+	}
+	if o.TLS.Mode != TLSNone {
+		if s.certs, err = listener.LoadCertificates(o.TLS.CertFile, o.TLS.KeyFile); err != nil {
+			return nil, fmt.Errorf("imapproxy: listener %q: %w", o.Name, err)
+		}
+		s.tlsConf = s.certs.TLSConfig()
+	}
+	if o.UpstreamTLS.Mode != upstream.TLSNone {
+		addr := o.Upstream
+		if o.Dial != nil {
+			addr = ""
+		}
+		if s.upTLS, err = upstream.TLSConfig(addr, o.UpstreamTLS); err != nil {
+			return nil, fmt.Errorf("imapproxy: listener %q: %w", o.Name, err)
+		}
+	}
+	lo := listener.Options{Name: o.Name, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
+		SessionsPerClient: max(o.Limits.SessionsPerClient, 0), ConnectionRate: o.Limits.ConnectionRate, Logger: s.log}
+	for _, t := range o.ProxyProtocol.Trusted {
+		p, _ := listener.ParsePrefix(t) // checked by withDefaults
+		lo.ProxyTrusted = append(lo.ProxyTrusted, p)
+	}
+	s.ln = listener.New(lo, handler{s})
+	fo := mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir, MemoryThreshold: o.MemoryThreshold,
+		MessageSize: o.Limits.MessageSize, NormalizeNewlines: true, MessageLimits: o.MessageLimits,
+		ResultHeaders: o.ResultHeaders, Logger: s.log}
+	if o.QuarantineDir != "" {
+		if fo.Quarantine, err = mailflow.OpenQuarantine(o.QuarantineDir); err != nil {
+			return nil, fmt.Errorf("imapproxy: listener %q: quarantine_dir: %w", o.Name, err)
+		}
+	}
+	if s.flow, err = mailflow.New(fo); err != nil {
+		return nil, fmt.Errorf("imapproxy: listener %q: %w", o.Name, err)
+	}
+	return s, nil
+}
+
+// Options returns the options in effect, defaults filled in.
+func (s *Server) Options() Options { return s.opts }
+
+// ReloadCertificates reads the certificate and key again; on error the old pair stays in use.
+func (s *Server) ReloadCertificates() error {
+	if s.certs == nil {
+		return nil
+	}
+	if err := s.certs.Reload(); err != nil {
+		return fmt.Errorf("imapproxy: listener %q: %w", s.opts.Name, err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on Options.Address and serves until Shutdown or Close.
+func (s *Server) ListenAndServe() error {
+	ln, err := listener.Listen(s.opts.Address)
+	if err != nil {
+		return fmt.Errorf("imapproxy: listener %q: %w", s.opts.Name, err)
+	}
+	return s.Serve(ln)
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = listener.ErrServerClosed
+
+// Serve accepts connections on ln until Shutdown or Close, and returns ErrServerClosed then. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info("listening", "address", ln.Addr().String(), "protocol", Protocol, "tls", string(s.opts.TLS.Mode),
+		"upstream", s.upstreamName())
+	err := s.ln.Serve(ln)
+	if err != nil && !errors.Is(err, ErrServerClosed) {
+		return fmt.Errorf("imapproxy: %w", err)
+	}
+	return err
+}
+
+// Shutdown stops accepting and sends every session an untagged BYE: at once when it waits for a command, after
+// its command otherwise, up to ctx's deadline; then it closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error { return s.ln.Shutdown(ctx) }
+
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error { return s.ln.Close() }
+
+func (s *Server) upstreamName() string {
+	if s.opts.Upstream != "" {
+		return s.opts.Upstream
+	}
+	return "custom dialer"
+}
+
+type handler struct{ s *Server }
+
+func (h handler) ServeConn(c net.Conn) { h.s.serveConn(c) }
+
+func (h handler) Refuse(c net.Conn, why error) {
+	text := "Server shutting down, try again later"
+	switch {
+	case errors.Is(why, listener.ErrBusy):
+		text = "Too many sessions, try again later"
+	case errors.Is(why, listener.ErrClientBusy):
+		text = "Too many sessions from your address, try again later"
+	case errors.Is(why, listener.ErrClientRate):
+		text = "Too many connections from your address, try again later"
+	}
+	if h.s.opts.TLS.Mode != TLSImplicit {
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "* BYE [UNAVAILABLE] %s\r\n", text)
+	}
+	c.Close()
+}
+
+// oneConn is a net.Listener that yields one connection, then blocks until done is closed: it runs one
+// imapserver.Server per client connection, so that each session advertises the capabilities of its own
+// upstream connection.
+type oneConn struct {
+	c    net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.c })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConn) Close() error   { return nil }
+func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
+
+var idEncoding = base32.NewEncoding("0123456789BCDFGHJKLMNPQRSTVWXYZa").WithPadding(base32.NoPadding)
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])[:12]
+}
+
+func netAddrPort(a net.Addr) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// imapLogger sends imapserver's log lines to slog.
+type imapLogger struct{ log *slog.Logger }
+
+func (l imapLogger) Printf(format string, args ...any) {
+	l.log.Warn("imap server", "msg", fmt.Sprintf(format, args...))
+}
+
+var _ imapserver.Logger = imapLogger{}
