@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,9 @@ import (
 
 	"github.com/postern/postern/internal/testdovecot"
 	"github.com/postern/postern/internal/testplugins"
+	"github.com/postern/postern/proxy/imapproxy"
+	"github.com/postern/postern/proxy/mailflow"
+	"github.com/postern/postern/proxy/policy"
 )
 
 // tools maps the programs of the suite to their Debian packages.
@@ -89,23 +93,67 @@ func newRig(t *testing.T, opts testdovecot.Options) *rig {
 		dc.Deliver(t, "alice", m)
 	}
 	r := &rig{dc: dc, targets: []target{{name: "dovecot", addr: dc.IMAP}}}
-	if addr, ok := startPostern(t, dc.IMAP, true); ok {
-		r.targets = append(r.targets, target{name: "postern", addr: addr, filtered: true})
-	}
+	r.targets = append(r.targets, proxyTarget(t, dc.IMAP, true))
 	return r
 }
 
-// each runs f once per target, as a subtest.
-func (r *rig) each(t *testing.T, f func(t *testing.T, tg target)) {
-	for _, tg := range r.targets {
-		t.Run(tg.name, func(t *testing.T) { f(t, tg) })
+// proxyTarget is Postern in front of upstream: `postern run` when the build has an imap listener, else the
+// imapproxy package in-process with the same policy.
+func proxyTarget(t *testing.T, upstream string, banner bool) target {
+	t.Helper()
+	if addr, ok := startPostern(t, upstream, banner); ok {
+		return target{name: "postern", addr: addr, filtered: banner}
 	}
-	if len(r.targets) == 1 {
-		t.Run("postern", func(t *testing.T) { t.Skip(noIMAPListener) })
+	return target{name: "imapproxy", addr: startInProcess(t, upstream, banner), filtered: banner}
+}
+
+// startInProcess serves imapproxy in front of upstream with the rig's policy until the test ends.
+func startInProcess(t *testing.T, upstream string, banner bool) string {
+	t.Helper()
+	state := t.TempDir()
+	cfg := filepath.Join(state, "policy.hcl")
+	full := posternConfig(t, state, "127.0.0.1:0", upstream, banner)
+	// The plugins and policies only: the listener and audit blocks are the binary's.
+	_, rest, _ := strings.Cut(full, "\nplugin ")
+	if err := os.WriteFile(cfg, []byte("plugin "+rest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := policy.NewManager(context.Background(), cfg, policy.Options{CacheDir: testplugins.CacheDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	var log syncBuffer
+	srv, err := imapproxy.New(imapproxy.Options{Name: "imap", Hostname: "postern.test", Upstream: upstream,
+		AllowInsecureAuth: true, Filters: mailflow.Policies(m), QuarantineDir: filepath.Join(state, "quarantine"),
+		SpoolDir: state, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Close()
+		if t.Failed() {
+			t.Logf("imapproxy log:\n%s", log.String())
+		}
+	})
+	return ln.Addr().String()
+}
+
+// each runs f once per target, as a subtest.
+func (r *rig) each(t *testing.T, f func(t *testing.T, tg target)) { eachTarget(t, r.targets, f) }
+
+func eachTarget(t *testing.T, targets []target, f func(t *testing.T, tg target)) {
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) { f(t, tg) })
 	}
 }
 
-const noIMAPListener = "postern has no imap listener in this build yet: only Dovecot directly is tested"
+const noIMAPListener = "postern has no imap listener in this build yet: the imapproxy package runs in-process instead"
 
 var (
 	buildOnce sync.Once
