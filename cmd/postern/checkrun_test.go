@@ -12,8 +12,6 @@ import (
 func TestCheckRefusesWhatRunRefuses(t *testing.T) {
 	dir := exampleTree(t)
 	tests := []struct{ name, cfg, want string }{
-		{"imap", "listener \"imap\" \"in\" {\n  address = \"127.0.0.1:1143\"\n  upstream = \"127.0.0.1:143\"\n}\n",
-			"imap proxy is not part"},
 		{"embedded upstream over verified TLS", "listener \"smtp\" \"in\" {\n  address = \"127.0.0.1:1\"\n" +
 			"  upstream = \"embedded\"\n  upstream_tls {\n    mode = \"tls\"\n  }\n}\n", "set server_name"},
 	}

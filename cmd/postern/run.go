@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/proxy/control"
 	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/imapproxy"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/pop3proxy"
@@ -127,6 +128,9 @@ type daemon struct {
 	pop3      []*pop3proxy.Server
 	pop3Bound []pop3Listener
 	embedPOP3 []*embedpop3.Server
+	// imap are the IMAP listeners (run_imap.go); imapBound those bound and not serving yet.
+	imap      []*imapproxy.Server
+	imapBound []imapListener
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener
@@ -193,10 +197,14 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			}
 		}
 	}()
-	var pop3Listeners []*config.Listener
+	var pop3Listeners, imapListeners []*config.Listener
 	for _, l := range cfg.Listeners {
 		if l.Protocol == config.ProtocolPOP3 {
 			pop3Listeners = append(pop3Listeners, l) // after the SMTP ones: an embedded POP3 serves their mail
+			continue
+		}
+		if l.Protocol == config.ProtocolIMAP {
+			imapListeners = append(imapListeners, l)
 			continue
 		}
 		lerr := func(err error) error {
@@ -248,6 +256,11 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			return nil, err
 		}
 	}
+	for _, l := range imapListeners {
+		if err := d.addIMAP(cfg, l, hostname); err != nil {
+			return nil, err
+		}
+	}
 	d.listeners = cfg.Listeners
 
 	if cfg.ControlSocket != "" {
@@ -271,6 +284,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}()
 	}
 	d.servePOP3()
+	d.serveIMAP()
 	bi := readBuildInfo()
 	logger.Info("postern running", "version", bi.Version, "commit", bi.Commit, "config", path,
 		"config_sha256", cfg.Version, "summary", cfg.Summary(),
@@ -378,6 +392,7 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 		}
 	}
 	msgs = append(msgs, d.reloadPOP3Certificates()...)
+	msgs = append(msgs, d.reloadIMAPCertificates()...)
 	if !res.Unchanged && !sameListeners(d.listeners, res.Config.Listeners) {
 		d.log.Warn("listener blocks changed: the new policies and plugins serve now, the listener settings " +
 			"(addresses, upstreams, limits, TLS modes) take effect at the next restart")
@@ -421,6 +436,7 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 		}()
 	}
 	d.shutdownPOP3(ctx, &wg)
+	d.shutdownIMAP(ctx, &wg)
 	wg.Wait()
 	d.wg.Wait()
 	d.closeRest(ctx)
@@ -438,6 +454,7 @@ func (d *daemon) closeNow() {
 		srv.Close()
 	}
 	d.closePOP3()
+	d.closeIMAP()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	d.closeRest(ctx)

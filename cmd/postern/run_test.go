@@ -351,7 +351,6 @@ func TestRunRefuses(t *testing.T) {
 		want      []string
 	}{
 		{"invalid", "listener \"smtp\" \"in\" {\n  adress = \"127.0.0.1:1\"\n}\n", []string{"bad.hcl:2", "Unsupported argument"}},
-		{"imap", "listener \"imap\" \"in\" {\n  address = \"127.0.0.1:1143\"\n  upstream = \"127.0.0.1:143\"\n}\n", []string{"bad.hcl:1", "imap proxy is not part"}},
 		{"address in use", fmt.Sprintf("listener \"smtp\" \"in\" {\n  address = %q\n  upstream = \"embedded\"\n}\n",
 			busy.Addr().String()), []string{"bad.hcl:1", "address already in use"}},
 	}

@@ -97,8 +97,25 @@ type Listener struct {
 	QuarantineDir     string
 	AllowInsecureAuth bool
 	// POP3 holds what only a pop3 listener has.
-	POP3      POP3
+	POP3 POP3
+	// IMAP holds what only an imap listener has (its imap block).
+	IMAP      IMAP
 	DeclRange hcl.Range
+}
+
+// IMAP is the imap block of an imap listener.
+type IMAP struct {
+	// UpstreamProxyProtocol sends a PROXY protocol v2 header with the client's address to the upstream.
+	UpstreamProxyProtocol bool
+	// CacheMemory, CacheEntry and CacheUser bound the cache of filtered messages (0: the proxy's defaults);
+	// CacheDisk keeps larger messages on disk, under state_dir (0: none).
+	CacheMemory, CacheEntry, CacheUser, CacheDisk int64
+	// IdleKeepalive is how often a client in IDLE gets a keep-alive (0: the default, 2 minutes).
+	IdleKeepalive time.Duration
+	// Prefilter is how many newly arrived messages are filtered when their EXISTS is delivered (PrefilterSet
+	// false: the default, 20).
+	Prefilter    int
+	PrefilterSet bool
 }
 
 // POP3 is the part of a listener block only a pop3 listener has.

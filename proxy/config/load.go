@@ -110,8 +110,13 @@ var listenerSchema = &hcl.BodySchema{
 		{Name: "size_mode"}, {Name: "upstream_proxy_protocol"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}, {Type: "upstream_tls"}, {Type: "limits"}, {Type: "proxy_protocol"},
-		{Type: "cache"}},
+		{Type: "cache"}, {Type: "imap"}},
 }
+
+var imapSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "upstream_proxy_protocol"}, {Name: "cache_size"}, {Name: "cache_entry"}, {Name: "cache_per_user"},
+	{Name: "cache_disk"}, {Name: "idle_keepalive"}, {Name: "prefilter"},
+}}
 
 var cacheSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "memory"}, {Name: "entry"}, {Name: "per_user"}, {Name: "disk"},
@@ -541,6 +546,7 @@ func (l *loader) listener(b *hcl.Block) {
 		l.pop3Limits(lb, ln)
 	}
 	l.pop3(content, ln)
+	l.imap(content, ln)
 	if pb := l.oneBlock(content, "proxy_protocol"); pb != nil {
 		pc, diags := pb.Body.Content(proxyProtocolSchema)
 		l.add(diags...)
@@ -685,6 +691,43 @@ func (l *loader) pop3(content *hcl.BodyContent, ln *Listener) {
 		if a := c.Attributes["disk"]; a != nil {
 			p.CacheDisk = l.size(a, 1<<20, 1<<40) // under state_dir: CheckServable wants one
 		}
+	}
+}
+
+// imap reads the imap block, which only an imap listener has.
+func (l *loader) imap(content *hcl.BodyContent, ln *Listener) {
+	b := l.oneBlock(content, "imap")
+	if b == nil {
+		return
+	}
+	if ln.Protocol != ProtocolIMAP {
+		l.add(errorf(b.DefRange, "Not a "+ln.Protocol+" setting", "The imap block is a setting of imap listeners only."))
+		return
+	}
+	c, diags := b.Body.Content(imapSchema)
+	l.add(diags...)
+	p := &ln.IMAP
+	if a := c.Attributes["upstream_proxy_protocol"]; a != nil {
+		l.boolean(a, &p.UpstreamProxyProtocol)
+	}
+	if a := c.Attributes["cache_size"]; a != nil {
+		p.CacheMemory = l.size(a, 1<<20, 64<<30)
+	}
+	if a := c.Attributes["cache_entry"]; a != nil {
+		p.CacheEntry = l.size(a, 1<<10, 4<<30)
+	}
+	if a := c.Attributes["cache_per_user"]; a != nil {
+		p.CacheUser = l.size(a, 1<<10, 64<<30)
+	}
+	if a := c.Attributes["cache_disk"]; a != nil {
+		p.CacheDisk = l.size(a, 1<<20, 1<<40) // under state_dir: CheckServable wants one
+	}
+	if a := c.Attributes["idle_keepalive"]; a != nil {
+		p.IdleKeepalive = l.duration(a, 10*time.Second, time.Hour)
+	}
+	if a := c.Attributes["prefilter"]; a != nil {
+		p.Prefilter = l.integer(a, 0, 10_000)
+		p.PrefilterSet = true
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 
 // Served lists the listener protocols this build of Postern serves. A configuration may declare the others (the
 // language knows every protocol Postern proxies), but CheckServable refuses them.
-var Served = []string{ProtocolSMTP, ProtocolSubmission, ProtocolPOP3}
+var Served = []string{ProtocolSMTP, ProtocolSubmission, ProtocolPOP3, ProtocolIMAP}
 
 // CheckServable reports what would stop `postern run` from starting the configuration's listeners, judged from
 // the configuration alone (a busy address is only found by binding it): a listener whose protocol this build does
@@ -26,7 +26,7 @@ func (c *Config) CheckServable() error {
 				"has it", l.Protocol)
 			continue
 		}
-		if l.POP3.CacheDisk > 0 && c.StateDir == "" {
+		if (l.POP3.CacheDisk > 0 || l.IMAP.CacheDisk > 0) && c.StateDir == "" {
 			fail("cache.disk keeps its files under state_dir: set state_dir, or remove disk")
 		}
 		u := l.UpstreamTLS

@@ -13,10 +13,11 @@ import (
 )
 
 // Append runs the outbound policy on a message the client stores (its Sent copy, a draft) before it is stored
-// upstream: accept stores the message as the policy changed it and passes APPENDUID back; reject, discard and
-// quarantine answer NO with the plugin's text (a quarantined message is kept in the quarantine); tempfail, or
-// anything that cannot be carried out, answers NO [UNAVAILABLE]. Nothing is stored upstream unless the policy
-// accepted it, and the client hears OK only once the upstream did.
+// upstream: accept stores the message as the policy changed it and passes APPENDUID back; reject and quarantine
+// answer NO with the plugin's text (a quarantined message is kept in the quarantine); discard answers OK and
+// stores nothing, once its record is durable; tempfail, or anything that cannot be carried out, answers
+// NO [UNAVAILABLE]. Nothing is stored upstream unless the policy accepted it, and an accepted message is OK only
+// once the upstream said so.
 func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	defer ss.begin()()
 	sp, err := ss.mf.Receive(r)
@@ -76,7 +77,14 @@ func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.Ap
 			text = "Message not stored: it was quarantined by the mail filter"
 		}
 		return no("", text+" (quarantine "+out.QuarantineID+")")
-	default: // reject, discard: a stored copy must not vanish silently
+	case pluginhost.Discard:
+		if err := out.RecordDurable(audit.Reply{Status: audit.StatusIMAPOK, Text: "APPEND completed (discarded)"}); err != nil {
+			ss.log.Error("audit record not written; discard refused", "err", err)
+			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+				Text: "Decision could not be recorded, try again later"}
+		}
+		return nil, nil
+	default: // reject
 		if text == "" {
 			text = "Message refused by the mail filter"
 		}

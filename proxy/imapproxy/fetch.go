@@ -158,6 +158,9 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *im
 			}
 			continue
 		}
+		if w == nil && md.size > ss.srv.cache.entryBytes && ss.srv.cache.diskDir == "" {
+			continue // the cache could not keep it: filtered when the client reads it
+		}
 		missing = append(missing, md)
 	}
 	if len(missing) > 0 {
@@ -196,8 +199,13 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 		cmd.Close()
 		return toSeen, ss.lost(err)
 	}
-	for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+	// The watchdog runs while the upstream is waited for, not while the proxy filters a message or writes it to
+	// the client.
+	next := func() *imapclient.FetchMessageData {
 		reset()
+		return cmd.Next()
+	}
+	for msg := next(); msg != nil; msg = next() {
 		var (
 			uid  imap.UID
 			sp   *mailflow.Spool
@@ -213,6 +221,7 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 				}
 			}
 		}
+		pause()
 		md, ok := byUID[uid]
 		if rerr != nil {
 			if errors.Is(rerr, mailflow.ErrTooLarge) {
@@ -235,9 +244,7 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 			continue
 		}
 		delete(byUID, uid)
-		pause()
 		f, err := ss.filter(md, sp)
-		reset()
 		if err != nil {
 			sp.Close()
 			cmd.Close()

@@ -114,6 +114,12 @@ type memUpstream struct {
 
 func newMemUpstream(t *testing.T, caps imap.CapSet) *memUpstream {
 	t.Helper()
+	return newMemUpstreamOn(t, caps, nil, nil)
+}
+
+// newMemUpstreamOn is newMemUpstream with the listener wrapped (TLS, PROXY protocol) and each connection seen.
+func newMemUpstreamOn(t *testing.T, caps imap.CapSet, wrap func(net.Listener) net.Listener, seen func(*imapserver.Conn)) *memUpstream {
+	t.Helper()
 	mem := imapmemserver.New()
 	u := imapmemserver.NewUser("alice", "secret")
 	mem.AddUser(u)
@@ -128,7 +134,10 @@ func newMemUpstream(t *testing.T, caps imap.CapSet) *memUpstream {
 	}
 	up := &memUpstream{t: t, user: u, caps: caps}
 	up.srv = imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			if seen != nil {
+				seen(c)
+			}
 			return mem.NewSession(), nil, nil
 		},
 		Caps:         caps,
@@ -140,6 +149,9 @@ func newMemUpstream(t *testing.T, caps imap.CapSet) *memUpstream {
 		t.Fatal(err)
 	}
 	up.addr = ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	go up.srv.Serve(ln)
 	t.Cleanup(func() { up.srv.Close() })
 	return up

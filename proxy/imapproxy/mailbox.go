@@ -35,7 +35,6 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 		d.FirstUnseenSeqNum = 0
 	}
 	d.List = nil
-	ss.prefilter(ss.newest(uids))
 	return d, nil
 }
 
@@ -374,7 +373,11 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	defer ss.begin()()
 	if w != nil && *w == (imapserver.ExpungeWriter{}) {
-		// CLOSE: the upstream's CLOSE expunges silently and unselects (not at all under EXAMINE).
+		// CLOSE: the upstream's CLOSE expunges silently and unselects. Under EXAMINE nothing may be expunged,
+		// whatever the upstream does with a CLOSE then: Unselect leaves the mailbox without CLOSE.
+		if ss.view.readOnly {
+			return nil
+		}
 		ss.view.closing = true
 		return ss.wait(func() error { return ss.up.c.UnselectAndExpunge().Wait() })
 	}

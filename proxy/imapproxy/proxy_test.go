@@ -339,6 +339,12 @@ func TestAppendThroughOutboundPolicy(t *testing.T) {
 	if emls, _ := filepath.Glob(filepath.Join(r.qdir, "*.eml")); len(emls) != 1 {
 		t.Errorf("%d quarantined copies, want 1", len(emls))
 	}
+	r.filter.set(func(*pluginhost.Input) *policy.Decision {
+		return &policy.Decision{Action: pluginhost.Discard}
+	})
+	if d, err := appendMsg(multipartMsg); err != nil || d.UID != 0 {
+		t.Errorf("discarded APPEND = %+v, %v; want OK without APPENDUID", d, err)
+	}
 	direct := r.up.direct()
 	sd, _ := direct.Select("Sent", nil).Wait()
 	if sd.NumMessages != 1 {
@@ -354,8 +360,8 @@ func TestAppendThroughOutboundPolicy(t *testing.T) {
 			appends++
 		}
 	}
-	if appends != 4 {
-		t.Errorf("%d audit records for 4 APPENDs", appends)
+	if appends != 5 {
+		t.Errorf("%d audit records for 5 APPENDs", appends)
 	}
 }
 
@@ -372,10 +378,10 @@ func TestSequenceNumbersFollowUpstreamExpunge(t *testing.T) {
 	d.Select("INBOX", nil).Wait()
 	d.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
 	d.Expunge().Close()
-	// FETCH may not announce it; the client still numbers "one" as 1.
-	m := fetchOne(t, c, 1, &imap.FetchOptions{Envelope: true, UID: true})
-	if m.UID != 1 {
-		t.Errorf("before NOOP, message 1 is UID %d", m.UID)
+	// FETCH may not announce it: the client still numbers "two" as 2.
+	m := fetchOne(t, c, 2, &imap.FetchOptions{Envelope: true, UID: true})
+	if m.UID != 2 || m.Envelope.Subject != "two" {
+		t.Errorf("before NOOP, message 2 is UID %d %q", m.UID, m.Envelope.Subject)
 	}
 	if err := c.Noop().Wait(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,131 @@
+package imapproxy
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/postern/postern/internal/testdovecot"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
+	"github.com/postern/postern/proxy/upstream"
+)
+
+// TestDovecotUpstream runs the proxy in front of a real Dovecot, over verified STARTTLS: login, the capabilities,
+// FETCH from the filtered bytes, \Seen, IDLE with new mail delivered by LMTP, a withheld message, APPEND with
+// APPENDUID, MOVE with COPYUID and the expunges it causes.
+func TestDovecotUpstream(t *testing.T) {
+	dc := testdovecot.Start(t, testdovecot.Options{})
+	dc.Deliver(t, "alice", plainMsg)
+	dc.Deliver(t, "alice", multipartMsg)
+	filter := &fakeFilter{version: "v1"}
+	filter.set(func(in *pluginhost.Input) *policy.Decision {
+		if in.Env.Direction == "retrieval" && in.Env.UID == 3 {
+			return &policy.Decision{Action: pluginhost.Reject, Text: "EICAR", DecidedBy: "av"}
+		}
+		return &policy.Decision{Action: pluginhost.Accept}
+	})
+	o := Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
+		UpstreamTLS:   upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: dc.CertFile, ServerName: "localhost"},
+		ResultHeaders: true, Filters: fakeSource{filter}, Audit: &records{}, QuarantineDir: t.TempDir(),
+		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	exists := make(chan uint32, 10)
+	c, err := imapclient.DialInsecure(ln.Addr().String(), &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				exists <- *d.NumMessages
+			}
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice", "alicepass").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	caps := c.Caps()
+	for _, want := range []imap.Cap{imap.CapUIDPlus, imap.CapMove, imap.CapIdle, imap.CapNamespace} {
+		if !caps.Has(want) {
+			t.Errorf("capability %s missing (Dovecot has it): %v", want, caps)
+		}
+	}
+	if err := c.Create("Sent", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sd.NumMessages != 2 {
+		t.Fatalf("SELECT = %+v, %v", sd, err)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1, 2), &imap.FetchOptions{UID: true, RFC822Size: true, Envelope: true,
+		BodyStructure: &imap.FetchItemBodyStructure{Extended: true}, BodySection: []*imap.FetchItemBodySection{{}}}).Collect()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("FETCH: %d messages, %v", len(msgs), err)
+	}
+	for _, m := range msgs {
+		b := m.FindBodySection(&imap.FetchItemBodySection{})
+		if !bytes.Contains(b, []byte("X-Postern-Verdict: accept")) || m.RFC822Size != int64(len(b)) {
+			t.Errorf("message %d: RFC822.SIZE %d, %d filtered bytes", m.SeqNum, m.RFC822Size, len(b))
+		}
+	}
+	flags, _ := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+	if len(flags) != 1 || !slices.Contains(flags[0].Flags, imap.FlagSeen) {
+		t.Errorf("BODY[] did not set \\Seen upstream: %+v", flags)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.Deliver(t, "alice", strings.Replace(plainMsg, "hello", "infected", 1))
+	select {
+	case n := <-exists:
+		if n != 3 {
+			t.Errorf("EXISTS %d during IDLE, want 3", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no EXISTS during IDLE")
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	idle.Wait()
+	m, err := c.Fetch(imap.SeqSetNum(3), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if err != nil || len(m) != 1 || !bytes.Contains(m[0].FindBodySection(&imap.FetchItemBodySection{Peek: true}), []byte("withheld")) {
+		t.Fatalf("withheld message: %v, %v", m, err)
+	}
+	ac := c.Append("Sent", int64(len(plainMsg)), nil)
+	ac.Write([]byte(plainMsg))
+	ac.Close()
+	ad, err := ac.Wait()
+	if err != nil || ad.UID == 0 {
+		t.Errorf("APPEND = %+v, %v", ad, err)
+	}
+	md, err := c.Move(imap.SeqSetNum(1), "Sent").Wait()
+	if err != nil || md.UIDValidity == 0 {
+		t.Errorf("MOVE = %+v, %v", md, err)
+	}
+	if n := c.Mailbox().NumMessages; n != 2 {
+		t.Errorf("after MOVE the client counts %d messages, want 2", n)
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Errorf("LOGOUT: %v", err)
+	}
+}

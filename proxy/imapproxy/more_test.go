@@ -1,0 +1,275 @@
+package imapproxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-imap/v2/imapserver"
+	proxyproto "github.com/pires/go-proxyproto"
+
+	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/upstream"
+)
+
+func testCert(t *testing.T) (cert, key string, pool *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if _, err := listener.EnsureTestCertificate(cert, key, "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return cert, key, pool
+}
+
+// TestTLSBothWays: implicit TLS from the client, implicit TLS with verification to the upstream, and a PROXY v2
+// header with the client's address before it.
+func TestTLSBothWaysAndProxyHeader(t *testing.T) {
+	cert, key, pool := testCert(t)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var remotes []string
+	up := newMemUpstreamOn(t, nil, func(ln net.Listener) net.Listener {
+		return tls.NewListener(&proxyproto.Listener{Listener: ln}, &tls.Config{Certificates: []tls.Certificate{pair}})
+	}, func(c *imapserver.Conn) {
+		mu.Lock()
+		remotes = append(remotes, c.NetConn().RemoteAddr().String())
+		mu.Unlock()
+	})
+	up.add("INBOX", plainMsg)
+	r := newRig(t, up, func(o *Options) {
+		o.TLS = TLS{Mode: TLSImplicit, CertFile: cert, KeyFile: key}
+		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSImplicit, CAFile: cert, ServerName: "localhost"}
+		o.UpstreamProxyProtocol = true
+		o.AllowInsecureAuth = false
+	})
+	conn, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := imapclient.New(conn, nil)
+	defer c.Close()
+	local := c.Caps() // greeting over TLS
+	if local.Has(imap.CapStartTLS) {
+		t.Error("STARTTLS offered on an implicit TLS connection")
+	}
+	if err := c.Login("alice", "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	fetchOne(t, c, 1, &imap.FetchOptions{RFC822Size: true})
+	env := r.filter.last()
+	if env.TLSVersion == "" || env.UpstreamTLSVersion == "" {
+		t.Errorf("plugins saw TLS %q and upstream TLS %q", env.TLSVersion, env.UpstreamTLSVersion)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(remotes) != 1 || remotes[0] != conn.LocalAddr().String() {
+		t.Errorf("upstream saw the client as %v, want %s (the PROXY header's address)", remotes, conn.LocalAddr())
+	}
+}
+
+func TestUpstreamCertificateVerified(t *testing.T) {
+	cert, key, _ := testCert(t)
+	pair, _ := tls.LoadX509KeyPair(cert, key)
+	up := newMemUpstreamOn(t, nil, func(ln net.Listener) net.Listener {
+		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}})
+	}, nil)
+	other, _, _ := testCert(t) // a CA that did not sign the upstream's certificate
+	r := newRig(t, up, func(o *Options) {
+		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSImplicit, CAFile: other, ServerName: "localhost"}
+	})
+	rc, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	rc.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 200)
+	n, _ := rc.Read(buf)
+	if !bytes.HasPrefix(buf[:n], []byte("* BYE [UNAVAILABLE]")) {
+		t.Errorf("with an unverifiable upstream the client got %q, want BYE [UNAVAILABLE]", buf[:n])
+	}
+}
+
+func TestAppendOverTheLimit(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.MessageSize = 2000 })
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\n")
+	rc.until("a OK")
+	rc.send("b APPEND Sent {100000}\r\n")
+	if l := rc.line(); !strings.HasPrefix(l, "b NO [TOOBIG]") {
+		t.Errorf("huge APPEND literal: %q, want NO [TOOBIG] before the literal", l)
+	}
+	rc.send("c NOOP\r\n")
+	if l := rc.until("c "); !strings.HasPrefix(l[len(l)-1], "c OK") {
+		t.Errorf("the session did not go on: %q", l)
+	}
+}
+
+func TestFetchRangeInChunks(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.UIDSetLength = 100 }) // 9 UIDs per upstream command
+	for i := 0; i < 30; i++ {
+		r.up.add("INBOX", plainMsg)
+	}
+	c := r.client(nil)
+	r.selectBox(c, "INBOX", true)
+	msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true}).Collect()
+	if err != nil || len(msgs) != 30 {
+		t.Fatalf("FETCH 1:* = %d messages, %v", len(msgs), err)
+	}
+	uids, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: 5, Stop: 0}}}}, nil).Wait()
+	if err != nil || len(uids.AllUIDs()) != 26 {
+		t.Errorf("UID SEARCH UID 5:* = %v, %v", uids.AllUIDs(), err)
+	}
+	if n := r.filter.count(); n != 30 {
+		t.Errorf("policy ran %d times for 30 messages", n)
+	}
+}
+
+func TestReloadRefilters(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.up.add("INBOX", plainMsg)
+	read := func() {
+		c := r.client(nil)
+		r.selectBox(c, "INBOX", true)
+		fetchOne(t, c, 1, &imap.FetchOptions{RFC822Size: true})
+		c.Logout().Wait()
+	}
+	read()
+	read()
+	if n := r.filter.count(); n != 1 {
+		t.Fatalf("policy ran %d times for one message read twice", n)
+	}
+	r.filter.mu.Lock()
+	r.filter.version = "v2"
+	r.filter.mu.Unlock()
+	read()
+	if n := r.filter.count(); n != 2 {
+		t.Errorf("after a configuration change the cached result was served (policy ran %d times)", n)
+	}
+}
+
+func TestIdleKeepalive(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.IdleKeepalive = 200 * time.Millisecond })
+	r.up.add("INBOX", plainMsg)
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	rc.until("b OK")
+	rc.send("c IDLE\r\n")
+	if l := rc.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	if l := rc.line(); l != "* 1 EXISTS" {
+		t.Errorf("keep-alive during IDLE: %q, want a repeated * 1 EXISTS", l)
+	}
+	rc.send("DONE\r\n")
+	if l := rc.until("c "); !strings.HasPrefix(l[len(l)-1], "c OK") {
+		t.Errorf("IDLE end: %q", l)
+	}
+}
+
+func TestUnknownCommandBeforeLogin(t *testing.T) {
+	r := newRig(t, nil, nil)
+	rc := r.raw()
+	rc.send("a ID NIL\r\n")
+	lines := rc.until("a ")
+	if !strings.HasPrefix(lines[len(lines)-1], "a BAD") {
+		t.Errorf("ID: %q", lines)
+	}
+}
+
+func TestCloseUnselectAndUIDExpunge(t *testing.T) {
+	r := newRig(t, nil, nil)
+	for i := 0; i < 4; i++ {
+		r.up.add("INBOX", plainMsg)
+	}
+	c := r.client(nil)
+	count := func() uint32 {
+		d := r.up.direct()
+		sd, err := d.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *sd.NumMessages
+	}
+	deleted := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
+	r.selectBox(c, "INBOX", false)
+	if err := c.Store(imap.SeqSetNum(1, 2), deleted, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	// UID EXPUNGE removes only the UIDs named, though two are \Deleted.
+	exp, err := c.UIDExpunge(imap.UIDSetNum(2)).Collect()
+	if err != nil || len(exp) != 1 || exp[0] != 2 {
+		t.Errorf("UID EXPUNGE 2 = %v, %v", exp, err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("%d messages upstream after UID EXPUNGE, want 3", n)
+	}
+	if err := c.Unselect().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("UNSELECT expunged: %d messages", n)
+	}
+	r.selectBox(c, "INBOX", true)
+	if err := c.UnselectAndExpunge().Wait(); err != nil { // CLOSE under EXAMINE: nothing expunged
+		t.Fatal(err)
+	}
+	if n := count(); n != 3 {
+		t.Errorf("CLOSE under EXAMINE expunged: %d messages", n)
+	}
+	r.selectBox(c, "INBOX", false)
+	if err := c.UnselectAndExpunge().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("%d messages upstream after CLOSE, want 2", n)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Errorf("SELECT after CLOSE: %v", err)
+	}
+}
+
+func TestLSUB(t *testing.T) {
+	r := newRig(t, nil, nil)
+	c := r.client(nil)
+	if err := c.Subscribe("Archive").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb LSUB \"\" \"*\"\r\n")
+	lines := rc.until("b ")
+	var found bool
+	for _, l := range lines {
+		if strings.HasPrefix(l, "* LSUB") && strings.Contains(l, "Archive") {
+			found = true
+		}
+		if strings.HasPrefix(l, "* LSUB") && strings.Contains(l, "INBOX") {
+			t.Errorf("an unsubscribed mailbox in LSUB: %q", l)
+		}
+	}
+	if !found || !strings.HasPrefix(lines[len(lines)-1], "b OK") {
+		t.Errorf("LSUB: %q", lines)
+	}
+}
