@@ -45,16 +45,19 @@ func readmeCommands(t *testing.T) []string {
 // TestReadmeDemo runs `postern run` on policies/demo.hcl (on free ports) and the README's swaks and curl commands
 // against it: the clean message is relayed to the embedded upstream with the subject marked, the EICAR message is
 // refused with a 554 and stored nowhere, the stored message reads back over POP3 byte for byte with its exact
-// size, a message put in the mailbox behind Postern's back is withheld when it is read, the message over STARTTLS
+// size, a message put in the mailbox behind Postern's back is withheld when it is read, both read the same over
+// IMAP (sizes and envelopes in the listing, the notice the same at every read), the message over STARTTLS
 // goes through under the test certificate made at start, and submission authenticates against the embedded
 // upstream's test users after STARTTLS (and not before it, nor with a wrong password).
 func TestReadmeDemo(t *testing.T) {
 	need(t, "swaks", "curl")
 	cmds := readmeCommands(t)
-	if len(cmds) != 9 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+	if len(cmds) != 12 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
 		!strings.HasPrefix(cmds[2], "swaks ") || !strings.HasPrefix(cmds[3], "curl ") ||
 		!strings.HasPrefix(cmds[4], "curl ") || !strings.HasPrefix(cmds[5], "swaks ") || !strings.HasPrefix(cmds[6], "curl ") ||
-		!strings.Contains(cmds[7], " --tls ") || !strings.Contains(cmds[8], " --auth-user ") {
+		!strings.HasPrefix(cmds[7], "curl -s imap://") || !strings.HasPrefix(cmds[8], "curl -s 'imap://") ||
+		!strings.HasPrefix(cmds[9], "curl -s 'imap://") ||
+		!strings.Contains(cmds[10], " --tls ") || !strings.Contains(cmds[11], " --auth-user ") {
 		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
 	}
 
@@ -79,13 +82,15 @@ func TestReadmeDemo(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	subAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	popAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2110"} {
+	imapAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2110", "127.0.0.1:2143"} {
 		if !strings.Contains(string(demo), `"`+a+`"`) {
 			t.Fatalf("policies/demo.hcl no longer listens on %s, as the README says", a)
 		}
 	}
 	cfg := filepath.Join(root, "policies", "demo.hcl")
-	ports := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", subAddr, "127.0.0.1:2110", popAddr)
+	ports := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", subAddr, "127.0.0.1:2110", popAddr,
+		"127.0.0.1:2143", imapAddr)
 	if err := os.WriteFile(cfg, []byte(ports.Replace(string(demo))), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +114,8 @@ func TestReadmeDemo(t *testing.T) {
 			t.Logf("postern log:\n%s", log.String())
 		}
 	})
-	if !waitListening(addr, exited) || !waitListening(subAddr, exited) || !waitListening(popAddr, exited) {
+	if !waitListening(addr, exited) || !waitListening(subAddr, exited) || !waitListening(popAddr, exited) ||
+		!waitListening(imapAddr, exited) {
 		t.Fatalf("postern did not listen on %s:\n%s", addr, log.String())
 	}
 
@@ -171,8 +177,29 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("quarantine holds %v, want the withheld original", q)
 	}
 
-	// STARTTLS with the test certificate made at start.
+	// IMAP: the listing gives each UID, the exact size and the envelope; the clean message reads back as it was
+	// stored; the EICAR one is withheld, as the same notice at every read.
 	out, err = sh(cmds[7])
+	if err != nil || !strings.Contains(out, fmt.Sprintf("* 1 FETCH (UID 1 RFC822.SIZE %d ENVELOPE", len(stored))) ||
+		!strings.Contains(out, `"[EXTERNAL] lunch"`) || !strings.Contains(out, "* 2 FETCH (UID 2 RFC822.SIZE") ||
+		!strings.Contains(out, `"[withheld] `) {
+		t.Fatalf("%s: %v\n%s", cmds[7], err, out)
+	}
+	out, err = sh(cmds[8])
+	if err != nil || out != string(stored) {
+		t.Fatalf("%s: %v\n%q\nstored:\n%q", cmds[8], err, out, stored)
+	}
+	notice, err := sh(cmds[9])
+	if err != nil || !strings.Contains(notice, "Subject: [withheld]") || !strings.Contains(notice, "Policy:     malware") ||
+		strings.Contains(notice, "EICAR-STANDARD") {
+		t.Fatalf("%s: %v\n%s", cmds[9], err, notice)
+	}
+	if again, err := sh(cmds[9]); err != nil || again != notice {
+		t.Errorf("the withheld message read again differs: %v\n%s\nfirst:\n%s", err, again, notice)
+	}
+
+	// STARTTLS with the test certificate made at start.
+	out, err = sh(cmds[10])
 	if err != nil || !strings.Contains(out, "TLS started") || !strings.Contains(out, "<~  250 2.0.0 Ok: stored as") {
 		t.Fatalf("message over STARTTLS: %v\n%s", err, out)
 	}
@@ -181,7 +208,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatalf("no test certificate kept in state_dir/tls: %v", err)
 	}
 	// Submission: AUTH after STARTTLS, relayed to the embedded upstream's test users.
-	out, err = sh(cmds[8])
+	out, err = sh(cmds[11])
 	if err != nil || !strings.Contains(out, "<~  235 2.0.0 Authentication succeeded") ||
 		!strings.Contains(out, "<~  250 2.0.0 Ok: stored as") {
 		t.Fatalf("submission with AUTH: %v\n%s", err, out)
@@ -190,17 +217,18 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("%d messages stored by the submission listener, want 1", len(files))
 	}
 	// A wrong password is refused by the upstream; without TLS, AUTH is not offered at all.
-	out, err = sh(strings.Replace(cmds[8], "alice-test-password", "wrong", 1))
+	out, err = sh(strings.Replace(cmds[11], "alice-test-password", "wrong", 1))
 	if err == nil || !strings.Contains(out, "535 5.7.8") {
 		t.Errorf("wrong password: %v\n%s", err, out)
 	}
-	out, err = sh(strings.Replace(cmds[8], " --tls ", " ", 1))
+	out, err = sh(strings.Replace(cmds[11], " --tls ", " ", 1))
 	if err == nil || strings.Contains(out, "235 ") {
 		t.Errorf("AUTH without TLS: %v\n%s", err, out)
 	}
 
 	// The audit log has every decision and an intact chain: each relayed message as a pending record and its
-	// outcome (three), the EICAR refusal, and the two messages filtered as POP3 read them.
+	// outcome (three), the EICAR refusal, the two messages filtered as POP3 read them, and the two filtered as IMAP
+	// read them (once each: the later FETCHes are answered from the cache).
 	cmd.Process.Signal(os.Interrupt)
 	select {
 	case <-exited:
@@ -208,7 +236,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "9 records") {
+	if err != nil || !strings.Contains(string(vout), "11 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }
