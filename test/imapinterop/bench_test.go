@@ -136,16 +136,18 @@ func pass(b *testing.B, addr string) int64 {
 	return bytes
 }
 
-// BenchmarkIMAPFetch runs the client pass straight to Dovecot, through a fresh Postern (first pass: every message
-// fetched and filtered) and through the same Postern again (cached), in one run, interleaved. An op is one of
+// BenchmarkIMAPFetch runs the client pass straight to Dovecot, through a fresh Postern with the demo's policy
+// (first pass: every message fetched and filtered), through the same Postern again (cached), and through a fresh
+// Postern without plugins (what fetching and parsing cost by themselves), in one run, interleaved. An op is one of
 // each; the metrics are the milliseconds per pass and each Postern pass's throughput as a fraction of direct.
 func BenchmarkIMAPFetch(b *testing.B) {
 	dc := benchDovecot(b)
 	pass(b, dc.IMAP) // Dovecot indexes the new mail
-	var direct, first, cached time.Duration
+	var direct, first, cached, bare time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		addr, stop := startBenchProxy(b, dc.IMAP)
+		bareAddr, stopBare := startBenchProxyPolicy(b, dc.IMAP, "")
 		b.StartTimer()
 		t0 := time.Now()
 		pass(b, dc.IMAP)
@@ -154,24 +156,35 @@ func BenchmarkIMAPFetch(b *testing.B) {
 		t2 := time.Now()
 		pass(b, addr)
 		t3 := time.Now()
-		direct, first, cached = direct+t1.Sub(t0), first+t2.Sub(t1), cached+t3.Sub(t2)
+		pass(b, bareAddr)
+		t4 := time.Now()
+		direct, first, cached, bare = direct+t1.Sub(t0), first+t2.Sub(t1), cached+t3.Sub(t2), bare+t4.Sub(t3)
 		b.StopTimer()
 		stop()
+		stopBare()
 		b.StartTimer()
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(direct.Milliseconds())/n, "direct-ms/pass")
 	b.ReportMetric(float64(first.Milliseconds())/n, "first-ms/pass")
 	b.ReportMetric(float64(cached.Milliseconds())/n, "cached-ms/pass")
+	b.ReportMetric(float64(bare.Milliseconds())/n, "noplugins-first-ms/pass")
 	b.ReportMetric(float64(direct)/float64(first), "first/direct")
 	b.ReportMetric(float64(direct)/float64(cached), "cached/direct")
+	b.ReportMetric(float64(direct)/float64(bare), "noplugins-first/direct")
 }
 
 // startBenchProxy starts imapproxy in-process with the demo's policy; stop ends it (and empties its cache).
 func startBenchProxy(b *testing.B, upstream string) (string, func()) {
+	return startBenchProxyPolicy(b, upstream, demoPolicy(b))
+}
+
+// startBenchProxyPolicy is startBenchProxy with other plugin and policy blocks ("" runs no plugin: what the proxy
+// costs by itself, fetching and parsing every message).
+func startBenchProxyPolicy(b *testing.B, upstream, policyHCL string) (string, func()) {
 	// A sub-test-like scope: the proxy's cleanups run at stop, not at the end of the benchmark.
 	tb := &scope{TB: b}
-	addr := startInProcessPolicy(tb, upstream, demoPolicy(b))
+	addr := startInProcessPolicy(tb, upstream, policyHCL)
 	return addr, tb.run
 }
 
