@@ -147,7 +147,6 @@ func eachTarget(t *testing.T, targets []target, f func(t *testing.T, tg target))
 	}
 }
 
-
 var (
 	buildOnce sync.Once
 	binPath   string
