@@ -110,6 +110,8 @@ type IMAP struct {
 	// CacheMemory, CacheEntry and CacheUser bound the cache of filtered messages (0: the proxy's defaults);
 	// CacheDisk keeps larger messages on disk, under state_dir (0: none).
 	CacheMemory, CacheEntry, CacheUser, CacheDisk int64
+	// CacheMeta bounds the metadata kept of messages whose bytes were evicted (0: the default, 64 MiB).
+	CacheMeta int64
 	// IdleKeepalive is how often a client in IDLE gets a keep-alive (0: the default, 2 minutes).
 	IdleKeepalive time.Duration
 	// Prefilter is how many newly arrived messages are filtered when their EXISTS is delivered (PrefilterSet

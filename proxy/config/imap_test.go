@@ -23,6 +23,7 @@ listener "imap" "imap" {
     cache_entry             = "512KiB"
     cache_per_user          = "4MiB"
     cache_disk              = "1GiB"
+    cache_metadata          = "8MiB"
     idle_keepalive          = "1m"
     prefilter               = 0
   }
@@ -38,7 +39,7 @@ listener "imap" "defaults" {
 	}
 	l := cfg.Listeners[0]
 	want := IMAP{UpstreamProxyProtocol: true, CacheMemory: 32 << 20, CacheEntry: 512 << 10, CacheUser: 4 << 20,
-		CacheDisk: 1 << 30, IdleKeepalive: time.Minute, Prefilter: 0, PrefilterSet: true}
+		CacheDisk: 1 << 30, CacheMeta: 8 << 20, IdleKeepalive: time.Minute, Prefilter: 0, PrefilterSet: true}
 	if l.IMAP != want || l.Direction != "retrieval" || l.UpstreamTLS.Mode != "starttls" {
 		t.Fatalf("imap listener %+v", l)
 	}

@@ -115,7 +115,7 @@ var listenerSchema = &hcl.BodySchema{
 
 var imapSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "upstream_proxy_protocol"}, {Name: "cache_size"}, {Name: "cache_entry"}, {Name: "cache_per_user"},
-	{Name: "cache_disk"}, {Name: "idle_keepalive"}, {Name: "prefilter"},
+	{Name: "cache_disk"}, {Name: "cache_metadata"}, {Name: "idle_keepalive"}, {Name: "prefilter"},
 }}
 
 var cacheSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -717,6 +717,9 @@ func (l *loader) imap(content *hcl.BodyContent, ln *Listener) {
 	}
 	if a := c.Attributes["cache_disk"]; a != nil {
 		p.CacheDisk = l.size(a, 1<<20, 1<<40) // under state_dir: CheckServable wants one
+	}
+	if a := c.Attributes["cache_metadata"]; a != nil {
+		p.CacheMeta = l.size(a, 1<<20, 64<<30)
 	}
 	if a := c.Attributes["idle_keepalive"]; a != nil {
 		p.IdleKeepalive = l.duration(a, 10*time.Second, time.Hour)

@@ -40,9 +40,44 @@ type result struct {
 	content  []byte // the bytes in memory, or
 	file     string // the bytes on disk
 
+	// header is the header block of the served bytes (the blank line included); metaOnly marks a result whose
+	// bytes the cache no longer holds: it answers the size, envelope, structure and header sections (a folder
+	// listed again) without the message being fetched and filtered again.
+	header   []byte
+	metaOnly bool
+
 	mu       sync.Mutex // guards what is derived from the bytes once
 	envelope *imap.Envelope
 	bs       imap.BodyStructure
+}
+
+// maxHeaderBlock bounds the header block the metadata keeps.
+const maxHeaderBlock = 64 << 10
+
+// headerBlock returns the header block of a message (through its blank line), nil when there is none within
+// maxHeaderBlock.
+func headerBlock(body io.ReaderAt, size int64) []byte {
+	buf := make([]byte, min(size, maxHeaderBlock))
+	n, _ := body.ReadAt(buf, 0)
+	buf = buf[:n]
+	if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+		return bytes.Clone(buf[:i+4])
+	}
+	if int64(n) == size {
+		return bytes.Clone(buf) // a message without a body
+	}
+	return nil
+}
+
+// metadata is the metadata-only copy of r, nil when r has no header block.
+func (r *result) metadata() *result {
+	if r.header == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &result{size: r.size, sha256: r.sha256, withheld: r.withheld, header: r.header, metaOnly: true,
+		envelope: r.envelope, bs: r.bs}
 }
 
 // open returns the bytes, and a function to call when done with them; ok is false when a file was evicted
@@ -77,6 +112,11 @@ type resultCache struct {
 	bytes    int64
 	diskUsed int64
 	users    map[string]int64
+
+	// The metadata of results whose bytes were evicted, in an LRU of its own within metaBytes.
+	metaBytes, metaUsed int64
+	metaLL              *list.List
+	metaM               map[cacheKey]*list.Element
 }
 
 type cacheEntry struct {
@@ -88,7 +128,8 @@ type cacheEntry struct {
 
 func newResultCache(c Cache, log *slog.Logger) (*resultCache, error) {
 	rc := &resultCache{maxBytes: c.MemoryBytes, userBytes: c.UserBytes, entryBytes: c.EntryBytes, diskDir: c.Dir,
-		diskBytes: c.DiskBytes, log: log, ll: list.New(), m: map[cacheKey]*list.Element{}, users: map[string]int64{}}
+		diskBytes: c.DiskBytes, log: log, ll: list.New(), m: map[cacheKey]*list.Element{}, users: map[string]int64{},
+		metaBytes: c.MetaBytes, metaLL: list.New(), metaM: map[cacheKey]*list.Element{}}
 	if rc.diskDir != "" && rc.diskBytes > 0 {
 		// What an earlier process kept may have been decided by another configuration: start empty.
 		if err := os.RemoveAll(rc.diskDir); err != nil {
@@ -114,6 +155,43 @@ func (c *resultCache) get(k cacheKey) (*result, bool) {
 	return e.Value.(*cacheEntry).r, true
 }
 
+// getMeta returns the metadata of a result whose bytes were evicted.
+func (c *resultCache) getMeta(k cacheKey) (*result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.metaM[k]
+	if !ok {
+		return nil, false
+	}
+	c.metaLL.MoveToFront(e)
+	return e.Value.(*cacheEntry).r, true
+}
+
+// putMeta keeps the metadata of an evicted result, evicting the least recently used metadata to stay within
+// metaBytes. Called with mu held.
+func (c *resultCache) putMeta(k cacheKey, r *result) {
+	if r == nil || c.metaBytes <= 0 {
+		return
+	}
+	cost := int64(len(r.header)) + entryOverhead
+	if cost > c.metaBytes {
+		return
+	}
+	if e, ok := c.metaM[k]; ok {
+		c.metaUsed -= e.Value.(*cacheEntry).cost
+		c.metaLL.Remove(e)
+	}
+	c.metaM[k] = c.metaLL.PushFront(&cacheEntry{key: k, r: r, cost: cost})
+	c.metaUsed += cost
+	for c.metaUsed > c.metaBytes {
+		el := c.metaLL.Back()
+		ce := el.Value.(*cacheEntry)
+		c.metaLL.Remove(el)
+		delete(c.metaM, ce.key)
+		c.metaUsed -= ce.cost
+	}
+}
+
 // put keeps r with body (r.size bytes): in memory up to the entry bound, else on disk within the disk bound,
 // else not at all. It evicts the least recently used entries (the same user's first when that user is over its
 // share) to stay within the bounds, and returns the result as kept (nil when not kept).
@@ -137,7 +215,11 @@ func (c *resultCache) put(k cacheKey, r *result, body io.ReaderAt) *result {
 	default:
 		return nil
 	}
-	cost := int64(len(r.content)+len(k.upstream)+len(k.user)+len(k.mailbox)+len(k.configVersion)) + entryOverhead
+	r.header = headerBlock(body, r.size)
+	// What a listing asks is computed now, once, so that it outlives the bytes in the metadata.
+	r.envelopeOf(func() io.Reader { return io.NewSectionReader(body, 0, r.size) })
+	r.structureOf(func() io.Reader { return io.NewSectionReader(body, 0, r.size) })
+	cost := int64(len(r.content)+len(r.header)+len(k.upstream)+len(k.user)+len(k.mailbox)+len(k.configVersion)) + entryOverhead
 	if cost > c.userBytes || cost > c.maxBytes {
 		if r.file != "" {
 			os.Remove(r.file)
@@ -151,6 +233,11 @@ func (c *resultCache) put(k cacheKey, r *result, body io.ReaderAt) *result {
 	}
 	e := c.ll.PushFront(&cacheEntry{key: k, r: r, cost: cost, disk: disk})
 	c.m[k] = e
+	if me, ok := c.metaM[k]; ok {
+		c.metaUsed -= me.Value.(*cacheEntry).cost
+		c.metaLL.Remove(me)
+		delete(c.metaM, k)
+	}
 	c.bytes += cost
 	c.diskUsed += disk
 	c.users[k.user] += cost
@@ -190,13 +277,7 @@ func (c *resultCache) remove(e *list.Element) {
 	if c.users[ce.key.user] -= ce.cost; c.users[ce.key.user] <= 0 {
 		delete(c.users, ce.key.user)
 	}
-}
-
-// stats reports the entries and memory bytes held.
-func (c *resultCache) stats() (entries int, bytes int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len(), c.bytes
+	c.putMeta(ce.key, ce.r.metadata())
 }
 
 func (c *resultCache) write(k cacheKey, body io.ReaderAt, size int64) (string, error) {

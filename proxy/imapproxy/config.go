@@ -28,7 +28,7 @@ func FromConfig(l *config.Listener) Options {
 			ConnectionRate:    l.Limits.ConnectionRate,
 		},
 		Cache: Cache{MemoryBytes: l.IMAP.CacheMemory, EntryBytes: l.IMAP.CacheEntry, UserBytes: l.IMAP.CacheUser,
-			DiskBytes: l.IMAP.CacheDisk},
+			DiskBytes: l.IMAP.CacheDisk, MetaBytes: l.IMAP.CacheMeta},
 		IdleKeepalive:     l.IMAP.IdleKeepalive,
 		ResultHeaders:     l.ResultHeaders,
 		QuarantineDir:     l.QuarantineDir,

@@ -19,7 +19,7 @@ import (
 
 // rawClient speaks IMAP lines to the proxy.
 type rawClient struct {
-	t  *testing.T
+	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
 }
@@ -230,5 +230,65 @@ func TestOversizedMessageServedAsNotice(t *testing.T) {
 	}
 	if len(r.audit.all()) != 1 {
 		t.Errorf("%d audit records, want the refusal's", len(r.audit.all()))
+	}
+}
+
+// cutConn closes itself once armed and limit more bytes were read: an upstream that dies in the middle of a
+// literal.
+type cutConn struct {
+	net.Conn
+	armed *atomic.Bool
+	limit *atomic.Int64
+}
+
+func (c *cutConn) Read(p []byte) (int, error) {
+	if c.armed.Load() {
+		if c.limit.Load() <= 0 {
+			c.Conn.Close()
+			return 0, net.ErrClosed
+		}
+		if int64(len(p)) > c.limit.Load() {
+			p = p[:c.limit.Load()]
+		}
+	}
+	n, err := c.Conn.Read(p)
+	if c.armed.Load() {
+		c.limit.Add(-int64(n))
+	}
+	return n, err
+}
+
+func TestUpstreamDiesMidFetch(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	big := plainMsg + strings.Repeat("x", 200_000) + "\r\n"
+	up.add("INBOX", big)
+	var armed atomic.Bool
+	var limit atomic.Int64
+	limit.Store(50_000)
+	r := newRig(t, up, func(o *Options) {
+		o.Dial = func(ctx context.Context) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
+			if err != nil {
+				return nil, err
+			}
+			return &cutConn{Conn: c, armed: &armed, limit: &limit}, nil
+		}
+	})
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	rc.until("b OK")
+	armed.Store(true)
+	rc.send("c FETCH 1 (BODY.PEEK[])\r\n")
+	lines := rc.until("* BYE")
+	if !strings.HasPrefix(lines[len(lines)-1], "* BYE") {
+		t.Fatalf("upstream died mid-FETCH: %q, want an untagged BYE", lines)
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "BODY[]") {
+			t.Errorf("part of a message was served: %q", l)
+		}
+	}
+	if r.filter.count() != 0 {
+		t.Error("the policy ran on a truncated message")
 	}
 }

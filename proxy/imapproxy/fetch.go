@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -55,11 +54,6 @@ func setsSeen(o *imap.FetchOptions) bool {
 	}
 	return false
 }
-
-// errNotFiltered is the reply to a FETCH some of whose messages could not be filtered now: the others were
-// served, and the client tries these again later.
-var errNotFiltered = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
-	Text: "Some messages could not be filtered now, try again later"}
 
 // Fetch answers FETCH: metadata is relayed by UID, and every item derived from content comes from the message
 // as filtered (or its notice), taken from the cache or fetched with BODY.PEEK[] and filtered now, one message at
@@ -145,6 +139,17 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *im
 				}
 				continue
 			}
+		}
+		if r, ok := ss.srv.cache.getMeta(ss.key(m.UID)); ok && (w == nil || metaServes(o)) {
+			if w != nil {
+				if err := ss.write(w, seq, md, r, bytes.NewReader(r.header), o, setSeen); err != nil {
+					return err
+				}
+				if setSeen {
+					toSeen = append(toSeen, m.UID)
+				}
+			}
+			continue
 		}
 		if md.size > ss.srv.opts.Limits.MessageSize {
 			r, body := ss.oversize(md)
@@ -259,15 +264,20 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 		if w != nil && seq > 0 {
 			setSeen := seen && !slices.Contains(md.flags, imap.FlagSeen)
 			err := ss.write(w, seq, md, f.r, f.body, o, setSeen)
-			f.close()
 			if err != nil {
+				f.record(audit.Reply{Status: audit.StatusIMAPBye, Text: "Connection to the client failed"})
+				f.close()
 				cmd.Close()
 				return toSeen, err
 			}
+			f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"})
+			f.close()
 			if setSeen {
 				toSeen = append(toSeen, uid)
 			}
 		} else {
+			// Filtered ahead of the client's FETCH (new mail), which the cache will answer.
+			f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "Filtered on arrival"})
 			f.close()
 		}
 	}
@@ -326,6 +336,20 @@ func (f *filtered) close() {
 	if f.sp != nil {
 		f.sp.Close()
 	}
+}
+
+// metaServes reports whether a FETCH asks only for what the cache's metadata of a message answers: the size,
+// the envelope, the structure and header sections of the whole message (a folder listing).
+func metaServes(o *imap.FetchOptions) bool {
+	if len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, bs := range o.BodySection {
+		if bs.Specifier != imap.PartSpecifierHeader || len(bs.Part) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // errFilterTimeout ends a session whose policy did not decide within the command timeout.
@@ -423,8 +447,14 @@ func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
 	} else {
 		f.r = r
 	}
-	out.RecordServed(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"}, r.sha256, r.withheld)
 	return f, nil
+}
+
+// record appends the decision's record with the reply the client got.
+func (f *filtered) record(reply audit.Reply) {
+	if f.out != nil && f.r != nil {
+		f.out.RecordServed(reply, f.r.sha256, f.r.withheld)
+	}
 }
 
 // oversize is what a message larger than the scan size is served as: a notice saying it was not inspected
@@ -450,8 +480,13 @@ func (ss *session) oversize(md meta) (*result, io.ReaderAt) {
 	return r, bytes.NewReader(r.content)
 }
 
-// write answers one message's FETCH items, every content item from body (r.size bytes).
+// write answers one message's FETCH items, every content item from body (r.size bytes; for a result of which
+// the cache kept only the metadata, body is its header block and o asks only for what that answers).
 func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *result, body io.ReaderAt, o *imap.FetchOptions, setSeen bool) error {
+	bodyLen := r.size
+	if r.metaOnly {
+		bodyLen = int64(len(r.header))
+	}
 	mw := w.CreateMessage(seq)
 	mw.WriteUID(md.uid)
 	if o.Flags || setSeen {
@@ -467,7 +502,7 @@ func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *resu
 	if o.RFC822Size {
 		mw.WriteRFC822Size(r.size)
 	}
-	whole := func() io.Reader { return io.NewSectionReader(body, 0, r.size) }
+	whole := func() io.Reader { return io.NewSectionReader(body, 0, bodyLen) }
 	if o.Envelope {
 		mw.WriteEnvelope(r.envelopeOf(whole))
 	}
@@ -477,7 +512,7 @@ func (ss *session) write(w *imapserver.FetchWriter, seq uint32, md meta, r *resu
 	for _, bs := range o.BodySection {
 		var wc io.WriteCloser
 		var err error
-		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
+		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 && !r.metaOnly {
 			// The whole message (or a window of it) is streamed, never held in memory.
 			off, n := int64(0), r.size
 			if p := bs.Partial; p != nil {
@@ -564,5 +599,3 @@ func digestOf(ra io.ReaderAt, size int64) string {
 	io.Copy(h, io.NewSectionReader(ra, 0, size))
 	return hex.EncodeToString(h.Sum(nil))
 }
-
-var _ = strconv.Itoa

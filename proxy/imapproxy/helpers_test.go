@@ -105,20 +105,20 @@ func newLiteral(b []byte) literal { return literal{bytes.NewReader(b), int64(len
 
 // memUpstream is an in-process IMAP server (go-imap's imapmemserver) with user alice.
 type memUpstream struct {
-	t    *testing.T
+	t    testing.TB
 	user *imapmemserver.User
 	srv  *imapserver.Server
 	addr string
 	caps imap.CapSet
 }
 
-func newMemUpstream(t *testing.T, caps imap.CapSet) *memUpstream {
+func newMemUpstream(t testing.TB, caps imap.CapSet) *memUpstream {
 	t.Helper()
 	return newMemUpstreamOn(t, caps, nil, nil)
 }
 
 // newMemUpstreamOn is newMemUpstream with the listener wrapped (TLS, PROXY protocol) and each connection seen.
-func newMemUpstreamOn(t *testing.T, caps imap.CapSet, wrap func(net.Listener) net.Listener, seen func(*imapserver.Conn)) *memUpstream {
+func newMemUpstreamOn(t testing.TB, caps imap.CapSet, wrap func(net.Listener) net.Listener, seen func(*imapserver.Conn)) *memUpstream {
 	t.Helper()
 	mem := imapmemserver.New()
 	u := imapmemserver.NewUser("alice", "secret")
@@ -186,7 +186,7 @@ func (up *memUpstream) direct() *imapclient.Client {
 }
 
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	up     *memUpstream
 	srv    *Server
 	addr   string
@@ -195,7 +195,7 @@ type rig struct {
 	qdir   string
 }
 
-func newRig(t *testing.T, up *memUpstream, edit func(*Options)) *rig {
+func newRig(t testing.TB, up *memUpstream, edit func(*Options)) *rig {
 	t.Helper()
 	if up == nil {
 		up = newMemUpstream(t, nil)

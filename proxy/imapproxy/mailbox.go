@@ -1,6 +1,8 @@
 package imapproxy
 
 import (
+	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 // list's positions from now on, and only UIDs are sent upstream.
 func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.SelectData, error) {
 	defer ss.begin()()
+	ss.relayed = false // imapserver does not poll after SELECT
 	ss.view = mailboxView{}
 	ss.umu.Lock()
 	ss.dirty, ss.flagUpdates, ss.flagsUnknown = false, nil, false
@@ -27,6 +30,12 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 	uids, err := ss.allUIDs()
 	if err != nil {
 		return nil, err
+	}
+	if lim := ss.srv.opts.Limits.Messages; len(uids) > lim {
+		ss.log.Warn("mailbox larger than the proxy serves; SELECT refused", "mailbox", mailbox, "messages", len(uids), "limit", lim)
+		ss.wait(func() error { return ss.up.c.Unselect().Wait() })
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit,
+			Text: fmt.Sprintf("Mailbox holds %d messages, more than the %d this proxy serves", len(uids), lim)}
 	}
 	ss.view = mailboxView{name: mailbox, readOnly: options != nil && options.ReadOnly, uidValidity: d.UIDValidity,
 		uids: uids}
@@ -179,13 +188,20 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 	if !v.selected() {
 		return nil
 	}
+	ss.settle()
 	ss.umu.Lock()
-	dirty, flags, unknown := ss.dirty, ss.flagUpdates, ss.flagsUnknown
+	dirty, flags, unknown, boxFlags := ss.dirty, ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags
 	ss.dirty = false
 	if uw != nil {
-		ss.flagUpdates, ss.flagsUnknown = nil, false
+		ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags = nil, false, nil
 	}
 	ss.umu.Unlock()
+	if uw != nil && boxFlags != nil {
+		// Before the messages' flags: a client must know a keyword before a message carries it.
+		if err := uw.WriteMailboxFlags(boxFlags); err != nil {
+			return err
+		}
+	}
 	if dirty || v.pendingExpunge {
 		now, err := ss.allUIDs()
 		if err != nil {
@@ -242,6 +258,16 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 	return nil
 }
 
+// settle gives the unsolicited FETCH responses that came with the last upstream reply time to be noted:
+// imapclient hands each to a goroutine of its own, which may not have run yet when the reply's command returns.
+// It waits a little for handlers that run, never for long.
+func (ss *session) settle() {
+	runtime.Gosched()
+	for i := 0; i < 50 && ss.fetchers.Load() > 0; i++ {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
 // refreshFlags reads the flags of uids again and tells the client.
 func (ss *session) refreshFlags(uw *imapserver.UpdateWriter, uids []imap.UID) error {
 	for _, chunk := range ss.chunks(slices.Clone(uids)) {
@@ -265,12 +291,13 @@ func (ss *session) refreshFlags(uw *imapserver.UpdateWriter, uids []imap.UID) er
 
 // Poll runs after most commands: it delivers what the upstream announced.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if ss.calls == ss.pollMark && ss.user != "" {
+	relayed := ss.relayed
+	ss.relayed = false
+	if !relayed && ss.user != "" {
 		if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
 			return err
 		}
 	}
-	defer func() { ss.pollMark = ss.calls }()
 	var ew expungeWriter
 	if allowExpunge {
 		ew = w
@@ -515,6 +542,23 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 			return err
 		}); err != nil {
 			return err
+		}
+		ss.settle()
+		ss.umu.Lock()
+		newKeywords := ss.mailboxFlags != nil
+		if newKeywords {
+			// The store made a keyword the mailbox did not have: the client must hear the mailbox's new FLAGS
+			// first, which only Poll (right after this) can write, so the answers go out there.
+			if ss.flagUpdates == nil {
+				ss.flagUpdates = map[imap.UID][]imap.Flag{}
+			}
+			for _, m := range msgs {
+				ss.flagUpdates[m.UID] = m.Flags
+			}
+		}
+		ss.umu.Unlock()
+		if newKeywords {
+			continue
 		}
 		for _, m := range msgs {
 			seq := ss.view.seqOf(m.UID)

@@ -2,13 +2,16 @@ package imapproxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,4 +275,152 @@ func TestLSUB(t *testing.T) {
 	if !found || !strings.HasPrefix(lines[len(lines)-1], "b OK") {
 		t.Errorf("LSUB: %q", lines)
 	}
+}
+
+// noIdleConn hides the upstream's IDLE capability (the bytes " IDLE" read become " XIDL") and notes whether an
+// IDLE command was sent.
+type noIdleConn struct {
+	net.Conn
+	sent *atomic.Bool
+}
+
+func (c noIdleConn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(" IDLE\r\n")) {
+		c.sent.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c noIdleConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	copy(p[:n], bytes.ReplaceAll(p[:n], []byte(" IDLE"), []byte(" XIDL")))
+	return n, err
+}
+
+func TestIdleWithoutUpstreamIdlePolls(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	up.add("INBOX", plainMsg)
+	var idleSent atomic.Bool
+	r := newRig(t, up, func(o *Options) {
+		o.IdlePoll = 200 * time.Millisecond
+		o.IdleKeepalive = 50 * time.Millisecond
+		o.Dial = func(ctx context.Context) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
+			if err != nil {
+				return nil, err
+			}
+			return noIdleConn{c, &idleSent}, nil
+		}
+	})
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	rc.until("b OK")
+	rc.send("c IDLE\r\n")
+	if l := rc.line(); !strings.HasPrefix(l, "+") {
+		t.Fatalf("IDLE: %q", l)
+	}
+	if l := rc.line(); l != "* 1 EXISTS" { // a keep-alive: the IDLE loop runs
+		t.Fatalf("during IDLE: %q", l)
+	}
+	up.add("INBOX", plainMsg)
+	for {
+		l := rc.line()
+		if l == "* 2 EXISTS" {
+			break
+		}
+		if l != "* 1 EXISTS" {
+			t.Fatalf("during IDLE with a polled upstream: %q, want * 2 EXISTS", l)
+		}
+	}
+	if idleSent.Load() {
+		t.Error("IDLE sent to an upstream without it")
+	}
+	rc.send("DONE\r\n")
+	if l := rc.until("c "); !strings.HasPrefix(l[len(l)-1], "c OK") {
+		t.Errorf("IDLE end: %q", l)
+	}
+}
+
+func TestListingAgainAfterEvictionRunsNoPlugin(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) {
+		// Room for about one message's bytes: every other one is evicted to its metadata.
+		o.Cache = Cache{MemoryBytes: 2*entryOverhead + 600, EntryBytes: 600, UserBytes: 2*entryOverhead + 600}
+		o.ResultHeaders = true
+	})
+	for i := 0; i < 5; i++ {
+		r.up.add("INBOX", strings.Replace(plainMsg, "hello", "msg "+string(rune('a'+i)), 1))
+	}
+	c := r.client(nil)
+	r.selectBox(c, "INBOX", true)
+	hdr := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "X-Postern-Verdict"}}
+	list := func() []*imapclient.FetchMessageBuffer {
+		msgs, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true, Envelope: true,
+			BodyStructure: &imap.FetchItemBodyStructure{}, BodySection: []*imap.FetchItemBodySection{hdr}}).Collect()
+		if err != nil || len(msgs) != 5 {
+			t.Fatalf("listing: %d messages, %v", len(msgs), err)
+		}
+		return msgs
+	}
+	first := list()
+	second := list()
+	if n := r.filter.count(); n != 5 {
+		t.Errorf("policy ran %d times for 5 messages listed twice", n)
+	}
+	for i := range first {
+		a, b := first[i], second[i]
+		if a.RFC822Size != b.RFC822Size || a.Envelope.Subject != b.Envelope.Subject ||
+			!bytes.Equal(a.FindBodySection(hdr), b.FindBodySection(hdr)) || !bytes.Contains(b.FindBodySection(hdr), []byte("X-Postern-Verdict")) {
+			t.Errorf("message %d listed differently the second time", a.SeqNum)
+		}
+	}
+	// The body of an evicted message is filtered again, and agrees with the size listed.
+	m := fetchOne(t, c, 1, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	if got := int64(len(m.FindBodySection(&imap.FetchItemBodySection{Peek: true}))); got != first[0].RFC822Size {
+		t.Errorf("BODY[] %d bytes, listed RFC822.SIZE %d", got, first[0].RFC822Size)
+	}
+}
+
+func TestMailboxOverTheLimit(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.Messages = 2 })
+	for i := 0; i < 3; i++ {
+		r.up.add("INBOX", plainMsg)
+	}
+	r.up.add("Archive", plainMsg)
+	c := r.client(nil)
+	_, err := c.Select("INBOX", nil).Wait()
+	var ie *imap.Error
+	if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeLimit {
+		t.Errorf("SELECT of 3 messages with a limit of 2: %v, want NO [LIMIT]", err)
+	}
+	if _, err := c.Select("Archive", nil).Wait(); err != nil {
+		t.Errorf("the session did not go on: %v", err)
+	}
+}
+
+func TestStatusRecentAndNoopPollsUpstream(t *testing.T) {
+	r := newRig(t, nil, nil)
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc STATUS INBOX (MESSAGES RECENT)\r\n")
+	lines := rc.until("c ")
+	if !strings.HasPrefix(lines[len(lines)-1], "c OK") || !strings.Contains(strings.Join(lines, "\n"), "RECENT 0") {
+		t.Errorf("STATUS (MESSAGES RECENT): %q", lines)
+	}
+	// Right after SELECT, a NOOP still asks the upstream: new mail shows.
+	rc.send("d SELECT INBOX\r\n")
+	rc.until("d OK")
+	r.up.add("INBOX", plainMsg)
+	rc.send("e NOOP\r\n")
+	lines = rc.until("e ")
+	if !slicesContains(lines, "* 1 EXISTS") {
+		t.Errorf("NOOP after SELECT: %q, want * 1 EXISTS", lines)
+	}
+}
+
+func slicesContains(lines []string, s string) bool {
+	for _, l := range lines {
+		if l == s {
+			return true
+		}
+	}
+	return false
 }

@@ -46,6 +46,9 @@ type Limits struct {
 	CommandTimeout time.Duration
 	// SessionsPerClient and ConnectionRate are listener.Options' (0: no limit).
 	SessionsPerClient, ConnectionRate int
+	// Messages is the largest mailbox served, in messages (default 1,000,000): the session keeps a UID per
+	// message of the selected mailbox. SELECT of a larger one is refused NO [LIMIT].
+	Messages int
 	// UIDSetLength bounds the UID set of one command sent upstream, in bytes (default 8000, well under every
 	// server's line limit: Dovecot allows 64 KiB, go-imap 50 KiB); a larger set is sent in several commands.
 	UIDSetLength int
@@ -63,6 +66,10 @@ type Cache struct {
 	// is fetched and filtered again at each FETCH). The directory is private to the listener: it is emptied at New.
 	Dir       string
 	DiskBytes int64
+	// MetaBytes bounds the metadata kept of messages whose filtered bytes were evicted (size, digest, envelope,
+	// structure, header block: what a folder listing asks), so that listing a large folder again runs no plugin
+	// (default 64 MiB, some 20,000 messages).
+	MetaBytes int64
 }
 
 // Options configure a Server: one listener in front of one upstream IMAP server.
@@ -125,7 +132,9 @@ type ProxyProtocol struct {
 const (
 	DefaultCacheBytes      = 256 << 20
 	DefaultCacheEntryBytes = 4 << 20
+	DefaultCacheMetaBytes  = 64 << 20
 	DefaultUIDSetLength    = 8000
+	DefaultMessages        = 1_000_000
 	DefaultIdleKeepalive   = 2 * time.Minute
 	DefaultIdlePoll        = 30 * time.Second
 	DefaultPrefilter       = 20
@@ -170,7 +179,8 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&l.Sessions, def.Sessions)
 	setDefault(&l.CommandTimeout, def.CommandTimeout)
 	setDefault(&l.UIDSetLength, DefaultUIDSetLength)
-	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 {
+	setDefault(&l.Messages, DefaultMessages)
+	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 || l.Messages < 0 {
 		return o, errors.New("limits must not be negative")
 	}
 	if l.MessageSize > 1<<32-1 {
@@ -183,7 +193,8 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&c.MemoryBytes, DefaultCacheBytes)
 	setDefault(&c.EntryBytes, min(DefaultCacheEntryBytes, c.MemoryBytes))
 	setDefault(&c.UserBytes, max(c.MemoryBytes/4, c.EntryBytes))
-	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 || c.DiskBytes < 0 {
+	setDefault(&c.MetaBytes, DefaultCacheMetaBytes)
+	if c.MemoryBytes < 0 || c.EntryBytes < 0 || c.UserBytes < 0 || c.DiskBytes < 0 || c.MetaBytes < 0 {
 		return o, errors.New("cache sizes must not be negative")
 	}
 	setDefault(&o.IdleKeepalive, DefaultIdleKeepalive)

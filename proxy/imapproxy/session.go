@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -44,9 +45,9 @@ type session struct {
 	caps        imap.CapSet
 	appendLimit uint32
 	user        string
-	// calls counts upstream commands; pollMark is its value at the last Poll: a command that did not talk to
-	// the upstream (NOOP, CHECK) polls it with NOOP.
-	calls, pollMark int
+	// relayed is set by a relayed command whose success imapserver follows with Poll; a Poll without it
+	// follows a command the upstream did not see (NOOP, CHECK), and polls the upstream with NOOP.
+	relayed bool
 
 	view mailboxView
 
@@ -55,6 +56,10 @@ type session struct {
 	flagUpdates  map[imap.UID][]imap.Flag // FETCH FLAGS that named their UID
 	flagsUnknown bool                     // a FETCH FLAGS without UID arrived: every message's flags are read again
 	notify       chan struct{}            // wakes Idle
+	mailboxFlags []imap.Flag              // the mailbox's FLAGS changed (a new keyword)
+	// fetchers counts unsolicited FETCH handlers running: a poll lets them finish before it reads what they
+	// noted.
+	fetchers atomic.Int32
 
 	mu       sync.Mutex
 	busy     bool // a command is being carried out
@@ -117,6 +122,12 @@ func (s *Server) serveConn(conn net.Conn) {
 	up, err := s.dialUpstream(ss.ctx, conn.RemoteAddr(), conn.LocalAddr(), &imapclient.UnilateralDataHandler{
 		Expunge: func(uint32) { ss.noteChange() },
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.Flags != nil {
+				ss.umu.Lock()
+				ss.mailboxFlags = d.Flags
+				ss.umu.Unlock()
+				ss.wake()
+			}
 			if d.NumMessages != nil {
 				ss.noteChange()
 			}
@@ -169,9 +180,9 @@ func (ss *session) watchUpstream() {
 	case <-ss.done:
 	case <-ss.up.c.Closed():
 		ss.mu.Lock()
-		busy := ss.busy
+		quiet := !ss.busy && !ss.byeSent
 		ss.mu.Unlock()
-		if !busy {
+		if quiet {
 			ss.log.Info("upstream closed the connection; closing session")
 			ss.bye("Mail server closed the connection, try again later")
 		}
@@ -197,6 +208,7 @@ func (ss *session) bye(text string) {
 // begin marks a command in progress; the returned function ends it. A shutdown that began meanwhile says
 // goodbye once the command's reply is out.
 func (ss *session) begin() func() {
+	ss.relayed = true
 	ss.mu.Lock()
 	ss.busy = true
 	ss.mu.Unlock()
@@ -248,6 +260,8 @@ func (ss *session) noteChange() {
 // message's flags again", since imapclient hands it over on a goroutine of its own and its sequence number may
 // no longer mean the same message.
 func (ss *session) noteFetch(msg *imapclient.FetchMessageData) {
+	ss.fetchers.Add(1)
+	defer ss.fetchers.Add(-1)
 	var (
 		uid      imap.UID
 		flags    []imap.Flag
@@ -292,6 +306,7 @@ func (ss *session) upErr(err error) error {
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
+		ss.relayed = false // a refused command is not followed by Poll
 		return ie
 	}
 	return ss.lost(err)
@@ -305,7 +320,6 @@ func (ss *session) lost(err error) error {
 
 // wait runs one upstream command under the watchdog.
 func (ss *session) wait(f func() error) error {
-	ss.calls++
 	stop := ss.up.watch()
 	defer stop()
 	return ss.upErr(f())
@@ -314,6 +328,9 @@ func (ss *session) wait(f func() error) error {
 // Close is called by imapserver when the connection ends.
 func (ss *session) Close() error {
 	ss.once.Do(func() {
+		ss.mu.Lock()
+		ss.byeSent = true // the connection is ending: the upstream's goodbye is not the client's news
+		ss.mu.Unlock()
 		if !ss.up.closed() {
 			stop := ss.up.watch()
 			ss.up.c.Logout().Wait()
@@ -327,6 +344,7 @@ func (ss *session) Close() error {
 // Login relays LOGIN: the client is logged in exactly when the upstream says so.
 func (ss *session) Login(username, password string) error {
 	defer ss.begin()()
+	ss.relayed = false // imapserver does not poll after LOGIN
 	if err := ss.wait(func() error { return ss.up.c.Login(username, password).Wait() }); err != nil {
 		return err
 	}
@@ -342,6 +360,7 @@ func (ss *session) Authenticate(mech string) (sasl.Server, error) {
 	case "PLAIN":
 		return sasl.NewPlainServer(func(identity, username, password string) error {
 			defer ss.begin()()
+			ss.relayed = false
 			var c sasl.Client
 			if ss.up.c.Caps().Has(imap.AuthCap("PLAIN")) {
 				c = sasl.NewPlainClient(identity, username, password)
@@ -447,6 +466,10 @@ func (ss *session) Unsubscribe(mailbox string) error {
 // pattern.
 func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	defer ss.begin()()
+	if len(patterns) == 0 {
+		// imapserver drops an empty pattern: `LIST "" ""` asks for the hierarchy delimiter (RFC 3501 §6.3.8).
+		patterns = []string{""}
+	}
 	seen := map[string]bool{}
 	for _, p := range patterns {
 		var list []*imap.ListData
@@ -472,11 +495,22 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	defer ss.begin()()
+	// imapclient cannot ask for RECENT (obsolete, IMAP4rev1 only): the proxy's own upstream session is never
+	// the first to see a message, so it would be 0 anyway.
+	o := *options
+	o.NumRecent = false
+	if o == (imap.StatusOptions{}) {
+		o.NumMessages = true // STATUS (RECENT) alone: ask something, so that a missing mailbox is still a NO
+	}
 	var d *imap.StatusData
 	err := ss.wait(func() (err error) {
-		d, err = ss.up.c.Status(mailbox, options).Wait()
+		d, err = ss.up.c.Status(mailbox, &o).Wait()
 		return err
 	})
+	if err == nil && options.NumRecent {
+		var zero uint32
+		d.NumRecent = &zero
+	}
 	return d, err
 }
 
