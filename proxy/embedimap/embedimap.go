@@ -8,6 +8,10 @@
 // restarts (an index file per mailbox in the state directory), a file that appears in a directory is a new
 // message with a new UID (announced to selected and idling sessions), a file that disappears (a POP3 client
 // deleted it) is expunged, and flags persist.
+//
+// It is built on go-imap's imapserver with its MailboxTracker, not on imapmemserver: imapmemserver keeps messages
+// in memory, numbers them from 1 at every start and cannot learn of files that appear or disappear, which are the
+// three things this server is for. Its search rules are reused (search.go).
 package embedimap
 
 import (

@@ -226,13 +226,20 @@ policy "malware" {
 // startPostern runs `postern run` with an imap listener in front of upstream until the test ends.
 func startPostern(t *testing.T, upstream string, banner bool) string {
 	t.Helper()
-	bin := postern(t)
 	state := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := filepath.Join(state, "postern.hcl")
 	if err := os.WriteFile(cfg, []byte(posternConfig(t, state, addr, upstream, banner)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	startPosternConfig(t, cfg, addr)
+	return addr
+}
+
+// startPosternConfig runs `postern run -config cfg` until the test ends and waits until it listens on addr.
+func startPosternConfig(t *testing.T, cfg, addr string) {
+	t.Helper()
+	bin := postern(t)
 	var log syncBuffer
 	cmd := exec.Command(bin, "run", "-cache", testplugins.CacheDir(), "-config", cfg)
 	cmd.Stderr = &log
@@ -256,7 +263,6 @@ func startPostern(t *testing.T, upstream string, banner bool) string {
 	if !waitListening(addr, exited) {
 		t.Fatalf("postern did not listen on %s:\n%s", addr, log.String())
 	}
-	return addr
 }
 
 // fetched is one message as a client got it.
