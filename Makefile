@@ -18,7 +18,7 @@ WASI_SYSROOT ?= /usr
 C_FLAGS := --target=wasm32-wasi --sysroot=$(WASI_SYSROOT) -mexec-model=reactor -std=c11 -O2 \
 	-Wall -Wextra -Werror -I sdk/c -Wl,--export=postern_abi_version -Wl,--strip-all
 
-.PHONY: all build plugins run deps test test-unit lint bench clean c-plugin
+.PHONY: all build plugins run deps test test-unit lint bench clean c-plugin imaptest
 
 all: build plugins
 
@@ -60,11 +60,18 @@ run: build $(GO_PLUGINS)
 deps:
 	@.ci/deps
 
+# imaptest: Dovecot's IMAP compliance and stress tester, built from the kit in test/imapinterop/imaptest (MIT, not
+# packaged in Debian) into build/imaptest; the IMAP interop tests run it (IMAPTEST=build/imaptest/bin/imaptest).
+imaptest: $(BUILD)/imaptest/bin/imaptest
+
+$(BUILD)/imaptest/bin/imaptest:
+	test/imapinterop/imaptest/build.sh $(CURDIR)/$(BUILD)/imaptest
+
 # The Go SDK is a module of its own (sdk/postern/go.mod), which `go test ./...` at the root does not enter.
 SDK_MODULE := sdk/postern
 
-test: deps build plugins
-	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(GO) test -count=1 ./...
+test: deps build plugins imaptest
+	POSTERN_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins IMAPTEST=$(CURDIR)/$(BUILD)/imaptest/bin/imaptest $(GO) test -count=1 ./...
 	cd $(SDK_MODULE) && $(GO) test -count=1 ./...
 
 lint:

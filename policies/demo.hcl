@@ -2,8 +2,8 @@
 #
 # An SMTP listener on 127.0.0.1:2525 and a submission listener on 127.0.0.1:2587, both with STARTTLS, whose
 # upstream is the embedded server (it stores every message it receives as an .eml file and knows two test users,
-# alice@example.com and bob@example.com), a POP3 listener on 127.0.0.1:2110 that serves those files back, and the
-# first-party plugins built by `make plugins`. Try it:
+# alice@example.com and bob@example.com), a POP3 listener on 127.0.0.1:2110 and an IMAP listener on 127.0.0.1:2143
+# that serve those files back, and the first-party plugins built by `make plugins`. Try it:
 #
 #   make run
 #   swaks --server 127.0.0.1:2525 --from someone@other.test --to alice@example.com   # tagged as external
@@ -70,6 +70,19 @@ listener "submission" "submission" {
 #   curl -s pop3://demo:demo@127.0.0.1:2110/1       # the first message, as a mail client gets it
 listener "pop3" "demo-pop3" {
   address             = "127.0.0.1:2110"
+  upstream            = "embedded"
+  allow_insecure_auth = true
+}
+
+# An IMAP listener in front of the embedded mailbox: INBOX holds the messages the SMTP listener above stored, and
+# Drafts, Sent and Trash what clients store there (an APPEND passes the policy as outbound mail). Every message
+# read passes the retrieval policy first, and every FETCH item (size, structure, sections) is answered from the
+# filtered bytes. Any user name and password log in; plain-text passwords are allowed on the loopback only.
+#
+#   curl -s imap://demo:demo@127.0.0.1:2143/INBOX -X 'UID FETCH 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])'
+#   curl -s 'imap://demo:demo@127.0.0.1:2143/INBOX;UID=1'   # the first message, as a mail client gets it
+listener "imap" "demo-imap" {
+  address             = "127.0.0.1:2143"
   upstream            = "embedded"
   allow_insecure_auth = true
 }

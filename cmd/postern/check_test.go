@@ -56,7 +56,7 @@ func run(args ...string) (code int, stdout, stderr string) {
 func TestCheckExamples(t *testing.T) {
 	dir := exampleTree(t)
 	want := map[string]string{
-		"demo.hcl":               "3 listeners, 5 plugins, 3 policies",
+		"demo.hcl":               "4 listeners, 5 plugins, 3 policies",
 		"inbound-mx.hcl":         "1 listener, 4 plugins, 3 policies",
 		"security-chain.hcl":     "2 listeners, 3 plugins, 2 policies",
 		"compliance-monitor.hcl": "1 listener, 2 plugins, 2 policies",

@@ -134,7 +134,7 @@ func TestCheckConfigFlag(t *testing.T) {
 	cache := testplugins.CacheDir()
 	for _, args := range [][]string{{"check", "-cache", cache, "-config", demo}, {"check", "-cache", cache, demo}} {
 		code, out, errs := postern(t, "", args...)
-		if code != 0 || !strings.HasPrefix(out, "ok: 3 listeners, 5 plugins, 3 policies") {
+		if code != 0 || !strings.HasPrefix(out, "ok: 4 listeners, 5 plugins, 3 policies") {
 			t.Errorf("%v: exit %d\n%s%s", args, code, out, errs)
 		}
 	}

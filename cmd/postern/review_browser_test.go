@@ -132,6 +132,7 @@ func TestReviewPagesInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	demoCfg := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", freePort(t), "127.0.0.1:2110", freePort(t),
+		"127.0.0.1:2143", freePort(t),
 		"127.0.0.1:8025", adminAddr).Replace(string(demo))
 	if demoCfg == string(demo) || !strings.Contains(demoCfg, "review {") {
 		t.Fatal("policies/demo.hcl has no reviewer pages on 127.0.0.1:8025")

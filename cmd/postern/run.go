@@ -24,6 +24,7 @@ import (
 	"github.com/postern/postern/proxy/audit"
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/control"
+	"github.com/postern/postern/proxy/embedimap"
 	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/guestprof"
@@ -193,6 +194,7 @@ type daemon struct {
 	// imap are the IMAP listeners (run_imap.go); imapBound those bound and not serving yet.
 	imap      []*imapproxy.Server
 	imapBound []imapListener
+	embedIMAP []*embedimap.Server
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener
@@ -588,6 +590,9 @@ func (d *daemon) closeResources(ctx context.Context) {
 		e.Close()
 	}
 	for _, e := range d.embedPOP3 {
+		e.Close()
+	}
+	for _, e := range d.embedIMAP {
 		e.Close()
 	}
 	if d.quarantine != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/embedimap"
 	"github.com/postern/postern/proxy/imapproxy"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
@@ -45,9 +46,11 @@ func (d *daemon) addIMAP(cfg *config.Config, l *config.Listener, hostname string
 			"listener", l.Name, "cert", l.TLS.Cert, "made_now", made)
 	}
 	if l.Upstream == config.UpstreamEmbedded {
-		// TODO(imap-peers): the embedded IMAP upstream (proxy/embedimap) serving the embedded SMTP upstreams'
-		// mail as INBOX, with Sent and Drafts: set opts.Dial to its in-process dialer here.
-		return lerr(errors.New("the embedded IMAP upstream is not part of this build yet; set upstream to a server's host:port"))
+		e, err := d.embeddedIMAP(cfg, l)
+		if err != nil {
+			return lerr(err)
+		}
+		opts.Dial = e.Dial
 	}
 	if cfg.StateDir != "" {
 		opts.SpoolDir = filepath.Join(cfg.StateDir, "spool")
@@ -69,6 +72,42 @@ func (d *daemon) addIMAP(cfg *config.Config, l *config.Listener, hostname string
 	d.imap = append(d.imap, srv)
 	d.imapBound = append(d.imapBound, imapListener{srv, ln})
 	return nil
+}
+
+// embeddedIMAP starts the embedded IMAP upstream of an imap listener: INBOX is the mail the configuration's
+// embedded SMTP upstreams stored (so the demo's mail can be read back), or state_dir/mail/NAME without one;
+// Drafts, Sent and Trash and the mailbox indexes (UIDs, flags) are kept in state_dir/imap/NAME.
+func (d *daemon) embeddedIMAP(cfg *config.Config, l *config.Listener) (*embedimap.Server, error) {
+	var inbox []string
+	for _, e := range d.embeds {
+		inbox = append(inbox, e.Dir())
+	}
+	if len(inbox) == 0 {
+		dir, err := embeddedDir(cfg.StateDir, l.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		inbox = append(inbox, dir)
+	}
+	state := filepath.Join(cfg.StateDir, "imap", l.Name)
+	if cfg.StateDir == "" {
+		var err error
+		if state, err = os.MkdirTemp("", "postern-imap-"+l.Name+"-"); err != nil {
+			return nil, err
+		}
+	}
+	e, err := embedimap.New(embedimap.Options{InboxDirs: inbox, StateDir: state,
+		MaxMessageBytes: max(l.Limits.MessageSize, 64<<20), Logger: d.log.With("listener", l.Name)})
+	if err != nil {
+		return nil, err
+	}
+	d.embedIMAP = append(d.embedIMAP, e)
+	d.log.Info("embedded IMAP upstream: serves the stored .eml files as INBOX, with Drafts, Sent and Trash (any user, any password)",
+		"listener", l.Name, "inbox", inbox, "state", state)
+	return e, nil
 }
 
 // serveIMAP starts serving the bound imap listeners.

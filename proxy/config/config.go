@@ -20,7 +20,7 @@ const (
 )
 
 // UpstreamEmbedded as a listener's upstream selects the in-process SMTP server that stores messages as files
-// (smtp, submission), or the in-process POP3 server that serves those files as a maildrop (pop3).
+// (smtp, submission), or the in-process POP3 or IMAP server that serves those files as a mailbox (pop3, imap).
 const UpstreamEmbedded = "embedded"
 
 // Policy modes.

@@ -545,10 +545,6 @@ func (l *loader) listener(b *hcl.Block) {
 	if a := content.Attributes["upstream"]; a != nil {
 		if v, ok := l.str(a); ok && v == UpstreamEmbedded {
 			ln.Upstream = v
-			if proto == ProtocolIMAP {
-				l.add(errorf(a.Expr.Range(), "No embedded upstream for "+proto, "The embedded upstream is an "+
-					"SMTP and POP3 server; a %s listener needs the address of a real %s server.", proto, proto))
-			}
 		} else if ok {
 			ln.Upstream = l.hostPort(a)
 		}

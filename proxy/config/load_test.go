@@ -197,8 +197,6 @@ listener "smtp" "b" {
 			[]string{"main.hcl:7:17: Invalid reject_code"}},
 		{"unknown protocol", map[string]string{"main.hcl": "listener \"lmtp\" \"x\" {\n  address = \":24\"\n  upstream = \"embedded\"\n}\n"},
 			[]string{"main.hcl:1:10: Unknown listener protocol"}},
-		{"embedded imap", map[string]string{"main.hcl": "listener \"imap\" \"x\" {\n  address = \":143\"\n  upstream = \"embedded\"\n}\n"},
-			[]string{"main.hcl:3:14: No embedded upstream for imap"}},
 		{"bad address", map[string]string{"main.hcl": "listener \"smtp\" \"x\" {\n  address = \"localhost\"\n  upstream = \"mx:99999\"\n}\n"},
 			[]string{"main.hcl:2:13: Invalid address", "main.hcl:3:14: Invalid upstream"}},
 		{"tls without key", map[string]string{"main.hcl": "listener \"smtp\" \"x\" {\n  address = \":25\"\n  upstream = \"embedded\"\n  tls {\n    cert = \"c.pem\"\n  }\n}\n"},

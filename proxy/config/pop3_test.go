@@ -76,15 +76,11 @@ listener "pop3" "pop" {
   xclient                 = true
   upstream_proxy_protocol = true
 }
-listener "imap" "imap" {
-  address  = "127.0.0.1:1143"
-  upstream = "embedded"
-}
 `})
 	got := strings.Join(loadErrors(t, dir), "\n")
 	for _, want := range []string{
 		"main.hcl:5:15: Not a smtp setting", "main.hcl:7:20: Not a smtp setting", "main.hcl:13:29",
-		"main.hcl:15:29: Two ways to pass the client address", "main.hcl:19:14: No embedded upstream for imap",
+		"main.hcl:15:29: Two ways to pass the client address",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in:\n%s", want, got)

@@ -46,19 +46,22 @@ func readmeCommands(t *testing.T) []string {
 // TestReadmeDemo runs `postern run` on policies/demo.hcl (on free ports) and the README's swaks and curl commands
 // against it: the clean message is relayed to the embedded upstream with the subject marked, the EICAR message is
 // refused with a 554 and stored nowhere, the stored message reads back over POP3 byte for byte with its exact
-// size, a message put in the mailbox behind Postern's back is withheld when it is read, the message over STARTTLS
+// size, a message put in the mailbox behind Postern's back is withheld when it is read, both read the same over
+// IMAP (sizes and envelopes in the listing, the notice the same at every read), the message over STARTTLS
 // goes through under the test certificate made at start, and submission authenticates against the embedded
 // upstream's test users after STARTTLS (and not before it, nor with a wrong password).
 func TestReadmeDemo(t *testing.T) {
 	need(t, "swaks", "curl")
 	cmds := readmeCommands(t)
-	if len(cmds) != 13 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
+	if len(cmds) != 16 || !strings.HasPrefix(cmds[0], "swaks ") || !strings.HasPrefix(cmds[1], "printf ") ||
 		!strings.HasPrefix(cmds[2], "swaks ") || !strings.HasPrefix(cmds[3], "curl ") ||
 		!strings.HasPrefix(cmds[4], "curl ") || !strings.HasPrefix(cmds[5], "swaks ") || !strings.HasPrefix(cmds[6], "curl ") ||
-		!strings.Contains(cmds[7], " --tls ") || !strings.Contains(cmds[8], " --auth-user ") ||
-		!strings.Contains(cmds[9], "Subject: cards") || !strings.HasPrefix(cmds[10], "build/postern quarantine list ") ||
-		!strings.HasPrefix(cmds[11], "build/postern quarantine release ") ||
-		!strings.HasPrefix(cmds[12], "curl -s http://127.0.0.1:8025/metrics") {
+		!strings.HasPrefix(cmds[7], "curl -s imap://") || !strings.HasPrefix(cmds[8], "curl -s 'imap://") ||
+		!strings.HasPrefix(cmds[9], "curl -s 'imap://") ||
+		!strings.Contains(cmds[10], " --tls ") || !strings.Contains(cmds[11], " --auth-user ") ||
+		!strings.Contains(cmds[12], "Subject: cards") || !strings.HasPrefix(cmds[13], "build/postern quarantine list ") ||
+		!strings.HasPrefix(cmds[14], "build/postern quarantine release ") ||
+		!strings.HasPrefix(cmds[15], "curl -s http://127.0.0.1:8025/metrics") {
 		t.Fatalf("the README's demo commands changed; update this test:\n%s", strings.Join(cmds, "\n"))
 	}
 
@@ -83,15 +86,16 @@ func TestReadmeDemo(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	subAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	popAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	imapAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2110", "127.0.0.1:8025"} {
+	for _, a := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2110", "127.0.0.1:2143", "127.0.0.1:8025"} {
 		if !strings.Contains(string(demo), `"`+a+`"`) {
 			t.Fatalf("policies/demo.hcl no longer listens on %s, as the README says", a)
 		}
 	}
 	cfg := filepath.Join(root, "policies", "demo.hcl")
 	ports := strings.NewReplacer("127.0.0.1:2525", addr, "127.0.0.1:2587", subAddr, "127.0.0.1:2110", popAddr,
-		"127.0.0.1:8025", adminAddr)
+		"127.0.0.1:2143", imapAddr, "127.0.0.1:8025", adminAddr)
 	if err := os.WriteFile(cfg, []byte(ports.Replace(string(demo))), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +119,8 @@ func TestReadmeDemo(t *testing.T) {
 			t.Logf("postern log:\n%s", log.String())
 		}
 	})
-	if !waitListening(addr, exited) || !waitListening(subAddr, exited) || !waitListening(popAddr, exited) {
+	if !waitListening(addr, exited) || !waitListening(subAddr, exited) || !waitListening(popAddr, exited) ||
+		!waitListening(imapAddr, exited) {
 		t.Fatalf("postern did not listen on %s:\n%s", addr, log.String())
 	}
 
@@ -178,8 +183,29 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("quarantine holds %v, want the withheld original", q)
 	}
 
-	// STARTTLS with the test certificate made at start.
+	// IMAP: the listing gives each UID, the exact size and the envelope; the clean message reads back as it was
+	// stored; the EICAR one is withheld, as the same notice at every read.
 	out, err = sh(cmds[7])
+	if err != nil || !strings.Contains(out, fmt.Sprintf("* 1 FETCH (UID 1 RFC822.SIZE %d ENVELOPE", len(stored))) ||
+		!strings.Contains(out, `"[EXTERNAL] lunch"`) || !strings.Contains(out, "* 2 FETCH (UID 2 RFC822.SIZE") ||
+		!strings.Contains(out, `"[withheld] `) {
+		t.Fatalf("%s: %v\n%s", cmds[7], err, out)
+	}
+	out, err = sh(cmds[8])
+	if err != nil || out != string(stored) {
+		t.Fatalf("%s: %v\n%q\nstored:\n%q", cmds[8], err, out, stored)
+	}
+	notice, err := sh(cmds[9])
+	if err != nil || !strings.Contains(notice, "Subject: [withheld]") || !strings.Contains(notice, "Policy:     malware") ||
+		strings.Contains(notice, "EICAR-STANDARD") {
+		t.Fatalf("%s: %v\n%s", cmds[9], err, notice)
+	}
+	if again, err := sh(cmds[9]); err != nil || again != notice {
+		t.Errorf("the withheld message read again differs: %v\n%s\nfirst:\n%s", err, again, notice)
+	}
+
+	// STARTTLS with the test certificate made at start.
+	out, err = sh(cmds[10])
 	if err != nil || !strings.Contains(out, "TLS started") || !strings.Contains(out, "<~  250 2.0.0 Ok: stored as") {
 		t.Fatalf("message over STARTTLS: %v\n%s", err, out)
 	}
@@ -188,7 +214,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatalf("no test certificate kept in state_dir/tls: %v", err)
 	}
 	// Submission: AUTH after STARTTLS, relayed to the embedded upstream's test users.
-	out, err = sh(cmds[8])
+	out, err = sh(cmds[11])
 	if err != nil || !strings.Contains(out, "<~  235 2.0.0 Authentication succeeded") ||
 		!strings.Contains(out, "<~  250 2.0.0 Ok: stored as") {
 		t.Fatalf("submission with AUTH: %v\n%s", err, out)
@@ -197,31 +223,31 @@ func TestReadmeDemo(t *testing.T) {
 		t.Errorf("%d messages stored by the submission listener, want 1", len(files))
 	}
 	// A wrong password is refused by the upstream; without TLS, AUTH is not offered at all.
-	out, err = sh(strings.Replace(cmds[8], "alice-test-password", "wrong", 1))
+	out, err = sh(strings.Replace(cmds[11], "alice-test-password", "wrong", 1))
 	if err == nil || !strings.Contains(out, "535 5.7.8") {
 		t.Errorf("wrong password: %v\n%s", err, out)
 	}
-	out, err = sh(strings.Replace(cmds[8], " --tls ", " ", 1))
+	out, err = sh(strings.Replace(cmds[11], " --tls ", " ", 1))
 	if err == nil || strings.Contains(out, "235 ") {
 		t.Errorf("AUTH without TLS: %v\n%s", err, out)
 	}
 
 	// The card numbers: quarantined (accepted, not delivered), listed, released to the embedded upstream.
 	before, _ := filepath.Glob(filepath.Join(mail, "*.eml"))
-	out, err = sh(cmds[9])
+	out, err = sh(cmds[12])
 	if err != nil || !strings.Contains(out, "<-  250 2.0.0 Ok: accepted as") {
 		t.Fatalf("card numbers: %v\n%s", err, out)
 	}
 	if files, _ := filepath.Glob(filepath.Join(mail, "*.eml")); len(files) != len(before) {
 		t.Fatalf("the quarantined message was delivered")
 	}
-	out, err = sh(cmds[10])
-	if err != nil || !strings.Contains(out, "content") || !strings.Contains(out, "cards") || !strings.Contains(out, "2 entries") {
-		t.Fatalf("%s: %v\n%s", cmds[10], err, out)
+	out, err = sh(cmds[13])
+	if err != nil || !strings.Contains(out, "content") || !strings.Contains(out, "cards") || !strings.Contains(out, "3 entries") {
+		t.Fatalf("%s: %v\n%s", cmds[13], err, out)
 	}
-	out, err = sh(cmds[11])
+	out, err = sh(cmds[14])
 	if err != nil || !strings.Contains(out, "released ") || !strings.Contains(out, "through smtp embedded: 250") {
-		t.Fatalf("%s: %v\n%s", cmds[11], err, out)
+		t.Fatalf("%s: %v\n%s", cmds[14], err, out)
 	}
 	after, _ := filepath.Glob(filepath.Join(mail, "*.eml"))
 	if len(after) != len(before)+1 {
@@ -239,9 +265,9 @@ func TestReadmeDemo(t *testing.T) {
 	}
 
 	// The metrics count what happened above: the sample lines the README's grep keeps parse as Prometheus text.
-	out, err = sh(cmds[12])
+	out, err = sh(cmds[15])
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", cmds[12], err, out)
+		t.Fatalf("%s: %v\n%s", cmds[15], err, out)
 	}
 	m := metricstest.Parse(t, strings.NewReader(out))
 	for _, c := range []struct {
@@ -262,7 +288,8 @@ func TestReadmeDemo(t *testing.T) {
 	}
 
 	// The audit log has every decision and an intact chain: each relayed message as a pending record and its
-	// outcome (three), the EICAR refusal, the two messages filtered as POP3 read them, the quarantined message,
+	// outcome (three), the EICAR refusal, the two messages filtered as POP3 read them, the two filtered as IMAP read them (once each: later
+	// FETCHes are answered from the cache), the quarantined message,
 	// and its release with the release's outcome.
 	cmd.Process.Signal(os.Interrupt)
 	select {
@@ -271,7 +298,7 @@ func TestReadmeDemo(t *testing.T) {
 		t.Fatal("postern did not stop on SIGINT")
 	}
 	vout, err := exec.Command(bin, "audit", "verify", filepath.Join(root, "build", "state", "audit.log")).CombinedOutput()
-	if err != nil || !strings.Contains(string(vout), "12 records") {
+	if err != nil || !strings.Contains(string(vout), "14 records") {
 		t.Errorf("audit verify: %v\n%s", err, vout)
 	}
 }

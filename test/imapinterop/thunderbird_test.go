@@ -1,0 +1,254 @@
+package imapinterop
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testdovecot"
+)
+
+// tbForward runs inside Thunderbird's network namespace, which has only its own loopback: it forwards
+// 127.0.0.1:PORT there to a Unix socket (the file system is shared across namespaces), where the test's PREAUTH
+// shim listens.
+const tbForward = `
+import socket, sys, threading
+port, path = int(sys.argv[1]), sys.argv[2]
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(16)
+open(sys.argv[3], "w").close()  # listening: Thunderbird may start
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except Exception:
+        pass
+    finally:
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except Exception:
+            pass
+while True:
+    c, _ = ls.accept()
+    u = socket.socket(socket.AF_UNIX)
+    u.connect(path)
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+`
+
+// tbPrefs is the profile's user.js: one IMAP account on 127.0.0.1:PORT (the shim, which greets with PREAUTH, so
+// no password is needed), messages kept offline in a Maildir store (one file per message), no first-run UI.
+const tbPrefs = `user_pref("mail.accountmanager.accounts", "account1");
+user_pref("mail.accountmanager.defaultaccount", "account1");
+user_pref("mail.account.account1.server", "server1");
+user_pref("mail.account.account1.identities", "id1");
+user_pref("mail.identity.id1.useremail", "alice@example.com");
+user_pref("mail.identity.id1.fullName", "Alice");
+user_pref("mail.server.server1.type", "imap");
+user_pref("mail.server.server1.hostname", "127.0.0.1");
+user_pref("mail.server.server1.port", %d);
+user_pref("mail.server.server1.userName", "alice");
+user_pref("mail.server.server1.name", "postern");
+user_pref("mail.server.server1.socketType", 0);
+user_pref("mail.server.server1.authMethod", 3);
+user_pref("mail.server.server1.login_at_startup", true);
+user_pref("mail.server.server1.check_new_mail", true);
+user_pref("mail.server.server1.offline_download", true);
+user_pref("mail.server.server1.download_bodies_on_get_new_mail", true);
+user_pref("mail.server.server1.autosync_offline_stores", true);
+user_pref("mail.server.server1.check_time", 1);
+user_pref("mail.server.server1.storeContractID", "@mozilla.org/msgstore/maildirstore;1");
+user_pref("mail.serverDefaultStoreContractID", "@mozilla.org/msgstore/maildirstore;1");
+user_pref("mail.server.server1.directory-rel", "[ProfD]ImapMail/postern");
+user_pref("mail.shell.checkDefaultClient", false);
+user_pref("mail.provider.suppress_dialog_on_startup", true);
+user_pref("mail.startup.enabledMailCheckOnce", true);
+user_pref("mailnews.start_page.enabled", false);
+user_pref("mail.rights.version", 1);
+user_pref("mail.spotlight.firstRunDone", true);
+user_pref("mail.winsearch.firstRunDone", true);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("app.update.enabled", false);
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("mail.biff.show_alert", false);
+`
+
+// tbLog keeps what Thunderbird sent, for the failure message.
+var tbLog = &syncBuffer{}
+
+// preauthShim serves the Unix socket: each connection is logged in to Postern as alice, then greeted with PREAUTH
+// and relayed byte for byte (test code: Thunderbird cannot be given a password without its key store).
+func preauthShim(t *testing.T, sock, proxy string) {
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.DialTimeout("tcp", proxy, 10*time.Second)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				br := bufio.NewReader(up)
+				if _, err := br.ReadString('\n'); err != nil { // the greeting
+					return
+				}
+				fmt.Fprintf(up, "shim1 LOGIN alice alicepass\r\n")
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if strings.HasPrefix(line, "shim1 ") {
+						if !strings.HasPrefix(line, "shim1 OK") {
+							return
+						}
+						break
+					}
+				}
+				io.WriteString(c, "* PREAUTH Logged in by the test's shim\r\n")
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(io.MultiWriter(up, tbLog), c); done <- struct{}{} }()
+				go func() { io.Copy(c, br); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+}
+
+// TestThunderbird runs Thunderbird headless (xvfb-run) in a network namespace with only loopback, its account on
+// Postern in front of Dovecot: it lists INBOX and, as it gets new mail, downloads each message for offline use
+// (download_bodies_on_get_new_mail), and every message it stores (but for the X-Mozilla-* lines it adds) equals the
+// filtered bytes, the banner included, the EICAR one as its notice.
+func TestThunderbird(t *testing.T) {
+	need(t, "thunderbird", "xvfb-run", "python3", "ip")
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare not found: install the Debian package util-linux")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("a network namespace needs root")
+	}
+	r := newRig(t, testdovecot.Options{})
+	tg := r.targets[1]
+	ref := reference(t, tg.addr)
+	checkFiltered(t, tg, ref)
+
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "shim.sock")
+	preauthShim(t, sock, tg.addr)
+	profile := filepath.Join(dir, "profile")
+	if err := os.MkdirAll(profile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const port = 1143 // inside the namespace: nothing else listens there
+	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(fmt.Sprintf(tbPrefs, port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fwd := filepath.Join(dir, "forward.py")
+	if err := os.WriteFile(fwd, []byte(tbForward), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "forward.ready")
+	script := fmt.Sprintf(`ip link set lo up && { python3 %s %d %s %s & } && `+
+		`while [ ! -e %s ]; do sleep 0.1; done && exec xvfb-run -a thunderbird --no-remote --profile %s`,
+		fwd, port, sock, ready, ready, profile)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "-n", "--", "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "MOZ_HEADLESS=1", "MOZ_DISABLE_AUTO_SAFE_MODE=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+
+	want := map[string]bool{}
+	for _, f := range ref {
+		want[digest(f.Body)] = true
+	}
+	var stored map[string]string
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		stored = tbStored(t, filepath.Join(profile, "ImapMail", "postern"))
+		matched := 0
+		for _, b := range stored {
+			if want[digest([]byte(b))] {
+				matched++
+			}
+		}
+		if matched == len(ref) {
+			for name, b := range stored {
+				t.Logf("stored %s: %d bytes, banner %v", filepath.Base(name), len(b), strings.Contains(b, bannerText))
+			}
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	var got []string
+	for name, b := range stored {
+		got = append(got, fmt.Sprintf("%s (%d bytes, known %v)", name, len(b), want[digest([]byte(b))]))
+	}
+	t.Logf("Thunderbird sent:\n%s", lastLines(tbLog.String(), 60))
+	t.Fatalf("Thunderbird stored %d messages matching the filtered bytes of %d; stored:\n%s\nthunderbird output:\n%s",
+		len(got), len(ref), strings.Join(got, "\n"), lastLines(out.String(), 40))
+}
+
+// tbStored reads the messages of Thunderbird's offline Maildir store for the account, without the X-Mozilla-*
+// header lines Thunderbird adds to what it downloaded.
+func tbStored(t *testing.T, root string) map[string]string {
+	out := map[string]string{}
+	filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || !strings.HasSuffix(path, ".eml") {
+			return nil
+		}
+		if rel, err := filepath.Rel(root, path); err != nil || !strings.Contains("/"+rel, "/cur/") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		var kept []string
+		header := true
+		for _, line := range strings.SplitAfter(string(b), "\n") {
+			if header && strings.HasPrefix(line, "X-Mozilla-") {
+				continue
+			}
+			if line == "\r\n" || line == "\n" {
+				header = false
+			}
+			kept = append(kept, line)
+		}
+		out[path] = strings.Join(kept, "")
+		return nil
+	})
+	return out
+}
