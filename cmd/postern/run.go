@@ -28,11 +28,9 @@ import (
 	"github.com/postern/postern/proxy/embedpop3"
 	"github.com/postern/postern/proxy/embedsmtp"
 	"github.com/postern/postern/proxy/guestprof"
-	"github.com/postern/postern/proxy/imapproxy"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/policy"
-	"github.com/postern/postern/proxy/pop3proxy"
 	"github.com/postern/postern/proxy/quarantine"
 	"github.com/postern/postern/proxy/smtpproxy"
 )
@@ -172,17 +170,15 @@ type daemon struct {
 	audit   *audit.Log
 	index   *indexFeed // nil without an audit index
 	control *control.Server
-	servers []*smtpproxy.Server
-	embeds  []*embedsmtp.Server
+	// frontEnds are the SMTP, POP3 and IMAP listeners (run_frontends.go), bound or serving.
+	frontEnds []*boundFrontEnd
+	embeds    []*embedsmtp.Server
 	// embedded are the embedded SMTP upstreams by listener name, for releases from the quarantine.
 	embedded map[string]*embedsmtp.Server
 	// quarantine is the store every listener shares (nil without one); the control socket's quarantine
 	// command and the reviewer page act on it.
 	quarantine *quarantine.Store
-	// pop3 are the POP3 listeners (run_pop3.go); pop3Bound those bound and not serving yet.
-	pop3      []*pop3proxy.Server
-	pop3Bound []pop3Listener
-	embedPOP3 []*embedpop3.Server
+	embedPOP3  []*embedpop3.Server
 	// admin is the admin HTTP listener (run_admin.go), nil without an admin block; adminLn is it bound and not
 	// serving yet; serving is its readiness: every listener serves and no shutdown has begun.
 	admin      *admin.Server
@@ -191,10 +187,7 @@ type daemon struct {
 	// reviewIndex is the audit index the reviewer pages search, closed with the admin listener.
 	reviewIndex *lazyIndex
 	serving     atomic.Bool
-	// imap are the IMAP listeners (run_imap.go); imapBound those bound and not serving yet.
-	imap      []*imapproxy.Server
-	imapBound []imapListener
-	embedIMAP []*embedimap.Server
+	embedIMAP   []*embedimap.Server
 	// listeners is the listener configuration the servers were started with: a reload that changes it is
 	// applied to policies and plugins, and the listener change waits for a restart (it is logged).
 	listeners []*config.Listener
@@ -266,18 +259,6 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 			}
 		}
 	}
-	type bound struct {
-		srv *smtpproxy.Server
-		ln  net.Listener
-	}
-	var toServe []bound
-	defer func() {
-		if err != nil {
-			for _, b := range toServe {
-				b.ln.Close()
-			}
-		}
-	}()
 	var pop3Listeners, imapListeners []*config.Listener
 	for _, l := range cfg.Listeners {
 		if l.Protocol == config.ProtocolPOP3 {
@@ -334,8 +315,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		if err != nil {
 			return nil, lerr(err)
 		}
-		d.servers = append(d.servers, srv)
-		toServe = append(toServe, bound{srv, ln})
+		d.bind(l.Name, srv.Options().TLS.CertFile != "", srv, ln)
 	}
 	for _, l := range pop3Listeners {
 		if err := d.addPOP3(cfg, l, hostname); err != nil {
@@ -363,20 +343,7 @@ func startDaemon(ctx context.Context, path, cacheDir string, logger *slog.Logger
 		}
 	}
 
-	for _, b := range toServe {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, smtpproxy.ErrServerClosed) {
-				select {
-				case d.failed <- err:
-				default:
-				}
-			}
-		}()
-	}
-	d.servePOP3()
-	d.serveIMAP()
+	d.serveFrontEnds()
 	d.serveAdmin()
 	d.serving.Store(true)
 	if d.quarantine != nil {
@@ -488,18 +455,8 @@ func (d *daemon) reloadNow(ctx context.Context) (string, error) {
 	}
 	metrics.ConfigLoaded(res.Config.Version)
 	msgs := []string{res.String()}
-	for _, srv := range d.servers {
-		if srv.Options().TLS.CertFile == "" {
-			continue
-		}
-		if err := srv.ReloadCertificate(); err != nil {
-			d.log.Error("certificate reload failed; the previous certificate stays in use", "error", err)
-			msgs = append(msgs, "certificate of "+srv.Options().Name+" not reloaded: "+err.Error())
-		}
-	}
-	msgs = append(msgs, d.reloadPOP3Certificates()...)
+	msgs = append(msgs, d.reloadCertificates()...)
 	msgs = append(msgs, d.reloadAdminCertificate()...)
-	msgs = append(msgs, d.reloadIMAPCertificates()...)
 	if !res.Unchanged && !sameListeners(d.listeners, res.Config.Listeners) {
 		d.log.Warn("listener blocks changed: the new policies and plugins serve now, the listener settings " +
 			"(addresses, upstreams, limits, TLS modes) take effect at the next restart")
@@ -539,20 +496,7 @@ func (d *daemon) shutdown(grace time.Duration) bool {
 	if d.control != nil {
 		d.control.Close()
 	}
-	var wg sync.WaitGroup
-	for _, srv := range d.servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Shutdown(ctx); err != nil {
-				d.cut.Store(true)
-				d.log.Warn("sessions cut off at the shutdown deadline", "listener", srv.Options().Name, "error", err)
-			}
-		}()
-	}
-	d.shutdownPOP3(ctx, &wg)
-	d.shutdownIMAP(ctx, &wg)
-	wg.Wait()
+	d.shutdownFrontEnds(ctx)
 	d.wg.Wait()
 	d.closeRest(ctx)
 	d.log.Info("postern stopped", "clean", !d.cut.Load())
@@ -566,11 +510,7 @@ func (d *daemon) closeNow() {
 	if d.control != nil {
 		d.control.Close()
 	}
-	for _, srv := range d.servers {
-		srv.Close()
-	}
-	d.closePOP3()
-	d.closeIMAP()
+	d.closeFrontEnds()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	d.closeRest(ctx)

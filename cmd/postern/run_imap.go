@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -16,12 +13,6 @@ import (
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 )
-
-// imapListener is an imap listener bound and not serving yet.
-type imapListener struct {
-	srv *imapproxy.Server
-	ln  net.Listener
-}
 
 // addIMAP builds and binds an imap listener.
 func (d *daemon) addIMAP(cfg *config.Config, l *config.Listener, hostname string) error {
@@ -69,8 +60,7 @@ func (d *daemon) addIMAP(cfg *config.Config, l *config.Listener, hostname string
 	if err != nil {
 		return lerr(err)
 	}
-	d.imap = append(d.imap, srv)
-	d.imapBound = append(d.imapBound, imapListener{srv, ln})
+	d.bind(l.Name, srv.Options().TLS.CertFile != "", srv, ln)
 	return nil
 }
 
@@ -108,59 +98,4 @@ func (d *daemon) embeddedIMAP(cfg *config.Config, l *config.Listener) (*embedima
 	d.log.Info("embedded IMAP upstream: serves the stored .eml files as INBOX, with Drafts, Sent and Trash (any user, any password)",
 		"listener", l.Name, "inbox", inbox, "state", state)
 	return e, nil
-}
-
-// serveIMAP starts serving the bound imap listeners.
-func (d *daemon) serveIMAP() {
-	for _, b := range d.imapBound {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, imapproxy.ErrServerClosed) {
-				select {
-				case d.failed <- err:
-				default:
-				}
-			}
-		}()
-	}
-	d.imapBound = nil
-}
-
-// shutdownIMAP shuts the imap listeners down alongside the others: every session gets an untagged BYE.
-func (d *daemon) shutdownIMAP(ctx context.Context, wg *sync.WaitGroup) {
-	for _, srv := range d.imap {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Shutdown(ctx); err != nil {
-				d.cut.Store(true)
-				d.log.Warn("sessions cut off at the shutdown deadline", "listener", srv.Options().Name, "error", err)
-			}
-		}()
-	}
-}
-
-// closeIMAP closes the imap listeners, bound or serving.
-func (d *daemon) closeIMAP() {
-	for _, b := range d.imapBound {
-		b.ln.Close()
-	}
-	for _, srv := range d.imap {
-		srv.Close()
-	}
-}
-
-// reloadIMAPCertificates re-reads the imap listeners' certificates.
-func (d *daemon) reloadIMAPCertificates() (msgs []string) {
-	for _, srv := range d.imap {
-		if srv.Options().TLS.CertFile == "" {
-			continue
-		}
-		if err := srv.ReloadCertificates(); err != nil {
-			d.log.Error("certificate reload failed; the previous certificate stays in use", "error", err)
-			msgs = append(msgs, "certificate of "+srv.Options().Name+" not reloaded: "+err.Error())
-		}
-	}
-	return msgs
 }

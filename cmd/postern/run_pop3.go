@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -15,12 +12,6 @@ import (
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pop3proxy"
 )
-
-// pop3Listener is a pop3 listener bound and not serving yet.
-type pop3Listener struct {
-	srv *pop3proxy.Server
-	ln  net.Listener
-}
 
 // addPOP3 builds and binds a pop3 listener. An embedded upstream serves the messages the configuration's
 // embedded SMTP upstreams stored (so the demo's mail can be read back), or state_dir/mail/NAME without one.
@@ -78,62 +69,6 @@ func (d *daemon) addPOP3(cfg *config.Config, l *config.Listener, hostname string
 	if err != nil {
 		return lerr(err)
 	}
-	d.pop3 = append(d.pop3, srv)
-	d.pop3Bound = append(d.pop3Bound, pop3Listener{srv, ln})
+	d.bind(l.Name, srv.Options().TLS.CertFile != "", srv, ln)
 	return nil
-}
-
-// servePOP3 starts serving the bound pop3 listeners.
-func (d *daemon) servePOP3() {
-	for _, b := range d.pop3Bound {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			if err := b.srv.Serve(b.ln); err != nil && !errors.Is(err, pop3proxy.ErrServerClosed) {
-				select {
-				case d.failed <- err:
-				default:
-				}
-			}
-		}()
-	}
-	d.pop3Bound = nil
-}
-
-// shutdownPOP3 shuts the pop3 listeners down alongside the others.
-func (d *daemon) shutdownPOP3(ctx context.Context, wg *sync.WaitGroup) {
-	for _, srv := range d.pop3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Shutdown(ctx); err != nil {
-				d.cut.Store(true)
-				d.log.Warn("sessions cut off at the shutdown deadline", "listener", srv.Options().Name, "error", err)
-			}
-		}()
-	}
-}
-
-// closePOP3 closes the pop3 listeners, bound or serving, and their embedded upstreams.
-func (d *daemon) closePOP3() {
-	for _, b := range d.pop3Bound {
-		b.ln.Close()
-	}
-	for _, srv := range d.pop3 {
-		srv.Close()
-	}
-}
-
-// reloadPOP3Certificates re-reads the pop3 listeners' certificates.
-func (d *daemon) reloadPOP3Certificates() (msgs []string) {
-	for _, srv := range d.pop3 {
-		if srv.Options().TLS.CertFile == "" {
-			continue
-		}
-		if err := srv.ReloadCertificate(); err != nil {
-			d.log.Error("certificate reload failed; the previous certificate stays in use", "error", err)
-			msgs = append(msgs, "certificate of "+srv.Options().Name+" not reloaded: "+err.Error())
-		}
-	}
-	return msgs
 }

@@ -82,8 +82,8 @@ func New(opts Options) (*Server, error) {
 // Options returns the options in effect, defaults filled in.
 func (s *Server) Options() Options { return s.opts }
 
-// ReloadCertificates reads the certificate and key again; on error the old pair stays in use.
-func (s *Server) ReloadCertificates() error {
+// ReloadCertificate reads the certificate and key again; on error the old pair stays in use.
+func (s *Server) ReloadCertificate() error {
 	if s.certs == nil {
 		return nil
 	}
