@@ -6,25 +6,24 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base32"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 
+	"github.com/postern/postern/proxy/frontend"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pop3"
-	"github.com/postern/postern/proxy/upstream"
 )
 
 // Server is one POP3 listener in front of one upstream.
 type Server struct {
 	opts    Options
+	base    *frontend.Base
 	log     *slog.Logger
 	flow    *mailflow.Flow
 	ln      *listener.Server
-	certs   *listener.Certificates
 	tlsConf *tls.Config
 	upTLS   *tls.Config
 	cache   *resultCache
@@ -40,42 +39,26 @@ func New(opts Options) (*Server, error) {
 	if s.cache, err = newResultCache(o.Cache, s.log); err != nil {
 		return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
 	}
-	if o.TLS.Mode != TLSNone {
-		if s.certs, err = listener.LoadCertificates(o.TLS.CertFile, o.TLS.KeyFile); err != nil {
-			return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
-		}
-		s.tlsConf = s.certs.TLSConfig()
+	up := o.Upstream
+	if o.Dial != nil {
+		up = ""
 	}
-	if o.UpstreamTLS.Mode != upstream.TLSNone {
-		addr := o.Upstream
-		if o.Dial != nil {
-			addr = ""
-		}
-		if s.upTLS, err = upstream.TLSConfig(addr, o.UpstreamTLS); err != nil {
-			return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
-		}
-	}
-	lo := listener.Options{Name: o.Name, Protocol: Protocol, Sessions: o.Limits.Sessions, ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout,
-		SessionsPerClient: max(o.Limits.SessionsPerClient, 0), ConnectionRate: o.Limits.ConnectionRate, Logger: s.log}
-	for _, t := range o.ProxyProtocol.Trusted {
-		p, _ := listener.ParsePrefix(t) // checked by withDefaults
-		lo.ProxyTrusted = append(lo.ProxyTrusted, p)
-	}
-	s.ln = listener.New(lo, handler{s})
 	// A mailbox cannot be sent back: bare line ends are repaired (as Dovecot serves them), never a reason to
 	// withhold a message.
-	fo := mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir, MemoryThreshold: o.MemoryThreshold,
-		MessageSize: o.Limits.MessageSize, NormalizeNewlines: true, MessageLimits: o.MessageLimits,
-		ResultHeaders: o.ResultHeaders, Logger: s.log}
-	fo.Quarantine = o.Quarantine
-	if fo.Quarantine == nil && o.QuarantineDir != "" {
-		if fo.Quarantine, err = mailflow.OpenQuarantine(o.QuarantineDir); err != nil {
-			return nil, fmt.Errorf("pop3proxy: listener %q: quarantine_dir: %w", o.Name, err)
-		}
+	b, err := frontend.New(frontend.Setup{Package: "pop3proxy", ClientTLS: o.TLS, Upstream: up, UpstreamTLS: o.UpstreamTLS,
+		Listener: listener.Options{Name: o.Name, Protocol: Protocol, Sessions: o.Limits.Sessions,
+			ProxyHeaderTimeout: o.ProxyProtocol.HeaderTimeout, SessionsPerClient: max(o.Limits.SessionsPerClient, 0),
+			ConnectionRate: o.Limits.ConnectionRate},
+		ProxyTrusted: o.ProxyProtocol.Trusted,
+		Flow: mailflow.Options{Filters: o.Filters, Audit: o.Audit, SpoolDir: o.SpoolDir, MemoryThreshold: o.MemoryThreshold,
+			MessageSize: o.Limits.MessageSize, NormalizeNewlines: true, MessageLimits: o.MessageLimits,
+			ResultHeaders: o.ResultHeaders, Quarantine: o.Quarantine},
+		QuarantineDir: o.QuarantineDir, Logger: s.log}, handler{s})
+	if err != nil {
+		return nil, err
 	}
-	if s.flow, err = mailflow.New(fo); err != nil {
-		return nil, fmt.Errorf("pop3proxy: listener %q: %w", o.Name, err)
-	}
+	// The shared parts, under the names the protocol code uses.
+	s.base, s.flow, s.ln, s.tlsConf, s.upTLS = b, b.Flow, b.Listener, b.TLS, b.UpstreamTLS
 	return s, nil
 }
 
@@ -83,15 +66,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Options() Options { return s.opts }
 
 // ReloadCertificate reads the certificate and key again; on error the old pair stays in use.
-func (s *Server) ReloadCertificate() error {
-	if s.certs == nil {
-		return nil
-	}
-	if err := s.certs.Reload(); err != nil {
-		return fmt.Errorf("pop3proxy: listener %q: %w", s.opts.Name, err)
-	}
-	return nil
-}
+func (s *Server) ReloadCertificate() error { return s.base.ReloadCertificate() }
 
 // ListenAndServe listens on Options.Address and serves until Shutdown or Close.
 func (s *Server) ListenAndServe() error {
@@ -107,21 +82,16 @@ var ErrServerClosed = listener.ErrServerClosed
 
 // Serve accepts connections on ln until Shutdown or Close, and returns ErrServerClosed then. It closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	s.log.Info("listening", "address", ln.Addr().String(), "protocol", Protocol, "tls", string(s.opts.TLS.Mode),
+	return s.base.Serve(ln, "protocol", Protocol, "tls", string(s.opts.TLS.Mode),
 		"upstream", s.upstreamName(), "size_mode", string(s.opts.SizeMode))
-	err := s.ln.Serve(ln)
-	if err != nil && !errors.Is(err, ErrServerClosed) {
-		return fmt.Errorf("pop3proxy: %w", err)
-	}
-	return err
 }
 
 // Shutdown stops accepting, ends the sessions that are between commands (-ERR [SYS/TEMP], nothing deleted) and
 // lets a command in progress finish, up to ctx's deadline; then it closes whatever is left.
-func (s *Server) Shutdown(ctx context.Context) error { return s.ln.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error { return s.base.Shutdown(ctx) }
 
 // Close closes the listeners and every session at once.
-func (s *Server) Close() error { return s.ln.Close() }
+func (s *Server) Close() error { return s.base.Close() }
 
 func (s *Server) upstreamName() string {
 	if s.opts.Upstream != "" {
@@ -134,15 +104,7 @@ type handler struct{ s *Server }
 
 func (h handler) ServeConn(c net.Conn) { h.s.serveConn(c) }
 func (h handler) Refuse(c net.Conn, why error) {
-	text := "Server shutting down, try again later"
-	switch {
-	case errors.Is(why, listener.ErrBusy):
-		text = "Too many sessions, try again later"
-	case errors.Is(why, listener.ErrClientBusy):
-		text = "Too many sessions from your address, try again later"
-	case errors.Is(why, listener.ErrClientRate):
-		text = "Too many connections from your address, try again later"
-	}
+	text := frontend.RefusalText(why)
 	if h.s.opts.TLS.Mode != TLSImplicit {
 		w := bufio.NewWriter(c)
 		pop3.WriteResponse(w, pop3.Err(pop3.CodeSysTemp, text))
