@@ -559,7 +559,7 @@ func (r *result) envelopeOf(body func() io.Reader) *imap.Envelope {
 		if err != nil {
 			r.envelope = &imap.Envelope{}
 		} else {
-			r.envelope = imapserver.ExtractEnvelope(h)
+			r.envelope = extractEnvelope(h)
 		}
 	}
 	return r.envelope
