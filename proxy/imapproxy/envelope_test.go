@@ -10,7 +10,9 @@ import (
 func TestParseAddressList(t *testing.T) {
 	start := func(name string) imap.Address { return imap.Address{Mailbox: name} }
 	end := imap.Address{}
-	addr := func(name, mailbox, host string) imap.Address { return imap.Address{Name: name, Mailbox: mailbox, Host: host} }
+	addr := func(name, mailbox, host string) imap.Address {
+		return imap.Address{Name: name, Mailbox: mailbox, Host: host}
+	}
 	for _, tc := range []struct {
 		in   string
 		want []imap.Address
