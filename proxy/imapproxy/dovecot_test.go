@@ -1,6 +1,7 @@
 package imapproxy
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"log/slog"
@@ -128,4 +129,90 @@ func TestDovecotUpstream(t *testing.T) {
 	if err := c.Logout().Wait(); err != nil {
 		t.Errorf("LOGOUT: %v", err)
 	}
+}
+
+// TestDovecotSubscriptions checks LSUB and LIST's subscription options against Dovecot's own answers: LSUB lists the
+// unsubscribed parent of a subscribed child as \Noselect (RFC 3501 §6.3.9) where LIST (SUBSCRIBED) does not, and
+// with RECURSIVEMATCH and several patterns a parent gets CHILDINFO only for a child no pattern matched (RFC 5258).
+func TestDovecotSubscriptions(t *testing.T) {
+	dc := testdovecot.Start(t, testdovecot.Options{})
+	srv, err := New(Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
+		Filters: fakeSource{&fakeFilter{version: "v1"}}, Audit: &records{}, QuarantineDir: t.TempDir(),
+		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	session := func(addr string) *rawClient {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+		rc.line()
+		rc.send("a LOGIN alice alicepass\r\n")
+		if l := rc.until("a "); !strings.HasPrefix(l[len(l)-1], "a OK") {
+			t.Fatalf("LOGIN: %q", l)
+		}
+		return rc
+	}
+	setup := session(dc.IMAP)
+	for _, cmd := range []string{"CREATE box.test", "CREATE box.test2.test", "CREATE box.test3.x",
+		"SUBSCRIBE box.test", "SUBSCRIBE box.test2.test", "SUBSCRIBE box.test3.x"} {
+		setup.send("c " + cmd + "\r\n")
+		if l := setup.until("c "); !strings.HasPrefix(l[len(l)-1], "c OK") {
+			t.Fatalf("%s: %q", cmd, l)
+		}
+	}
+	answers := func(rc *rawClient, cmd string) []string {
+		rc.send("q " + cmd + "\r\n")
+		lines := rc.until("q ")
+		if !strings.HasPrefix(lines[len(lines)-1], "q OK") {
+			t.Fatalf("%s: %q", cmd, lines)
+		}
+		lines = lines[:len(lines)-1]
+		slices.Sort(lines)
+		return lines
+	}
+	direct, proxied := session(dc.IMAP), session(ln.Addr().String())
+	for _, tc := range []struct {
+		cmd  string
+		want []string // what Dovecot answers, to be sure the case tests something
+	}{
+		{`LSUB "" box.%`, []string{`* LSUB () "." box.test`, `* LSUB (\Noselect) "." box.test2`,
+			`* LSUB (\Noselect) "." box.test3`}},
+		{`LIST (SUBSCRIBED) "" box.%`, []string{`* LIST (\Subscribed) "." box.test`}},
+		{`LIST (SUBSCRIBED RECURSIVEMATCH) "" (box.test2)`,
+			[]string{`* LIST (\NonExistent) "." box.test2 (CHILDINFO ("SUBSCRIBED"))`}},
+		{`LIST (SUBSCRIBED RECURSIVEMATCH) "" (box.test2 box.test2.test)`,
+			[]string{`* LIST (\Subscribed) "." box.test2.test`}},
+		{`LIST (SUBSCRIBED RECURSIVEMATCH) "" (box.test2 box.test3)`, []string{
+			`* LIST (\NonExistent) "." box.test2 (CHILDINFO ("SUBSCRIBED"))`, `* LIST (\NonExistent) "." box.test3 (CHILDINFO ("SUBSCRIBED"))`}},
+	} {
+		want := answers(direct, tc.cmd)
+		if !slices.Equal(want, tc.want) {
+			t.Fatalf("Dovecot answers %s with %q, the test expects %q", tc.cmd, want, tc.want)
+		}
+		if got := normalise(answers(proxied, tc.cmd)); !slices.Equal(got, normalise(want)) {
+			t.Errorf("%s through the proxy:\n got %q\nwant %q", tc.cmd, got, want)
+		}
+	}
+}
+
+// normalise writes LIST and LSUB lines alike whatever the quoting of names and extended items: go-imap quotes
+// where Dovecot writes atoms.
+func normalise(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = strings.ReplaceAll(l, `"`, "")
+	}
+	return out
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -465,35 +467,129 @@ func (ss *session) Unsubscribe(mailbox string) error {
 	return ss.wait(func() error { return ss.up.c.Unsubscribe(mailbox).Wait() })
 }
 
-// List relays LIST (and LSUB, which imapserver makes a LIST with SelectSubscribed), one upstream LIST per
-// pattern.
+// List relays LIST, one upstream LIST per pattern, and LSUB (which imapserver hands over as a LIST with
+// SelectSubscribed).
 func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
 	defer ss.begin()()
 	if len(patterns) == 0 {
 		// imapserver drops an empty pattern: `LIST "" ""` asks for the hierarchy delimiter (RFC 3501 §6.3.8).
 		patterns = []string{""}
 	}
+	if isLSub(w) {
+		return ss.lsub(w, ref, patterns[0])
+	}
 	seen := map[string]bool{}
+	var all []*imap.ListData
 	for _, p := range patterns {
-		var list []*imap.ListData
-		err := ss.wait(func() (err error) {
-			list, err = ss.up.c.List(ref, p, options).Collect()
-			return err
-		})
+		list, err := ss.list(ref, p, options)
 		if err != nil {
 			return err
 		}
 		for _, d := range list {
-			if len(patterns) > 1 && seen[d.Mailbox] {
-				continue
-			}
-			seen[d.Mailbox] = true
-			if err := w.WriteList(d); err != nil {
-				return err
+			if !seen[d.Mailbox] {
+				seen[d.Mailbox] = true
+				all = append(all, d)
 			}
 		}
 	}
+	if options.SelectRecursiveMatch && len(patterns) > 1 {
+		var err error
+		if all, err = ss.recursiveMatch(ref, patterns, all); err != nil {
+			return err
+		}
+	}
+	for _, d := range all {
+		if err := w.WriteList(d); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func (ss *session) list(ref, pattern string, options *imap.ListOptions) ([]*imap.ListData, error) {
+	var list []*imap.ListData
+	err := ss.wait(func() (err error) {
+		list, err = ss.up.c.List(ref, pattern, options).Collect()
+		return err
+	})
+	return list, err
+}
+
+// isLSub tells an LSUB from a LIST (SUBSCRIBED), which imapserver passes with the same options: only its
+// ListWriter knows, in an unexported field (go-imap is pinned; TestLSubNoselectParent fails if the field goes).
+func isLSub(w *imapserver.ListWriter) bool {
+	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
+}
+
+// lsub answers LSUB from the upstream's LIST (SUBSCRIBED RECURSIVEMATCH): a mailbox that is not subscribed but
+// has a subscribed child the pattern's `%` does not reach comes back with CHILDINFO, and LSUB lists it as
+// \Noselect (RFC 3501 §6.3.9).
+func (ss *session) lsub(w *imapserver.ListWriter, ref, pattern string) error {
+	list, err := ss.list(ref, pattern, &imap.ListOptions{SelectSubscribed: true, SelectRecursiveMatch: true})
+	if err != nil {
+		return err
+	}
+	for _, d := range list {
+		subscribed := slices.Contains(d.Attrs, imap.MailboxAttrSubscribed)
+		if !subscribed && (d.ChildInfo == nil || !d.ChildInfo.Subscribed) {
+			continue
+		}
+		out := &imap.ListData{Delim: d.Delim, Mailbox: d.Mailbox}
+		if !subscribed {
+			out.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+		}
+		for _, a := range d.Attrs {
+			switch a {
+			case imap.MailboxAttrSubscribed:
+			case imap.MailboxAttrNonExistent, imap.MailboxAttrNoSelect:
+				if !slices.Contains(out.Attrs, imap.MailboxAttrNoSelect) {
+					out.Attrs = append(out.Attrs, imap.MailboxAttrNoSelect)
+				}
+			default:
+				out.Attrs = append(out.Attrs, a)
+			}
+		}
+		if err := w.WriteList(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recursiveMatch corrects what one upstream LIST per pattern gets wrong with RECURSIVEMATCH and several patterns:
+// a parent that does not meet the selection is listed with CHILDINFO only for a subscribed descendant that no
+// pattern matches (RFC 5258 §3.5, as Dovecot does), and a descendant another pattern matched does not count.
+func (ss *session) recursiveMatch(ref string, patterns []string, all []*imap.ListData) ([]*imap.ListData, error) {
+	out := all[:0:0]
+	for _, d := range all {
+		if slices.Contains(d.Attrs, imap.MailboxAttrSubscribed) || d.ChildInfo == nil || d.Delim == 0 {
+			out = append(out, d)
+			continue
+		}
+		subs, err := ss.list("", d.Mailbox+string(d.Delim)+"*", &imap.ListOptions{SelectSubscribed: true})
+		if err != nil {
+			return nil, err
+		}
+		keep := false
+		for _, s := range subs {
+			matched := false
+			for _, p := range patterns {
+				if imapserver.MatchList(s.Mailbox, d.Delim, ref, p) {
+					matched = true
+					break
+				}
+			}
+			if !matched {
+				keep = true
+				break
+			}
+		}
+		if keep {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
