@@ -225,6 +225,10 @@ func TestOversizedMessageServedAsNotice(t *testing.T) {
 	if !bytes.Contains(b, []byte("larger than the 64 bytes")) || m.RFC822Size != int64(len(b)) {
 		t.Fatalf("oversized message served as %d bytes (RFC822.SIZE %d):\n%s", len(b), m.RFC822Size, b)
 	}
+	// The original was not quarantined: the notice must not send the reader to a quarantine that has nothing.
+	if bytes.Contains(b, []byte("quarantine")) || !bytes.Contains(b, []byte("still on the mail server, unchanged")) {
+		t.Errorf("the notice misstates where the original is:\n%s", b)
+	}
 	if r.filter.count() != 0 {
 		t.Error("the policy ran on a message it could not inspect whole")
 	}

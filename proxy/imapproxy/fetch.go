@@ -458,6 +458,11 @@ func (f *filtered) record(reply audit.Reply) {
 	}
 }
 
+// keptUpstream is what the notice of a message too large to inspect says of the original.
+const keptUpstream = "The original is still on the mail server, unchanged, but it cannot be read\n" +
+	"here until it has been inspected. Ask your mail administrator and quote\n" +
+	"the reference above."
+
 // oversize is what a message larger than the scan size is served as: a notice saying it was not inspected
 // (what cannot be inspected is not served); the original stays upstream, untouched. The refusal is recorded.
 func (ss *session) oversize(md meta) (*result, io.ReaderAt) {
@@ -470,7 +475,7 @@ func (ss *session) oversize(md meta) (*result, io.ReaderAt) {
 	reason := fmt.Sprintf("The message (%d bytes) is larger than the %d bytes the filter inspects; it is still on the mail server, unchanged", md.size, lim)
 	ss.log.Warn("message too large to be filtered; served as a notice", "uid", md.uid, "size", md.size, "limit", lim)
 	notice := mailflow.Notice(nil, mailflow.Withheld{Action: "not inspected", Reason: reason, Reference: ref,
-		Hostname: ss.srv.opts.Hostname, Date: md.date})
+		Hostname: ss.srv.opts.Hostname, Date: md.date, Kept: keptUpstream})
 	r := &result{size: int64(len(notice)), sha256: sha(notice), withheld: ref, content: notice}
 	if kept := ss.srv.cache.put(k, r, bytes.NewReader(notice)); kept != nil {
 		r = kept

@@ -32,7 +32,15 @@ type Withheld struct {
 	// Date is the notice's Date when the original has none that parses: the message's internal date, or the
 	// time of the decision.
 	Date time.Time
+	// Kept says where the original is and what the reader can do, in the notice's body (lines of at most 72
+	// characters, "\n" between them); "" is the usual case: the original is in the quarantine and the
+	// administrator can release it.
+	Kept string
 }
+
+// keptInQuarantine is Withheld.Kept's default.
+const keptInQuarantine = "The original is kept in quarantine. To have it released, ask your mail\n" +
+	"administrator and quote the reference above."
 
 // Bounds of the notice: every value taken from the original or the decision is cut to these many bytes (at a
 // character boundary), so a notice is a few KiB whatever it is built from.
@@ -113,8 +121,11 @@ func Notice(orig *message.Message, w Withheld) []byte {
 	b.WriteString("Action:     " + orNone(clean(w.Action, noticeValueMax)) + "\n")
 	b.WriteString("Reason:     " + orNone(clean(w.Reason, noticeValueMax)) + "\n")
 	b.WriteString("Reference:  " + orNone(clean(w.Reference, noticeValueMax)) + "\n\n")
-	b.WriteString("The original is kept in quarantine. To have it released, ask your mail\n")
-	b.WriteString("administrator and quote the reference above.\n\n")
+	kept := w.Kept
+	if kept == "" {
+		kept = keptInQuarantine
+	}
+	b.WriteString(kept + "\n\n")
 	b.WriteString("The original message:\n")
 	b.WriteString("  From:       " + orNone(clean(first("From", true), noticeValueMax)) + "\n")
 	b.WriteString("  Subject:    " + orNone(subject) + "\n")

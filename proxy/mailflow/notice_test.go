@@ -92,7 +92,7 @@ func TestNotice(t *testing.T) {
 	}
 	for _, want := range []string{"withheld", "Policy:     malware", "Action:     reject",
 		"Reason:     Virus found: EICAR-Test-File", "Reference:  q-2026-0001", "Subject:    Grüße and an invoice",
-		"Message-ID: <orig.1@example.org>"} {
+		"Message-ID: <orig.1@example.org>", "The original is kept in quarantine."} {
 		if !strings.Contains(body, want) {
 			t.Errorf("body lacks %q:\n%s", want, body)
 		}
@@ -152,6 +152,16 @@ func checkWellFormed(t *testing.T, notice []byte) {
 
 // TestNoticeHostileInput: CR/LF smuggled in encoded words, in the decision's texts and reference, 8-bit and
 // invalid UTF-8 bytes, and huge values cannot add a field, break the message, or make it large.
+// TestNoticeKept: a notice whose original is elsewhere than the quarantine says so instead.
+func TestNoticeKept(t *testing.T) {
+	w := decision
+	w.Kept = "The original is still on the mail server."
+	_, body := readBoth(t, Notice(parseMsg(t, original), w))
+	if strings.Contains(body, "quarantine") || !strings.Contains(body, "The original is still on the mail server.") {
+		t.Errorf("body:\n%s", body)
+	}
+}
+
 func TestNoticeHostileInput(t *testing.T) {
 	huge := strings.Repeat("x", 30000) // under the parser's 64 KiB line limit
 	raw := "From: =?utf-8?q?Eve=0D=0ABcc:_victim@example.net?= <eve@example.org>\r\n" +
