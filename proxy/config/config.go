@@ -136,9 +136,6 @@ type POP3 struct {
 	// CacheMemory, CacheEntry and CacheUser bound the cache of filtered messages (0: the proxy's defaults);
 	// CacheDisk keeps larger contents on disk, under state_dir (0: none).
 	CacheMemory, CacheEntry, CacheUser, CacheDisk int64
-	// SessionTime bounds a whole session and CommandRate the commands per second (limits block; 0: defaults).
-	SessionTime time.Duration
-	CommandRate int
 	// EarlyOK is how long RETR or TOP may filter before "+OK" is sent ahead of the result (limits block; 0:
 	// the default).
 	EarlyOK time.Duration
@@ -184,6 +181,10 @@ type Limits struct {
 	// UpstreamKeepalive is the interval of the NOOPs that keep the upstream's transaction open while a message
 	// arrives and is filtered.
 	UpstreamKeepalive time.Duration
+	// SessionTime bounds a whole session and CommandRate the commands per second it may send on average, for
+	// pop3 and imap listeners (0: the front end's default).
+	SessionTime time.Duration
+	CommandRate int
 }
 
 // Plugin is one `plugin "<name>"` block with its module already read and its pin checked.

@@ -27,6 +27,10 @@ listener "imap" "imap" {
     idle_keepalive          = "1m"
     prefilter               = 0
   }
+  limits {
+    session_time = "48h"
+    command_rate = 50
+  }
 }
 listener "imap" "defaults" {
   address  = "127.0.0.1:1144"
@@ -40,7 +44,8 @@ listener "imap" "defaults" {
 	l := cfg.Listeners[0]
 	want := IMAP{UpstreamProxyProtocol: true, CacheMemory: 32 << 20, CacheEntry: 512 << 10, CacheUser: 4 << 20,
 		CacheDisk: 1 << 30, CacheMeta: 8 << 20, IdleKeepalive: time.Minute, Prefilter: 0, PrefilterSet: true}
-	if l.IMAP != want || l.Direction != "retrieval" || l.UpstreamTLS.Mode != "starttls" {
+	if l.IMAP != want || l.Direction != "retrieval" || l.UpstreamTLS.Mode != "starttls" ||
+		l.Limits.SessionTime != 48*time.Hour || l.Limits.CommandRate != 50 {
 		t.Fatalf("imap listener %+v", l)
 	}
 	if d := cfg.Listeners[1]; d.IMAP != (IMAP{}) || d.Limits.IdleTimeout != 30*time.Minute {
@@ -72,11 +77,16 @@ listener "imap" "imap" {
     idle_keepalive = "1s"
     bogus          = 1
   }
+  limits {
+    early_ok     = "5s"
+    session_time = "8d"
+  }
 }
 `})
 	got := strings.Join(loadErrors(t, dir), "\n")
 	for _, want := range []string{
 		"main.hcl:5:3: Not a pop3 setting", "main.hcl:13:22", "main.hcl:14:22", "main.hcl:15:5: Unsupported argument",
+		"main.hcl:18:20: Not a imap setting", "main.hcl:19:20",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in:\n%s", want, got)

@@ -572,7 +572,7 @@ func (l *loader) listener(b *hcl.Block) {
 	}
 	if lb := l.oneBlock(content, "limits"); lb != nil {
 		l.limits(lb, &ln.Limits)
-		l.pop3Limits(lb, ln)
+		l.sessionLimits(lb, ln)
 	}
 	l.pop3(content, ln)
 	l.imap(content, ln)
@@ -764,26 +764,33 @@ func (l *loader) imap(content *hcl.BodyContent, ln *Listener) {
 	}
 }
 
-// pop3Limits reads the limits only a pop3 listener has.
-func (l *loader) pop3Limits(b *hcl.Block, ln *Listener) {
+// sessionLimits reads the limits of the retrieval front ends: session_time and command_rate (pop3 and imap),
+// early_ok (pop3).
+func (l *loader) sessionLimits(b *hcl.Block, ln *Listener) {
 	c, _ := b.Body.Content(limitsSchema) // diagnostics reported by limits
 	for _, name := range []string{"session_time", "command_rate", "early_ok"} {
 		a := c.Attributes[name]
 		if a == nil {
 			continue
 		}
-		if ln.Protocol != ProtocolPOP3 {
+		retrieval := ln.Protocol == ProtocolPOP3 || ln.Protocol == ProtocolIMAP
+		if name == "early_ok" && ln.Protocol != ProtocolPOP3 {
+			l.add(errorf(a.Expr.Range(), "Not a "+ln.Protocol+" setting", "limits.early_ok is a setting of pop3 "+
+				"listeners only."))
+			continue
+		}
+		if !retrieval {
 			l.add(errorf(a.Expr.Range(), "Not a "+ln.Protocol+" setting", "limits.%s is a setting of pop3 "+
-				"listeners only.", name))
+				"and imap listeners only.", name))
 			continue
 		}
 		switch name {
 		case "session_time":
-			ln.POP3.SessionTime = l.duration(a, time.Second, 24*time.Hour)
+			ln.Limits.SessionTime = l.duration(a, time.Second, 7*24*time.Hour)
 		case "early_ok":
 			ln.POP3.EarlyOK = l.duration(a, time.Second, time.Hour)
 		default:
-			ln.POP3.CommandRate = l.integer(a, 1, 100_000)
+			ln.Limits.CommandRate = l.integer(a, 1, 100_000)
 		}
 	}
 }

@@ -26,6 +26,8 @@ func FromConfig(l *config.Listener) Options {
 			CommandTimeout:    l.Limits.CommandTimeout,
 			SessionsPerClient: l.Limits.SessionsPerClient,
 			ConnectionRate:    l.Limits.ConnectionRate,
+			SessionTime:       l.Limits.SessionTime,
+			CommandRate:       l.Limits.CommandRate,
 		},
 		Cache: Cache{MemoryBytes: l.IMAP.CacheMemory, EntryBytes: l.IMAP.CacheEntry, UserBytes: l.IMAP.CacheUser,
 			DiskBytes: l.IMAP.CacheDisk, MetaBytes: l.IMAP.CacheMeta},

@@ -294,6 +294,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	relayed := ss.relayed
 	ss.relayed = false
 	if !relayed && ss.user != "" {
+		ss.pace() // NOOP and CHECK: the upstream hears a NOOP
 		if err := ss.wait(func() error { return ss.up.c.Noop().Wait() }); err != nil {
 			return err
 		}
@@ -311,7 +312,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	ss.mu.Lock()
 	ss.idling = true
-	draining := ss.draining
+	draining, text := ss.draining, ss.byeText
 	ss.mu.Unlock()
 	defer func() {
 		ss.mu.Lock()
@@ -319,7 +320,7 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 		ss.mu.Unlock()
 	}()
 	if draining {
-		ss.bye("Server shutting down, try again later")
+		ss.bye(text)
 		return nil
 	}
 	o := &ss.srv.opts

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -423,4 +424,50 @@ func slicesContains(lines []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestSessionTimeLimit: past limits.session_time a session waiting for a command, or in IDLE, is sent BYE.
+func TestSessionTimeLimit(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.SessionTime = 300 * time.Millisecond })
+	r.up.add("INBOX", plainMsg)
+	waiting, idling := r.raw(), r.raw()
+	waiting.send("a LOGIN alice secret\r\n")
+	waiting.until("a OK")
+	idling.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
+	idling.until("+")
+	for name, rc := range map[string]*rawClient{"waiting": waiting, "in IDLE": idling} {
+		l := rc.until("* BYE")
+		if last := l[len(l)-1]; !strings.Contains(last, "Session time limit reached") {
+			t.Errorf("%s: %q, want a BYE for the session time", name, l)
+		}
+		if l := rc.line(); !strings.HasPrefix(l, "ERR ") {
+			t.Errorf("%s: %q after BYE, want the connection closed", name, l)
+		}
+	}
+}
+
+// TestCommandRatePaces: commands past limits.command_rate (after a burst of ten times as many) are delayed, not
+// refused: 120 pipelined NOOPs at 10 a second, 100 of them at once, take at least the two seconds the other 20
+// must wait, and every one is answered OK.
+func TestCommandRatePaces(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.CommandRate = 10 })
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\n")
+	rc.until("a OK")
+	var b strings.Builder
+	for i := range 120 {
+		fmt.Fprintf(&b, "n%d NOOP\r\n", i)
+	}
+	start := time.Now()
+	rc.c.SetDeadline(time.Now().Add(30 * time.Second))
+	rc.send(b.String())
+	for i := range 120 {
+		if l := rc.until(fmt.Sprintf("n%d ", i)); !strings.HasPrefix(l[len(l)-1], fmt.Sprintf("n%d OK", i)) {
+			t.Fatalf("NOOP %d: %q", i, l)
+		}
+	}
+	// The LOGIN took a token too: 121 commands, 100 at once, 21 at 10 a second.
+	if d := time.Since(start); d < 1900*time.Millisecond {
+		t.Errorf("120 NOOPs answered in %v: not paced at 10 a second", d)
+	}
 }

@@ -53,6 +53,13 @@ type Limits struct {
 	// UIDSetLength bounds the UID set of one command sent upstream, in bytes (default 8000, well under every
 	// server's line limit: Dovecot allows 64 KiB, go-imap 50 KiB); a larger set is sent in several commands.
 	UIDSetLength int
+	// SessionTime bounds a whole session (default 24 hours): past it the session is sent BYE when it waits for a
+	// command or is in IDLE, or once its command is answered; the client logs in again.
+	SessionTime time.Duration
+	// CommandRate is the sustained number of commands per second a session may send, with bursts of ten times
+	// as many (default 1000); commands past it are delayed, not refused, so that a runaway client cannot drive
+	// the upstream and the plugins flat out.
+	CommandRate int
 }
 
 // Cache bounds the cache of filtered messages. Zero fields take the defaults.
@@ -142,6 +149,8 @@ const (
 	DefaultIdleKeepalive   = 2 * time.Minute
 	DefaultIdlePoll        = 30 * time.Second
 	DefaultPrefilter       = 20
+	DefaultSessionTime     = 24 * time.Hour
+	DefaultCommandRate     = 1000
 )
 
 func (o Options) withDefaults() (Options, error) {
@@ -184,7 +193,10 @@ func (o Options) withDefaults() (Options, error) {
 	setDefault(&l.CommandTimeout, def.CommandTimeout)
 	setDefault(&l.UIDSetLength, DefaultUIDSetLength)
 	setDefault(&l.Messages, DefaultMessages)
-	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 || l.Messages < 0 {
+	setDefault(&l.SessionTime, DefaultSessionTime)
+	setDefault(&l.CommandRate, DefaultCommandRate)
+	if l.MessageSize < 0 || l.Sessions < 0 || l.CommandTimeout < 0 || l.UIDSetLength < 0 || l.Messages < 0 ||
+		l.SessionTime < 0 || l.CommandRate < 0 {
 		return o, errors.New("limits must not be negative")
 	}
 	if l.MessageSize > 1<<32-1 {

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-sasl"
+	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
@@ -64,10 +65,15 @@ type session struct {
 	// noted.
 	fetchers atomic.Int32
 
+	// limiter paces the client's commands (Limits.CommandRate); throttled notes that it has held one back.
+	limiter   *rate.Limiter
+	throttled bool
+
 	mu       sync.Mutex
 	busy     bool // a command is being carried out
 	idling   bool
-	draining bool
+	draining bool   // the session ends at the next point a BYE may be sent (shutdown, session time)
+	byeText  string // what that BYE says
 	byeSent  bool
 }
 
@@ -89,6 +95,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	ss.log = s.log.With("session", ss.id)
 	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	defer ss.cancel()
+	ss.limiter = rate.NewLimiter(rate.Limit(s.opts.Limits.CommandRate), 10*s.opts.Limits.CommandRate)
 	if !s.ln.Track(ss) {
 		handler{s}.Refuse(conn, listener.ErrShuttingDown)
 		return
@@ -163,6 +170,11 @@ func (s *Server) serveConn(conn net.Conn) {
 		so.TLSConfig = s.tlsConf
 	}
 	go ss.watchUpstream()
+	limit := time.AfterFunc(o.Limits.SessionTime, func() {
+		ss.log.Info("session time limit reached; closing", "limit", o.Limits.SessionTime)
+		ss.endWith("Session time limit reached, log in again")
+	})
+	defer limit.Stop()
 	// Serve returns once the session's Close has closed done.
 	_ = imapserver.New(so).Serve(&oneConn{c: client, done: ss.done})
 }
@@ -209,9 +221,10 @@ func (ss *session) bye(text string) {
 	c.Bye(text)
 }
 
-// begin marks a command in progress; the returned function ends it. A shutdown that began meanwhile says
-// goodbye once the command's reply is out.
+// begin marks a command in progress, once the command rate lets it start; the returned function ends it. A
+// shutdown or session time limit that came meanwhile says goodbye once the command's reply is out.
 func (ss *session) begin() func() {
+	ss.pace()
 	ss.relayed = true
 	ss.mu.Lock()
 	ss.busy = true
@@ -219,24 +232,52 @@ func (ss *session) begin() func() {
 	return func() {
 		ss.mu.Lock()
 		ss.busy = false
-		draining := ss.draining
+		draining, text := ss.draining, ss.byeText
 		ss.mu.Unlock()
 		if draining {
 			// imapserver writes the tagged reply after the method returns: let it go out first.
-			time.AfterFunc(50*time.Millisecond, func() { ss.bye("Server shutting down, try again later") })
+			time.AfterFunc(50*time.Millisecond, func() { ss.bye(text) })
 		}
+	}
+}
+
+// pace holds a command back until the command rate allows it: at most 1/CommandRate seconds, since every command
+// takes one token. Delaying rather than refusing keeps a client that bursts past the rate working.
+func (ss *session) pace() {
+	r := ss.limiter.Reserve()
+	d := r.Delay()
+	if d <= 0 {
+		return
+	}
+	if !ss.throttled {
+		ss.throttled = true
+		ss.log.Info("command rate exceeded; commands are delayed", "rate", ss.srv.opts.Limits.CommandRate)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ss.ctx.Done():
+		r.Cancel()
 	}
 }
 
 // Drain is called when shutdown begins: a session waiting for a command (or in IDLE) is sent BYE now, one
 // carrying out a command after it.
-func (ss *session) Drain() {
+func (ss *session) Drain() { ss.endWith("Server shutting down, try again later") }
+
+// endWith ends the session with a BYE saying text: now when it waits for a command or is in IDLE, else once the
+// command in progress is answered.
+func (ss *session) endWith(text string) {
 	ss.mu.Lock()
-	ss.draining = true
+	if !ss.draining {
+		ss.draining, ss.byeText = true, text
+	}
+	text = ss.byeText
 	busy := ss.busy && !ss.idling
 	ss.mu.Unlock()
 	if !busy {
-		ss.bye("Server shutting down, try again later")
+		ss.bye(text)
 	}
 }
 

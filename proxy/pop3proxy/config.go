@@ -25,8 +25,8 @@ func FromConfig(l *config.Listener) Options {
 			CommandTimeout: l.Limits.CommandTimeout,
 			IdleTimeout:    l.Limits.IdleTimeout,
 			Errors:         l.Limits.Errors,
-			SessionTime:    l.POP3.SessionTime,
-			CommandRate:    l.POP3.CommandRate,
+			SessionTime:    l.Limits.SessionTime,
+			CommandRate:    l.Limits.CommandRate,
 			EarlyOK:        l.POP3.EarlyOK,
 
 			SessionsPerClient: l.Limits.SessionsPerClient,

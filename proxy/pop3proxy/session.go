@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/metrics"
@@ -42,9 +44,8 @@ type session struct {
 	mailbox  string // whose maildrop: set once the upstream logged the client in
 	drop     *maildrop
 
-	end    time.Time // the session time limit
-	tokens float64   // the command rate's bucket
-	last   time.Time
+	end    time.Time     // the session time limit
+	rate   *rate.Limiter // the command rate
 	errors int
 
 	// earlyOK is set while a RETR or TOP whose "+OK" went out ahead of its result is filtered: a refusal can no
@@ -73,7 +74,8 @@ func (s *Server) serveConn(conn net.Conn) {
 	defer conn.Close()
 	o := &s.opts
 	now := time.Now()
-	ss.end, ss.last, ss.tokens = now.Add(o.Limits.SessionTime), now, float64(burst(o.Limits.CommandRate))
+	ss.end = now.Add(o.Limits.SessionTime)
+	ss.rate = rate.NewLimiter(rate.Limit(o.Limits.CommandRate), burst(o.Limits.CommandRate))
 	if o.TLS.Mode == TLSImplicit {
 		if !ss.handshake() {
 			return
@@ -174,7 +176,7 @@ func (ss *session) loop() {
 		default:
 			return // the client left
 		}
-		if !ss.allow() {
+		if !ss.rate.Allow() {
 			ss.log.Info("command rate exceeded; closing", "rate", o.Limits.CommandRate)
 			ss.reply(pop3.Err(pop3.CodeSysTemp, "Too many commands, slow down"))
 			return
@@ -183,19 +185,6 @@ func (ss *session) loop() {
 			return
 		}
 	}
-}
-
-// allow takes a token from the command rate's bucket.
-func (ss *session) allow() bool {
-	rate := float64(ss.srv.opts.Limits.CommandRate)
-	now := time.Now()
-	ss.tokens = min(ss.tokens+now.Sub(ss.last).Seconds()*rate, float64(burst(ss.srv.opts.Limits.CommandRate)))
-	ss.last = now
-	if ss.tokens < 1 {
-		return false
-	}
-	ss.tokens--
-	return true
 }
 
 // reply writes one status line.
