@@ -216,3 +216,58 @@ func normalise(lines []string) []string {
 	}
 	return out
 }
+
+// TestDovecotRecent: \Recent reaches the client as Dovecot gives it to the proxy's upstream session: the RECENT
+// count and [UNSEEN n] at SELECT, \Recent in FLAGS, SEARCH RECENT, NEW and OLD, STATUS RECENT of the selected
+// mailbox, and RECENT with the EXISTS of new mail.
+func TestDovecotRecent(t *testing.T) {
+	dc := testdovecot.Start(t, testdovecot.Options{})
+	dc.Deliver(t, "alice", plainMsg)
+	dc.Deliver(t, "alice", multipartMsg)
+	srv, err := New(Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
+		Filters: fakeSource{&fakeFilter{version: "v1"}}, Audit: &records{}, QuarantineDir: t.TempDir(),
+		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	rc.line()
+	expect := func(cmd string, want ...string) {
+		t.Helper()
+		rc.send("q " + cmd + "\r\n")
+		lines := rc.until("q ")
+		if !strings.HasPrefix(lines[len(lines)-1], "q OK") {
+			t.Fatalf("%s: %q", cmd, lines)
+		}
+		for _, w := range want {
+			if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, w) }) {
+				t.Errorf("%s: no %q in %q", cmd, w, lines)
+			}
+		}
+	}
+	expect("LOGIN alice alicepass")
+	expect("EXAMINE INBOX", "* 2 RECENT", "[UNSEEN 1]")
+	expect("FETCH 1:2 (FLAGS)", "UID 1 FLAGS (\\Recent))", "UID 2 FLAGS (\\Recent))")
+	expect("SEARCH RECENT", "* SEARCH 1 2")
+	expect("SEARCH NEW", "* SEARCH 1 2")
+	expect("SEARCH NOT RECENT", "* SEARCH")
+	rc.send("o SEARCH OLD\r\n")
+	if l := rc.until("o "); len(l) != 2 || l[0] != "* SEARCH" {
+		t.Errorf("SEARCH OLD: %q, want no message", l)
+	}
+	expect("STATUS INBOX (RECENT)", "(RECENT 2)")
+	dc.Deliver(t, "alice", plainMsg)
+	expect("NOOP", "* 3 EXISTS", "* 3 RECENT")
+}

@@ -38,13 +38,106 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 			Text: fmt.Sprintf("Mailbox holds %d messages, more than the %d this proxy serves", len(uids), lim)}
 	}
 	ss.view = mailboxView{name: mailbox, readOnly: options != nil && options.ReadOnly, uidValidity: d.UIDValidity,
-		uids: uids}
+		uids: uids, recent: map[imap.UID]bool{}}
+	if err := ss.readRecent(tailWindows(uids)); err != nil {
+		return nil, err
+	}
 	d.NumMessages = uint32(len(uids))
-	if d.FirstUnseenSeqNum > d.NumMessages {
-		d.FirstUnseenSeqNum = 0
+	d.NumRecent = uint32(len(ss.view.recent))
+	if d.FirstUnseenSeqNum, err = ss.firstUnseen(); err != nil {
+		return nil, err
 	}
 	d.List = nil
 	return d, nil
+}
+
+// firstUnseen is the sequence number of the first message without \Seen, 0 for none: imapclient does not read
+// SELECT's [UNSEEN n], so it is searched for (only its minimum, when the upstream has ESEARCH).
+func (ss *session) firstUnseen() (uint32, error) {
+	var opts *imap.SearchOptions
+	if ss.up.c.Caps().Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnMin: true}
+	}
+	var d *imap.SearchData
+	if err := ss.wait(func() (err error) {
+		d, err = ss.up.c.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, opts).Wait()
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	first := imap.UID(d.Min)
+	if opts == nil {
+		if set, ok := d.All.(imap.UIDSet); ok {
+			if nums, _ := set.Nums(); len(nums) > 0 {
+				first = slices.Min(nums)
+			}
+		}
+	}
+	if first == 0 {
+		return 0, nil
+	}
+	return ss.view.seqOf(first), nil
+}
+
+// tailWindows yields the newest messages in windows that double (64, 128, ...), newest first: \Recent messages are
+// the ones that arrived since the mailbox was last selected, so they are the newest (Dovecot, Cyrus), and the
+// search stops at the first window with a message that is not recent.
+func tailWindows(uids []imap.UID) func(yield func([]imap.UID) bool) {
+	return func(yield func([]imap.UID) bool) {
+		end, n := len(uids), 64
+		for end > 0 {
+			start := max(end-n, 0)
+			if !yield(uids[start:end]) {
+				return
+			}
+			end, n = start, 2*n
+		}
+	}
+}
+
+// readRecent reads the flags of windows of messages and notes which are \Recent, until a window holds one
+// that is not.
+func (ss *session) readRecent(windows func(yield func([]imap.UID) bool)) error {
+	for window := range windows {
+		all := true
+		for _, chunk := range ss.chunks(window) {
+			var msgs []*imapclient.FetchMessageBuffer
+			if err := ss.wait(func() (err error) {
+				msgs, err = ss.up.c.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{UID: true, Flags: true}).Collect()
+				return err
+			}); err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				if slices.Contains(m.Flags, flagRecent) {
+					ss.view.recent[m.UID] = true
+				} else {
+					all = false
+				}
+			}
+		}
+		if !all {
+			return nil
+		}
+	}
+	return nil
+}
+
+// flagRecent is IMAP4rev1's \Recent, which go-imap keeps internal.
+const flagRecent imap.Flag = "\\Recent"
+
+// recentSet is the UIDs of the recent messages, for a search; a UID no message has when there are none.
+func (v *mailboxView) recentSet() imap.UIDSet {
+	var set imap.UIDSet
+	for _, u := range v.uids {
+		if v.recent[u] {
+			set.AddNum(u)
+		}
+	}
+	if len(set) == 0 {
+		set = imap.UIDSet{{Start: 0xFFFFFFFF, Stop: 0xFFFFFFFF}}
+	}
+	return set
 }
 
 // newest returns the last Prefilter UIDs of the list.
@@ -214,6 +307,7 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 					if err := ew.WriteExpunge(uint32(i + 1)); err != nil {
 						return err
 					}
+					delete(v.recent, v.uids[i])
 					v.uids = slices.Delete(v.uids, i, i+1)
 				}
 			}
@@ -235,8 +329,14 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 				ss.noteChange() // announced at the next point that may
 			} else {
 				v.uids = append(v.uids, fresh...)
+				if err := ss.readRecent(slices.Values([][]imap.UID{fresh})); err != nil {
+					return err
+				}
 				ss.prefilter(ss.newest(fresh))
 				if err := uw.WriteNumMessages(uint32(len(v.uids))); err != nil {
+					return err
+				}
+				if err := uw.WriteNumRecent(uint32(len(v.recent))); err != nil {
 					return err
 				}
 			}
@@ -517,6 +617,16 @@ func (ss *session) uidCriteria(c imap.SearchCriteria) imap.SearchCriteria {
 			set = imap.UIDSet{{Start: 0xFFFFFFFF, Stop: 0xFFFFFFFF}}
 		}
 		c.UID = append(c.UID, set)
+	}
+	// RECENT, NEW and OLD: imapclient cannot send them (it would ask for a keyword "\Recent"), and the session
+	// knows which messages are recent: they become UID sets.
+	if slices.Contains(c.Flag, flagRecent) {
+		c.Flag = slices.DeleteFunc(slices.Clone(c.Flag), func(f imap.Flag) bool { return f == flagRecent })
+		c.UID = append(c.UID, ss.view.recentSet())
+	}
+	if slices.Contains(c.NotFlag, flagRecent) {
+		c.NotFlag = slices.DeleteFunc(slices.Clone(c.NotFlag), func(f imap.Flag) bool { return f == flagRecent })
+		c.Not = append(slices.Clone(c.Not), imap.SearchCriteria{UID: []imap.UIDSet{ss.view.recentSet()}})
 	}
 	c.Not = slices.Clone(c.Not)
 	for i := range c.Not {

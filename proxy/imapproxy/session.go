@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,10 +80,13 @@ type session struct {
 
 // mailboxView is the selected mailbox as the client knows it: sequence number n is uids[n-1].
 type mailboxView struct {
-	name           string
-	readOnly       bool
-	uidValidity    uint32
-	uids           []imap.UID
+	name        string
+	readOnly    bool
+	uidValidity uint32
+	uids        []imap.UID
+	// recent holds the messages the upstream gave \Recent to this session (the proxy's upstream session is the
+	// client's, so its \Recent is the client's): imapclient ignores RECENT responses, so they are read from FLAGS.
+	recent         map[imap.UID]bool
 	pendingExpunge bool // the upstream expunged messages the client has not been told of
 	closing        bool // CLOSE: the upstream's CLOSE both expunges and unselects
 }
@@ -635,8 +639,8 @@ func (ss *session) recursiveMatch(ref string, patterns []string, all []*imap.Lis
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	defer ss.begin()()
-	// imapclient cannot ask for RECENT (obsolete, IMAP4rev1 only): the proxy's own upstream session is never
-	// the first to see a message, so it would be 0 anyway.
+	// imapclient cannot ask for RECENT (obsolete, IMAP4rev1 only): for the selected mailbox the session knows it;
+	// for another one it is given as 0.
 	o := *options
 	o.NumRecent = false
 	if o == (imap.StatusOptions{}) {
@@ -648,10 +652,21 @@ func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.St
 		return err
 	})
 	if err == nil && options.NumRecent {
-		var zero uint32
-		d.NumRecent = &zero
+		var n uint32
+		if ss.view.selected() && sameMailbox(mailbox, ss.view.name) {
+			n = uint32(len(ss.view.recent))
+		}
+		d.NumRecent = &n
 	}
 	return d, err
+}
+
+// sameMailbox compares mailbox names, INBOX in any case being INBOX (RFC 3501 §5.1).
+func sameMailbox(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
+		return true
+	}
+	return a == b
 }
 
 func (ss *session) Namespace() (*imap.NamespaceData, error) {
