@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,8 +186,11 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *im
 	return nil
 }
 
-// fetchBodies fetches, filters and serves the messages not in the cache, streaming: one message is spooled and
-// filtered at a time. It returns the UIDs whose \Seen the client's FETCH sets.
+// fetchBodies fetches, filters and serves the messages not in the cache. The upstream's answer is read in order
+// here, the messages are filtered by up to filterWorkers goroutines at once, and one writer serves them in the
+// order they came, so that downloading, filtering and writing overlap. At most filterWorkers+1 messages are held at
+// a time, each in memory up to the spool threshold and in a spool file beyond it. It returns the UIDs whose \Seen
+// the client's FETCH sets.
 func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *imap.FetchOptions, seen bool, failed **imap.Error) ([]imap.UID, error) {
 	byUID := map[imap.UID]meta{}
 	uids := make([]imap.UID, 0, len(missing))
@@ -197,24 +202,69 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 	defer stop()
 	cmd := ss.up.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-	var toSeen []imap.UID
-	fail := func(err error) ([]imap.UID, error) {
-		stop()
-		ss.up.conn.Raw.Close() // the stream is out of step: the session ends
-		cmd.Close()
-		return toSeen, ss.lost(err)
+
+	workers := filterWorkers()
+	work := make(chan *fetchJob)
+	order := make(chan *fetchJob, workers)
+	quit := make(chan struct{}) // the writer stopped: the client is gone or the session ends
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				j.f, j.err = ss.filter(j.md, j.sp)
+				close(j.done)
+			}
+		}()
 	}
-	// The watchdog runs while the upstream is waited for, not while the proxy filters a message or writes it to
-	// the client.
+	var (
+		toSeen []imap.UID
+		werr   error
+	)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for j := range order {
+			<-j.done
+			if werr != nil {
+				j.drop()
+				continue
+			}
+			if werr = ss.serveJob(w, j, o, seen, failed, &toSeen); werr != nil {
+				close(quit)
+			}
+		}
+	}()
+	// push hands a job to the writer (in order) and to a worker; false when the writer stopped.
+	push := func(j *fetchJob) bool {
+		select {
+		case order <- j:
+		case <-quit:
+			return false
+		}
+		if j.sp == nil {
+			close(j.done) // nothing to filter
+			return true
+		}
+		select {
+		case work <- j:
+		case <-quit:
+			close(j.done) // the writer drops it
+		}
+		return true
+	}
+
+	// The watchdog runs while the upstream is waited for, not while the proxy hands a message on.
 	next := func() *imapclient.FetchMessageData {
 		reset()
 		return cmd.Next()
 	}
-	for msg := next(); msg != nil; msg = next() {
+	var rerr error
+	for msg := next(); msg != nil && rerr == nil; msg = next() {
 		var (
-			uid  imap.UID
-			sp   *mailflow.Spool
-			rerr error
+			uid imap.UID
+			sp  *mailflow.Spool
 		)
 		for item := msg.Next(); item != nil; item = msg.Next() {
 			switch it := item.(type) {
@@ -229,18 +279,17 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 		pause()
 		md, ok := byUID[uid]
 		if rerr != nil {
-			if errors.Is(rerr, mailflow.ErrTooLarge) {
-				// Larger than its RFC822.SIZE said and than the limit: not inspected.
-				md.size = ss.srv.opts.Limits.MessageSize + 1
-				if ok && w != nil {
-					r, body := ss.oversize(md)
-					if err := ss.write(w, ss.view.seqOf(uid), md, r, body, o, false); err != nil {
-						return toSeen, err
-					}
-				}
-				continue
+			if !errors.Is(rerr, mailflow.ErrTooLarge) {
+				rerr = fmt.Errorf("UID FETCH %d: %w", uid, rerr)
+				break
 			}
-			return fail(fmt.Errorf("UID FETCH %d: %w", uid, rerr))
+			// Larger than its RFC822.SIZE said and than the limit: not inspected.
+			rerr = nil
+			md.size = ss.srv.opts.Limits.MessageSize + 1
+			if ok && !push(&fetchJob{md: md, oversize: true, done: make(chan struct{})}) {
+				break
+			}
+			continue
 		}
 		if !ok || sp == nil {
 			if sp != nil {
@@ -249,37 +298,24 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 			continue
 		}
 		delete(byUID, uid)
-		f, err := ss.filter(md, sp)
-		if err != nil {
+		if !push(&fetchJob{md: md, sp: sp, done: make(chan struct{})}) {
 			sp.Close()
-			cmd.Close()
-			return toSeen, err
+			break
 		}
-		if f.refusal != nil {
-			*failed = f.refusal
-			f.close()
-			continue
-		}
-		seq := ss.view.seqOf(uid)
-		if w != nil && seq > 0 {
-			setSeen := seen && !slices.Contains(md.flags, imap.FlagSeen)
-			err := ss.write(w, seq, md, f.r, f.body, o, setSeen)
-			if err != nil {
-				f.record(audit.Reply{Status: audit.StatusIMAPBye, Text: "Connection to the client failed"})
-				f.close()
-				cmd.Close()
-				return toSeen, err
-			}
-			f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"})
-			f.close()
-			if setSeen {
-				toSeen = append(toSeen, uid)
-			}
-		} else {
-			// Filtered ahead of the client's FETCH (new mail), which the cache will answer.
-			f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "Filtered on arrival"})
-			f.close()
-		}
+	}
+	close(work)
+	close(order)
+	<-written
+	wg.Wait()
+	if rerr != nil {
+		stop()
+		ss.up.conn.Raw.Close() // the stream is out of step: the session ends
+		cmd.Close()
+		return toSeen, ss.lost(rerr)
+	}
+	if werr != nil {
+		cmd.Close()
+		return toSeen, werr
 	}
 	if err := cmd.Close(); err != nil {
 		var ie *imap.Error
@@ -292,6 +328,71 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, missing []meta, o *ima
 		return toSeen, ss.lost(errUpstream)
 	}
 	return toSeen, nil
+}
+
+// filterWorkers is how many messages one FETCH filters at once: one per CPU, at most four (the plugin pools are
+// shared by every session).
+func filterWorkers() int { return min(max(runtime.GOMAXPROCS(0), 1), 4) }
+
+// fetchJob is one message of fetchBodies on its way from the upstream to the client.
+type fetchJob struct {
+	md       meta
+	sp       *mailflow.Spool // nil for oversize
+	oversize bool            // larger than the limit: served as the notice that says so
+	f        *filtered
+	err      error
+	done     chan struct{} // closed when f and err are set (or the job was dropped)
+}
+
+// drop releases a job that will not be served (the client is gone): a decision taken is recorded as such.
+func (j *fetchJob) drop() {
+	if j.f != nil {
+		j.f.record(audit.Reply{Status: audit.StatusIMAPBye, Text: "Connection to the client failed"})
+		j.f.close()
+	} else if j.sp != nil {
+		j.sp.Close()
+	}
+}
+
+// serveJob writes one filtered message to the client (w nil: it was filtered ahead of the client's FETCH).
+func (ss *session) serveJob(w *imapserver.FetchWriter, j *fetchJob, o *imap.FetchOptions, seen bool, failed **imap.Error, toSeen *[]imap.UID) error {
+	uid := j.md.uid
+	if j.oversize {
+		if w == nil {
+			return nil
+		}
+		r, body := ss.oversize(j.md)
+		return ss.write(w, ss.view.seqOf(uid), j.md, r, body, o, false)
+	}
+	if j.err != nil {
+		j.sp.Close()
+		return j.err
+	}
+	f := j.f
+	if f.refusal != nil {
+		*failed = f.refusal
+		f.close()
+		return nil
+	}
+	seq := ss.view.seqOf(uid)
+	if w == nil || seq == 0 {
+		// Filtered ahead of the client's FETCH (new mail), which the cache will answer.
+		f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "Filtered on arrival"})
+		f.close()
+		return nil
+	}
+	setSeen := seen && !slices.Contains(j.md.flags, imap.FlagSeen)
+	if err := ss.write(w, seq, j.md, f.r, f.body, o, setSeen); err != nil {
+		f.record(audit.Reply{Status: audit.StatusIMAPBye, Text: "Connection to the client failed"})
+		f.close()
+		return err
+	}
+	f.record(audit.Reply{Status: audit.StatusIMAPOK, Text: "FETCH completed"})
+	f.close()
+	if setSeen {
+		*toSeen = append(*toSeen, uid)
+	}
+	return nil
 }
 
 // resetReader extends the upstream watchdog at every read of a message literal: a slow upstream that sends is

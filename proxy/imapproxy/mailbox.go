@@ -21,12 +21,15 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 	ss.dirty, ss.flagUpdates, ss.flagsUnknown = false, nil, false
 	ss.umu.Unlock()
 	var d *imap.SelectData
+	ss.up.sniff.reset()
 	if err := ss.wait(func() (err error) {
 		d, err = ss.up.c.Select(mailbox, &imap.SelectOptions{ReadOnly: options != nil && options.ReadOnly}).Wait()
 		return err
 	}); err != nil {
 		return nil, err
 	}
+	// Read by the sniffer before the tagged OK that ended Wait.
+	recent, unseen := ss.up.sniff.recent.Load(), ss.up.sniff.unseen.Load()
 	uids, err := ss.allUIDs()
 	if err != nil {
 		return nil, err
@@ -38,45 +41,16 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 			Text: fmt.Sprintf("Mailbox holds %d messages, more than the %d this proxy serves", len(uids), lim)}
 	}
 	ss.view = mailboxView{name: mailbox, readOnly: options != nil && options.ReadOnly, uidValidity: d.UIDValidity,
-		uids: uids, recent: map[imap.UID]bool{}}
-	if err := ss.readRecent(tailWindows(uids)); err != nil {
-		return nil, err
-	}
+		uids: uids}
 	d.NumMessages = uint32(len(uids))
-	d.NumRecent = uint32(len(ss.view.recent))
-	if d.FirstUnseenSeqNum, err = ss.firstUnseen(); err != nil {
-		return nil, err
+	d.NumRecent = uint32(max(recent, 0))
+	// The upstream's sequence numbers are the view's: the UIDs were listed right after SELECT, and messages that
+	// arrived in between come after the first unseen one.
+	if unseen > 0 && unseen <= int64(len(uids)) {
+		d.FirstUnseenSeqNum = uint32(unseen)
 	}
 	d.List = nil
 	return d, nil
-}
-
-// firstUnseen is the sequence number of the first message without \Seen, 0 for none: imapclient does not read
-// SELECT's [UNSEEN n], so it is searched for (only its minimum, when the upstream has ESEARCH).
-func (ss *session) firstUnseen() (uint32, error) {
-	var opts *imap.SearchOptions
-	if ss.up.c.Caps().Has(imap.CapESearch) {
-		opts = &imap.SearchOptions{ReturnMin: true}
-	}
-	var d *imap.SearchData
-	if err := ss.wait(func() (err error) {
-		d, err = ss.up.c.UIDSearch(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, opts).Wait()
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	first := imap.UID(d.Min)
-	if opts == nil {
-		if set, ok := d.All.(imap.UIDSet); ok {
-			if nums, _ := set.Nums(); len(nums) > 0 {
-				first = slices.Min(nums)
-			}
-		}
-	}
-	if first == 0 {
-		return 0, nil
-	}
-	return ss.view.seqOf(first), nil
 }
 
 // tailWindows yields the newest messages in windows that double (64, 128, ...), newest first: \Recent messages are
@@ -95,10 +69,11 @@ func tailWindows(uids []imap.UID) func(yield func([]imap.UID) bool) {
 	}
 }
 
-// readRecent reads the flags of windows of messages and notes which are \Recent, until a window holds one
-// that is not.
-func (ss *session) readRecent(windows func(yield func([]imap.UID) bool)) error {
-	for window := range windows {
+// readRecent finds which messages are \Recent, for a search: it reads the flags of the newest messages in
+// windows until a window holds one that is not.
+func (ss *session) readRecent() error {
+	ss.view.recent = map[imap.UID]bool{}
+	for window := range tailWindows(ss.view.uids) {
 		all := true
 		for _, chunk := range ss.chunks(window) {
 			var msgs []*imapclient.FetchMessageBuffer
@@ -307,7 +282,6 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 					if err := ew.WriteExpunge(uint32(i + 1)); err != nil {
 						return err
 					}
-					delete(v.recent, v.uids[i])
 					v.uids = slices.Delete(v.uids, i, i+1)
 				}
 			}
@@ -329,15 +303,15 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 				ss.noteChange() // announced at the next point that may
 			} else {
 				v.uids = append(v.uids, fresh...)
-				if err := ss.readRecent(slices.Values([][]imap.UID{fresh})); err != nil {
-					return err
-				}
 				ss.prefilter(ss.newest(fresh))
 				if err := uw.WriteNumMessages(uint32(len(v.uids))); err != nil {
 					return err
 				}
-				if err := uw.WriteNumRecent(uint32(len(v.recent))); err != nil {
-					return err
+				// The upstream sends RECENT with EXISTS; both were read before the reply that ended the poll.
+				if n := ss.up.sniff.recent.Load(); n >= 0 {
+					if err := uw.WriteNumRecent(uint32(n)); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -545,6 +519,11 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if options != nil && options.ReturnSave {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCHRES not supported"}
 	}
+	if usesRecent(criteria) {
+		if err := ss.readRecent(); err != nil {
+			return nil, err
+		}
+	}
 	c := ss.uidCriteria(*criteria)
 	var d *imap.SearchData
 	if err := ss.wait(func() (err error) {
@@ -589,6 +568,24 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		out.Min, out.Max = slices.Min(nums), slices.Max(nums)
 	}
 	return out, nil
+}
+
+// usesRecent reports whether a search asks for RECENT, NEW or OLD.
+func usesRecent(c *imap.SearchCriteria) bool {
+	if slices.Contains(c.Flag, flagRecent) || slices.Contains(c.NotFlag, flagRecent) {
+		return true
+	}
+	for i := range c.Not {
+		if usesRecent(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if usesRecent(&c.Or[i][0]) || usesRecent(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // uidCriteria rewrites the sequence sets of a search as the UIDs they name for the client.

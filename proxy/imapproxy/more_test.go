@@ -1,12 +1,14 @@
 package imapproxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -469,5 +471,56 @@ func TestCommandRatePaces(t *testing.T) {
 	// The LOGIN took a token too: 121 commands, 100 at once, 21 at 10 a second.
 	if d := time.Since(start); d < 1900*time.Millisecond {
 		t.Errorf("120 NOOPs answered in %v: not paced at 10 a second", d)
+	}
+}
+
+// TestUpstreamStartTLSInjection: what an upstream (or a man in the middle) sends in plain text after its
+// STARTTLS reply must not be read as if it came under TLS: the session is refused.
+func TestUpstreamStartTLSInjection(t *testing.T) {
+	cert, key, _ := testCert(t)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"))
+				br := bufio.NewReader(c)
+				br.ReadString('\n')
+				c.Write([]byte("P0 OK Begin TLS\r\n* PREAUTH injected\r\n"))
+				// A real handshake follows: only the check for bytes before it refuses the session.
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}})
+				if tc.Handshake() != nil {
+					return
+				}
+				tc.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n"))
+				io.Copy(io.Discard, tc)
+			}()
+		}
+	}()
+	r := newRig(t, &memUpstream{addr: ln.Addr().String()}, func(o *Options) {
+		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: cert, ServerName: "localhost"}
+	})
+	rc, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	rc.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 200)
+	n, _ := rc.Read(buf)
+	if !bytes.HasPrefix(buf[:n], []byte("* BYE [UNAVAILABLE]")) {
+		t.Errorf("after an injected STARTTLS reply the client got %q, want BYE [UNAVAILABLE]", buf[:n])
 	}
 }

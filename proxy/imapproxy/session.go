@@ -85,7 +85,7 @@ type mailboxView struct {
 	uidValidity uint32
 	uids        []imap.UID
 	// recent holds the messages the upstream gave \Recent to this session (the proxy's upstream session is the
-	// client's, so its \Recent is the client's): imapclient ignores RECENT responses, so they are read from FLAGS.
+	// client's, so its \Recent is the client's), read from their flags for a search that asks (readRecent).
 	recent         map[imap.UID]bool
 	pendingExpunge bool // the upstream expunged messages the client has not been told of
 	closing        bool // CLOSE: the upstream's CLOSE both expunges and unselects
@@ -639,8 +639,8 @@ func (ss *session) recursiveMatch(ref string, patterns []string, all []*imap.Lis
 
 func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	defer ss.begin()()
-	// imapclient cannot ask for RECENT (obsolete, IMAP4rev1 only): for the selected mailbox the session knows it;
-	// for another one it is given as 0.
+	// imapclient cannot ask for RECENT (obsolete, IMAP4rev1 only): for the selected mailbox the session has the
+	// upstream's last RECENT; for another one it is given as 0.
 	o := *options
 	o.NumRecent = false
 	if o == (imap.StatusOptions{}) {
@@ -654,7 +654,7 @@ func (ss *session) Status(mailbox string, options *imap.StatusOptions) (*imap.St
 	if err == nil && options.NumRecent {
 		var n uint32
 		if ss.view.selected() && sameMailbox(mailbox, ss.view.name) {
-			n = uint32(len(ss.view.recent))
+			n = uint32(max(ss.up.sniff.recent.Load(), 0))
 		}
 		d.NumRecent = &n
 	}

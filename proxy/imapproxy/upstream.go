@@ -1,11 +1,14 @@
 package imapproxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 type upstreamConn struct {
 	conn    *upstream.Conn
 	c       *imapclient.Client
+	sniff   *sniffer // what imapclient does not read: RECENT, [UNSEEN n]
 	timeout time.Duration
 
 	mu  sync.Mutex
@@ -65,29 +69,26 @@ func (s *Server) dialUpstream(ctx context.Context, client, local net.Addr, h *im
 			up.tls = uc.TLS
 		}
 	}
-	// imapclient sets its own read deadlines from here on; the watchdog bounds the waits.
-	uc.Raw.SetDeadline(time.Time{})
 	copts := &imapclient.Options{UnilateralDataHandler: h}
-	stop := up.watch()
-	defer stop()
 	if o.UpstreamTLS.Mode == upstream.TLSStartTLS {
-		cfg := s.upTLS.Clone()
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			up.mu.Lock()
-			up.tls = &cs
-			up.mu.Unlock()
-			return nil
-		}
-		copts.TLSConfig = cfg
-		up.c, err = imapclient.NewStartTLS(uc.Conn, copts)
-		if err != nil {
+		// STARTTLS is done here rather than by imapclient, so that the sniffer reads the plain text under TLS.
+		// imapclient then starts on the TLS connection with a greeting without capabilities, and asks for
+		// them again, as RFC 3501 §6.2.1 requires after STARTTLS.
+		if err := startTLS(ctx, uc, s.upTLS, o.Limits.CommandTimeout); err != nil {
 			return fail(fmt.Errorf("STARTTLS: %w", err))
 		}
+		up.tls = uc.TLS
+		up.sniff = newSniffer(uc.Conn, "* OK TLS established\r\n")
 	} else {
-		up.c = imapclient.New(uc.Conn, copts)
-		if err := up.c.WaitGreeting(); err != nil {
-			return fail(fmt.Errorf("greeting: %w", err))
-		}
+		up.sniff = newSniffer(uc.Conn, "")
+	}
+	// imapclient sets its own read deadlines from here on; the watchdog bounds the waits.
+	uc.Raw.SetDeadline(time.Time{})
+	stop := up.watch()
+	defer stop()
+	up.c = imapclient.New(up.sniff, copts)
+	if err := up.c.WaitGreeting(); err != nil {
+		return fail(fmt.Errorf("greeting: %w", err))
 	}
 	if st := up.c.State(); st != imap.ConnStateNotAuthenticated {
 		up.c.Close()
@@ -99,6 +100,50 @@ func (s *Server) dialUpstream(ctx context.Context, client, local net.Addr, h *im
 		return fail(errors.New("no capabilities"))
 	}
 	return up, nil
+}
+
+// startTLS reads the upstream's greeting, sends STARTTLS and does the TLS handshake. The greeting must be OK
+// (PREAUTH is not relayed, BYE is a refusal), and nothing may follow the tagged OK before the handshake: bytes
+// sent in plain text after it would be taken as coming under TLS.
+func startTLS(ctx context.Context, uc *upstream.Conn, cfg *tls.Config, timeout time.Duration) error {
+	uc.Raw.SetDeadline(time.Now().Add(timeout))
+	br := bufio.NewReaderSize(uc.Conn, 4096)
+	readLine := func() (string, error) {
+		l, err := br.ReadSlice('\n')
+		if err != nil {
+			return "", fmt.Errorf("reading: %w", err)
+		}
+		return string(l), nil
+	}
+	greeting, err := readLine()
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(strings.ToUpper(greeting), "* OK") {
+		return fmt.Errorf("greeting %q, want * OK (PREAUTH is not relayed)", strings.TrimSpace(greeting))
+	}
+	if _, err := io.WriteString(uc.Conn, "P0 STARTTLS\r\n"); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	for {
+		l, err := readLine()
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(l, "* ") {
+			continue // CAPABILITY and the like
+		}
+		if !strings.HasPrefix(strings.ToUpper(l), "P0 OK") {
+			return fmt.Errorf("the server answered %q", strings.TrimSpace(l))
+		}
+		break
+	}
+	if br.Buffered() > 0 {
+		return errors.New("the server sent data after its STARTTLS reply, before TLS")
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return uc.StartTLS(hctx, cfg)
 }
 
 // watch arms the watchdog for one upstream call; the returned function disarms it.
