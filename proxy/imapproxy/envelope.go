@@ -5,24 +5,27 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
 )
 
-// extractEnvelope is the ENVELOPE of a message header. go-imap's ExtractEnvelope gives the date, subject and
-// message IDs; the address lists are parsed here, because go-imap's (net/mail's) parser flattens RFC 5322 groups
-// to their members and drops a whole list at the first address it cannot read, where RFC 3501 §7.4.2 has group
-// markers and Dovecot keeps every address it can.
+// extractEnvelope is the ENVELOPE of a message header: the date, subject and message IDs as go-imap's
+// ExtractEnvelope reads them, and the address lists parsed here, because go-imap's (net/mail's) parser flattens
+// RFC 5322 groups to their members and drops a whole list at the first address it cannot read, where RFC 3501
+// §7.4.2 has group markers and Dovecot keeps every address it can.
 func extractEnvelope(h textproto.Header) *imap.Envelope {
-	env := imapserver.ExtractEnvelope(h)
-	list := func(name string) []imap.Address {
-		// RFC 3501 takes the first field of each name; a header without it is NIL.
-		return parseAddressList(h.Get(name))
-	}
-	env.From, env.Sender, env.ReplyTo = list("From"), list("Sender"), list("Reply-To")
-	env.To, env.Cc, env.Bcc = list("To"), list("Cc"), list("Bcc")
-	return env
+	mh := mail.Header{Header: message.Header{Header: h}}
+	date, _ := mh.Date()
+	subject, _ := mh.Subject()
+	inReplyTo, _ := mh.MsgIDList("In-Reply-To")
+	messageID, _ := mh.MessageID()
+	// RFC 3501 takes the first field of each name; a header without it is NIL.
+	list := func(name string) []imap.Address { return parseAddressList(h.Get(name)) }
+	return &imap.Envelope{Date: date, Subject: subject, InReplyTo: inReplyTo, MessageID: messageID,
+		From: list("From"), Sender: list("Sender"), ReplyTo: list("Reply-To"),
+		To: list("To"), Cc: list("Cc"), Bcc: list("Bcc")}
 }
 
 // missingDomain is the host of an address without one ("To: undisclosed"), as Dovecot writes it: a NIL host

@@ -1,10 +1,14 @@
 package imapproxy
 
 import (
+	"bufio"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
 )
 
 func TestParseAddressList(t *testing.T) {
@@ -42,5 +46,18 @@ func TestParseAddressList(t *testing.T) {
 		if got := parseAddressList(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("parseAddressList(%q)\n got %#v\nwant %#v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestExtractEnvelopeAsGoIMAP: besides the address lists, the envelope is go-imap's.
+func TestExtractEnvelopeAsGoIMAP(t *testing.T) {
+	raw := "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nFrom: A <a@x.test>\r\n" +
+		"To: b@y.test\r\nIn-Reply-To: <p@x.test> <q@x.test>\r\nMessage-ID: <m@x.test>\r\n\r\n"
+	h, err := textproto.ReadHeader(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := extractEnvelope(h), imapserver.ExtractEnvelope(h); !reflect.DeepEqual(got, want) {
+		t.Errorf("envelope\n got %#v\nwant %#v", got, want)
 	}
 }
