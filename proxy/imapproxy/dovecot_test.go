@@ -131,11 +131,9 @@ func TestDovecotUpstream(t *testing.T) {
 	}
 }
 
-// TestDovecotSubscriptions checks LSUB and LIST's subscription options against Dovecot's own answers: LSUB lists the
-// unsubscribed parent of a subscribed child as \Noselect (RFC 3501 §6.3.9) where LIST (SUBSCRIBED) does not, and
-// with RECURSIVEMATCH and several patterns a parent gets CHILDINFO only for a child no pattern matched (RFC 5258).
-func TestDovecotSubscriptions(t *testing.T) {
-	dc := testdovecot.Start(t, testdovecot.Options{})
+// dovecotProxy serves the proxy in front of dc, with a policy that accepts every message; it returns its address.
+func dovecotProxy(t *testing.T, dc *testdovecot.Dovecot) string {
+	t.Helper()
 	srv, err := New(Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
 		Filters: fakeSource{&fakeFilter{version: "v1"}}, Audit: &records{}, QuarantineDir: t.TempDir(),
 		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -148,23 +146,34 @@ func TestDovecotSubscriptions(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
 
-	session := func(addr string) *rawClient {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
-		rc.line()
-		rc.send("a LOGIN alice alicepass\r\n")
-		if l := rc.until("a "); !strings.HasPrefix(l[len(l)-1], "a OK") {
-			t.Fatalf("LOGIN: %q", l)
-		}
-		return rc
+// rawLogin connects to addr and logs in as alice.
+func rawLogin(t *testing.T, addr string) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	setup := session(dc.IMAP)
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+	rc.line()
+	rc.send("a LOGIN alice alicepass\r\n")
+	if l := rc.until("a "); !strings.HasPrefix(l[len(l)-1], "a OK") {
+		t.Fatalf("LOGIN: %q", l)
+	}
+	return rc
+}
+
+// TestDovecotSubscriptions checks LSUB and LIST's subscription options against Dovecot's own answers: LSUB lists the
+// unsubscribed parent of a subscribed child as \Noselect (RFC 3501 §6.3.9) where LIST (SUBSCRIBED) does not, and
+// with RECURSIVEMATCH and several patterns a parent gets CHILDINFO only for a child no pattern matched (RFC 5258).
+func TestDovecotSubscriptions(t *testing.T) {
+	dc := testdovecot.Start(t, testdovecot.Options{})
+	proxy := dovecotProxy(t, dc)
+	setup := rawLogin(t, dc.IMAP)
 	for _, cmd := range []string{"CREATE box.test", "CREATE box.test2.test", "CREATE box.test3.x",
 		"SUBSCRIBE box.test", "SUBSCRIBE box.test2.test", "SUBSCRIBE box.test3.x"} {
 		setup.send("c " + cmd + "\r\n")
@@ -182,7 +191,7 @@ func TestDovecotSubscriptions(t *testing.T) {
 		slices.Sort(lines)
 		return lines
 	}
-	direct, proxied := session(dc.IMAP), session(ln.Addr().String())
+	direct, proxied := rawLogin(t, dc.IMAP), rawLogin(t, proxy)
 	for _, tc := range []struct {
 		cmd  string
 		want []string // what Dovecot answers, to be sure the case tests something
@@ -224,26 +233,7 @@ func TestDovecotRecent(t *testing.T) {
 	dc := testdovecot.Start(t, testdovecot.Options{})
 	dc.Deliver(t, "alice", plainMsg)
 	dc.Deliver(t, "alice", multipartMsg)
-	srv, err := New(Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
-		Filters: fakeSource{&fakeFilter{version: "v1"}}, Audit: &records{}, QuarantineDir: t.TempDir(),
-		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	rc := &rawClient{t: t, c: c, br: bufio.NewReader(c)}
-	rc.line()
+	rc := rawLogin(t, dovecotProxy(t, dc))
 	expect := func(cmd string, want ...string) {
 		t.Helper()
 		rc.send("q " + cmd + "\r\n")
@@ -257,7 +247,6 @@ func TestDovecotRecent(t *testing.T) {
 			}
 		}
 	}
-	expect("LOGIN alice alicepass")
 	expect("EXAMINE INBOX", "* 2 RECENT", "[UNSEEN 1]")
 	expect("FETCH 1:2 (FLAGS)", "UID 1 FLAGS (\\Recent))", "UID 2 FLAGS (\\Recent))")
 	expect("SEARCH RECENT", "* SEARCH 1 2")

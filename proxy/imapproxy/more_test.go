@@ -105,7 +105,13 @@ func TestUpstreamCertificateVerified(t *testing.T) {
 	r := newRig(t, up, func(o *Options) {
 		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSImplicit, CAFile: other, ServerName: "localhost"}
 	})
-	rc, err := net.Dial("tcp", r.addr)
+	expectRefused(t, r.addr, "with an unverifiable upstream")
+}
+
+// expectRefused checks that a client connecting to addr is greeted with BYE [UNAVAILABLE].
+func expectRefused(t *testing.T, addr, when string) {
+	t.Helper()
+	rc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +120,7 @@ func TestUpstreamCertificateVerified(t *testing.T) {
 	buf := make([]byte, 200)
 	n, _ := rc.Read(buf)
 	if !bytes.HasPrefix(buf[:n], []byte("* BYE [UNAVAILABLE]")) {
-		t.Errorf("with an unverifiable upstream the client got %q, want BYE [UNAVAILABLE]", buf[:n])
+		t.Errorf("%s the client got %q, want BYE [UNAVAILABLE]", when, buf[:n])
 	}
 }
 
@@ -512,15 +518,5 @@ func TestUpstreamStartTLSInjection(t *testing.T) {
 	r := newRig(t, &memUpstream{addr: ln.Addr().String()}, func(o *Options) {
 		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: cert, ServerName: "localhost"}
 	})
-	rc, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	rc.SetDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 200)
-	n, _ := rc.Read(buf)
-	if !bytes.HasPrefix(buf[:n], []byte("* BYE [UNAVAILABLE]")) {
-		t.Errorf("after an injected STARTTLS reply the client got %q, want BYE [UNAVAILABLE]", buf[:n])
-	}
+	expectRefused(t, r.addr, "after an injected STARTTLS reply")
 }
