@@ -18,7 +18,7 @@ func (ss *session) Select(mailbox string, options *imap.SelectOptions) (*imap.Se
 	ss.relayed = false // imapserver does not poll after SELECT
 	ss.view = mailboxView{}
 	ss.umu.Lock()
-	ss.dirty, ss.flagUpdates, ss.flagsUnknown = false, nil, false
+	ss.arrived, ss.expunged, ss.flagUpdates, ss.flagsUnknown = false, false, nil, false
 	ss.umu.Unlock()
 	var d *imap.SelectData
 	ss.up.sniff.reset()
@@ -122,6 +122,30 @@ func (ss *session) newest(uids []imap.UID) []imap.UID {
 		return uids[len(uids)-n:]
 	}
 	return uids
+}
+
+// uidsAfter lists the UIDs above last upstream, ascending.
+func (ss *session) uidsAfter(last imap.UID) ([]imap.UID, error) {
+	var d *imap.SearchData
+	var opts *imap.SearchOptions
+	if ss.up.c.Caps().Has(imap.CapESearch) {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	c := &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: last + 1, Stop: 0}}}}
+	if err := ss.wait(func() (err error) {
+		d, err = ss.up.c.UIDSearch(c, opts).Wait()
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var uids []imap.UID
+	if set, ok := d.All.(imap.UIDSet); ok {
+		uids, _ = set.Nums()
+	}
+	// "n:*" also names the last message when its UID is below n.
+	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return u <= last })
+	slices.Sort(uids)
+	return slices.Compact(uids), nil
 }
 
 // allUIDs lists the selected mailbox's UIDs upstream, ascending.
@@ -258,8 +282,8 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 	}
 	ss.settle()
 	ss.umu.Lock()
-	dirty, flags, unknown, boxFlags := ss.dirty, ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags
-	ss.dirty = false
+	arrived, expunged, flags, unknown, boxFlags := ss.arrived, ss.expunged, ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags
+	ss.arrived, ss.expunged = false, false
 	if uw != nil {
 		ss.flagUpdates, ss.flagsUnknown, ss.mailboxFlags = nil, false, nil
 	}
@@ -270,7 +294,14 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 			return err
 		}
 	}
-	if dirty || v.pendingExpunge {
+	var last imap.UID
+	if len(v.uids) > 0 {
+		last = v.uids[len(v.uids)-1]
+	}
+	var fresh []imap.UID
+	switch {
+	case expunged || v.pendingExpunge:
+		// Which messages went is told by the whole list: the EXPUNGEs' sequence numbers are the upstream's.
 		now, err := ss.allUIDs()
 		if err != nil {
 			return err
@@ -293,25 +324,29 @@ func (ss *session) sync(ew expungeWriter, uw *imapserver.UpdateWriter) error {
 				}
 			}
 		}
-		var last imap.UID
-		if len(v.uids) > 0 {
-			last = v.uids[len(v.uids)-1]
-		}
 		i, _ := slices.BinarySearch(now, last+1)
-		if fresh := now[i:]; len(fresh) > 0 {
-			if uw == nil {
-				ss.noteChange() // announced at the next point that may
-			} else {
-				v.uids = append(v.uids, fresh...)
-				ss.prefilter(ss.newest(fresh))
-				if err := uw.WriteNumMessages(uint32(len(v.uids))); err != nil {
+		fresh = now[i:]
+	case arrived:
+		// Only new messages: the UIDs above the last one known, not the whole list again (a large mailbox
+		// that receives mail would be listed at each message).
+		var err error
+		if fresh, err = ss.uidsAfter(last); err != nil {
+			return err
+		}
+	}
+	if len(fresh) > 0 {
+		if uw == nil {
+			ss.noteArrival() // announced at the next point that may
+		} else {
+			v.uids = append(v.uids, fresh...)
+			ss.prefilter(ss.newest(fresh))
+			if err := uw.WriteNumMessages(uint32(len(v.uids))); err != nil {
+				return err
+			}
+			// The upstream sends RECENT with EXISTS; both were read before the reply that ended the poll.
+			if n := ss.up.sniff.recent.Load(); n >= 0 {
+				if err := uw.WriteNumRecent(uint32(n)); err != nil {
 					return err
-				}
-				// The upstream sends RECENT with EXISTS; both were read before the reply that ended the poll.
-				if n := ss.up.sniff.recent.Load(); n >= 0 {
-					if err := uw.WriteNumRecent(uint32(n)); err != nil {
-						return err
-					}
 				}
 			}
 		}

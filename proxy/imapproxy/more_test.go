@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -519,4 +520,83 @@ func TestUpstreamStartTLSInjection(t *testing.T) {
 		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: cert, ServerName: "localhost"}
 	})
 	expectRefused(t, r.addr, "after an injected STARTTLS reply")
+}
+
+// recordingConn keeps the command lines the proxy sends upstream.
+type recordingConn struct {
+	net.Conn
+	mu    *sync.Mutex
+	lines *[]string
+}
+
+func (c recordingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	for _, l := range strings.SplitAfter(string(p), "\r\n") {
+		if l != "" {
+			*c.lines = append(*c.lines, strings.TrimRight(l, "\r\n"))
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestNewMailListsOnlyNewUIDs: new mail is listed by the UIDs above the last one known, not by listing the whole
+// mailbox again (at each new message, for a mailbox of any size); an expunge still compares the whole list.
+func TestNewMailListsOnlyNewUIDs(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	up.add("INBOX", plainMsg)
+	up.add("INBOX", plainMsg)
+	var mu sync.Mutex
+	var lines []string
+	r := newRig(t, up, func(o *Options) {
+		o.Dial = func(ctx context.Context) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
+			if err != nil {
+				return nil, err
+			}
+			return recordingConn{c, &mu, &lines}, nil
+		}
+	})
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	rc.until("b OK")
+	searches := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, l := range lines {
+			if strings.Contains(l, " SEARCH ") {
+				out = append(out, l[strings.Index(l, " ")+1:])
+			}
+		}
+		lines = nil
+		return out
+	}
+	searches()
+	up.add("INBOX", plainMsg)
+	rc.send("c NOOP\r\n")
+	if l := rc.until("c "); !slices.Contains(l, "* 3 EXISTS") {
+		t.Fatalf("NOOP after new mail: %q", l)
+	}
+	if s := searches(); len(s) != 1 || !strings.Contains(s[0], "UID 3:*") {
+		t.Errorf("new mail listed upstream with %q, want one UID SEARCH of UID 3:*", s)
+	}
+	d := up.direct()
+	if _, err := d.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true,
+		Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc.send("e NOOP\r\n")
+	if l := rc.until("e "); !slices.Contains(l, "* 1 EXPUNGE") {
+		t.Fatalf("NOOP after an expunge: %q", l)
+	}
+	if s := searches(); len(s) != 1 || strings.Contains(s[0], ":*") {
+		t.Errorf("after an expunge the proxy searched %q, want the whole list", s)
+	}
 }

@@ -57,7 +57,8 @@ type session struct {
 	view mailboxView
 
 	umu          sync.Mutex
-	dirty        bool                     // EXISTS or EXPUNGE arrived: the message list must be synced
+	arrived      bool                     // EXISTS arrived: new messages to list
+	expunged     bool                     // EXPUNGE arrived (or a command may have removed messages): the list is compared whole
 	flagUpdates  map[imap.UID][]imap.Flag // FETCH FLAGS that named their UID
 	flagsUnknown bool                     // a FETCH FLAGS without UID arrived: every message's flags are read again
 	notify       chan struct{}            // wakes Idle
@@ -143,7 +144,7 @@ func (s *Server) serveConn(conn net.Conn) {
 				ss.wake()
 			}
 			if d.NumMessages != nil {
-				ss.noteChange()
+				ss.noteArrival()
 			}
 		},
 		Fetch: ss.noteFetch,
@@ -297,10 +298,19 @@ func (ss *session) Cut() {
 	}
 }
 
-// noteChange records that the upstream's message list changed (EXISTS, EXPUNGE).
+// noteChange records that messages may have left the upstream's list (EXPUNGE, or a command of the proxy's
+// that removes messages).
 func (ss *session) noteChange() {
 	ss.umu.Lock()
-	ss.dirty = true
+	ss.expunged = true
+	ss.umu.Unlock()
+	ss.wake()
+}
+
+// noteArrival records that messages arrived (EXISTS).
+func (ss *session) noteArrival() {
+	ss.umu.Lock()
+	ss.arrived = true
 	ss.umu.Unlock()
 	ss.wake()
 }

@@ -261,6 +261,10 @@ func BenchmarkIMAPStress(b *testing.B) {
 	for b.Loop() {
 		d := stress(b, dc.IMAP, 10, secs)
 		p := stress(b, addr, 10, secs)
+		if testing.Verbose() {
+			// imaptest's rows of commands per kind, to see where the proxy is slower.
+			b.Logf("direct:\n%s\nthrough Postern:\n%s", lastLines(d.stdout, 6), lastLines(p.stdout, 6))
+		}
 		direct += float64(d.commands) / float64(secs)
 		proxied += float64(p.commands) / float64(secs)
 	}
