@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,8 +89,8 @@ user_pref("browser.shell.checkDefaultBrowser", false);
 user_pref("mail.biff.show_alert", false);
 `
 
-// tbLog keeps what Thunderbird sent, for the failure message.
-var tbLog = &syncBuffer{}
+// tbLog keeps what Thunderbird sent, tbServed what it was sent.
+var tbLog, tbServed = &syncBuffer{}, &syncBuffer{}
 
 // preauthShim serves the Unix socket: each connection is logged in to Postern as alice, then greeted with PREAUTH
 // and relayed byte for byte (test code: Thunderbird cannot be given a password without its key store).
@@ -132,7 +133,7 @@ func preauthShim(t *testing.T, sock, proxy string) {
 				io.WriteString(c, "* PREAUTH Logged in by the test's shim\r\n")
 				done := make(chan struct{}, 2)
 				go func() { io.Copy(io.MultiWriter(up, tbLog), c); done <- struct{}{} }()
-				go func() { io.Copy(c, br); done <- struct{}{} }()
+				go func() { io.Copy(io.MultiWriter(c, tbServed), br); done <- struct{}{} }()
 				<-done
 			}()
 		}
@@ -158,6 +159,8 @@ func TestThunderbird(t *testing.T) {
 
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "shim.sock")
+	tbLog.Reset()
+	tbServed.Reset()
 	preauthShim(t, sock, tg.addr)
 	profile := filepath.Join(dir, "profile")
 	if err := os.MkdirAll(profile, 0o700); err != nil {
@@ -167,29 +170,7 @@ func TestThunderbird(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(fmt.Sprintf(tbPrefs, port)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fwd := filepath.Join(dir, "forward.py")
-	if err := os.WriteFile(fwd, []byte(tbForward), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ready := filepath.Join(dir, "forward.ready")
-	script := fmt.Sprintf(`ip link set lo up && { python3 %s %d %s %s & } && `+
-		`while [ ! -e %s ]; do sleep 0.1; done && exec xvfb-run -a thunderbird --no-remote --profile %s`,
-		fwd, port, sock, ready, ready, profile)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "-n", "--", "sh", "-c", script)
-	cmd.Env = append(os.Environ(), "HOME="+dir, "MOZ_HEADLESS=1", "MOZ_DISABLE_AUTO_SAFE_MODE=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	})
-
+	tb := startThunderbird(t, dir, profile, port, sock)
 	want := map[string]bool{}
 	for _, f := range ref {
 		want[digest(f.Body)] = true
@@ -218,7 +199,52 @@ func TestThunderbird(t *testing.T) {
 	}
 	t.Logf("Thunderbird sent:\n%s", lastLines(tbLog.String(), 60))
 	t.Fatalf("Thunderbird stored %d messages matching the filtered bytes of %d; stored:\n%s\nthunderbird output:\n%s",
-		len(got), len(ref), strings.Join(got, "\n"), lastLines(out.String(), 40))
+		len(got), len(ref), strings.Join(got, "\n"), lastLines(tb.out.String(), 40))
+}
+
+// thunderbird is a running Thunderbird.
+type thunderbird struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+func (tb *thunderbird) stop() {
+	syscall.Kill(-tb.cmd.Process.Pid, syscall.SIGKILL)
+	tb.cmd.Wait()
+}
+
+// startThunderbird runs Thunderbird with profile under xvfb-run, in a network namespace whose 127.0.0.1:port
+// leads to the shim's socket; it is killed when the test ends.
+func startThunderbird(t *testing.T, dir, profile string, port int, sock string, args ...string) *thunderbird {
+	t.Helper()
+	fwd := filepath.Join(dir, "forward.py")
+	if err := os.WriteFile(fwd, []byte(tbForward), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(dir, "forward.ready")
+	os.Remove(ready)
+	quoted := ""
+	for _, a := range args {
+		quoted += " '" + a + "'"
+	}
+	script := fmt.Sprintf(`ip link set lo up && { python3 %s %d %s %s & } && `+
+		`while [ ! -e %s ]; do sleep 0.1; done && exec xvfb-run -a thunderbird --no-remote --profile %s%s`,
+		fwd, port, sock, ready, ready, profile, quoted)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	cmd := exec.CommandContext(ctx, "unshare", "-n", "--", "sh", "-c", script)
+	cmd.Env = append(os.Environ(), "HOME="+dir, "MOZ_HEADLESS=1", "MOZ_DISABLE_AUTO_SAFE_MODE=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tb := &thunderbird{cmd: cmd, out: &syncBuffer{}}
+	cmd.Stdout, cmd.Stderr = tb.out, tb.out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tb.stop()
+		cancel()
+	})
+	return tb
 }
 
 // tbStored reads the messages of Thunderbird's offline Maildir store for the account, without the X-Mozilla-*
@@ -251,4 +277,77 @@ func tbStored(t *testing.T, root string) map[string]string {
 		return nil
 	})
 	return out
+}
+
+// tbHeadersOnly makes the account download headers only: a message's text is fetched when it is opened.
+const tbHeadersOnly = `user_pref("mail.server.server1.offline_download", false);
+user_pref("mail.server.server1.download_bodies_on_get_new_mail", false);
+user_pref("mail.server.server1.autosync_offline_stores", false);
+`
+
+// TestThunderbirdOpensMessage: Thunderbird, keeping only headers, lists INBOX through Postern; started again with
+// -mail and a message's URI it opens the message in a window of its own (MailUtils.displayMessage): it fetches the
+// message's text then, and what it is served carries the retrieval policy's banner.
+func TestThunderbirdOpensMessage(t *testing.T) {
+	need(t, "thunderbird", "xvfb-run", "python3", "ip")
+	if os.Geteuid() != 0 {
+		t.Fatal("a network namespace needs root")
+	}
+	r := newRig(t, testdovecot.Options{})
+	tg := r.targets[1]
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "shim.sock")
+	tbLog.Reset()
+	tbServed.Reset()
+	preauthShim(t, sock, tg.addr)
+	profile := filepath.Join(dir, "profile")
+	if err := os.MkdirAll(profile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const port = 1143
+	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(fmt.Sprintf(tbPrefs, port)+tbHeadersOnly), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// First the listing: Thunderbird keeps the headers in its folder database.
+	tb := startThunderbird(t, dir, profile, port, sock)
+	db := filepath.Join(profile, "ImapMail", "postern", "INBOX.msf")
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(tbLog.String(), "HEADER.FIELDS") || !exists(db) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Thunderbird did not list INBOX; it sent:\n%s\noutput:\n%s", lastLines(tbLog.String(), 40), lastLines(tb.out.String(), 40))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if strings.Contains(tbServed.String(), bannerText) {
+		t.Fatal("Thunderbird downloaded message text while keeping headers only: the test would prove nothing")
+	}
+	time.Sleep(3 * time.Second) // the database is written
+	tb.stop()
+	// Then the message, as a user opening it.
+	sent := len(tbLog.String())
+	tb = startThunderbird(t, dir, profile, port, sock, "-mail", "imap-message://alice@127.0.0.1/INBOX#1")
+	deadline = time.Now().Add(2 * time.Minute)
+	for !strings.Contains(tbServed.String(), bannerText) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Thunderbird did not open the message; it sent:\n%s\noutput:\n%s", lastLines(tbLog.String()[sent:], 40), lastLines(tb.out.String(), 40))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// The only text Thunderbird fetches is the opened message's (the listing fetched none, above).
+	var fetches []string
+	for _, l := range strings.Split(tbLog.String()[sent:], "\n") {
+		u := strings.ToUpper(l)
+		if strings.Contains(u, "FETCH") && (strings.Contains(u, "BODY[]") || strings.Contains(u, "BODY.PEEK[]")) {
+			fetches = append(fetches, strings.TrimSpace(l))
+		}
+	}
+	if len(fetches) == 0 || !slices.ContainsFunc(fetches, func(l string) bool { return strings.Contains(strings.ToUpper(l), "FETCH 1 ") }) {
+		t.Fatalf("the banner was served but Thunderbird sent no FETCH of UID 1's text: %q", fetches)
+	}
+	t.Logf("Thunderbird opened UID 1 with %q", fetches)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
