@@ -90,6 +90,17 @@ func (ss *session) prefilter(uids []imap.UID) {
 
 // fetchChunk serves one chunk of UIDs (w nil: only fills the cache).
 func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *imap.FetchOptions, content, seen bool, failed **imap.Error) error {
+	if w != nil && content && !seen && !o.Flags && !o.InternalDate {
+		if served, err := ss.fromCache(w, chunk, o, failed); served || err != nil {
+			return err
+		}
+	}
+	return ss.fetchChunkUpstream(w, chunk, o, content, seen, failed)
+}
+
+// fetchChunkUpstream serves one chunk with the upstream's metadata of each message: from the cache, or fetched
+// and filtered now.
+func (ss *session) fetchChunkUpstream(w *imapserver.FetchWriter, chunk []imap.UID, o *imap.FetchOptions, content, seen bool, failed **imap.Error) error {
 	mo := &imap.FetchOptions{UID: true, Flags: o.Flags || seen || content, InternalDate: o.InternalDate || content,
 		RFC822Size: content}
 	var msgs []*imapclient.FetchMessageBuffer
@@ -184,6 +195,52 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, chunk []imap.UID, o *im
 		}
 	}
 	return nil
+}
+
+// fromCache serves a chunk from the cache alone when the cache answers every message of it and the FETCH asks
+// nothing the upstream must tell now (flags, internal date, a \Seen to set): a client reading messages it
+// listed costs no upstream command. A message another client expunged meanwhile is served as it was, until the
+// expunge is announced, as RFC 2180 §4.1.1 allows. It reports false, having written nothing, when some message
+// must be asked for.
+func (ss *session) fromCache(w *imapserver.FetchWriter, chunk []imap.UID, o *imap.FetchOptions, failed **imap.Error) (bool, error) {
+	type hit struct {
+		r    *result
+		meta bool
+	}
+	hits := make([]hit, 0, len(chunk))
+	for _, uid := range chunk {
+		k := ss.key(uid)
+		if r, ok := ss.srv.cache.get(k); ok {
+			hits = append(hits, hit{r: r})
+		} else if r, ok := ss.srv.cache.getMeta(k); ok && metaServes(o) {
+			hits = append(hits, hit{r: r, meta: true})
+		} else {
+			return false, nil
+		}
+	}
+	for i, uid := range chunk {
+		seq := ss.view.seqOf(uid)
+		if seq == 0 {
+			continue
+		}
+		md, h := meta{uid: uid}, hits[i]
+		var err error
+		if h.meta {
+			err = ss.write(w, seq, md, h.r, bytes.NewReader(h.r.header), o, false)
+		} else {
+			body, done, ok := h.r.open()
+			if !ok {
+				// The file was evicted between the look-up and now: what is left goes the usual way.
+				return true, ss.fetchChunkUpstream(w, chunk[i:], o, true, false, failed)
+			}
+			err = ss.write(w, seq, md, h.r, body, o, false)
+			done()
+		}
+		if err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }
 
 // fetchBodies fetches, filters and serves the messages not in the cache. The upstream's answer is read in order

@@ -600,3 +600,49 @@ func TestNewMailListsOnlyNewUIDs(t *testing.T) {
 		t.Errorf("after an expunge the proxy searched %q, want the whole list", s)
 	}
 }
+
+// TestCachedReadAsksNothingUpstream: reading a message whose filtered bytes are cached, without flags or \Seen,
+// sends no command upstream; one that sets \Seen does (the STORE, and the flags to report).
+func TestCachedReadAsksNothingUpstream(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	up.add("INBOX", plainMsg)
+	var mu sync.Mutex
+	var lines []string
+	r := newRig(t, up, func(o *Options) {
+		o.Dial = func(ctx context.Context) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
+			if err != nil {
+				return nil, err
+			}
+			return recordingConn{c, &mu, &lines}, nil
+		}
+	})
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc FETCH 1 (RFC822.SIZE BODY.PEEK[])\r\n")
+	rc.until("c OK")
+	sent := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := lines
+		lines = nil
+		return out
+	}
+	sent()
+	rc.send("d FETCH 1 (BODYSTRUCTURE BODY.PEEK[]<0.100>)\r\n")
+	if l := rc.until("d "); !strings.HasPrefix(l[len(l)-1], "d OK") {
+		t.Fatalf("cached FETCH: %q", l)
+	}
+	if s := sent(); len(s) != 0 {
+		t.Errorf("a cached read sent %q upstream, want nothing", s)
+	}
+	rc.send("e FETCH 1 (BODY[])\r\n")
+	if l := rc.until("e "); !strings.HasPrefix(l[len(l)-1], "e OK") || !slices.ContainsFunc(l, func(s string) bool { return strings.Contains(s, `\Seen`) }) {
+		t.Fatalf("FETCH BODY[]: %q", l)
+	}
+	if s := sent(); !slices.ContainsFunc(s, func(l string) bool { return strings.Contains(l, "STORE") }) {
+		t.Errorf("a read setting \\Seen sent %q upstream, want a STORE", s)
+	}
+	if r.filter.count() != 1 {
+		t.Errorf("the policy ran %d times, want once", r.filter.count())
+	}
+}
