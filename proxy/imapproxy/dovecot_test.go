@@ -34,23 +34,13 @@ func TestDovecotUpstream(t *testing.T) {
 		}
 		return &policy.Decision{Action: pluginhost.Accept}
 	})
-	o := Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
-		UpstreamTLS:   upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: dc.CertFile, ServerName: "localhost"},
-		ResultHeaders: true, Filters: fakeSource{filter}, Audit: &records{}, QuarantineDir: t.TempDir(),
-		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	srv, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	addr := dovecotProxy(t, dc, func(o *Options) {
+		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: dc.CertFile, ServerName: "localhost"}
+		o.ResultHeaders, o.Filters = true, fakeSource{filter}
+	})
 
 	exists := make(chan uint32, 10)
-	c, err := imapclient.DialInsecure(ln.Addr().String(), &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+	c, err := imapclient.DialInsecure(addr, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.NumMessages != nil {
 				exists <- *d.NumMessages
@@ -131,12 +121,17 @@ func TestDovecotUpstream(t *testing.T) {
 	}
 }
 
-// dovecotProxy serves the proxy in front of dc, with a policy that accepts every message; it returns its address.
-func dovecotProxy(t *testing.T, dc *testdovecot.Dovecot) string {
+// dovecotProxy serves the proxy in front of dc, with a policy that accepts every message unless edit changes it;
+// it returns its address.
+func dovecotProxy(t *testing.T, dc *testdovecot.Dovecot, edit func(*Options)) string {
 	t.Helper()
-	srv, err := New(Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
+	o := Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
 		Filters: fakeSource{&fakeFilter{version: "v1"}}, Audit: &records{}, QuarantineDir: t.TempDir(),
-		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(&o)
+	}
+	srv, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +167,7 @@ func rawLogin(t *testing.T, addr string) *rawClient {
 // with RECURSIVEMATCH and several patterns a parent gets CHILDINFO only for a child no pattern matched (RFC 5258).
 func TestDovecotSubscriptions(t *testing.T) {
 	dc := testdovecot.Start(t, testdovecot.Options{})
-	proxy := dovecotProxy(t, dc)
+	proxy := dovecotProxy(t, dc, nil)
 	setup := rawLogin(t, dc.IMAP)
 	for _, cmd := range []string{"CREATE box.test", "CREATE box.test2.test", "CREATE box.test3.x",
 		"SUBSCRIBE box.test", "SUBSCRIBE box.test2.test", "SUBSCRIBE box.test3.x"} {
@@ -233,7 +228,7 @@ func TestDovecotRecent(t *testing.T) {
 	dc := testdovecot.Start(t, testdovecot.Options{})
 	dc.Deliver(t, "alice", plainMsg)
 	dc.Deliver(t, "alice", multipartMsg)
-	rc := rawLogin(t, dovecotProxy(t, dc))
+	rc := rawLogin(t, dovecotProxy(t, dc, nil))
 	expect := func(cmd string, want ...string) {
 		t.Helper()
 		rc.send("q " + cmd + "\r\n")

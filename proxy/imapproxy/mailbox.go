@@ -75,24 +75,37 @@ func (ss *session) readRecent() error {
 	ss.view.recent = map[imap.UID]bool{}
 	for window := range tailWindows(ss.view.uids) {
 		all := true
-		for _, chunk := range ss.chunks(window) {
-			var msgs []*imapclient.FetchMessageBuffer
-			if err := ss.wait(func() (err error) {
-				msgs, err = ss.up.c.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{UID: true, Flags: true}).Collect()
-				return err
-			}); err != nil {
-				return err
+		if err := ss.flagsOf(window, func(m *imapclient.FetchMessageBuffer) error {
+			if slices.Contains(m.Flags, flagRecent) {
+				ss.view.recent[m.UID] = true
+			} else {
+				all = false
 			}
-			for _, m := range msgs {
-				if slices.Contains(m.Flags, flagRecent) {
-					ss.view.recent[m.UID] = true
-				} else {
-					all = false
-				}
-			}
+			return nil
+		}); err != nil {
+			return err
 		}
 		if !all {
 			return nil
+		}
+	}
+	return nil
+}
+
+// flagsOf reads the flags of uids upstream, in chunks, and hands each message to f.
+func (ss *session) flagsOf(uids []imap.UID, f func(*imapclient.FetchMessageBuffer) error) error {
+	for _, chunk := range ss.chunks(slices.Clone(uids)) {
+		var msgs []*imapclient.FetchMessageBuffer
+		if err := ss.wait(func() (err error) {
+			msgs, err = ss.up.c.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{UID: true, Flags: true}).Collect()
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := f(m); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -126,37 +139,24 @@ func (ss *session) newest(uids []imap.UID) []imap.UID {
 
 // uidsAfter lists the UIDs above last upstream, ascending.
 func (ss *session) uidsAfter(last imap.UID) ([]imap.UID, error) {
-	var d *imap.SearchData
-	var opts *imap.SearchOptions
-	if ss.up.c.Caps().Has(imap.CapESearch) {
-		opts = &imap.SearchOptions{ReturnAll: true}
-	}
-	c := &imap.SearchCriteria{UID: []imap.UIDSet{{{Start: last + 1, Stop: 0}}}}
-	if err := ss.wait(func() (err error) {
-		d, err = ss.up.c.UIDSearch(c, opts).Wait()
-		return err
-	}); err != nil {
-		return nil, err
-	}
-	var uids []imap.UID
-	if set, ok := d.All.(imap.UIDSet); ok {
-		uids, _ = set.Nums()
-	}
+	uids, err := ss.searchUIDs(&imap.SearchCriteria{UID: []imap.UIDSet{{{Start: last + 1, Stop: 0}}}})
 	// "n:*" also names the last message when its UID is below n.
-	uids = slices.DeleteFunc(uids, func(u imap.UID) bool { return u <= last })
-	slices.Sort(uids)
-	return slices.Compact(uids), nil
+	return slices.DeleteFunc(uids, func(u imap.UID) bool { return u <= last }), err
 }
 
 // allUIDs lists the selected mailbox's UIDs upstream, ascending.
-func (ss *session) allUIDs() ([]imap.UID, error) {
+func (ss *session) allUIDs() ([]imap.UID, error) { return ss.searchUIDs(&imap.SearchCriteria{}) }
+
+// searchUIDs runs a UID SEARCH upstream (RETURN (ALL) with ESEARCH: ranges, not one number per message) and
+// returns the UIDs found, ascending.
+func (ss *session) searchUIDs(c *imap.SearchCriteria) ([]imap.UID, error) {
 	var d *imap.SearchData
 	var opts *imap.SearchOptions
 	if ss.up.c.Caps().Has(imap.CapESearch) {
 		opts = &imap.SearchOptions{ReturnAll: true}
 	}
 	if err := ss.wait(func() (err error) {
-		d, err = ss.up.c.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
+		d, err = ss.up.c.UIDSearch(c, opts).Wait()
 		return err
 	}); err != nil {
 		return nil, err
@@ -379,23 +379,12 @@ func (ss *session) settle() {
 
 // refreshFlags reads the flags of uids again and tells the client.
 func (ss *session) refreshFlags(uw *imapserver.UpdateWriter, uids []imap.UID) error {
-	for _, chunk := range ss.chunks(slices.Clone(uids)) {
-		var msgs []*imapclient.FetchMessageBuffer
-		if err := ss.wait(func() (err error) {
-			msgs, err = ss.up.c.Fetch(imap.UIDSetNum(chunk...), &imap.FetchOptions{UID: true, Flags: true}).Collect()
-			return err
-		}); err != nil {
-			return err
+	return ss.flagsOf(uids, func(m *imapclient.FetchMessageBuffer) error {
+		if seq := ss.view.seqOf(m.UID); seq > 0 {
+			return uw.WriteMessageFlags(seq, m.UID, m.Flags)
 		}
-		for _, m := range msgs {
-			if seq := ss.view.seqOf(m.UID); seq > 0 {
-				if err := uw.WriteMessageFlags(seq, m.UID, m.Flags); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Poll runs after most commands: it delivers what the upstream announced.

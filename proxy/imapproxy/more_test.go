@@ -540,15 +540,12 @@ func (c recordingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestNewMailListsOnlyNewUIDs: new mail is listed by the UIDs above the last one known, not by listing the whole
-// mailbox again (at each new message, for a mailbox of any size); an expunge still compares the whole list.
-func TestNewMailListsOnlyNewUIDs(t *testing.T) {
-	up := newMemUpstream(t, nil)
-	up.add("INBOX", plainMsg)
-	up.add("INBOX", plainMsg)
+// recordingRig is newRig whose upstream connections record the command lines sent; sent returns those sent
+// since it was last called.
+func recordingRig(t *testing.T, up *memUpstream) (r *rig, sent func() []string) {
 	var mu sync.Mutex
 	var lines []string
-	r := newRig(t, up, func(o *Options) {
+	r = newRig(t, up, func(o *Options) {
 		o.Dial = func(ctx context.Context) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
 			if err != nil {
@@ -557,19 +554,32 @@ func TestNewMailListsOnlyNewUIDs(t *testing.T) {
 			return recordingConn{c, &mu, &lines}, nil
 		}
 	})
+	return r, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := lines
+		lines = nil
+		return out
+	}
+}
+
+// TestNewMailListsOnlyNewUIDs: new mail is listed by the UIDs above the last one known, not by listing the whole
+// mailbox again (at each new message, for a mailbox of any size); an expunge still compares the whole list.
+func TestNewMailListsOnlyNewUIDs(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	up.add("INBOX", plainMsg)
+	up.add("INBOX", plainMsg)
+	r, sent := recordingRig(t, up)
 	rc := r.raw()
 	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
 	rc.until("b OK")
 	searches := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
 		var out []string
-		for _, l := range lines {
+		for _, l := range sent() {
 			if strings.Contains(l, " SEARCH ") {
 				out = append(out, l[strings.Index(l, " ")+1:])
 			}
 		}
-		lines = nil
 		return out
 	}
 	searches()
@@ -606,27 +616,10 @@ func TestNewMailListsOnlyNewUIDs(t *testing.T) {
 func TestCachedReadAsksNothingUpstream(t *testing.T) {
 	up := newMemUpstream(t, nil)
 	up.add("INBOX", plainMsg)
-	var mu sync.Mutex
-	var lines []string
-	r := newRig(t, up, func(o *Options) {
-		o.Dial = func(ctx context.Context) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
-			if err != nil {
-				return nil, err
-			}
-			return recordingConn{c, &mu, &lines}, nil
-		}
-	})
+	r, sent := recordingRig(t, up)
 	rc := r.raw()
 	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\nc FETCH 1 (RFC822.SIZE BODY.PEEK[])\r\n")
 	rc.until("c OK")
-	sent := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		out := lines
-		lines = nil
-		return out
-	}
 	sent()
 	rc.send("d FETCH 1 (BODYSTRUCTURE BODY.PEEK[]<0.100>)\r\n")
 	if l := rc.until("d "); !strings.HasPrefix(l[len(l)-1], "d OK") {

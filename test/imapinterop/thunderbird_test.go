@@ -157,20 +157,8 @@ func TestThunderbird(t *testing.T) {
 	ref := reference(t, tg.addr)
 	checkFiltered(t, tg, ref)
 
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "shim.sock")
-	tbLog.Reset()
-	tbServed.Reset()
-	preauthShim(t, sock, tg.addr)
-	profile := filepath.Join(dir, "profile")
-	if err := os.MkdirAll(profile, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	const port = 1143 // inside the namespace: nothing else listens there
-	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(fmt.Sprintf(tbPrefs, port)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tb := startThunderbird(t, dir, profile, port, sock)
+	dir, profile, sock := tbSetUp(t, tg.addr, "")
+	tb := startThunderbird(t, dir, profile, tbPort, sock)
 	want := map[string]bool{}
 	for _, f := range ref {
 		want[digest(f.Body)] = true
@@ -200,6 +188,28 @@ func TestThunderbird(t *testing.T) {
 	t.Logf("Thunderbird sent:\n%s", lastLines(tbLog.String(), 60))
 	t.Fatalf("Thunderbird stored %d messages matching the filtered bytes of %d; stored:\n%s\nthunderbird output:\n%s",
 		len(got), len(ref), strings.Join(got, "\n"), lastLines(tb.out.String(), 40))
+}
+
+// tbPort is the account's port inside Thunderbird's namespace: nothing else listens there.
+const tbPort = 1143
+
+// tbSetUp makes a directory with a profile (tbPrefs, then extra prefs) and the PREAUTH shim to proxy on a socket in
+// it; the shim's logs start empty.
+func tbSetUp(t *testing.T, proxy, extra string) (dir, profile, sock string) {
+	t.Helper()
+	dir = t.TempDir()
+	sock = filepath.Join(dir, "shim.sock")
+	tbLog.Reset()
+	tbServed.Reset()
+	preauthShim(t, sock, proxy)
+	profile = filepath.Join(dir, "profile")
+	if err := os.MkdirAll(profile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(fmt.Sprintf(tbPrefs, tbPort)+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, profile, sock
 }
 
 // thunderbird is a running Thunderbird.
@@ -295,21 +305,9 @@ func TestThunderbirdOpensMessage(t *testing.T) {
 	}
 	r := newRig(t, testdovecot.Options{})
 	tg := r.targets[1]
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "shim.sock")
-	tbLog.Reset()
-	tbServed.Reset()
-	preauthShim(t, sock, tg.addr)
-	profile := filepath.Join(dir, "profile")
-	if err := os.MkdirAll(profile, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	const port = 1143
-	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(fmt.Sprintf(tbPrefs, port)+tbHeadersOnly), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, profile, sock := tbSetUp(t, tg.addr, tbHeadersOnly)
 	// First the listing: Thunderbird keeps the headers in its folder database.
-	tb := startThunderbird(t, dir, profile, port, sock)
+	tb := startThunderbird(t, dir, profile, tbPort, sock)
 	db := filepath.Join(profile, "ImapMail", "postern", "INBOX.msf")
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(tbLog.String(), "HEADER.FIELDS") || !exists(db) {
@@ -325,7 +323,7 @@ func TestThunderbirdOpensMessage(t *testing.T) {
 	tb.stop()
 	// Then the message, as a user opening it.
 	sent := len(tbLog.String())
-	tb = startThunderbird(t, dir, profile, port, sock, "-mail", "imap-message://alice@127.0.0.1/INBOX#1")
+	tb = startThunderbird(t, dir, profile, tbPort, sock, "-mail", "imap-message://alice@127.0.0.1/INBOX#1")
 	deadline = time.Now().Add(2 * time.Minute)
 	for !strings.Contains(tbServed.String(), bannerText) {
 		if time.Now().After(deadline) {
