@@ -24,7 +24,9 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"github.com/postern/postern/internal/metricstest"
 	"github.com/postern/postern/proxy/listener"
+	"github.com/postern/postern/proxy/metrics"
 	"github.com/postern/postern/proxy/upstream"
 )
 
@@ -467,6 +469,7 @@ func TestCommandRatePaces(t *testing.T) {
 	for i := range 120 {
 		fmt.Fprintf(&b, "n%d NOOP\r\n", i)
 	}
+	before := metricstest.Serve(t, metrics.Handler())
 	start := time.Now()
 	rc.c.SetDeadline(time.Now().Add(30 * time.Second))
 	rc.send(b.String())
@@ -479,6 +482,8 @@ func TestCommandRatePaces(t *testing.T) {
 	if d := time.Since(start); d < 1900*time.Millisecond {
 		t.Errorf("120 NOOPs answered in %v: not paced at 10 a second", d)
 	}
+	metricstest.Rise(t, before, metricstest.Serve(t, metrics.Handler()), "postern_commands_throttled_total",
+		metricstest.L("listener", "imap-test", "protocol", "imap"), 20)
 }
 
 // TestUpstreamStartTLSInjection: what an upstream (or a man in the middle) sends in plain text after its

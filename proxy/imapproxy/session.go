@@ -258,6 +258,7 @@ func (ss *session) pace() {
 		ss.throttled = true
 		ss.log.Info("command rate exceeded; commands are delayed", "rate", ss.srv.opts.Limits.CommandRate)
 	}
+	metrics.Throttled(ss.srv.opts.Name, Protocol)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

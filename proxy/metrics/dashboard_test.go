@@ -26,6 +26,7 @@ func touchAll() {
 	StageDecision("touch", "smtp", "rcpt_to", "reject", "5xx")
 	UpstreamDial("touch", "smtp", errors.New("refused"))
 	UpstreamError("touch", "smtp")
+	Throttled("touch", "imap")
 	PluginCall("touch", "message", time.Millisecond, KindTrap)
 	PluginPoolWait("touch")
 	p := RegisterPool("touch", func() (int, int) { return 1, 1 })

@@ -46,6 +46,10 @@ var (
 			"per-client session limit), client_rate (the per-client connection rate), shutting_down, proxy_header " +
 			"(a missing or bad PROXY header, or a source not trusted to send one)."},
 		[]string{"listener", "protocol", "reason"})
+	commandsThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
+		Name: "commands_throttled_total",
+		Help: "Client commands past limits.command_rate: delayed (IMAP) or refused, ending the session (POP3)."},
+		[]string{"listener", "protocol"})
 	clientBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_bytes_total",
 		Help: "Bytes read from (in) and written to (out) client connections, TLS records included."},
 		[]string{"listener", "protocol", "direction"})
@@ -115,7 +119,7 @@ func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		sessionsOpen, sessionsTotal, sessionsRefused, clientBytes,
 		messages, stageDecisions, replies,
-		upstreamDials, upstreamDialErrors, upstreamErrors,
+		upstreamDials, upstreamDialErrors, upstreamErrors, commandsThrottled,
 		pluginCalls, pluginErrors, pluginDuration, pluginPoolWaits, pools,
 		policyDuration, auditDuration, auditFailures,
 		reloads, reloadSuccessTime, configInfo, buildInfo, quarantine)
@@ -216,6 +220,11 @@ func ReplyClass(status string, code int) string {
 		return "none"
 	}
 	return "other"
+}
+
+// Throttled counts a client command past the listener's command rate.
+func Throttled(listener, protocol string) {
+	commandsThrottled.WithLabelValues(listener, protocol).Inc()
 }
 
 // UpstreamDial counts a connection to the upstream attempted, and its failure when err is not nil.

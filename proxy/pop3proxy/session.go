@@ -177,6 +177,7 @@ func (ss *session) loop() {
 			return // the client left
 		}
 		if !ss.rate.Allow() {
+			metrics.Throttled(o.Name, Protocol)
 			ss.log.Info("command rate exceeded; closing", "rate", o.Limits.CommandRate)
 			ss.reply(pop3.Err(pop3.CodeSysTemp, "Too many commands, slow down"))
 			return
