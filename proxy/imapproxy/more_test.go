@@ -644,3 +644,18 @@ func TestCachedReadAsksNothingUpstream(t *testing.T) {
 		t.Errorf("the policy ran %d times, want once", r.filter.count())
 	}
 }
+
+// TestAppendNonSyncLiteralOverTheLimit: a non-synchronising literal over the limit is refused and the connection
+// closed; its bytes (here a command) are never run.
+func TestAppendNonSyncLiteralOverTheLimit(t *testing.T) {
+	r := newRig(t, nil, func(o *Options) { o.Limits.MessageSize = 1024 })
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\n")
+	rc.until("a OK")
+	body := strings.Repeat("x", 1500) + "\r\nz NOOP\r\n"
+	rc.send(fmt.Sprintf("b APPEND INBOX {%d+}\r\n%s\r\nc NOOP\r\n", len(body), body))
+	lines := rc.until("ERR ")
+	if !strings.HasPrefix(lines[0], "b NO [TOOBIG]") || slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "z ") }) {
+		t.Errorf("APPEND of a literal over the limit: %q, want NO [TOOBIG] and the connection closed", lines)
+	}
+}
