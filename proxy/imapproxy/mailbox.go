@@ -70,26 +70,30 @@ func tailWindows(uids []imap.UID) func(yield func([]imap.UID) bool) {
 }
 
 // readRecent finds which messages are \Recent, for a search: it reads the flags of the newest messages in
-// windows until a window holds one that is not.
-func (ss *session) readRecent() error {
-	ss.view.recent = map[imap.UID]bool{}
+// windows until a window holds one that is not. With none recent the set is a UID no message has, which
+// matches nothing.
+func (ss *session) readRecent() (imap.UIDSet, error) {
+	var set imap.UIDSet
 	for window := range tailWindows(ss.view.uids) {
 		all := true
 		if err := ss.flagsOf(window, func(m *imapclient.FetchMessageBuffer) error {
 			if slices.Contains(m.Flags, flagRecent) {
-				ss.view.recent[m.UID] = true
+				set.AddNum(m.UID)
 			} else {
 				all = false
 			}
 			return nil
 		}); err != nil {
-			return err
+			return nil, err
 		}
 		if !all {
-			return nil
+			break
 		}
 	}
-	return nil
+	if len(set) == 0 {
+		set = imap.UIDSet{{Start: 0xFFFFFFFF, Stop: 0xFFFFFFFF}}
+	}
+	return set, nil
 }
 
 // flagsOf reads the flags of uids upstream, in chunks, and hands each message to f.
@@ -113,20 +117,6 @@ func (ss *session) flagsOf(uids []imap.UID, f func(*imapclient.FetchMessageBuffe
 
 // flagRecent is IMAP4rev1's \Recent, which go-imap keeps internal.
 const flagRecent imap.Flag = "\\Recent"
-
-// recentSet is the UIDs of the recent messages, for a search; a UID no message has when there are none.
-func (v *mailboxView) recentSet() imap.UIDSet {
-	var set imap.UIDSet
-	for _, u := range v.uids {
-		if v.recent[u] {
-			set.AddNum(u)
-		}
-	}
-	if len(set) == 0 {
-		set = imap.UIDSet{{Start: 0xFFFFFFFF, Stop: 0xFFFFFFFF}}
-	}
-	return set
-}
 
 // newest returns the last Prefilter UIDs of the list.
 func (ss *session) newest(uids []imap.UID) []imap.UID {
@@ -531,7 +521,7 @@ func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error
 			return err
 		}
 	}
-	ss.noteChange()
+	ss.noteExpunge()
 	return ss.sync(w, nil)
 }
 
@@ -543,12 +533,14 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if options != nil && options.ReturnSave {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCHRES not supported"}
 	}
+	var recent imap.UIDSet
 	if usesRecent(criteria) {
-		if err := ss.readRecent(); err != nil {
+		var err error
+		if recent, err = ss.readRecent(); err != nil {
 			return nil, err
 		}
 	}
-	c := ss.uidCriteria(*criteria)
+	c := ss.uidCriteria(*criteria, recent)
 	var d *imap.SearchData
 	if err := ss.wait(func() (err error) {
 		d, err = ss.up.c.UIDSearch(&c, nil).Wait()
@@ -612,8 +604,9 @@ func usesRecent(c *imap.SearchCriteria) bool {
 	return false
 }
 
-// uidCriteria rewrites the sequence sets of a search as the UIDs they name for the client.
-func (ss *session) uidCriteria(c imap.SearchCriteria) imap.SearchCriteria {
+// uidCriteria rewrites the sequence sets of a search as the UIDs they name for the client, and RECENT as the
+// UIDs of recent (from readRecent when the search uses it).
+func (ss *session) uidCriteria(c imap.SearchCriteria, recent imap.UIDSet) imap.SearchCriteria {
 	for _, s := range c.SeqNum {
 		var set imap.UIDSet
 		for _, u := range ss.view.resolve(s) {
@@ -643,19 +636,19 @@ func (ss *session) uidCriteria(c imap.SearchCriteria) imap.SearchCriteria {
 	// knows which messages are recent: they become UID sets.
 	if slices.Contains(c.Flag, flagRecent) {
 		c.Flag = slices.DeleteFunc(slices.Clone(c.Flag), func(f imap.Flag) bool { return f == flagRecent })
-		c.UID = append(c.UID, ss.view.recentSet())
+		c.UID = append(c.UID, recent)
 	}
 	if slices.Contains(c.NotFlag, flagRecent) {
 		c.NotFlag = slices.DeleteFunc(slices.Clone(c.NotFlag), func(f imap.Flag) bool { return f == flagRecent })
-		c.Not = append(slices.Clone(c.Not), imap.SearchCriteria{UID: []imap.UIDSet{ss.view.recentSet()}})
+		c.Not = append(slices.Clone(c.Not), imap.SearchCriteria{UID: []imap.UIDSet{recent}})
 	}
 	c.Not = slices.Clone(c.Not)
 	for i := range c.Not {
-		c.Not[i] = ss.uidCriteria(c.Not[i])
+		c.Not[i] = ss.uidCriteria(c.Not[i], recent)
 	}
 	c.Or = slices.Clone(c.Or)
 	for i := range c.Or {
-		c.Or[i] = [2]imap.SearchCriteria{ss.uidCriteria(c.Or[i][0]), ss.uidCriteria(c.Or[i][1])}
+		c.Or[i] = [2]imap.SearchCriteria{ss.uidCriteria(c.Or[i][0], recent), ss.uidCriteria(c.Or[i][1], recent)}
 	}
 	return c
 }
@@ -769,6 +762,6 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 			return err
 		}
 	}
-	ss.noteChange()
+	ss.noteExpunge()
 	return ss.sync(w, nil)
 }

@@ -81,13 +81,10 @@ type session struct {
 
 // mailboxView is the selected mailbox as the client knows it: sequence number n is uids[n-1].
 type mailboxView struct {
-	name        string
-	readOnly    bool
-	uidValidity uint32
-	uids        []imap.UID
-	// recent holds the messages the upstream gave \Recent to this session (the proxy's upstream session is the
-	// client's, so its \Recent is the client's), read from their flags for a search that asks (readRecent).
-	recent         map[imap.UID]bool
+	name           string
+	readOnly       bool
+	uidValidity    uint32
+	uids           []imap.UID
 	pendingExpunge bool // the upstream expunged messages the client has not been told of
 	closing        bool // CLOSE: the upstream's CLOSE both expunges and unselects
 }
@@ -135,7 +132,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	ss.mf = mf
 	defer mf.Close()
 	up, err := s.dialUpstream(ss.ctx, conn.RemoteAddr(), conn.LocalAddr(), &imapclient.UnilateralDataHandler{
-		Expunge: func(uint32) { ss.noteChange() },
+		Expunge: func(uint32) { ss.noteExpunge() },
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.Flags != nil {
 				ss.umu.Lock()
@@ -299,9 +296,9 @@ func (ss *session) Cut() {
 	}
 }
 
-// noteChange records that messages may have left the upstream's list (EXPUNGE, or a command of the proxy's
+// noteExpunge records that messages may have left the upstream's list (EXPUNGE, or a command of the proxy's
 // that removes messages).
-func (ss *session) noteChange() {
+func (ss *session) noteExpunge() {
 	ss.umu.Lock()
 	ss.expunged = true
 	ss.umu.Unlock()
@@ -572,7 +569,7 @@ func (ss *session) list(ref, pattern string, options *imap.ListOptions) ([]*imap
 }
 
 // isLSub tells an LSUB from a LIST (SUBSCRIBED), which imapserver passes with the same options: only its
-// ListWriter knows, in an unexported field (go-imap is pinned; TestLSubNoselectParent fails if the field goes).
+// ListWriter knows, in an unexported field (go-imap is pinned; TestDovecotSubscriptions fails if the field goes).
 func isLSub(w *imapserver.ListWriter) bool {
 	f := reflect.ValueOf(w).Elem().FieldByName("lsub")
 	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
