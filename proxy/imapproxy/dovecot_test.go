@@ -3,8 +3,6 @@ package imapproxy
 import (
 	"bufio"
 	"bytes"
-	"io"
-	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -27,17 +25,17 @@ func TestDovecotUpstream(t *testing.T) {
 	dc := testdovecot.Start(t, testdovecot.Options{})
 	dc.Deliver(t, "alice", plainMsg)
 	dc.Deliver(t, "alice", multipartMsg)
-	filter := &fakeFilter{version: "v1"}
-	filter.set(func(in *pluginhost.Input) *policy.Decision {
+	r := dovecotRig(t, dc, func(o *Options) {
+		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: dc.CertFile, ServerName: "localhost"}
+		o.ResultHeaders = true
+	})
+	r.filter.set(func(in *pluginhost.Input) *policy.Decision {
 		if in.Env.Direction == "retrieval" && in.Env.UID == 3 {
 			return &policy.Decision{Action: pluginhost.Reject, Text: "EICAR", DecidedBy: "av"}
 		}
 		return &policy.Decision{Action: pluginhost.Accept}
 	})
-	addr := dovecotProxy(t, dc, func(o *Options) {
-		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: dc.CertFile, ServerName: "localhost"}
-		o.ResultHeaders, o.Filters = true, fakeSource{filter}
-	})
+	addr := r.addr
 
 	exists := make(chan uint32, 10)
 	c, err := imapclient.DialInsecure(addr, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
@@ -121,27 +119,10 @@ func TestDovecotUpstream(t *testing.T) {
 	}
 }
 
-// dovecotProxy serves the proxy in front of dc, with a policy that accepts every message unless edit changes it;
-// it returns its address.
-func dovecotProxy(t *testing.T, dc *testdovecot.Dovecot, edit func(*Options)) string {
+// dovecotRig is newRig in front of a real Dovecot.
+func dovecotRig(t *testing.T, dc *testdovecot.Dovecot, edit func(*Options)) *rig {
 	t.Helper()
-	o := Options{Name: "imap-dovecot", Hostname: "proxy.test", Upstream: dc.IMAP, AllowInsecureAuth: true,
-		Filters: fakeSource{&fakeFilter{version: "v1"}}, Audit: &records{}, QuarantineDir: t.TempDir(),
-		SpoolDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if edit != nil {
-		edit(&o)
-	}
-	srv, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
+	return newRig(t, &memUpstream{t: t, addr: dc.IMAP}, edit)
 }
 
 // rawLogin connects to addr and logs in as alice.
@@ -167,7 +148,7 @@ func rawLogin(t *testing.T, addr string) *rawClient {
 // with RECURSIVEMATCH and several patterns a parent gets CHILDINFO only for a child no pattern matched (RFC 5258).
 func TestDovecotSubscriptions(t *testing.T) {
 	dc := testdovecot.Start(t, testdovecot.Options{})
-	proxy := dovecotProxy(t, dc, nil)
+	proxy := dovecotRig(t, dc, nil).addr
 	setup := rawLogin(t, dc.IMAP)
 	for _, cmd := range []string{"CREATE box.test", "CREATE box.test2.test", "CREATE box.test3.x",
 		"SUBSCRIBE box.test", "SUBSCRIBE box.test2.test", "SUBSCRIBE box.test3.x"} {
@@ -228,7 +209,7 @@ func TestDovecotRecent(t *testing.T) {
 	dc := testdovecot.Start(t, testdovecot.Options{})
 	dc.Deliver(t, "alice", plainMsg)
 	dc.Deliver(t, "alice", multipartMsg)
-	rc := rawLogin(t, dovecotProxy(t, dc, nil))
+	rc := rawLogin(t, dovecotRig(t, dc, nil).addr)
 	expect := func(cmd string, want ...string) {
 		t.Helper()
 		rc.send("q " + cmd + "\r\n")
