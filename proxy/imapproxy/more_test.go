@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +29,8 @@ import (
 	"github.com/postern/postern/internal/metricstest"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/metrics"
+	"github.com/postern/postern/proxy/pluginhost"
+	"github.com/postern/postern/proxy/policy"
 	"github.com/postern/postern/proxy/upstream"
 )
 
@@ -458,16 +462,21 @@ func TestSessionTimeLimit(t *testing.T) {
 }
 
 // TestCommandRatePaces: commands past limits.command_rate (after a burst of ten times as many) are delayed, not
-// refused: 120 pipelined NOOPs at 10 a second, 100 of them at once, take at least the two seconds the other 20
+// refused: 120 pipelined commands at 10 a second, 100 of them at once, take at least the two seconds the other 20
 // must wait, and every one is answered OK.
 func TestCommandRatePaces(t *testing.T) {
 	r := newRig(t, nil, func(o *Options) { o.Limits.CommandRate = 10 })
 	rc := r.raw()
 	rc.send("a LOGIN alice secret\r\n")
 	rc.until("a OK")
+	// NOOP (paced in Poll) and STATUS (a relayed command, paced in begin) in turn: both ways count.
 	var b strings.Builder
 	for i := range 120 {
-		fmt.Fprintf(&b, "n%d NOOP\r\n", i)
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "n%d NOOP\r\n", i)
+		} else {
+			fmt.Fprintf(&b, "n%d STATUS INBOX (MESSAGES)\r\n", i)
+		}
 	}
 	before := metricstest.Serve(t, metrics.Handler())
 	start := time.Now()
@@ -475,12 +484,12 @@ func TestCommandRatePaces(t *testing.T) {
 	rc.send(b.String())
 	for i := range 120 {
 		if l := rc.until(fmt.Sprintf("n%d ", i)); !strings.HasPrefix(l[len(l)-1], fmt.Sprintf("n%d OK", i)) {
-			t.Fatalf("NOOP %d: %q", i, l)
+			t.Fatalf("command %d: %q", i, l)
 		}
 	}
 	// The LOGIN took a token too: 121 commands, 100 at once, 21 at 10 a second.
 	if d := time.Since(start); d < 1900*time.Millisecond {
-		t.Errorf("120 NOOPs answered in %v: not paced at 10 a second", d)
+		t.Errorf("120 commands answered in %v: not paced at 10 a second", d)
 	}
 	metricstest.Rise(t, before, metricstest.Serve(t, metrics.Handler()), "postern_commands_throttled_total",
 		metricstest.L("listener", "imap-test", "protocol", "imap"), 20)
@@ -657,5 +666,122 @@ func TestAppendNonSyncLiteralOverTheLimit(t *testing.T) {
 	lines := rc.until("ERR ")
 	if !strings.HasPrefix(lines[0], "b NO [TOOBIG]") || slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "z ") }) {
 		t.Errorf("APPEND of a literal over the limit: %q, want NO [TOOBIG] and the connection closed", lines)
+	}
+}
+
+// TestFetchFiltersAtOnceServesInOrder: the messages of one FETCH are filtered at once (as many as filterWorkers),
+// and served in order whichever finishes first.
+func TestFetchFiltersAtOnceServesInOrder(t *testing.T) {
+	r := newRig(t, nil, nil)
+	for range 8 {
+		r.up.add("INBOX", plainMsg)
+	}
+	var mu sync.Mutex
+	running, most := 0, 0
+	other := make(chan struct{})
+	var once sync.Once
+	r.filter.set(func(in *pluginhost.Input) *policy.Decision {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running--
+			mu.Unlock()
+		}()
+		if in.Env.UID == 1 {
+			// The first message is the slowest: it waits for another to be filtered beside it.
+			select {
+			case <-other:
+			case <-time.After(5 * time.Second):
+			}
+		} else {
+			once.Do(func() { close(other) })
+		}
+		return &policy.Decision{Action: pluginhost.Accept}
+	})
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb EXAMINE INBOX\r\nc FETCH 1:8 (RFC822.SIZE)\r\n")
+	rc.until("b OK")
+	var seqs []string
+	for _, l := range rc.until("c ") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "*" && f[2] == "FETCH" {
+			seqs = append(seqs, f[1])
+		}
+	}
+	if want := []string{"1", "2", "3", "4", "5", "6", "7", "8"}; !slices.Equal(seqs, want) {
+		t.Errorf("FETCH responses for %v, want %v in order", seqs, want)
+	}
+	// One worker per CPU, at most four: with two CPUs or more, at least two at once.
+	if cpus := runtime.GOMAXPROCS(0); (cpus >= 2 && most < 2) || most > min(cpus, 4) {
+		t.Errorf("%d messages filtered at once on %d CPUs, want between 2 and %d", most, cpus, min(cpus, 4))
+	}
+}
+
+// sizeLiar makes the upstream's RFC822.SIZE say 10 bytes, whatever the message.
+type sizeLiar struct{ net.Conn }
+
+var rfc822Size = regexp.MustCompile(`RFC822\.SIZE \d+`)
+
+func (c sizeLiar) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	out := rfc822Size.ReplaceAll(p[:n], []byte("RFC822.SIZE 10"))
+	return copy(p, out), err
+}
+
+// TestMessageLargerThanItsSizeSaid: a message the upstream says is small but that is over the scan size when it
+// arrives is not inspected: it is served as the notice that says so, and no plugin runs.
+func TestMessageLargerThanItsSizeSaid(t *testing.T) {
+	up := newMemUpstream(t, nil)
+	up.add("INBOX", plainMsg)
+	r := newRig(t, up, func(o *Options) {
+		o.Limits.MessageSize = 64
+		o.Dial = func(ctx context.Context) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", up.addr)
+			if err != nil {
+				return nil, err
+			}
+			return sizeLiar{c}, nil
+		}
+	})
+	c := r.client(nil)
+	r.selectBox(c, "INBOX", true)
+	m := fetchOne(t, c, 1, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	b := m.FindBodySection(&imap.FetchItemBodySection{Peek: true})
+	if !bytes.Contains(b, []byte("not inspected")) || bytes.Contains(b, []byte("hello")) {
+		t.Errorf("a message over the scan size served as:\n%s", b)
+	}
+	if r.filter.count() != 0 {
+		t.Error("the policy ran on a message it could not inspect whole")
+	}
+}
+
+// TestCachedMessageExpungedElsewhere: a message another client expunged, not yet announced, is served as it was,
+// the same bytes (RFC 2180 §4.1.1), and the next NOOP announces the expunge. (go-imap's memory server still
+// serves such a message to a session it has not told; that the cache answers without asking the upstream at
+// all is TestCachedReadAsksNothingUpstream's.)
+func TestCachedMessageExpungedElsewhere(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.up.add("INBOX", plainMsg)
+	r.up.add("INBOX", plainMsg)
+	var expunged syncList
+	c := r.client(&imapclient.UnilateralDataHandler{Expunge: func(seq uint32) { expunged.add(seq) }})
+	r.selectBox(c, "INBOX", false)
+	peek := &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}
+	first := fetchOne(t, c, 1, peek).FindBodySection(peek.BodySection[0])
+	d := r.up.direct()
+	d.Select("INBOX", nil).Wait()
+	d.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+	d.Expunge().Close()
+	again := fetchOne(t, c, 1, peek).FindBodySection(peek.BodySection[0])
+	if len(first) == 0 || !bytes.Equal(first, again) {
+		t.Errorf("the expunged message read again: %q, was %q", again, first)
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := expunged.get(); !slices.Equal(got, []uint32{1}) {
+		t.Errorf("EXPUNGEs after NOOP = %v, want [1]", got)
 	}
 }
