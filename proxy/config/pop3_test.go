@@ -43,7 +43,8 @@ listener "pop3" "defaults" {
 	l := cfg.Listeners[0]
 	want := POP3{SizeMode: "upstream", UpstreamProxyProtocol: true, CacheMemory: 32 << 20, CacheEntry: 512 << 10,
 		CacheUser: 4 << 20, CacheDisk: 1 << 30, EarlyOK: 4 * time.Second}
-	if l.POP3 != want || l.Limits.SessionTime != 30*time.Minute || l.Limits.CommandRate != 20 || l.Upstream != UpstreamEmbedded || l.UpstreamTLS.Mode != "starttls" || l.Direction != "retrieval" {
+	if l.POP3 != want || l.Limits.SessionTime != 30*time.Minute || l.Limits.CommandRate != 20 ||
+		l.Upstream != UpstreamEmbedded || l.UpstreamTLS.Mode != "starttls" || l.Direction != "retrieval" {
 		t.Fatalf("pop3 listener %+v", l)
 	}
 	if d := cfg.Listeners[1]; d.POP3 != (POP3{SizeMode: "exact"}) || d.Limits.IdleTimeout != 10*time.Minute {

@@ -37,9 +37,8 @@ var wordDecoder = mime.WordDecoder{CharsetReader: charset.Reader}
 // addrToken is one lexical item of an address header: a special character, or a word (atom, quoted string or
 // domain literal) with its text.
 type addrToken struct {
-	special byte   // one of ()<>@,;:.  or 0 for a word
+	special byte   // one of <>@,;:. or 0 for a word (comments are not tokens)
 	text    string // the word; a quoted string unquoted, a domain literal with its brackets
-	quoted  bool
 }
 
 // lexAddresses splits an address header value into tokens; comments are dropped, but the text of the last
@@ -85,7 +84,7 @@ func lexAddresses(s string) (toks []addrToken, comments map[int]string) {
 				}
 				b.WriteByte(s[j])
 			}
-			toks = append(toks, addrToken{text: b.String(), quoted: true})
+			toks = append(toks, addrToken{text: b.String()})
 			i = j + 1
 		case c == '[':
 			j := strings.IndexByte(s[i:], ']')
