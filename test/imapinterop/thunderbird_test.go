@@ -145,20 +145,13 @@ func preauthShim(t *testing.T, sock, proxy string) {
 // (download_bodies_on_get_new_mail), and every message it stores (but for the X-Mozilla-* lines it adds) equals the
 // filtered bytes, the banner included, the EICAR one as its notice.
 func TestThunderbird(t *testing.T) {
-	need(t, "thunderbird", "xvfb-run", "python3", "ip")
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Fatal("unshare not found: install the Debian package util-linux")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("a network namespace needs root")
-	}
 	r := newRig(t, testdovecot.Options{})
 	tg := r.targets[1]
 	ref := reference(t, tg.addr)
 	checkFiltered(t, tg, ref)
 
 	dir, profile, sock := tbSetUp(t, tg.addr, "")
-	tb := startThunderbird(t, dir, profile, tbPort, sock)
+	tb := startThunderbird(t, dir, profile, sock)
 	want := map[string]bool{}
 	for _, f := range ref {
 		want[digest(f.Body)] = true
@@ -193,10 +186,17 @@ func TestThunderbird(t *testing.T) {
 // tbPort is the account's port inside Thunderbird's namespace: nothing else listens there.
 const tbPort = 1143
 
-// tbSetUp makes a directory with a profile (tbPrefs, then extra prefs) and the PREAUTH shim to proxy on a socket in
-// it; the shim's logs start empty.
+// tbSetUp checks that Thunderbird can run here, and makes a directory with a profile (tbPrefs, then extra prefs)
+// and the PREAUTH shim to proxy on a socket in it; the shim's logs start empty.
 func tbSetUp(t *testing.T, proxy, extra string) (dir, profile, sock string) {
 	t.Helper()
+	need(t, "thunderbird", "xvfb-run", "python3", "ip")
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("unshare not found: install the Debian package util-linux")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("a network namespace needs root")
+	}
 	dir = t.TempDir()
 	sock = filepath.Join(dir, "shim.sock")
 	tbLog.Reset()
@@ -223,9 +223,9 @@ func (tb *thunderbird) stop() {
 	tb.cmd.Wait()
 }
 
-// startThunderbird runs Thunderbird with profile under xvfb-run, in a network namespace whose 127.0.0.1:port
+// startThunderbird runs Thunderbird with profile under xvfb-run, in a network namespace whose 127.0.0.1:tbPort
 // leads to the shim's socket; it is killed when the test ends.
-func startThunderbird(t *testing.T, dir, profile string, port int, sock string, args ...string) *thunderbird {
+func startThunderbird(t *testing.T, dir, profile, sock string, args ...string) *thunderbird {
 	t.Helper()
 	fwd := filepath.Join(dir, "forward.py")
 	if err := os.WriteFile(fwd, []byte(tbForward), 0o600); err != nil {
@@ -239,7 +239,7 @@ func startThunderbird(t *testing.T, dir, profile string, port int, sock string, 
 	}
 	script := fmt.Sprintf(`ip link set lo up && { python3 %s %d %s %s & } && `+
 		`while [ ! -e %s ]; do sleep 0.1; done && exec xvfb-run -a thunderbird --no-remote --profile %s%s`,
-		fwd, port, sock, ready, ready, profile, quoted)
+		fwd, tbPort, sock, ready, ready, profile, quoted)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	cmd := exec.CommandContext(ctx, "unshare", "-n", "--", "sh", "-c", script)
 	cmd.Env = append(os.Environ(), "HOME="+dir, "MOZ_HEADLESS=1", "MOZ_DISABLE_AUTO_SAFE_MODE=1")
@@ -299,20 +299,17 @@ user_pref("mail.server.server1.autosync_offline_stores", false);
 // -mail and a message's URI it opens the message in a window of its own (MailUtils.displayMessage): it fetches the
 // message's text then, and what it is served carries the retrieval policy's banner.
 func TestThunderbirdOpensMessage(t *testing.T) {
-	need(t, "thunderbird", "xvfb-run", "python3", "ip")
-	if os.Geteuid() != 0 {
-		t.Fatal("a network namespace needs root")
-	}
 	r := newRig(t, testdovecot.Options{})
 	tg := r.targets[1]
 	dir, profile, sock := tbSetUp(t, tg.addr, tbHeadersOnly)
 	// First the listing: Thunderbird keeps the headers in its folder database.
-	tb := startThunderbird(t, dir, profile, tbPort, sock)
+	tb := startThunderbird(t, dir, profile, sock)
 	db := filepath.Join(profile, "ImapMail", "postern", "INBOX.msf")
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(tbLog.String(), "HEADER.FIELDS") || !exists(db) {
 		if time.Now().After(deadline) {
-			t.Fatalf("Thunderbird did not list INBOX; it sent:\n%s\noutput:\n%s", lastLines(tbLog.String(), 40), lastLines(tb.out.String(), 40))
+			t.Fatalf("Thunderbird did not list INBOX; it sent:\n%s\noutput:\n%s", lastLines(tbLog.String(), 40),
+				lastLines(tb.out.String(), 40))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -323,7 +320,7 @@ func TestThunderbirdOpensMessage(t *testing.T) {
 	tb.stop()
 	// Then the message, as a user opening it.
 	sent := len(tbLog.String())
-	tb = startThunderbird(t, dir, profile, tbPort, sock, "-mail", "imap-message://alice@127.0.0.1/INBOX#1")
+	tb = startThunderbird(t, dir, profile, sock, "-mail", "imap-message://alice@127.0.0.1/INBOX#1")
 	deadline = time.Now().Add(2 * time.Minute)
 	for !strings.Contains(tbServed.String(), bannerText) {
 		if time.Now().After(deadline) {
