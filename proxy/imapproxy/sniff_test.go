@@ -1,7 +1,6 @@
 package imapproxy
 
 import (
-	"net"
 	"testing"
 )
 
@@ -18,7 +17,7 @@ func TestSniffer(t *testing.T) {
 		{"literal at a read boundary", "* 1 FETCH (BODY[] {12}\r\n* 9 RECENT\r\n)\r\n", -1, -1},
 		{"literal8", "* 1 FETCH (BINARY[] ~{12}\r\n* 9 RECENT\r\n)\r\n* 4 RECENT\r\n", 4, -1},
 		{"two literals on a line", "* LIST () \"/\" {3}\r\nabc\r\n* 1 FETCH (ENVELOPE (NIL {12}\r\n* 7 RECENT\r\n NIL))\r\n", -1, -1},
-		{"long line", "* SEARCH " + string(make([]byte, 0)) + "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20\r\n* 5 RECENT\r\n", 5, -1},
+		{"long line", "* SEARCH 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20\r\n* 5 RECENT\r\n", 5, -1},
 	} {
 		// Fed byte by byte and in one piece: the result does not depend on how the stream was read.
 		for _, step := range []int{1, 7, len(tc.stream)} {
@@ -32,5 +31,3 @@ func TestSniffer(t *testing.T) {
 		}
 	}
 }
-
-var _ net.Conn = (*sniffer)(nil)

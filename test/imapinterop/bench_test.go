@@ -81,21 +81,29 @@ func demoPolicy(b testing.TB) string {
 	return rest
 }
 
-// pass is one client run: login, SELECT, FETCH 1:N (UID RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]) streamed,
-// then benchBodies UID FETCH BODY.PEEK[] one by one. It returns the bytes of the bodies read.
-func pass(b *testing.B, addr string) int64 {
+// examine logs in to addr as alice and examines INBOX.
+func examine(b *testing.B, addr string) (*imapclient.Client, *imap.SelectData) {
 	c, err := imapclient.DialInsecure(addr, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
 	if err := c.Login("alice", "alicepass").Wait(); err != nil {
+		c.Close()
 		b.Fatal(err)
 	}
 	sel, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait()
 	if err != nil {
+		c.Close()
 		b.Fatal(err)
 	}
+	return c, sel
+}
+
+// pass is one client run: login, SELECT, FETCH 1:N (UID RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]) streamed,
+// then benchBodies UID FETCH BODY.PEEK[] one by one. It returns the bytes of the bodies read.
+func pass(b *testing.B, addr string) int64 {
+	c, sel := examine(b, addr)
+	defer c.Close()
 	if sel.NumMessages != benchMessages {
 		b.Fatalf("%d messages in INBOX, want %d", sel.NumMessages, benchMessages)
 	}
@@ -139,17 +147,8 @@ func pass(b *testing.B, addr string) int64 {
 // download reads every message of INBOX whole in one FETCH, straight from addr: what any proxy that must know the
 // size and structure of what it serves has to take from the upstream before the first listing is answered.
 func download(b *testing.B, addr string) {
-	c, err := imapclient.DialInsecure(addr, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, _ := examine(b, addr)
 	defer c.Close()
-	if err := c.Login("alice", "alicepass").Wait(); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		b.Fatal(err)
-	}
 	cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true,
 		BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
 	n := 0
