@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -495,45 +494,78 @@ func TestCommandRatePaces(t *testing.T) {
 		metricstest.L("listener", "imap-test", "protocol", "imap"), 20)
 }
 
-// TestUpstreamStartTLSInjection: what an upstream (or a man in the middle) sends in plain text after its
-// STARTTLS reply must not be read as if it came under TLS: the session is refused.
-func TestUpstreamStartTLSInjection(t *testing.T) {
+// TestUpstreamStartTLS: the proxy's own STARTTLS to the upstream goes on only from an OK greeting and an OK reply
+// with nothing after it: what an upstream (or a man in the middle) sends in plain text after the reply must not be
+// read as if it came under TLS, and a PREAUTH greeting or a refused STARTTLS ends the session too. The same fake
+// upstream without those faults is served, so each refusal is the check's.
+func TestUpstreamStartTLS(t *testing.T) {
 	cert, key, _ := testCert(t)
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
+	for _, tc := range []struct {
+		name, greeting, reply string
+		served                bool
+	}{
+		{"clean", "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready", "P0 OK Begin TLS", true},
+		{"injected after the reply", "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready", "P0 OK Begin TLS\r\n* PREAUTH injected", false},
+		{"PREAUTH greeting", "* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] logged in", "P0 OK Begin TLS", false},
+		{"STARTTLS refused", "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready", "P0 NO not now", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						c.Write([]byte(tc.greeting + "\r\n"))
+						br := bufio.NewReader(c)
+						br.ReadString('\n')
+						c.Write([]byte(tc.reply + "\r\n"))
+						// A real handshake follows: only the proxy's checks refuse the session.
+						tlsConn := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}})
+						if tlsConn.Handshake() != nil {
+							return
+						}
+						// Under TLS: every command is OK, CAPABILITY answered.
+						tr := bufio.NewReader(tlsConn)
+						for {
+							l, err := tr.ReadString('\n')
+							if err != nil {
+								return
+							}
+							tag, _, _ := strings.Cut(l, " ")
+							if strings.Contains(strings.ToUpper(l), "CAPABILITY") {
+								tlsConn.Write([]byte("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"))
+							}
+							tlsConn.Write([]byte(tag + " OK done\r\n"))
+						}
+					}()
+				}
+			}()
+			r := newRig(t, &memUpstream{addr: ln.Addr().String()}, func(o *Options) {
+				o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: cert, ServerName: "localhost"}
+			})
+			if tc.served {
+				rc := r.raw() // fails unless greeted with OK
+				rc.send("a NOOP\r\n")
+				if l := rc.until("a "); !strings.HasPrefix(l[len(l)-1], "a OK") {
+					t.Errorf("NOOP through the clean upstream: %q", l)
+				}
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"))
-				br := bufio.NewReader(c)
-				br.ReadString('\n')
-				c.Write([]byte("P0 OK Begin TLS\r\n* PREAUTH injected\r\n"))
-				// A real handshake follows: only the check for bytes before it refuses the session.
-				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}})
-				if tc.Handshake() != nil {
-					return
-				}
-				tc.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n"))
-				io.Copy(io.Discard, tc)
-			}()
-		}
-	}()
-	r := newRig(t, &memUpstream{addr: ln.Addr().String()}, func(o *Options) {
-		o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: cert, ServerName: "localhost"}
-	})
-	expectRefused(t, r.addr, "after an injected STARTTLS reply")
+			expectRefused(t, r.addr, tc.name+":")
+		})
+	}
 }
 
 // recordingConn keeps the command lines the proxy sends upstream.
