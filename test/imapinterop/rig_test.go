@@ -29,7 +29,7 @@ import (
 // tools maps the programs of the suite to their Debian packages.
 var tools = map[string]string{
 	"curl": "curl", "python3": "python3", "mbsync": "isync", "node": "nodejs", "npm": "npm",
-	"thunderbird": "thunderbird", "xvfb-run": "xvfb", "ip": "iproute2",
+	"thunderbird": "thunderbird", "ip": "iproute2",
 }
 
 // need fails the test when a tool is missing, naming the package to install.

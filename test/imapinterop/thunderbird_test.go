@@ -140,7 +140,7 @@ func preauthShim(t *testing.T, sock, proxy string) {
 	}()
 }
 
-// TestThunderbird runs Thunderbird headless (xvfb-run) in a network namespace with only loopback, its account on
+// TestThunderbird runs Thunderbird headless in a network namespace with only loopback, its account on
 // Postern in front of Dovecot: it lists INBOX and, as it gets new mail, downloads each message for offline use
 // (download_bodies_on_get_new_mail), and every message it stores (but for the X-Mozilla-* lines it adds) equals the
 // filtered bytes, the banner included, the EICAR one as its notice.
@@ -179,8 +179,8 @@ func TestThunderbird(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s (%d bytes, known %v)", name, len(b), want[digest([]byte(b))]))
 	}
 	t.Logf("Thunderbird sent:\n%s", lastLines(tbLog.String(), 60))
-	t.Fatalf("Thunderbird stored %d messages matching the filtered bytes of %d; stored:\n%s\nthunderbird output:\n%s",
-		len(got), len(ref), strings.Join(got, "\n"), lastLines(tb.out.String(), 40))
+	t.Fatalf("Thunderbird stored %d messages matching the filtered bytes of %d; stored:\n%s\n%s",
+		len(got), len(ref), strings.Join(got, "\n"), tb.report())
 }
 
 // tbPort is the account's port inside Thunderbird's namespace: nothing else listens there.
@@ -190,7 +190,7 @@ const tbPort = 1143
 // and the PREAUTH shim to proxy on a socket in it; the shim's logs start empty.
 func tbSetUp(t *testing.T, proxy, extra string) (dir, profile, sock string) {
 	t.Helper()
-	need(t, "thunderbird", "xvfb-run", "python3", "ip")
+	need(t, "thunderbird", "python3", "ip")
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatal("unshare not found: install the Debian package util-linux")
 	}
@@ -216,6 +216,20 @@ func tbSetUp(t *testing.T, proxy, extra string) (dir, profile, sock string) {
 type thunderbird struct {
 	cmd *exec.Cmd
 	out *syncBuffer
+	log string // its IMAP log
+}
+
+// report is what a failing test shows of Thunderbird: the end of its IMAP log and of its output.
+func (tb *thunderbird) report() string {
+	imapLog, _ := os.ReadFile(tb.log)
+	var out []string // but for GTK's complaints of having no screen
+	for _, l := range strings.Split(tb.out.String(), "\n") {
+		if strings.TrimSpace(l) != "" && !strings.Contains(l, "Gtk-CRITICAL") && !strings.Contains(l, "WARNING: gtk_") {
+			out = append(out, l)
+		}
+	}
+	return fmt.Sprintf("its IMAP log ends:\n%s\nits output ends:\n%s", lastLines(string(imapLog), 40),
+		lastLines(strings.Join(out, "\n"), 20))
 }
 
 func (tb *thunderbird) stop() {
@@ -223,8 +237,9 @@ func (tb *thunderbird) stop() {
 	tb.cmd.Wait()
 }
 
-// startThunderbird runs Thunderbird with profile under xvfb-run, in a network namespace whose 127.0.0.1:tbPort
-// leads to the shim's socket; it is killed when the test ends.
+// startThunderbird runs Thunderbird with profile, headless (MOZ_HEADLESS: no X server, so no display state is
+// left between runs), in a network namespace whose 127.0.0.1:tbPort leads to the shim's socket; it is killed when
+// the test ends. Its own IMAP log (MOZ_LOG) goes to tb.log.moz_log in dir, for a test that fails to show.
 func startThunderbird(t *testing.T, dir, profile, sock string, args ...string) *thunderbird {
 	t.Helper()
 	fwd := filepath.Join(dir, "forward.py")
@@ -238,13 +253,20 @@ func startThunderbird(t *testing.T, dir, profile, sock string, args ...string) *
 		quoted += " '" + a + "'"
 	}
 	script := fmt.Sprintf(`ip link set lo up && { python3 %s %d %s %s & } && `+
-		`while [ ! -e %s ]; do sleep 0.1; done && exec xvfb-run -a thunderbird --no-remote --profile %s%s`,
+		`while [ ! -e %s ]; do sleep 0.1; done && exec thunderbird --no-remote --profile %s%s`,
 		fwd, tbPort, sock, ready, ready, profile, quoted)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	cmd := exec.CommandContext(ctx, "unshare", "-n", "--", "sh", "-c", script)
-	cmd.Env = append(os.Environ(), "HOME="+dir, "MOZ_HEADLESS=1", "MOZ_DISABLE_AUTO_SAFE_MODE=1")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DISPLAY=") && !strings.HasPrefix(kv, "WAYLAND_DISPLAY=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "HOME="+dir, "MOZ_HEADLESS=1", "MOZ_DISABLE_AUTO_SAFE_MODE=1",
+		"MOZ_LOG=IMAP:4,sync,timestamp", "MOZ_LOG_FILE="+filepath.Join(dir, "tb.log"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tb := &thunderbird{cmd: cmd, out: &syncBuffer{}}
+	tb := &thunderbird{cmd: cmd, out: &syncBuffer{}, log: filepath.Join(dir, "tb.log.moz_log")}
 	cmd.Stdout, cmd.Stderr = tb.out, tb.out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -308,8 +330,7 @@ func TestThunderbirdOpensMessage(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(tbLog.String(), "HEADER.FIELDS") || !exists(db) {
 		if time.Now().After(deadline) {
-			t.Fatalf("Thunderbird did not list INBOX; it sent:\n%s\noutput:\n%s", lastLines(tbLog.String(), 40),
-				lastLines(tb.out.String(), 40))
+			t.Fatalf("Thunderbird did not list INBOX; it sent:\n%s\n%s", lastLines(tbLog.String(), 40), tb.report())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -324,7 +345,7 @@ func TestThunderbirdOpensMessage(t *testing.T) {
 	deadline = time.Now().Add(2 * time.Minute)
 	for !strings.Contains(tbServed.String(), bannerText) {
 		if time.Now().After(deadline) {
-			t.Fatalf("Thunderbird did not open the message; it sent:\n%s\noutput:\n%s", lastLines(tbLog.String()[sent:], 40), lastLines(tb.out.String(), 40))
+			t.Fatalf("Thunderbird did not open the message; it sent:\n%s\n%s", lastLines(tbLog.String()[sent:], 40), tb.report())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
