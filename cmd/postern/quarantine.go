@@ -225,7 +225,11 @@ func runQuarantineShow(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "postern quarantine show: %v\n", err)
 		return 1
 	}
-	id := fs.Arg(0)
+	id, err := q.Resolve(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "postern quarantine show: %v\n", err)
+		return 1
+	}
 	m, err := q.Get(id)
 	if err != nil {
 		fmt.Fprintf(stderr, "postern quarantine show: %v\n", err)
@@ -384,6 +388,12 @@ func runQuarantineAction(action string, args []string, stdout, stderr io.Writer)
 	cfg, code := quarantineConfig(*configPath, stderr)
 	if cfg == nil {
 		return code
+	}
+	if q, err := readStore(cfg); err == nil { // the reference a notice quotes names its entry
+		if id, err = q.Resolve(id); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

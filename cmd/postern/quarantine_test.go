@@ -143,6 +143,16 @@ func TestQuarantineCommands(t *testing.T) {
 	if code != 0 || out != rawMessage("first") {
 		t.Fatalf("show -message: exit %d\n%q", code, out)
 	}
+	// The reference a notice quotes (the ID without the time of storing) names the entry too.
+	_, firstRef, _ := strings.Cut(first.ID, "-")
+	if code, out, errs := postern(t, "", "quarantine", "show", "-config", cfg, "-json", firstRef); code != 0 ||
+		!strings.Contains(out, `"id": "`+first.ID+`"`) {
+		t.Fatalf("show %s: exit %d\n%s%s", firstRef, code, out, errs)
+	}
+	if code, _, errs := postern(t, "", "quarantine", "show", "-config", cfg, "no-such-ref"); code != 1 ||
+		!strings.Contains(errs, "no such quarantine entry") {
+		t.Fatalf("show of an unknown reference: exit %d: %s", code, errs)
+	}
 	if code, _, errs := postern(t, "", "quarantine", "show", "-config", cfg, "../../etc/passwd"); code != 1 ||
 		!strings.Contains(errs, "not a quarantine entry ID") {
 		t.Fatalf("show of a path: exit %d: %s", code, errs)
@@ -177,7 +187,8 @@ func TestQuarantineCommands(t *testing.T) {
 		t.Fatalf("released: %+v", got)
 	}
 
-	code, out, errs = postern(t, "", "quarantine", "delete", "-config", cfg, "-by", "bob", "-reason", "spam", second.ID)
+	_, secondRef, _ := strings.Cut(second.ID, "-")
+	code, out, errs = postern(t, "", "quarantine", "delete", "-config", cfg, "-by", "bob", "-reason", "spam", secondRef)
 	if code != 0 || !strings.Contains(out, "deleted "+second.ID) {
 		t.Fatalf("delete: exit %d\n%s%s", code, out, errs)
 	}

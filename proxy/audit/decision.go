@@ -23,7 +23,7 @@ type Facts struct {
 	// Reply is the reply the client was given (for SMTP the upstream's, when the message went on).
 	Reply Reply
 	// SHA256Served is, at retrieval, the hex SHA-256 of the bytes the client was served (the message, its changed
-	// version, or the notice in its place); Withheld is the reference the notice gives, when it was withheld.
+	// version, or the notice in its place); Withheld is the quarantine entry that keeps a withheld original.
 	SHA256Served, Withheld string
 }
 

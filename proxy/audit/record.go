@@ -80,8 +80,8 @@ type Record struct {
 	SHA256In  string `json:"sha256_in,omitempty"`
 	SHA256Out string `json:"sha256_out,omitempty"`
 	// SHA256Served is, at retrieval, the hex SHA-256 of what the client was served: the message, its changed
-	// version, or the notice that took a withheld message's place. Withheld is then that notice's reference, the
-	// key of the original in the quarantine store.
+	// version, or the notice that took a withheld message's place. Withheld is then the ID of the quarantine entry
+	// that keeps the original, which the notice quotes (IMAP: without the time of storing).
 	SHA256Served string `json:"sha256_served,omitempty"`
 	Withheld     string `json:"withheld,omitempty"`
 	// Malformed lists the distinct kinds of the message's defects ("unclosed-boundary", "depth-limit", ...),

@@ -37,6 +37,7 @@ type result struct {
 	size     int64
 	sha256   string // of the served bytes
 	withheld string // the notice's reference, "" when the message itself is served
+	entry    string // the quarantine entry that keeps a withheld message's original
 	content  []byte // the bytes in memory, or
 	file     string // the bytes on disk
 
@@ -76,7 +77,7 @@ func (r *result) metadata() *result {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return &result{size: r.size, sha256: r.sha256, withheld: r.withheld, header: r.header, metaOnly: true,
+	return &result{size: r.size, sha256: r.sha256, withheld: r.withheld, entry: r.entry, header: r.header, metaOnly: true,
 		envelope: r.envelope, bs: r.bs}
 }
 

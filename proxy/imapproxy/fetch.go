@@ -524,7 +524,7 @@ func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
 		timedOut.Store(true)
 		ss.cancel()
 	})
-	out, err := ss.mf.Message(sp, mailflow.MessageInput{In: in, ID: ref})
+	out, err := ss.mf.Message(sp, mailflow.MessageInput{In: in, ID: ref, Lasting: true})
 	watchdog.Stop()
 	f := &filtered{sp: sp, out: out}
 	if timedOut.Load() {
@@ -579,6 +579,7 @@ func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
 			r.sha256 = digestOf(body, size)
 		}
 	default: // reject, discard, quarantine: withheld
+		r.entry = out.QuarantineID
 		if out.Action != pluginhost.Quarantine {
 			q := ss.srv.flow.Options().Quarantine
 			if q == nil {
@@ -586,10 +587,11 @@ func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
 				return refuse("Message temporarily unavailable, try again later")
 			}
 			// The entry's ID ends in ref, the notice's reference, which stays the same each time the message
-			// is read so that the notice has the same bytes every time.
+			// is read so that the notice has the same bytes every time; a message read again finds its
+			// original kept already.
 			qm := mailflow.QuarantineMeta(ss.id, &in.Env, out.Decision, out.Msg)
 			qm.ID, qm.Size, qm.SHA256 = ref, sp.Size(), out.SHA256In
-			if _, err := q.Store(sp.Reader(), qm); err != nil {
+			if r.entry, err = q.StoreOnce(sp.Reader(), qm); err != nil {
 				ss.log.Error("withheld message could not be kept; not served", "uid", md.uid, "err", err)
 				return refuse("Message temporarily unavailable, try again later")
 			}
@@ -612,7 +614,7 @@ func (ss *session) filter(md meta, sp *mailflow.Spool) (*filtered, error) {
 // record appends the decision's record with the reply the client got.
 func (f *filtered) record(reply audit.Reply) {
 	if f.out != nil && f.r != nil {
-		f.out.RecordServed(reply, f.r.sha256, f.r.withheld)
+		f.out.RecordServed(reply, f.r.sha256, f.r.entry)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
 )
@@ -215,22 +218,64 @@ func TestFetchWithheldNotice(t *testing.T) {
 	if !bytes.Equal(first, second) {
 		t.Errorf("the notice changed between fetches:\n%s\n---\n%s", first, second)
 	}
+	// Read twice, kept once: the entry that keeps the original is the one both records name, linked to the
+	// first, and the reference the notice quotes names it.
 	emls, _ := filepath.Glob(filepath.Join(r.qdir, "*.eml"))
-	if len(emls) == 0 {
-		t.Fatal("original not quarantined")
+	if len(emls) != 1 {
+		t.Fatalf("%d originals kept for a message read twice, want 1: %v", len(emls), emls)
 	}
 	orig, _ := os.ReadFile(emls[0])
 	if string(orig) != plainMsg {
 		t.Errorf("quarantined copy differs: %q", orig)
 	}
-	var withheld int
+	entry := strings.TrimSuffix(filepath.Base(emls[0]), ".eml")
+	var withheld []*audit.Record
 	for _, rec := range r.audit.all() {
 		if rec.Withheld != "" && rec.Protocol == "imap" {
-			withheld++
+			withheld = append(withheld, rec)
+			if rec.Withheld != entry {
+				t.Errorf("record %d: withheld %q, want the entry %q", rec.Seq, rec.Withheld, entry)
+			}
 		}
 	}
-	if withheld != 2 {
-		t.Errorf("%d withheld records, want 2", withheld)
+	if len(withheld) != 2 {
+		t.Fatalf("%d withheld records, want 2", len(withheld))
+	}
+	q, err := mailflow.OpenQuarantine(r.qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := q.Get(entry); err != nil || m.AuditSeq != withheld[0].Seq {
+		t.Errorf("entry %s linked to record %v (%v), want %d", entry, m, err, withheld[0].Seq)
+	}
+	ref := regexp.MustCompile(`imap-[0-9a-f]{16}`).Find(first)
+	if got, err := q.Resolve(string(ref)); err != nil || got != entry {
+		t.Errorf("the notice's reference %q names %q (%v), want %q", ref, got, err, entry)
+	}
+}
+
+// TestFetchQuarantinedOnce: a message the policy quarantines at FETCH is kept once however often it is read.
+func TestFetchQuarantinedOnce(t *testing.T) {
+	r := newRig(t, nil, nil)
+	r.up.add("INBOX", plainMsg)
+	r.filter.set(func(*pluginhost.Input) *policy.Decision {
+		return &policy.Decision{Action: pluginhost.Quarantine, Text: "held for review", DecidedBy: "dlp"}
+	})
+	for range 2 {
+		r.srv.cache = mustCache(t)
+		c := r.client(nil)
+		r.selectBox(c, "INBOX", true)
+		fetchOne(t, c, 1, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	}
+	emls, _ := filepath.Glob(filepath.Join(r.qdir, "*.eml"))
+	if len(emls) != 1 {
+		t.Fatalf("%d copies kept, want 1: %v", len(emls), emls)
+	}
+	entry := strings.TrimSuffix(filepath.Base(emls[0]), ".eml")
+	for _, rec := range r.audit.all() {
+		if rec.Protocol == "imap" && rec.Action == "quarantine" && rec.Withheld != entry {
+			t.Errorf("record %d: withheld %q, want %q", rec.Seq, rec.Withheld, entry)
+		}
 	}
 }
 

@@ -337,6 +337,9 @@ type MessageInput struct {
 	In *pluginhost.Input
 	// ID names the message in logs and in the quarantine (SMTP: the transaction id).
 	ID string
+	// Lasting marks an ID that names the message for good (IMAP: a UID of a mailbox, read in any session): a
+	// quarantined copy already kept under it with the same digest is not kept again (quarantine.StoreOnce).
+	Lasting bool
 	// Pending is a decision taken at an envelope stage (a discard or quarantine) that is carried out on the
 	// message instead of running the message stage.
 	Pending *policy.Decision
@@ -531,7 +534,11 @@ func (s *Session) Message(sp *Spool, mi MessageInput) (*Outcome, error) {
 		}
 		qm := QuarantineMeta(s.id, &in.Env, d, out.Msg)
 		qm.ID, qm.Size, qm.SHA256 = mi.ID, sp.Size(), sp.Sum()
-		out.QuarantineID, out.Err = o.Quarantine.Store(sp.Reader(), qm)
+		store := o.Quarantine.Store
+		if mi.Lasting {
+			store = o.Quarantine.StoreOnce
+		}
+		out.QuarantineID, out.Err = store(sp.Reader(), qm)
 	default:
 		out.Err = s.render(out, d, mi)
 	}

@@ -160,6 +160,8 @@ type Store struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	once sync.Mutex // serialises StoreOnce's look and write in this process
 }
 
 // Open opens (and if need be creates) the store and removes what interrupted writes left. It does not apply the
@@ -262,6 +264,76 @@ func (s *Store) Store(content io.Reader, m Meta) (string, error) {
 	return m.ID, nil
 }
 
+// StoreOnce is Store for a message whose reference names it for good (IMAP: the same UID of the same mailbox,
+// read again in another session or after the result cache let it go): when an entry with that reference and the
+// same SHA-256 is kept already, it returns that entry's ID and keeps nothing, so that reading a withheld message
+// again does not fill the store with copies. Without m.SHA256 it is Store.
+func (s *Store) StoreOnce(content io.Reader, m Meta) (string, error) {
+	if m.SHA256 == "" {
+		return s.Store(content, m)
+	}
+	s.once.Lock()
+	defer s.once.Unlock()
+	id, err := s.kept(sanitizeRef(m.ID), m.SHA256)
+	if err != nil || id != "" {
+		return id, err
+	}
+	return s.Store(content, m)
+}
+
+// Resolve returns the ID of the entry that name names: its ID, or the reference a notice quotes (the ID without
+// the time of storing, as an IMAP notice gives it). A reference that names several entries is an error listing
+// them.
+func (s *Store) Resolve(name string) (string, error) {
+	if !ValidID(name) {
+		return "", fmt.Errorf("quarantine: %q: %w", name, ErrInvalidID)
+	}
+	if _, err := os.Lstat(s.path(name, extMessage)); err == nil {
+		return name, nil
+	}
+	ids, err := s.ids()
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, id := range ids {
+		if hasRef(id, name) {
+			found = append(found, id)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("quarantine: %s: %w", name, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("quarantine: %s names %d entries: %s", name, len(found), strings.Join(found, ", "))
+}
+
+// kept returns the ID of an entry with reference ref and the given digest, "" when there is none.
+func (s *Store) kept(ref, sha256 string) (string, error) {
+	ids, err := s.ids()
+	if err != nil {
+		return "", err
+	}
+	for _, id := range ids {
+		if !hasRef(id, ref) {
+			continue
+		}
+		if m, err := s.read(id); err == nil && !m.Orphan && m.SHA256 == sha256 {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+// hasRef reports whether the entry id was stored under the reference ref: an ID is "<time>-<ref>", or
+// "<time>-<ref>-<suffix>" for a second entry of one reference in one second.
+func hasRef(id, ref string) bool {
+	_, rest, ok := strings.Cut(id, "-")
+	return ok && (rest == ref || strings.HasPrefix(rest, ref+"-"))
+}
+
 // fill derives what Meta leaves empty from the rest.
 func fill(m *Meta) {
 	if m.Stage == "" {
@@ -329,7 +401,9 @@ func (s *Store) Link(id string, seq uint64, hash string) error {
 		return nil
 	}
 	return s.update(id, func(m *Meta) error {
-		m.AuditSeq, m.AuditHash = seq, hash
+		if m.AuditSeq == 0 { // an entry StoreOnce found kept stays linked to the decision that kept it
+			m.AuditSeq, m.AuditHash = seq, hash
+		}
 		return nil
 	})
 }

@@ -626,3 +626,68 @@ func TestListOrdersWithinOneSecond(t *testing.T) {
 		t.Fatalf("newest first: %v %v (older %s)", list, err, older)
 	}
 }
+
+// TestStoreOnceKeepsAMessageReadAgainOnce: a message withheld each time it is read (IMAP: the same UID in every
+// session) is kept once; the entry stays linked to the decision that kept it; another message under the same
+// reference (other bytes) and a second-of-the-same-time entry are told apart.
+func TestStoreOnceKeepsAMessageReadAgainOnce(t *testing.T) {
+	c := newClock()
+	s := openStore(t, Options{Now: c.now})
+	m := Meta{ID: "imap-0123456789abcdef", Listener: "imap", Protocol: "imap", Direction: "retrieval",
+		MailboxUser: "alice", Mailbox: "INBOX", UID: 7, Size: int64(len(sample)), SHA256: "d1", Decision: decision()}
+	first, err := s.StoreOnce(strings.NewReader(sample), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Link(first, 10, strings.Repeat("a", 64)); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Hour)
+	again, err := s.StoreOnce(strings.NewReader(sample), m)
+	if err != nil || again != first {
+		t.Fatalf("read again: %q, %v; want the kept entry %q", again, err, first)
+	}
+	if err := s.Link(again, 11, strings.Repeat("b", 64)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(first); got.AuditSeq != 10 {
+		t.Errorf("entry linked to record %d, want the first decision's 10", got.AuditSeq)
+	}
+	if emls, _ := filepath.Glob(filepath.Join(s.Dir(), "*.eml")); len(emls) != 1 {
+		t.Errorf("%d messages kept, want 1: %v", len(emls), emls)
+	}
+	other := m
+	other.SHA256 = "d2"
+	changed, err := s.StoreOnce(strings.NewReader(sample+"x"), other)
+	if err != nil || changed == first {
+		t.Fatalf("other bytes under the same reference: %q, %v", changed, err)
+	}
+	// Store, unlike StoreOnce, keeps every copy.
+	if id := store(t, s, m); id == first {
+		t.Errorf("Store returned the kept entry %q", id)
+	}
+}
+
+// TestResolve: an entry is named by its ID, or by the reference a notice quotes when that names one entry.
+func TestResolve(t *testing.T) {
+	c := newClock()
+	s := openStore(t, Options{Now: c.now})
+	one := store(t, s, smtpMeta("imap-aaaa"))
+	store(t, s, smtpMeta("twice"))
+	c.add(time.Second)
+	store(t, s, smtpMeta("twice"))
+	for name, want := range map[string]string{one: one, "imap-aaaa": one} {
+		if got, err := s.Resolve(name); err != nil || got != want {
+			t.Errorf("Resolve(%q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if _, err := s.Resolve("imap-aa"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a prefix of a reference: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Resolve("twice"); err == nil || !strings.Contains(err.Error(), "names 2 entries") {
+		t.Errorf("a reference of two entries: %v", err)
+	}
+	if _, err := s.Resolve("../x"); !errors.Is(err, ErrInvalidID) {
+		t.Errorf("a path: %v", err)
+	}
+}
