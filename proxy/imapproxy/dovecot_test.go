@@ -151,7 +151,8 @@ func TestDovecotSubscriptions(t *testing.T) {
 	proxy := dovecotRig(t, dc, nil).addr
 	setup := rawLogin(t, dc.IMAP)
 	for _, cmd := range []string{"CREATE box.test", "CREATE box.test2.test", "CREATE box.test3.x",
-		"SUBSCRIBE box.test", "SUBSCRIBE box.test2.test", "SUBSCRIBE box.test3.x"} {
+		"SUBSCRIBE box.test", "SUBSCRIBE box.test2.test", "SUBSCRIBE box.test3.x",
+		"CREATE box.gone", "SUBSCRIBE box.gone", "DELETE box.gone"} { // a subscription outlives its mailbox
 		setup.send("c " + cmd + "\r\n")
 		if l := setup.until("c "); !strings.HasPrefix(l[len(l)-1], "c OK") {
 			t.Fatalf("%s: %q", cmd, l)
@@ -172,9 +173,10 @@ func TestDovecotSubscriptions(t *testing.T) {
 		cmd  string
 		want []string // what Dovecot answers, to be sure the case tests something
 	}{
-		{`LSUB "" box.%`, []string{`* LSUB () "." box.test`, `* LSUB (\Noselect) "." box.test2`,
-			`* LSUB (\Noselect) "." box.test3`}},
-		{`LIST (SUBSCRIBED) "" box.%`, []string{`* LIST (\Subscribed) "." box.test`}},
+		{`LSUB "" box.%`, []string{`* LSUB () "." box.gone`, `* LSUB () "." box.test`,
+			`* LSUB (\Noselect) "." box.test2`, `* LSUB (\Noselect) "." box.test3`}},
+		{`LIST (SUBSCRIBED) "" box.%`, []string{`* LIST (\Subscribed \NonExistent) "." box.gone`,
+			`* LIST (\Subscribed) "." box.test`}},
 		{`LIST (SUBSCRIBED RECURSIVEMATCH) "" (box.test2)`,
 			[]string{`* LIST (\NonExistent) "." box.test2 (CHILDINFO ("SUBSCRIBED"))`}},
 		{`LIST (SUBSCRIBED RECURSIVEMATCH) "" (box.test2 box.test2.test)`,

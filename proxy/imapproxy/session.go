@@ -577,7 +577,7 @@ func isLSub(w *imapserver.ListWriter) bool {
 
 // lsub answers LSUB from the upstream's LIST (SUBSCRIBED RECURSIVEMATCH): a mailbox that is not subscribed but
 // has a subscribed child the pattern's `%` does not reach comes back with CHILDINFO, and LSUB lists it as
-// \Noselect (RFC 3501 §6.3.9).
+// \Noselect (RFC 3501 §6.3.9); a subscription whose mailbox no longer exists is listed as it is.
 func (ss *session) lsub(w *imapserver.ListWriter, ref, pattern string) error {
 	list, err := ss.list(ref, pattern, &imap.ListOptions{SelectSubscribed: true, SelectRecursiveMatch: true})
 	if err != nil {
@@ -595,7 +595,10 @@ func (ss *session) lsub(w *imapserver.ListWriter, ref, pattern string) error {
 		for _, a := range d.Attrs {
 			switch a {
 			case imap.MailboxAttrSubscribed:
-			case imap.MailboxAttrNonExistent, imap.MailboxAttrNoSelect:
+			case imap.MailboxAttrNonExistent:
+				// A subscribed name whose mailbox is gone is listed as a plain subscription, as Dovecot's own
+				// LSUB does: LSUB's \Noselect says "not subscribed, but a child is".
+			case imap.MailboxAttrNoSelect:
 				if !slices.Contains(out.Attrs, imap.MailboxAttrNoSelect) {
 					out.Attrs = append(out.Attrs, imap.MailboxAttrNoSelect)
 				}
