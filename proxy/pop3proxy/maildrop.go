@@ -453,6 +453,18 @@ func (ss *session) key(i int) (cacheKey, bool) {
 	return cacheKey{upstream: ss.srv.upstreamName(), user: ss.mailbox, uidl: m.uidl, version: ss.mf.PolicyVersion()}, true
 }
 
+// reference names message i in the quarantine: for good when it has a UIDL (the same message gets the same
+// reference in every session, so that its original is kept once however often it is read), else by the session
+// and its number.
+func (ss *session) reference(i int) (ref string, lasting bool) {
+	k, ok := ss.key(i)
+	if !ok {
+		return ss.id + "-" + strconv.Itoa(i+1), false
+	}
+	sum := sha256.Sum256([]byte(k.upstream + "\x00" + k.user + "\x00" + k.uidl))
+	return "pop3-" + hex.EncodeToString(sum[:8]), true
+}
+
 func (ss *session) cached(i int) (*result, bool) {
 	if k, ok := ss.key(i); ok {
 		return ss.srv.cache.get(k)
@@ -553,7 +565,8 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 		timedOut.Store(true)
 		ss.cancel()
 	})
-	out, err := ss.mf.Message(sp, mailflow.MessageInput{In: in, ID: ss.id + "-" + strconv.Itoa(i+1)})
+	ref, lasting := ss.reference(i)
+	out, err := ss.mf.Message(sp, mailflow.MessageInput{In: in, ID: ref, Lasting: lasting})
 	watchdog.Stop()
 	if timedOut.Load() {
 		ss.log.Warn("filtering took longer than the command timeout; closing session", "msg", i+1,
@@ -608,7 +621,7 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 		}
 		f.body = body
 	default: // reject, discard, quarantine: withheld
-		ref := out.QuarantineID
+		id := out.QuarantineID
 		if out.Action != pluginhost.Quarantine {
 			q := ss.srv.flow.Options().Quarantine
 			if q == nil {
@@ -616,8 +629,12 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 				return tempfail("Message temporarily unavailable, try again later")
 			}
 			qm := mailflow.QuarantineMeta(ss.id, &in.Env, out.Decision, out.Msg)
-			qm.ID, qm.Size, qm.SHA256 = ss.id+"-"+strconv.Itoa(i+1), sp.Size(), sumIn
-			ref, err = q.Store(sp.Reader(), qm)
+			qm.ID, qm.Size, qm.SHA256 = ref, sp.Size(), sumIn
+			store := q.Store
+			if lasting {
+				store = q.StoreOnce // read again in another session, its original is kept already
+			}
+			id, err = store(sp.Reader(), qm)
 			if err != nil {
 				ss.log.Error("withheld message could not be kept; not served", "msg", i+1, "err", err)
 				return tempfail("Message temporarily unavailable, try again later")
@@ -625,8 +642,8 @@ func (ss *session) runPolicy(i int, command string, sp *mailflow.Spool) (*filter
 		}
 		d := out.Decision
 		notice := mailflow.Notice(out.Msg, mailflow.Withheld{Policy: d.DecidedBy, Action: out.Action.String(),
-			Reason: d.Text, Reference: ref, Hostname: ss.srv.opts.Hostname, Date: time.Now()})
-		res.size, res.sha256, res.withheld = int64(len(notice)), sha(notice), ref
+			Reason: d.Text, Reference: id, Hostname: ss.srv.opts.Hostname, Date: time.Now()})
+		res.size, res.sha256, res.withheld = int64(len(notice)), sha(notice), id
 		f.body = bytes.NewReader(notice)
 	}
 	f.res = res

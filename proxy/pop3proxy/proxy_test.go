@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/proxy/audit"
+	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
 	"github.com/postern/postern/proxy/pluginhost"
 	"github.com/postern/postern/proxy/policy"
@@ -316,6 +318,50 @@ func TestWithheldMessageIsQuarantinedThenNoticed(t *testing.T) {
 				t.Fatalf("deleted %v", d)
 			}
 		})
+	}
+}
+
+// TestWithheldMessageReadAgainIsKeptOnce: a withheld message read in another session, once the result cache let
+// it go, is not kept again: both notices quote the entry the first read stored, both records name it, and it
+// stays linked to the first.
+func TestWithheldMessageReadAgainIsKeptOnce(t *testing.T) {
+	up := newTestUpstream(t)
+	up.setMessages("alice", msg1, msg2)
+	r := newRig(t, up, nil)
+	r.filter.set(withhold(pluginhost.Reject), "v1")
+	var notices []string
+	for range 2 {
+		r.srv.cache = testCache(t, Cache{MemoryBytes: 1 << 20, EntryBytes: 1 << 20, UserBytes: 1 << 20})
+		c := r.dial()
+		c.login()
+		notices = append(notices, c.retr("2"))
+		c.ok("QUIT")
+	}
+	emls, _ := filepath.Glob(filepath.Join(r.qdir, "*.eml"))
+	if len(emls) != 1 {
+		t.Fatalf("%d originals kept for a message read in two sessions, want 1: %v", len(emls), emls)
+	}
+	entry := strings.TrimSuffix(filepath.Base(emls[0]), ".eml")
+	var withheld []*audit.Record
+	for _, rec := range r.audit.all() {
+		if rec.Withheld != "" {
+			withheld = append(withheld, rec)
+		}
+	}
+	if len(withheld) != 2 || withheld[0].Withheld != entry || withheld[1].Withheld != entry {
+		t.Fatalf("withheld records %+v, want two naming %s", withheld, entry)
+	}
+	for i, n := range notices {
+		if !strings.Contains(n, entry) {
+			t.Errorf("notice %d does not quote %s:\n%s", i+1, entry, n)
+		}
+	}
+	q, err := mailflow.OpenQuarantine(r.qdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := q.Get(entry); err != nil || m.AuditSeq != withheld[0].Seq {
+		t.Errorf("entry linked to %v (%v), want record %d", m, err, withheld[0].Seq)
 	}
 }
 

@@ -6,7 +6,9 @@
 //
 // # Files
 //
-// An entry ID is the UTC time of storing and the message's reference in the session ("20261202T210530Z-abc.1").
+// An entry ID is the UTC time of storing and the message's reference ("20261202T210530Z-abc.1"). A message
+// withheld at retrieval has a reference that names it for good (its mailbox and UID or UIDL): StoreOnce finds
+// it kept already when it is read again, so the store holds one copy however often it is read.
 // The store directory (mode 0700) holds ID.eml, the message byte for byte, and ID.json, its Meta. Both are
 // written under temporary names, fsynced and renamed, the message first and the metadata last, and the
 // directory is fsynced: an ID.json always has its ID.eml, and a crash leaves at most a temporary file, which
