@@ -3,17 +3,15 @@ package imapproxy
 import (
 	"bytes"
 	"container/list"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/postern/postern/proxy/resultcache"
 )
 
 // cacheKey names one filtered message: the same UID means the same message only under the same upstream, user,
@@ -24,6 +22,9 @@ type cacheKey struct {
 	uid                     imap.UID
 	configVersion           string
 }
+
+// Owner is the user whose share of the cache the entry counts in.
+func (k cacheKey) Owner() string { return k.user }
 
 func (k cacheKey) String() string {
 	return k.upstream + "\x00" + k.user + "\x00" + k.mailbox + "\x00" + strconv.FormatUint(uint64(k.uidValidity), 10) +
@@ -98,78 +99,58 @@ func (r *result) open() (io.ReaderAt, func(), bool) {
 // the derived envelope and structure.
 const entryOverhead = 1024
 
-// resultCache is a bounded LRU of filtered messages shared by a listener's sessions, bounded in total and per
-// user, in memory and on disk. Entries are per user: a key names the user, and nothing is shared between users
-// even for the same upstream message.
+// resultCache is the listener's cache of filtered messages (package resultcache: bounded in total and per user,
+// in memory and on disk, never shared between users), with the metadata of the results whose bytes it let go in
+// an LRU of its own, within MetaBytes: what a folder listed again asks.
 type resultCache struct {
-	maxBytes, userBytes, entryBytes int64
-	diskDir                         string
-	diskBytes                       int64
-	log                             *slog.Logger
+	*resultcache.Cache[cacheKey, *result]
 
-	mu       sync.Mutex
-	ll       *list.List
-	m        map[cacheKey]*list.Element
-	bytes    int64
-	diskUsed int64
-	users    map[string]int64
-
-	// The metadata of results whose bytes were evicted, in an LRU of its own within metaBytes.
+	metaMu              sync.Mutex
 	metaBytes, metaUsed int64
-	metaLL              *list.List
+	metaLL              *list.List // of *metaEntry, most recent first
 	metaM               map[cacheKey]*list.Element
 }
 
-type cacheEntry struct {
+type metaEntry struct {
 	key  cacheKey
 	r    *result
 	cost int64
-	disk int64
 }
 
 func newResultCache(c Cache, log *slog.Logger) (*resultCache, error) {
-	rc := &resultCache{maxBytes: c.MemoryBytes, userBytes: c.UserBytes, entryBytes: c.EntryBytes, diskDir: c.Dir,
-		diskBytes: c.DiskBytes, log: log, ll: list.New(), m: map[cacheKey]*list.Element{}, users: map[string]int64{},
-		metaBytes: c.MetaBytes, metaLL: list.New(), metaM: map[cacheKey]*list.Element{}}
-	if rc.diskDir != "" && rc.diskBytes > 0 {
-		// What an earlier process kept may have been decided by another configuration: start empty.
-		if err := os.RemoveAll(rc.diskDir); err != nil {
-			return nil, fmt.Errorf("cache dir: %w", err)
-		}
-		if err := os.MkdirAll(rc.diskDir, 0o700); err != nil {
-			return nil, fmt.Errorf("cache dir: %w", err)
-		}
-	} else {
-		rc.diskDir = ""
+	rc := &resultCache{metaBytes: c.MetaBytes, metaLL: list.New(), metaM: map[cacheKey]*list.Element{}}
+	var err error
+	rc.Cache, err = resultcache.New(resultcache.Bounds{MemoryBytes: c.MemoryBytes, UserBytes: c.UserBytes,
+		EntryBytes: c.EntryBytes, Dir: c.Dir, DiskBytes: c.DiskBytes}, log,
+		func(k cacheKey, r *result) { rc.putMeta(k, r.metadata()) })
+	if err != nil {
+		return nil, err
 	}
 	return rc, nil
 }
 
-func (c *resultCache) get(k cacheKey) (*result, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok {
-		return nil, false
-	}
-	c.ll.MoveToFront(e)
-	return e.Value.(*cacheEntry).r, true
+func (c *resultCache) get(k cacheKey) (*result, bool) { return c.Get(k) }
+
+// keeps reports whether the cache can keep a filtered message of size bytes.
+func (c *resultCache) keeps(size int64) bool {
+	b := c.Bounds()
+	return size <= b.EntryBytes || b.Dir != "" && size <= b.DiskBytes
 }
 
 // getMeta returns the metadata of a result whose bytes were evicted.
 func (c *resultCache) getMeta(k cacheKey) (*result, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
 	e, ok := c.metaM[k]
 	if !ok {
 		return nil, false
 	}
 	c.metaLL.MoveToFront(e)
-	return e.Value.(*cacheEntry).r, true
+	return e.Value.(*metaEntry).r, true
 }
 
 // putMeta keeps the metadata of an evicted result, evicting the least recently used metadata to stay within
-// metaBytes. Called with mu held.
+// metaBytes.
 func (c *resultCache) putMeta(k cacheKey, r *result) {
 	if r == nil || c.metaBytes <= 0 {
 		return
@@ -178,126 +159,42 @@ func (c *resultCache) putMeta(k cacheKey, r *result) {
 	if cost > c.metaBytes {
 		return
 	}
-	if e, ok := c.metaM[k]; ok {
-		c.metaUsed -= e.Value.(*cacheEntry).cost
-		c.metaLL.Remove(e)
-	}
-	c.metaM[k] = c.metaLL.PushFront(&cacheEntry{key: k, r: r, cost: cost})
+	c.metaMu.Lock()
+	defer c.metaMu.Unlock()
+	c.dropMetaLocked(k)
+	c.metaM[k] = c.metaLL.PushFront(&metaEntry{key: k, r: r, cost: cost})
 	c.metaUsed += cost
 	for c.metaUsed > c.metaBytes {
-		el := c.metaLL.Back()
-		ce := el.Value.(*cacheEntry)
-		c.metaLL.Remove(el)
-		delete(c.metaM, ce.key)
-		c.metaUsed -= ce.cost
+		c.dropMetaLocked(c.metaLL.Back().Value.(*metaEntry).key)
 	}
 }
 
-// put keeps r with body (r.size bytes): in memory up to the entry bound, else on disk within the disk bound,
-// else not at all. It evicts the least recently used entries (the same user's first when that user is over its
-// share) to stay within the bounds, and returns the result as kept (nil when not kept).
+func (c *resultCache) dropMetaLocked(k cacheKey) {
+	if e, ok := c.metaM[k]; ok {
+		c.metaUsed -= e.Value.(*metaEntry).cost
+		c.metaLL.Remove(e)
+		delete(c.metaM, k)
+	}
+}
+
+// put keeps r with body (r.size bytes) in memory or on disk, within the bounds, and returns the result as kept
+// (nil when not kept).
 func (c *resultCache) put(k cacheKey, r *result, body io.ReaderAt) *result {
-	r.content, r.file = nil, ""
-	var disk int64
-	switch {
-	case r.size <= c.entryBytes:
-		b := make([]byte, r.size)
-		if _, err := body.ReadAt(b, 0); err != nil && err != io.EOF {
-			return nil
-		}
-		r.content = b
-	case c.diskDir != "" && r.size <= c.diskBytes:
-		path, err := c.write(k, body, r.size)
-		if err != nil {
-			c.log.Warn("filtered message not cached on disk", "err", err)
-			return nil
-		}
-		r.file, disk = path, r.size
-	default:
+	content, ok := c.Store(body, r.size)
+	if !ok {
 		return nil
 	}
+	r.content, r.file = content.Bytes, content.File
 	r.header = headerBlock(body, r.size)
 	// What a listing asks is computed now, once, so that it outlives the bytes in the metadata.
 	r.envelopeOf(func() io.Reader { return io.NewSectionReader(body, 0, r.size) })
 	r.structureOf(func() io.Reader { return io.NewSectionReader(body, 0, r.size) })
 	cost := int64(len(r.content)+len(r.header)+len(k.upstream)+len(k.user)+len(k.mailbox)+len(k.configVersion)) + entryOverhead
-	if cost > c.userBytes || cost > c.maxBytes {
-		if r.file != "" {
-			os.Remove(r.file)
-		}
+	if !c.Add(k, r, content, cost) {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
-		c.remove(e)
-	}
-	e := c.ll.PushFront(&cacheEntry{key: k, r: r, cost: cost, disk: disk})
-	c.m[k] = e
-	if me, ok := c.metaM[k]; ok {
-		c.metaUsed -= me.Value.(*cacheEntry).cost
-		c.metaLL.Remove(me)
-		delete(c.metaM, k)
-	}
-	c.bytes += cost
-	c.diskUsed += disk
-	c.users[k.user] += cost
-	for el := c.ll.Back(); el != nil && c.diskDir != "" && c.diskUsed > c.diskBytes; {
-		prev := el.Prev()
-		if el.Value.(*cacheEntry).disk > 0 && el != e {
-			c.remove(el)
-		}
-		el = prev
-	}
-	for el := c.ll.Back(); el != nil && c.users[k.user] > c.userBytes; {
-		prev := el.Prev()
-		if el.Value.(*cacheEntry).key.user == k.user && el != e {
-			c.remove(el)
-		}
-		el = prev
-	}
-	for c.bytes > c.maxBytes {
-		el := c.ll.Back()
-		if el == e {
-			break
-		}
-		c.remove(el)
-	}
+	c.metaMu.Lock()
+	c.dropMetaLocked(k)
+	c.metaMu.Unlock()
 	return r
-}
-
-func (c *resultCache) remove(e *list.Element) {
-	ce := e.Value.(*cacheEntry)
-	c.ll.Remove(e)
-	delete(c.m, ce.key)
-	c.bytes -= ce.cost
-	if ce.disk > 0 {
-		c.diskUsed -= ce.disk
-		os.Remove(ce.r.file) // a session serving it has it open
-	}
-	if c.users[ce.key.user] -= ce.cost; c.users[ce.key.user] <= 0 {
-		delete(c.users, ce.key.user)
-	}
-	c.putMeta(ce.key, ce.r.metadata())
-}
-
-func (c *resultCache) write(k cacheKey, body io.ReaderAt, size int64) (string, error) {
-	sum := sha256.Sum256([]byte(k.String()))
-	path := filepath.Join(c.diskDir, hex.EncodeToString(sum[:16]))
-	f, err := os.CreateTemp(c.diskDir, ".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	_, err = io.Copy(f, io.NewSectionReader(body, 0, size))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return path, nil
 }

@@ -43,8 +43,8 @@ func TestResultCacheKeyAndBounds(t *testing.T) {
 	if _, ok := c.get(a); !ok {
 		t.Error("recently used entry evicted")
 	}
-	if c.bytes > c.maxBytes || c.users["alice"] > c.userBytes {
-		t.Errorf("cache holds %d bytes (alice %d), bounds %d and %d", c.bytes, c.users["alice"], c.maxBytes, c.userBytes)
+	if _, n := c.Len(); n > c.Bounds().MemoryBytes || c.UserBytes("alice") > c.Bounds().UserBytes {
+		t.Errorf("cache holds %d bytes (alice %d), bounds %+v", n, c.UserBytes("alice"), c.Bounds())
 	}
 	big := a
 	big.uid = 10

@@ -44,8 +44,8 @@ func TestCacheBounds(t *testing.T) {
 		r, body := changed(900)
 		c.put(key(fmt.Sprint("u", i), 0), r, body)
 	}
-	if _, bytes := c.stats(); bytes > c.maxBytes {
-		t.Fatalf("cache holds %d bytes, bound %d", bytes, c.maxBytes)
+	if _, bytes := c.Len(); bytes > c.Bounds().MemoryBytes {
+		t.Fatalf("cache holds %d bytes, bound %d", bytes, c.Bounds().MemoryBytes)
 	}
 	if _, ok := c.get(key("a", 10)); ok {
 		t.Fatal("the least recently used entry survived")
