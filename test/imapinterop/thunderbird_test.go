@@ -52,7 +52,10 @@ while True:
 `
 
 // tbPrefs is the profile's user.js: one IMAP account on 127.0.0.1:PORT (the shim, which greets with PREAUTH, so
-// no password is needed), messages kept offline in a Maildir store (one file per message), no first-run UI.
+// no password is needed), messages kept offline in a Maildir store (one file per message), no first-run UI, and
+// online whatever the network looks like: in a namespace with only loopback, Thunderbird's link detection
+// (offline.autoDetect, network.manage-offline-status) would otherwise take it offline at some starts, closing its
+// connections before the first command.
 const tbPrefs = `user_pref("mail.accountmanager.accounts", "account1");
 user_pref("mail.accountmanager.defaultaccount", "account1");
 user_pref("mail.account.account1.server", "server1");
@@ -87,6 +90,8 @@ user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
 user_pref("app.update.enabled", false);
 user_pref("browser.shell.checkDefaultBrowser", false);
 user_pref("mail.biff.show_alert", false);
+user_pref("offline.autoDetect", false);
+user_pref("network.manage-offline-status", false);
 `
 
 // tbLog keeps what Thunderbird sent, tbServed what it was sent.
