@@ -817,3 +817,81 @@ func TestCachedMessageExpungedElsewhere(t *testing.T) {
 		t.Errorf("EXPUNGEs after NOOP = %v, want [1]", got)
 	}
 }
+
+// TestNewMailSearchNamesNoOldUID: `UID SEARCH UID n:*` names the last message even when its UID is below n
+// (RFC 3501 §6.4.8: "*" is the largest UID in use), which is what a server answers when the message its EXISTS
+// announced is gone by the time the proxy asks. That UID is one the session has: it must not be added again as
+// a new message. A scripted upstream answers so; go-imap's memory server cannot.
+func TestNewMailSearchNamesNoOldUID(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	searches := make(chan string, 8)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n"))
+		br := bufio.NewReader(c)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			tag, rest, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
+			cmd := strings.ToUpper(rest)
+			var out string
+			switch {
+			case strings.HasPrefix(cmd, "CAPABILITY"):
+				out = "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"
+			case strings.HasPrefix(cmd, "SELECT"), strings.HasPrefix(cmd, "EXAMINE"):
+				out = "* 2 EXISTS\r\n* FLAGS (\\Seen)\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 4] n\r\n"
+			case strings.HasPrefix(cmd, "NOOP"):
+				out = "* 3 EXISTS\r\n" // message 3 arrives, and is gone before the proxy asks for it
+			case strings.HasPrefix(cmd, "UID SEARCH"):
+				searches <- rest
+				if strings.Contains(cmd, ":*") {
+					out = "* SEARCH 2\r\n" // "3:*" with 3 gone: the largest UID in use, 2
+				} else {
+					out = "* SEARCH 1 2\r\n"
+				}
+			case strings.HasPrefix(cmd, "UID FETCH"):
+				out = "* 1 FETCH (UID 1 FLAGS ())\r\n* 2 FETCH (UID 2 FLAGS ())\r\n"
+			}
+			c.Write([]byte(out + tag + " OK done\r\n"))
+		}
+	}()
+	r := newRig(t, &memUpstream{addr: ln.Addr().String()}, nil)
+	rc := r.raw()
+	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+	if l := rc.until("b "); !strings.HasPrefix(l[len(l)-1], "b OK") {
+		t.Fatalf("SELECT: %q", l)
+	}
+	rc.send("c NOOP\r\n")
+	l := rc.until("c ")
+	if !strings.HasPrefix(l[len(l)-1], "c OK") || slices.ContainsFunc(l, func(s string) bool { return strings.HasSuffix(s, " EXISTS") }) {
+		t.Fatalf("NOOP after an arrival whose message is gone: %q, want no EXISTS", l)
+	}
+	var asked []string
+	for len(searches) > 0 {
+		asked = append(asked, <-searches)
+	}
+	if !slices.ContainsFunc(asked, func(s string) bool { return strings.Contains(s, "UID 3:*") }) {
+		t.Fatalf("the proxy searched %q, not UID 3:*: the test proves nothing", asked)
+	}
+	rc.send("d FETCH 1:* (UID)\r\n")
+	l = rc.until("d ")
+	var fetched []string
+	for _, s := range l {
+		if strings.HasPrefix(s, "* ") && strings.Contains(s, " FETCH ") {
+			fetched = append(fetched, s)
+		}
+	}
+	if len(fetched) != 2 || !strings.HasPrefix(l[len(l)-1], "d OK") {
+		t.Fatalf("FETCH 1:* (UID) = %q, want UIDs 1 and 2 once each", l)
+	}
+}
