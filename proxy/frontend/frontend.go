@@ -1,6 +1,7 @@
 // Package frontend is what the retrieval front ends (pop3proxy, imapproxy) set up alike around their protocol
 // code: the listener with its session limits and PROXY protocol, the client-side certificates, the upstream's TLS
-// configuration, and the pipeline every message they serve passes. A front end keeps only its protocol.
+// configuration, and the pipeline every message they serve passes. A front end keeps only its protocol. The
+// option checks and defaults every front end shares, smtpproxy's included, are here too (defaults.go).
 package frontend
 
 import (

@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/proxy/config"
+	"github.com/postern/postern/proxy/frontend"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
@@ -157,23 +156,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Name == "" {
 		o.Name = "imap"
 	}
-	if o.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "localhost"
-		}
-		o.Hostname = h
+	var err error
+	if o.Hostname, err = frontend.Hostname(o.Hostname); err != nil {
+		return o, err
 	}
-	if strings.ContainsAny(o.Hostname, " \t\r\n") {
-		return o, fmt.Errorf("hostname %q contains white space", o.Hostname)
-	}
-	if o.Dial == nil {
-		if o.Upstream == "" {
-			return o, errors.New("no upstream: set upstream to host:port")
-		}
-		if _, _, err := net.SplitHostPort(o.Upstream); err != nil {
-			return o, fmt.Errorf("upstream %q: %w", o.Upstream, err)
-		}
+	if err := frontend.CheckUpstream(o.Upstream, o.Dial != nil); err != nil {
+		return o, err
 	}
 	switch o.UpstreamTLS.Mode {
 	case "":
@@ -182,7 +170,6 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("upstream_tls mode %q: want none, starttls or tls", o.UpstreamTLS.Mode)
 	}
-	var err error
 	if o.TLS, err = o.TLS.WithDefaults(); err != nil {
 		return o, err
 	}
@@ -220,21 +207,10 @@ func (o Options) withDefaults() (Options, error) {
 		o.Prefilter = 0
 	}
 	setDefault(&o.ProxyProtocol.HeaderTimeout, config.DefaultProxyHeaderTimeout)
-	for _, t := range o.ProxyProtocol.Trusted {
-		if _, err := listener.ParsePrefix(t); err != nil {
-			return o, fmt.Errorf("proxy_protocol trusted %q: %w", t, err)
-		}
+	if err := frontend.CheckTrusted(o.ProxyProtocol.Trusted); err != nil {
+		return o, err
 	}
-	if o.SpoolDir == "" {
-		o.SpoolDir = os.TempDir()
-	}
-	setDefault(&o.MemoryThreshold, config.DefaultMemoryThreshold)
-	if o.MessageLimits == (message.Limits{}) {
-		o.MessageLimits = message.DefaultLimits()
-	}
-	if o.MessageLimits.MaxSize < l.MessageSize {
-		o.MessageLimits.MaxSize = l.MessageSize
-	}
+	frontend.SpoolDefaults(&o.SpoolDir, &o.MemoryThreshold, &o.MessageLimits, l.MessageSize)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

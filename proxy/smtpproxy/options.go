@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/proxy/config"
 	"github.com/postern/postern/proxy/embedsmtp"
+	"github.com/postern/postern/proxy/frontend"
 	"github.com/postern/postern/proxy/listener"
 	"github.com/postern/postern/proxy/mailflow"
 	"github.com/postern/postern/proxy/message"
@@ -220,27 +219,20 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("direction %q: want inbound or outbound", o.Direction)
 	}
-	if o.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "localhost"
-		}
-		o.Hostname = h
-	}
-	if strings.ContainsAny(o.Hostname, " \t\r\n") {
-		return o, fmt.Errorf("hostname %q contains white space", o.Hostname)
+	var err error
+	if o.Hostname, err = frontend.Hostname(o.Hostname); err != nil {
+		return o, err
 	}
 	switch {
-	case o.Dial != nil:
-	case o.Upstream == "embedded":
+	case o.Upstream == "embedded" && o.Dial == nil:
 		if o.Embedded == nil {
 			return o, errors.New(`upstream "embedded" needs Options.Embedded`)
 		}
-	case o.Upstream == "":
+	case o.Upstream == "" && o.Dial == nil:
 		return o, errors.New("no upstream: set upstream to host:port or \"embedded\"")
 	default:
-		if _, _, err := net.SplitHostPort(o.Upstream); err != nil {
-			return o, fmt.Errorf("upstream %q: %w", o.Upstream, err)
+		if err := frontend.CheckUpstream(o.Upstream, o.Dial != nil); err != nil {
+			return o, err
 		}
 	}
 	switch o.UpstreamTLS.Mode {
@@ -250,7 +242,6 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("upstream_tls mode %q: want none, starttls or tls", o.UpstreamTLS.Mode)
 	}
-	var err error
 	if o.TLS, err = o.TLS.WithDefaults(); err != nil {
 		return o, err
 	}
@@ -312,23 +303,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ProxyProtocol.HeaderTimeout == 0 {
 		o.ProxyProtocol.HeaderTimeout = config.DefaultProxyHeaderTimeout
 	}
-	for _, t := range o.ProxyProtocol.Trusted {
-		if _, err := listener.ParsePrefix(t); err != nil {
-			return o, fmt.Errorf("proxy_protocol trusted %q: %w", t, err)
-		}
+	if err := frontend.CheckTrusted(o.ProxyProtocol.Trusted); err != nil {
+		return o, err
 	}
-	if o.SpoolDir == "" {
-		o.SpoolDir = os.TempDir()
-	}
-	if o.MemoryThreshold == 0 {
-		o.MemoryThreshold = config.DefaultMemoryThreshold
-	}
-	if o.MessageLimits == (message.Limits{}) {
-		o.MessageLimits = message.DefaultLimits()
-	}
-	if o.MessageLimits.MaxSize < l.MessageSize {
-		o.MessageLimits.MaxSize = l.MessageSize
-	}
+	frontend.SpoolDefaults(&o.SpoolDir, &o.MemoryThreshold, &o.MessageLimits, l.MessageSize)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
