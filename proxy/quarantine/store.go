@@ -266,8 +266,9 @@ func (s *Store) Store(content io.Reader, m Meta) (string, error) {
 
 // StoreOnce is Store for a message whose reference names it for good (IMAP: the same UID of the same mailbox,
 // read again in another session or after the result cache let it go): when an entry with that reference and the
-// same SHA-256 is kept already, it returns that entry's ID and keeps nothing, so that reading a withheld message
-// again does not fill the store with copies. Without m.SHA256 it is Store.
+// same SHA-256 is held already, it returns that entry's ID and keeps nothing, so that reading a withheld message
+// again does not fill the store with copies; once that entry is released or deleted, a new one is kept. Without
+// m.SHA256 it is Store.
 func (s *Store) StoreOnce(content io.Reader, m Meta) (string, error) {
 	if m.SHA256 == "" {
 		return s.Store(content, m)
@@ -310,7 +311,8 @@ func (s *Store) Resolve(name string) (string, error) {
 	return "", fmt.Errorf("quarantine: %s names %d entries: %s", name, len(found), strings.Join(found, ", "))
 }
 
-// kept returns the ID of an entry with reference ref and the given digest, "" when there is none.
+// kept returns the ID of a held entry (not released) with reference ref and the given digest, "" when there is
+// none. It reads the store's listing: it runs only for a withheld message, which are few.
 func (s *Store) kept(ref, sha256 string) (string, error) {
 	ids, err := s.ids()
 	if err != nil {
@@ -320,7 +322,7 @@ func (s *Store) kept(ref, sha256 string) (string, error) {
 		if !hasRef(id, ref) {
 			continue
 		}
-		if m, err := s.read(id); err == nil && !m.Orphan && m.SHA256 == sha256 {
+		if m, err := s.read(id); err == nil && !m.Orphan && m.SHA256 == sha256 && m.Released == nil {
 			return id, nil
 		}
 	}

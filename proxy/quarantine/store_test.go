@@ -662,6 +662,13 @@ func TestStoreOnceKeepsAMessageReadAgainOnce(t *testing.T) {
 	if err != nil || changed == first {
 		t.Fatalf("other bytes under the same reference: %q, %v", changed, err)
 	}
+	// Once the kept entry is released, a message withheld again is kept anew.
+	if err := s.update(first, func(m *Meta) error { m.Released = &Released{Reason: "checked"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if anew, err := s.StoreOnce(strings.NewReader(sample), m); err != nil || anew == first || anew == changed {
+		t.Errorf("withheld again after the release: %q, %v; want a new entry", anew, err)
+	}
 	// Store, unlike StoreOnce, keeps every copy.
 	if id := store(t, s, m); id == first {
 		t.Errorf("Store returned the kept entry %q", id)
