@@ -131,12 +131,6 @@ func newResultCache(c Cache, log *slog.Logger) (*resultCache, error) {
 
 func (c *resultCache) get(k cacheKey) (*result, bool) { return c.Get(k) }
 
-// keeps reports whether the cache can keep a filtered message of size bytes.
-func (c *resultCache) keeps(size int64) bool {
-	b := c.Bounds()
-	return size <= b.EntryBytes || b.Dir != "" && size <= b.DiskBytes
-}
-
 // getMeta returns the metadata of a result whose bytes were evicted.
 func (c *resultCache) getMeta(k cacheKey) (*result, bool) {
 	c.metaMu.Lock()

@@ -176,7 +176,7 @@ func (ss *session) fetchChunkUpstream(w *imapserver.FetchWriter, chunk []imap.UI
 			}
 			continue
 		}
-		if w == nil && !ss.srv.cache.keeps(md.size) {
+		if w == nil && !ss.srv.cache.Fits(md.size) {
 			continue // the cache could not keep it: filtered when the client reads it
 		}
 		missing = append(missing, md)

@@ -103,6 +103,9 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 // a file within DiskBytes. It reports false when neither may hold them or they could not be read or written
 // (logged). The content counts in the bounds once Add enters it.
 func (c *Cache[K, V]) Store(body io.ReaderAt, size int64) (Content, bool) {
+	if !c.Fits(size) {
+		return Content{}, false
+	}
 	switch {
 	case size <= c.b.EntryBytes:
 		b := make([]byte, size)
@@ -110,7 +113,7 @@ func (c *Cache[K, V]) Store(body io.ReaderAt, size int64) (Content, bool) {
 			return Content{}, false
 		}
 		return Content{Bytes: b}, true
-	case c.b.Dir != "" && size <= c.b.DiskBytes:
+	default:
 		path, err := c.write(body, size)
 		if err != nil {
 			c.log.Warn("filtered message not cached on disk", "err", err)
@@ -118,7 +121,11 @@ func (c *Cache[K, V]) Store(body io.ReaderAt, size int64) (Content, bool) {
 		}
 		return Content{File: path, disk: size}, true
 	}
-	return Content{}, false
+}
+
+// Fits reports whether a content of size bytes can be kept: in memory, or on disk.
+func (c *Cache[K, V]) Fits(size int64) bool {
+	return size <= c.b.EntryBytes || c.b.Dir != "" && size <= c.b.DiskBytes
 }
 
 // Add enters v for k, with its content from Store (or none), at cost bytes of memory: what v holds in memory,
