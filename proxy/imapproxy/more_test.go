@@ -895,3 +895,47 @@ func TestNewMailSearchNamesNoOldUID(t *testing.T) {
 		t.Fatalf("FETCH 1:* (UID) = %q, want UIDs 1 and 2 once each", l)
 	}
 }
+
+// TestNewMailIsFilteredOnArrival: a message whose EXISTS reaches the session is filtered then, so that the
+// client's FETCH of it is answered from the cache; one larger than the cache can keep is left for the FETCH (it
+// would be filtered twice), and prefilter = -1 turns it off.
+func TestNewMailIsFilteredOnArrival(t *testing.T) {
+	big := plainMsg + strings.Repeat("x", 2000) + "\r\n"
+	for _, tc := range []struct {
+		name       string
+		msg        string
+		prefilter  int
+		onArrival  int // policy runs when the EXISTS arrives
+		afterFetch int // and once the client fetched it
+	}{
+		{"new mail", plainMsg, 0, 1, 1},
+		{"too large to keep", big, 0, 0, 1},
+		{"turned off", plainMsg, -1, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, nil, func(o *Options) {
+				o.Prefilter = tc.prefilter
+				o.Cache = Cache{MemoryBytes: 1 << 20, EntryBytes: 1000, UserBytes: 1 << 20}
+			})
+			r.up.add("INBOX", plainMsg)
+			rc := r.raw()
+			rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
+			rc.until("b OK")
+			r.up.add("INBOX", tc.msg)
+			rc.send("c NOOP\r\n")
+			if l := rc.until("c "); !slices.Contains(l, "* 2 EXISTS") {
+				t.Fatalf("NOOP after new mail: %q", l)
+			}
+			if n := r.filter.count(); n != tc.onArrival {
+				t.Errorf("policy ran %d times when the EXISTS arrived, want %d", n, tc.onArrival)
+			}
+			rc.send("d FETCH 2 (BODY.PEEK[])\r\n")
+			if l := rc.until("d "); !strings.HasPrefix(l[len(l)-1], "d OK") {
+				t.Fatalf("FETCH: %q", l)
+			}
+			if n := r.filter.count(); n != tc.afterFetch {
+				t.Errorf("policy ran %d times once the message was fetched, want %d", n, tc.afterFetch)
+			}
+		})
+	}
+}
