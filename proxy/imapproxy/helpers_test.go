@@ -268,3 +268,28 @@ const plainMsg = "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubjec
 const multipartMsg = "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--XX\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--XX--\r\n"
 
 func saslPlain(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
+
+// scriptedUpstream listens on loopback and serves each connection with serve, which the tests write as a few
+// lines of an upstream that answers what go-imap's memory server cannot (a fault, an answer RFC 3501 allows); it
+// returns the address. The connection is closed when serve returns.
+func scriptedUpstream(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -514,45 +514,31 @@ func TestUpstreamStartTLS(t *testing.T) {
 		{"STARTTLS refused", "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready", "P0 NO not now", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
+			addr := scriptedUpstream(t, func(c net.Conn) {
+				c.Write([]byte(tc.greeting + "\r\n"))
+				br := bufio.NewReader(c)
+				br.ReadString('\n')
+				c.Write([]byte(tc.reply + "\r\n"))
+				// A real handshake follows: only the proxy's checks refuse the session.
+				tlsConn := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}})
+				if tlsConn.Handshake() != nil {
+					return
+				}
+				// Under TLS: every command is OK, CAPABILITY answered.
+				tr := bufio.NewReader(tlsConn)
 				for {
-					c, err := ln.Accept()
+					l, err := tr.ReadString('\n')
 					if err != nil {
 						return
 					}
-					go func() {
-						defer c.Close()
-						c.Write([]byte(tc.greeting + "\r\n"))
-						br := bufio.NewReader(c)
-						br.ReadString('\n')
-						c.Write([]byte(tc.reply + "\r\n"))
-						// A real handshake follows: only the proxy's checks refuse the session.
-						tlsConn := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{pair}})
-						if tlsConn.Handshake() != nil {
-							return
-						}
-						// Under TLS: every command is OK, CAPABILITY answered.
-						tr := bufio.NewReader(tlsConn)
-						for {
-							l, err := tr.ReadString('\n')
-							if err != nil {
-								return
-							}
-							tag, _, _ := strings.Cut(l, " ")
-							if strings.Contains(strings.ToUpper(l), "CAPABILITY") {
-								tlsConn.Write([]byte("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"))
-							}
-							tlsConn.Write([]byte(tag + " OK done\r\n"))
-						}
-					}()
+					tag, _, _ := strings.Cut(l, " ")
+					if strings.Contains(strings.ToUpper(l), "CAPABILITY") {
+						tlsConn.Write([]byte("* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n"))
+					}
+					tlsConn.Write([]byte(tag + " OK done\r\n"))
 				}
-			}()
-			r := newRig(t, &memUpstream{addr: ln.Addr().String()}, func(o *Options) {
+			})
+			r := newRig(t, &memUpstream{addr: addr}, func(o *Options) {
 				o.UpstreamTLS = upstream.TLSOptions{Mode: upstream.TLSStartTLS, CAFile: cert, ServerName: "localhost"}
 			})
 			if tc.served {
@@ -823,18 +809,8 @@ func TestCachedMessageExpungedElsewhere(t *testing.T) {
 // announced is gone by the time the proxy asks. That UID is one the session has: it must not be added again as
 // a new message. A scripted upstream answers so; go-imap's memory server cannot.
 func TestNewMailSearchNamesNoOldUID(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	searches := make(chan string, 8)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := scriptedUpstream(t, func(c net.Conn) {
 		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n"))
 		br := bufio.NewReader(c)
 		for {
@@ -864,8 +840,8 @@ func TestNewMailSearchNamesNoOldUID(t *testing.T) {
 			}
 			c.Write([]byte(out + tag + " OK done\r\n"))
 		}
-	}()
-	r := newRig(t, &memUpstream{addr: ln.Addr().String()}, nil)
+	})
+	r := newRig(t, &memUpstream{addr: addr}, nil)
 	rc := r.raw()
 	rc.send("a LOGIN alice secret\r\nb SELECT INBOX\r\n")
 	if l := rc.until("b "); !strings.HasPrefix(l[len(l)-1], "b OK") {
